@@ -1,0 +1,400 @@
+//! Helpers for the end-to-end tests: fixture programs compiled at test time, the traced
+//! processes, and the `koolkit-trace` binary under test.
+//!
+//! These tests need root and a kernel with uprobes. They fail, never skip, when they cannot
+//! attach: a tracer that cannot trace is a broken tracer.
+
+use std::{
+    collections::hash_map::DefaultHasher,
+    fs,
+    hash::{Hash as _, Hasher as _},
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    path::{Path, PathBuf},
+    process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio},
+    sync::{
+        Mutex,
+        atomic::{AtomicU32, Ordering},
+        mpsc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+/// The workspace's root directory.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Where compiled fixtures and per-test copies live.
+fn fixture_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let dir = target.join("fixtures");
+    fs::create_dir_all(&dir).expect("create target/fixtures");
+    dir
+}
+
+/// The `koolkit-trace` binary under test: `$KOOLKIT_TRACE_BIN`, else `target/debug/koolkit-trace`.
+pub fn tracer_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("KOOLKIT_TRACE_BIN") {
+        return PathBuf::from(bin);
+    }
+    let bin = workspace_root().join("target/debug/koolkit-trace");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo xtask test`, which builds it",
+        bin.display()
+    );
+    bin
+}
+
+static COMPILE_LOCK: Mutex<()> = Mutex::new(());
+static COPIES: AtomicU32 = AtomicU32::new(0);
+
+/// Compiles `tests/fixtures/c/<name>.c` with `gcc <flags>` (once per flag set) and returns a
+/// private copy of the binary for this test: uprobes live on inodes, so tests that share a
+/// binary would see each other's probes.
+pub fn c_fixture(name: &str, flags: &[&str]) -> PathBuf {
+    let source = workspace_root().join(format!("tests/fixtures/c/{name}.c"));
+    let mut hasher = DefaultHasher::new();
+    flags.hash(&mut hasher);
+    fs::read(&source)
+        .unwrap_or_else(|e| panic!("{}: {e}", source.display()))
+        .hash(&mut hasher);
+    let built = fixture_dir().join(format!("{name}-{:016x}", hasher.finish()));
+    {
+        let _guard = COMPILE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        if !built.exists() {
+            let partial = built.with_extension("partial");
+            let output = Command::new("gcc")
+                .args(flags)
+                .arg("-o")
+                .arg(&partial)
+                .arg(&source)
+                .output()
+                .expect("run gcc (cargo xtask setup installs it)");
+            assert!(
+                output.status.success(),
+                "gcc {flags:?} {} failed:\n{}",
+                source.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            fs::rename(&partial, &built).unwrap();
+        }
+    }
+    let copy = fixture_dir().join(format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        COPIES.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::copy(&built, &copy).unwrap();
+    copy
+}
+
+/// Reads lines from a child's pipe on a thread, so tests can wait with timeouts.
+pub struct LineReader {
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl LineReader {
+    pub fn new(pipe: impl std::io::Read + Send + 'static) -> Self {
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            lines: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `needle`; panics with what was seen after `timeout`.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line containing {needle:?} within {timeout:?}; saw:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Every line until the pipe closes.
+    pub fn rest(&mut self, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = Vec::new();
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(line.clone());
+            lines.push(line);
+        }
+        lines
+    }
+
+    pub fn seen(&self) -> &[String] {
+        &self.seen
+    }
+}
+
+/// A fixture process speaking the `calls.c` protocol: prints `ready <pid>`, runs a round
+/// of calls per line on stdin and answers `done <checksum>`.
+pub struct Fixture {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: LineReader,
+    pub pid: u32,
+    pub path: PathBuf,
+}
+
+impl Fixture {
+    pub fn start(path: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(path)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", path.display()));
+        let stdin = child.stdin.take();
+        let stdout: ChildStdout = child.stdout.take().unwrap();
+        let mut stdout = LineReader::new(stdout);
+        let ready = stdout.wait_for("ready ", Duration::from_secs(10));
+        let pid = ready.trim_start_matches("ready ").trim().parse().unwrap();
+        assert_eq!(pid, child.id());
+        Self {
+            child,
+            stdin,
+            stdout,
+            pid,
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// Runs one round of calls and returns its checksum.
+    pub fn round(&mut self) -> i64 {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "go").unwrap();
+        stdin.flush().unwrap();
+        let done = self.stdout.wait_for("done ", Duration::from_secs(60));
+        done.trim_start_matches("done ").trim().parse().unwrap()
+    }
+
+    /// Closes stdin so the fixture exits, and waits for it.
+    pub fn finish(mut self) -> ExitStatus {
+        self.stdin.take();
+        wait_timeout(&mut self.child, Duration::from_secs(10)).expect("fixture exits")
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits up to `timeout` for `child` to exit.
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A running `koolkit-trace`.
+pub struct Tracer {
+    child: Child,
+    stdout: Option<ChildStdout>,
+    pub stderr: LineReader,
+}
+
+/// What a finished tracer printed.
+#[derive(Debug)]
+pub struct TracerOutput {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl TracerOutput {
+    /// Parses stdout as JSON Lines.
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON line {line:?}: {e}"))
+            })
+            .collect()
+    }
+
+    /// JSON events of function `name`.
+    pub fn calls_of(&self, name: &str) -> Vec<serde_json::Value> {
+        self.json_lines()
+            .into_iter()
+            .filter(|e| e["fn"] == name)
+            .collect()
+    }
+}
+
+impl Tracer {
+    /// Starts `koolkit-trace ARGS` and waits until it reports its probes attached.
+    pub fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(tracer_bin())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start koolkit-trace");
+        let stdout = child.stdout.take();
+        let mut stderr = LineReader::new(child.stderr.take().unwrap());
+        stderr.wait_for("Ctrl-C to stop", Duration::from_secs(30));
+        Self {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: sending a signal to our own child process.
+        let rc = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(rc, 0, "kill({signal})");
+    }
+
+    /// Waits for the tracer to exit on its own (or after a signal) and collects its output.
+    pub fn wait(mut self, timeout: Duration) -> TracerOutput {
+        let mut stdout = self.stdout.take().unwrap();
+        let reader = thread::spawn(move || {
+            let mut text = String::new();
+            stdout.read_to_string(&mut text).unwrap();
+            text
+        });
+        let status = wait_timeout(&mut self.child, timeout).unwrap_or_else(|| {
+            panic!(
+                "koolkit-trace did not exit within {timeout:?}; stderr so far:\n{}",
+                self.stderr.seen().join("\n")
+            )
+        });
+        let stdout = reader.join().unwrap();
+        let mut stderr = self.stderr.seen().to_vec();
+        stderr.extend(self.stderr.rest(Duration::from_secs(5)));
+        TracerOutput {
+            status,
+            stdout,
+            stderr: stderr.join("\n"),
+        }
+    }
+
+    /// Sends SIGINT (Ctrl-C) and collects the output.
+    pub fn interrupt(self) -> TracerOutput {
+        self.signal(libc::SIGINT);
+        self.wait(Duration::from_secs(30))
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `koolkit-trace ARGS` to completion (for commands that fail or end by themselves).
+pub fn run_tracer(args: &[&str]) -> TracerOutput {
+    let output = Command::new(tracer_bin())
+        .args(args)
+        .output()
+        .expect("run koolkit-trace");
+    TracerOutput {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The address where `function` of `binary` is mapped in process `pid`.
+pub fn runtime_address(pid: u32, binary: &Path, function: &str) -> u64 {
+    let elf = tracer::symbols::elf::ElfFile::open(binary).unwrap();
+    let symbol = elf
+        .functions()
+        .unwrap()
+        .into_iter()
+        .find(|f| f.name == function)
+        .unwrap_or_else(|| panic!("{function} not in {}", binary.display()));
+    let file_offset = elf.file_offset(symbol.address).unwrap().unwrap();
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let binary = fs::canonicalize(binary).unwrap();
+    for line in maps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 6 || Path::new(fields[5]) != binary {
+            continue;
+        }
+        let (start, end) = fields[0].split_once('-').unwrap();
+        let start = u64::from_str_radix(start, 16).unwrap();
+        let end = u64::from_str_radix(end, 16).unwrap();
+        let offset = u64::from_str_radix(fields[2], 16).unwrap();
+        if file_offset >= offset && file_offset < offset + (end - start) {
+            return start + (file_offset - offset);
+        }
+    }
+    panic!("{function} of {} is not mapped in {pid}", binary.display())
+}
+
+/// The first byte of the instruction at `address` in process `pid`'s memory.
+pub fn byte_in_process(pid: u32, address: u64) -> u8 {
+    use std::os::unix::fs::FileExt as _;
+    let mem = fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    let mut byte = [0u8];
+    mem.read_exact_at(&mut byte, address).unwrap();
+    byte[0]
+}
+
+/// The byte at `function`'s entry in the file `binary`.
+pub fn byte_in_file(binary: &Path, function: &str) -> u8 {
+    let elf = tracer::symbols::elf::ElfFile::open(binary).unwrap();
+    let symbol = elf
+        .functions()
+        .unwrap()
+        .into_iter()
+        .find(|f| f.name == function)
+        .unwrap();
+    let offset = elf.file_offset(symbol.address).unwrap().unwrap();
+    elf.bytes_at(offset, 1)[0]
+}
+
+/// The x86 breakpoint instruction a uprobe writes at its site.
+pub const INT3: u8 = 0xcc;

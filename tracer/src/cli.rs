@@ -1,0 +1,293 @@
+//! The command line: clap definitions and the glue from arguments to library calls.
+//! `main.rs` only maps the result to an exit code.
+
+use std::{
+    io::{IsTerminal as _, Write as _},
+    path::PathBuf,
+    time::Duration,
+};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::{
+    error::exit_code,
+    probes::AttachMode,
+    session::{TraceOptions, trace},
+    symbols::FunctionSpec,
+    target::Target,
+};
+
+const EXAMPLES: &str = "\
+Examples:
+  koolkit-trace --pid 4242 --fn compute
+      every call of compute() in process 4242, with arguments, return value and latency
+  koolkit-trace --pid 4242 --fn libc.so.6:malloc --max-events 20
+      a function of a shared library the process maps
+  koolkit-trace --binary ./server --fn 'handle_*' --json --duration 10s
+      every process running ./server, now or later, as JSON Lines for 10 seconds
+
+Each call prints one line:
+  12:04:05.123456 4242/4243 compute(arg0=49, arg1=7) = 49010 <12.3µs>
+  (time, pid/tid, function, arguments, return value, latency)
+
+Exit codes: 0 ok, 1 runtime failure, 2 bad usage or input, 3 missing privilege or kernel feature.
+Logging: RUST_LOG=debug for details. Colour: --color, or NO_COLOR=1.";
+
+/// Trace function calls in running processes with eBPF uprobes: arguments, return values and
+/// latency, with no code change, no restart and nothing left behind on exit.
+#[derive(Debug, Parser)]
+#[command(
+    name = "koolkit-trace",
+    version,
+    after_long_help = EXAMPLES,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub trace: TraceArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Trace functions live (the default when no subcommand is given).
+    Trace(TraceArgs),
+}
+
+/// Colour choice for human output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ColorChoice {
+    /// Colour when standard output is a terminal and NO_COLOR is unset.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+/// How probes are attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum AttachChoice {
+    /// uprobe-multi links where the kernel has them (6.6+), else perf-event links.
+    #[default]
+    Auto,
+    /// One uprobe-multi link per object: attaches and detaches thousands of sites in ms.
+    Multi,
+    /// One perf-event link per site (kernels before 6.6); slow to detach.
+    Perf,
+}
+
+#[derive(Debug, Clone, Args)]
+#[group(id = "target", required = true, multiple = false)]
+pub struct TargetArgs {
+    /// Trace one running process (and the shared libraries it maps).
+    #[arg(short, long, value_name = "PID")]
+    pub pid: Option<u32>,
+
+    /// Trace every process, present and future, that runs this executable or library.
+    #[arg(short, long, value_name = "PATH")]
+    pub binary: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TraceArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// Function(s) to trace: NAME, a glob ('handle_*'), OBJECT:NAME (libc.so.6:malloc).
+    /// Repeatable.
+    #[arg(short = 'f', long = "fn", value_name = "SPEC", required = true)]
+    pub functions: Vec<FunctionSpec>,
+
+    /// Write JSON Lines (one object per call) instead of human lines.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Stop after this long (e.g. 500ms, 10s, 5m).
+    #[arg(short, long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Stop after this many calls.
+    #[arg(short = 'n', long, value_name = "N")]
+    pub max_events: Option<u64>,
+
+    /// When to colour human output.
+    #[arg(long, value_enum, default_value_t, value_name = "WHEN")]
+    pub color: ColorChoice,
+
+    /// How to attach probes.
+    #[arg(long, value_enum, default_value_t, value_name = "MODE")]
+    pub attach: AttachChoice,
+}
+
+/// Parses `250ms`, `10s`, `1.5s`, `5m`, `1h`, `100us`/`100µs`, `10ns`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (try 500ms, 10s, 5m)"))?;
+    let seconds_per_unit = match unit.trim() {
+        "" | "s" | "sec" | "secs" => 1.0,
+        "ms" => 1e-3,
+        "us" | "µs" => 1e-6,
+        "ns" => 1e-9,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}` (ns, us, ms, s, m, h)"
+            ));
+        }
+    };
+    let seconds = value * seconds_per_unit;
+    if !seconds.is_finite() || seconds > 1e9 {
+        return Err(format!("`{text}` is too long"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+impl TraceArgs {
+    fn options(&self) -> TraceOptions {
+        let target = match (&self.target.pid, &self.target.binary) {
+            (Some(pid), _) => Target::Process { pid: *pid },
+            (None, Some(path)) => Target::Binary { path: path.clone() },
+            (None, None) => unreachable!("clap requires a target"),
+        };
+        let color = match self.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+            }
+        };
+        TraceOptions {
+            target,
+            functions: self.functions.clone(),
+            json: self.json,
+            color,
+            duration: self.duration,
+            max_events: self.max_events,
+            attach_mode: match self.attach {
+                AttachChoice::Auto => AttachMode::Auto,
+                AttachChoice::Multi => AttachMode::Multi,
+                AttachChoice::Perf => AttachMode::Perf,
+            },
+        }
+    }
+}
+
+/// Runs the parsed command line; returns the exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    let args = match cli.command {
+        Some(Command::Trace(args)) => args,
+        None => cli.trace,
+    };
+    let options = args.options();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut stdout = std::io::stdout().lock();
+    let mut stderr = std::io::stderr();
+    let traced = runtime.block_on(trace(&options, &mut stdout, &mut stderr))?;
+    let _ = write!(stderr, "{}", traced.summary.render(&traced.table));
+    Ok(exit_code::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> std::result::Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("koolkit-trace").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn parses_a_trace_of_a_pid() {
+        let cli = parse(&[
+            "--pid",
+            "4242",
+            "--fn",
+            "compute",
+            "--fn",
+            "libc.so.6:malloc",
+            "-n",
+            "5",
+        ])
+        .unwrap();
+        assert!(cli.command.is_none());
+        let options = cli.trace.options();
+        assert_eq!(options.target, Target::Process { pid: 4242 });
+        assert_eq!(options.functions.len(), 2);
+        assert_eq!(options.functions[1].to_string(), "libc.so.6:malloc");
+        assert_eq!(options.max_events, Some(5));
+        assert!(!options.json);
+    }
+
+    #[test]
+    fn parses_the_trace_subcommand_and_binary_target() {
+        let cli = parse(&[
+            "trace",
+            "--binary",
+            "/bin/true",
+            "--fn",
+            "main",
+            "--json",
+            "-d",
+            "2s",
+        ])
+        .unwrap();
+        let Some(Command::Trace(args)) = cli.command else {
+            panic!("no subcommand")
+        };
+        let options = args.options();
+        assert_eq!(
+            options.target,
+            Target::Binary {
+                path: "/bin/true".into()
+            }
+        );
+        assert_eq!(options.duration, Some(Duration::from_secs(2)));
+        assert!(options.json);
+    }
+
+    #[test]
+    fn usage_errors_exit_with_code_2() {
+        for args in [
+            &["--fn", "x"][..],                                        // no target
+            &["--pid", "1"][..],                                       // no function
+            &["--pid", "1", "--binary", "/bin/true", "--fn", "x"][..], // two targets
+            &["--pid", "x", "--fn", "f"][..],                          // pid not a number
+            &["--pid", "1", "--fn", ":bad"][..],                       // malformed spec
+            &["--pid", "1", "--fn", "f", "-d", "soon"][..],            // bad duration
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("100µs"), Ok(Duration::from_micros(100)));
+        assert_eq!(parse_duration("100us"), Ok(Duration::from_micros(100)));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("1e999s").is_err());
+    }
+}

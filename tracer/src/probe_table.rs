@@ -1,0 +1,71 @@
+//! What each probe id means to user space: the function, its object and how to read its
+//! payload. Events carry only the id; this table turns it back into names. It is the part of a
+//! trace that must travel with the events for them to be read anywhere else.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    plan::{ArgSlot, Plan},
+    symbols::ProbeSite,
+};
+
+/// One probe: id `id` fires at the entry of `function` in `object`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeInfo {
+    pub id: u32,
+    pub function: String,
+    /// The object's path as the target sees it.
+    pub object: String,
+    pub address: u64,
+    pub file_offset: u64,
+    pub args: Vec<ArgSlot>,
+}
+
+impl ProbeInfo {
+    /// The object's file name.
+    pub fn object_name(&self) -> &str {
+        self.object.rsplit('/').next().unwrap_or(&self.object)
+    }
+}
+
+/// Probes by id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeTable {
+    probes: Vec<ProbeInfo>,
+}
+
+impl ProbeTable {
+    /// Site `i` with plan `i` becomes probe id `i`.
+    pub fn new(sites: &[ProbeSite], plans: &[Plan]) -> Self {
+        let probes = sites
+            .iter()
+            .zip(plans)
+            .enumerate()
+            .map(|(id, (site, plan))| ProbeInfo {
+                id: id as u32,
+                function: site.function.clone(),
+                object: site.object.path.clone(),
+                address: site.address,
+                file_offset: site.file_offset,
+                args: plan.args.clone(),
+            })
+            .collect();
+        Self { probes }
+    }
+
+    pub fn get(&self, id: u32) -> Option<&ProbeInfo> {
+        self.probes.get(id as usize)
+    }
+
+    pub fn len(&self) -> usize {
+        self.probes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.probes.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &ProbeInfo> {
+        self.probes.iter()
+    }
+}

@@ -1,0 +1,438 @@
+//! Loading the embedded eBPF object, writing plans into its maps, attaching uprobes, and
+//! tearing everything down again.
+//!
+//! Every probe is attached through a BPF link owned by a file descriptor of this process, never
+//! through tracefs, so nothing outlives the tracer even when it is SIGKILLed. Attaches go
+//! through one uprobe-multi link per object and kind where the kernel has them (6.6+), and
+//! fall back to aya's perf-event links elsewhere (DESIGN.md, "Attaching").
+
+pub mod object;
+pub mod uprobe_multi;
+
+use std::{
+    collections::HashMap,
+    fmt, fs, io,
+    num::NonZeroU32,
+    os::fd::{AsFd as _, OwnedFd},
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, MapData, PerCpuArray, RingBuf},
+    programs::{
+        UProbe,
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
+    },
+};
+use tracer_ebpf::{
+    CapturePlan, Config, Counter, ENTRY_PROGRAM, MAX_PROBES, RETURN_PROGRAM, config_flags, maps,
+};
+
+use crate::{
+    error::{Error, Result},
+    symbols::{ProbeSite, group_by_object},
+};
+use uprobe_multi::LinkKind;
+
+/// How probes are attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AttachMode {
+    /// uprobe-multi where the kernel has it, else perf-event links.
+    #[default]
+    Auto,
+    /// One uprobe-multi link per object and kind (kernel 6.6+).
+    Multi,
+    /// One perf-event link per site and kind (kernel 5.15+).
+    Perf,
+}
+
+impl fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Multi => "uprobe-multi",
+            Self::Perf => "perf-event links",
+        })
+    }
+}
+
+/// What an attach did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachReport {
+    /// The mode actually used (never `Auto`).
+    pub mode: AttachMode,
+    pub sites: usize,
+    pub objects: usize,
+    pub elapsed: Duration,
+}
+
+/// Checks the caller may load BPF programs and attach uprobes, before anything is loaded, so
+/// the user gets one clear line instead of a syscall error.
+pub fn check_privileges() -> Result<()> {
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_PERFMON: u32 = 38;
+    const CAP_BPF: u32 = 39;
+    let status = fs::read_to_string("/proc/self/status")
+        .map_err(|source| Error::io("/proc/self/status", source))?;
+    let effective = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |cap: u32| effective & (1 << cap) != 0;
+    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
+        Ok(())
+    } else {
+        Err(Error::Privilege {
+            what: "koolkit-trace needs to load eBPF programs and attach uprobes".into(),
+            hint: "run it as root (sudo), or give it CAP_BPF and CAP_PERFMON \
+                   (setcap cap_bpf,cap_perfmon+ep koolkit-trace)"
+                .into(),
+        })
+    }
+}
+
+/// Whether `err` or one of its causes is a permission error from the kernel.
+fn is_permission_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(err) = current {
+        if let Some(io) = err.downcast_ref::<io::Error>()
+            && matches!(io.raw_os_error(), Some(libc::EPERM | libc::EACCES))
+        {
+            return true;
+        }
+        current = err.source();
+    }
+    false
+}
+
+/// Wraps a BPF failure, turning permission errors into [`Error::Privilege`].
+fn bpf_error(context: &str, err: impl std::error::Error + Send + Sync + 'static) -> Error {
+    if is_permission_error(&err) {
+        Error::Privilege {
+            what: format!("{context}: {err}"),
+            hint: "run as root, or with CAP_BPF and CAP_PERFMON; in a container, also allow \
+                   the bpf() syscall (seccomp) and perf events"
+                .into(),
+        }
+    } else {
+        Error::bpf(context, err)
+    }
+}
+
+/// The loaded eBPF object: maps, programs and the links attaching them.
+pub struct Probes {
+    ebpf: Ebpf,
+    map_fds: HashMap<String, std::os::fd::RawFd>,
+    plans: Array<MapData, CapturePlan>,
+    config: Array<MapData, Config>,
+    counters: PerCpuArray<MapData, u64>,
+    ring: Option<RingBuf<MapData>>,
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    /// uprobe-multi programs (entry, return), loaded on first use.
+    multi_programs: Option<(OwnedFd, OwnedFd)>,
+    /// uprobe-multi links; closing them detaches.
+    multi_links: Vec<OwnedFd>,
+    perf_loaded: bool,
+    probes: usize,
+}
+
+impl Probes {
+    /// Loads the embedded object and creates its maps. Attaches nothing yet.
+    pub fn load() -> Result<Self> {
+        check_privileges()?;
+        let bytes = object::ebpf_object()?;
+        let mut ebpf = EbpfLoader::new()
+            .load(bytes)
+            .map_err(|err| bpf_error("loading the eBPF object", err))?;
+        // uprobe-multi programs are relocated against these fds, so take them while every map
+        // is still in `ebpf`.
+        let map_fds = object::map_fds(&ebpf);
+        let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(logger) => Some(logger),
+            Err(err) => {
+                log::debug!("eBPF logs unavailable: {err}");
+                None
+            }
+        };
+        let plans = take_map(&mut ebpf, maps::PLANS)?;
+        let config = take_map(&mut ebpf, maps::CONFIG)?;
+        let counters = take_map(&mut ebpf, maps::COUNTERS)?;
+        let ring = take_map(&mut ebpf, maps::EVENTS)?;
+        Ok(Self {
+            ebpf,
+            map_fds,
+            plans,
+            config,
+            counters,
+            ring: Some(ring),
+            logger,
+            multi_programs: None,
+            multi_links: Vec::new(),
+            perf_loaded: false,
+            probes: 0,
+        })
+    }
+
+    /// Writes the plan of every probe; probe ids are indexes into `plans`.
+    pub fn set_plans(&mut self, plans: &[CapturePlan]) -> Result<()> {
+        if plans.len() > MAX_PROBES as usize {
+            return Err(Error::Usage(format!(
+                "{} functions selected; at most {MAX_PROBES} can be traced at once: narrow the \
+                 pattern",
+                plans.len()
+            )));
+        }
+        for (id, plan) in plans.iter().enumerate() {
+            self.plans
+                .set(id as u32, plan, 0)
+                .map_err(|err| bpf_error("writing capture plans", err))?;
+        }
+        self.probes = plans.len();
+        Ok(())
+    }
+
+    /// Turns recording on, waking the reader once `wakeup_bytes` are pending.
+    pub fn enable(&mut self, wakeup_bytes: u32) -> Result<()> {
+        self.write_config(Config {
+            flags: config_flags::ENABLED,
+            wakeup_bytes,
+        })
+    }
+
+    /// Turns recording off: probes still fire until detached, but emit nothing.
+    pub fn disable(&mut self) -> Result<()> {
+        self.write_config(Config::default())
+    }
+
+    fn write_config(&mut self, config: Config) -> Result<()> {
+        self.config
+            .set(0, config, 0)
+            .map_err(|err| bpf_error("writing the eBPF config", err))
+    }
+
+    /// The ring buffer of finished calls. Taken once.
+    pub fn take_ring(&mut self) -> Option<RingBuf<MapData>> {
+        self.ring.take()
+    }
+
+    /// The reader of the programs' own log messages, if any.
+    pub fn logger_mut(&mut self) -> Option<&mut aya_log::EbpfLogger<&'static dyn log::Log>> {
+        self.logger.as_mut()
+    }
+
+    /// Sums of the per-CPU counters, by [`Counter`].
+    pub fn counters(&self) -> Result<Vec<(Counter, u64)>> {
+        Counter::ALL
+            .iter()
+            .map(|&counter| {
+                let per_cpu = self
+                    .counters
+                    .get(&(counter as u32), 0)
+                    .map_err(|err| bpf_error("reading counters", err))?;
+                Ok((counter, per_cpu.iter().sum()))
+            })
+            .collect()
+    }
+
+    /// Attaches an entry and a return probe at every site; site `i` gets probe id `i`.
+    /// `pid` restricts firing to one process.
+    pub fn attach(
+        &mut self,
+        sites: &[ProbeSite],
+        pid: Option<u32>,
+        mode: AttachMode,
+    ) -> Result<AttachReport> {
+        let started = Instant::now();
+        let mode = match mode {
+            AttachMode::Auto => {
+                if self.multi_available() {
+                    AttachMode::Multi
+                } else {
+                    AttachMode::Perf
+                }
+            }
+            AttachMode::Multi => {
+                if !self.multi_available() {
+                    return Err(Error::KernelFeature {
+                        what: "attach uprobe-multi links".into(),
+                        hint: "they need Linux 6.6 or newer; use --attach perf".into(),
+                    });
+                }
+                AttachMode::Multi
+            }
+            AttachMode::Perf => AttachMode::Perf,
+        };
+        if mode == AttachMode::Perf && !Path::new("/sys/bus/event_source/devices/uprobe").exists() {
+            return Err(Error::KernelFeature {
+                what: "attach uprobes".into(),
+                hint: "no uprobe PMU in /sys/bus/event_source/devices (CONFIG_UPROBES off?)".into(),
+            });
+        }
+        let groups = group_by_object(sites);
+        for (object, members) in &groups {
+            let offsets: Vec<u64> = members.iter().map(|&i| sites[i].file_offset).collect();
+            let cookies: Vec<u64> = members.iter().map(|&i| i as u64).collect();
+            let result = match mode {
+                AttachMode::Multi => self.attach_multi(&object.open_path, &offsets, &cookies, pid),
+                _ => self.attach_perf(&object.open_path, &offsets, &cookies, pid),
+            };
+            result.map_err(|err| match err {
+                Error::Bpf { context, source } => Error::Bpf {
+                    context: format!("attaching to {} ({context})", object.path),
+                    source,
+                },
+                other => other,
+            })?;
+        }
+        Ok(AttachReport {
+            mode,
+            sites: sites.len(),
+            objects: groups.len(),
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// Loads the uprobe-multi programs if needed; whether the kernel can attach them.
+    fn multi_available(&mut self) -> bool {
+        match self.load_multi_programs() {
+            Ok(()) => self
+                .multi_programs
+                .as_ref()
+                .is_some_and(|(entry, _)| uprobe_multi::kernel_supports(entry.as_fd())),
+            Err(err) => {
+                log::debug!("uprobe-multi unavailable: {err}");
+                false
+            }
+        }
+    }
+
+    fn load_multi_programs(&mut self) -> Result<()> {
+        if self.multi_programs.is_some() {
+            return Ok(());
+        }
+        let bytes = object::ebpf_object()?;
+        let linked = object::link_programs(bytes, &self.map_fds, &[ENTRY_PROGRAM, RETURN_PROGRAM])?;
+        let load = |name: &str| {
+            let program = &linked[name];
+            uprobe_multi::load_program(
+                name,
+                &program.instructions,
+                &program.license,
+                program.kernel_version,
+            )
+            .map_err(|err| bpf_error(&format!("loading {name} for uprobe-multi"), err))
+        };
+        self.multi_programs = Some((load(ENTRY_PROGRAM)?, load(RETURN_PROGRAM)?));
+        Ok(())
+    }
+
+    fn attach_multi(
+        &mut self,
+        path: &Path,
+        offsets: &[u64],
+        cookies: &[u64],
+        pid: Option<u32>,
+    ) -> Result<()> {
+        self.load_multi_programs()?;
+        let (entry, ret) = self.multi_programs.as_ref().expect("loaded above");
+        // Return probes first: an entry without its return would park calls that never finish.
+        for (program, kind) in [(ret, LinkKind::Return), (entry, LinkKind::Entry)] {
+            let link = uprobe_multi::attach(program.as_fd(), path, offsets, cookies, pid, kind)
+                .map_err(|err| bpf_error("uprobe-multi link", err))?;
+            self.multi_links.push(link);
+        }
+        Ok(())
+    }
+
+    fn attach_perf(
+        &mut self,
+        path: &Path,
+        offsets: &[u64],
+        cookies: &[u64],
+        pid: Option<u32>,
+    ) -> Result<()> {
+        if !self.perf_loaded {
+            for name in [ENTRY_PROGRAM, RETURN_PROGRAM] {
+                self.uprobe(name)?
+                    .load()
+                    .map_err(|err| bpf_error(&format!("loading {name}"), err))?;
+            }
+            self.perf_loaded = true;
+        }
+        let scope = match pid.and_then(NonZeroU32::new) {
+            Some(pid) => UProbeScope::OneProcess(pid),
+            None => UProbeScope::AllProcesses,
+        };
+        for name in [RETURN_PROGRAM, ENTRY_PROGRAM] {
+            let program = self.uprobe(name)?;
+            for (&offset, &cookie) in offsets.iter().zip(cookies) {
+                let point = UProbeAttachPoint {
+                    location: UProbeAttachLocation::AbsoluteOffset(offset),
+                    cookie: Some(cookie),
+                };
+                program
+                    .attach(point, path, scope)
+                    .map_err(|err| bpf_error(&format!("perf-event uprobe at {offset:#x}"), err))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn uprobe(&mut self, name: &str) -> Result<&mut UProbe> {
+        self.ebpf
+            .program_mut(name)
+            .ok_or_else(|| Error::Usage(format!("the embedded eBPF object has no program {name}")))?
+            .try_into()
+            .map_err(|err| bpf_error(&format!("program {name}"), err))
+    }
+
+    /// Detaches every probe and unloads the programs; returns how long it took.
+    pub fn detach(mut self) -> Duration {
+        let started = Instant::now();
+        if let Err(err) = self.disable() {
+            log::warn!("could not switch the probes off before detaching: {err}");
+        }
+        self.multi_links.clear();
+        self.multi_programs = None;
+        drop(self);
+        started.elapsed()
+    }
+
+    /// Probes with plans.
+    pub fn probe_count(&self) -> usize {
+        self.probes
+    }
+}
+
+fn take_map<T>(ebpf: &mut Ebpf, name: &str) -> Result<T>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf
+        .take_map(name)
+        .ok_or_else(|| Error::Usage(format!("the embedded eBPF object has no map {name}")))?;
+    T::try_from(map).map_err(|err| bpf_error(&format!("map {name}"), err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_errors_are_found_in_the_cause_chain() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] io::Error);
+        assert!(is_permission_error(&Outer(io::Error::from_raw_os_error(
+            libc::EPERM
+        ))));
+        assert!(!is_permission_error(&Outer(io::Error::from_raw_os_error(
+            libc::EINVAL
+        ))));
+        let err = bpf_error("x", Outer(io::Error::from_raw_os_error(libc::EACCES)));
+        assert_eq!(err.exit_code(), crate::error::exit_code::PRIVILEGE);
+    }
+}

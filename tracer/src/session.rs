@@ -1,0 +1,303 @@
+//! One live trace, from request to summary: resolve the functions, plan, load, attach, stream
+//! events until something says stop, then switch off, drain, detach and summarise.
+//!
+//! The reader is woken by the kernel only when plenty of data is pending (the programs submit
+//! without wake-ups below a threshold) and otherwise drains on a short timer, so a hot function
+//! costs no wake-up per call (DESIGN.md, "What a probe costs").
+
+use std::{
+    io::{self, Write},
+    time::Duration,
+};
+
+use aya::maps::{MapData, RingBuf};
+use bytes::{Bytes, BytesMut};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    time::{Instant, MissedTickBehavior},
+};
+
+use crate::{
+    error::{Error, Result},
+    events::decode,
+    format::{Style, WallClock, human_line, json_line},
+    plan::{DEFAULT_RAW_ARGS, raw_register_args},
+    probe_table::ProbeTable,
+    probes::{AttachMode, AttachReport, Probes},
+    summary::{CallStats, StopReason, Summary},
+    symbols::{FunctionSpec, resolve},
+    sys,
+    target::Target,
+};
+
+/// How often the ring buffer is drained when the kernel does not wake us.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
+/// The kernel wakes the reader once this much data is pending.
+const WAKEUP_BYTES: u32 = 256 << 10;
+/// Records read per drain before checking for stop requests again.
+const DRAIN_BATCH: usize = 16 << 10;
+
+/// What to trace and how to show it.
+#[derive(Debug, Clone)]
+pub struct TraceOptions {
+    pub target: Target,
+    pub functions: Vec<FunctionSpec>,
+    pub json: bool,
+    pub color: bool,
+    pub duration: Option<Duration>,
+    pub max_events: Option<u64>,
+    pub attach_mode: AttachMode,
+}
+
+/// The outcome of a trace.
+#[derive(Debug)]
+pub struct Traced {
+    pub table: ProbeTable,
+    pub summary: Summary,
+}
+
+/// Turns records into output lines and statistics.
+struct Sink<'a> {
+    out: &'a mut dyn Write,
+    buffer: String,
+    json: bool,
+    style: Style,
+    clock: WallClock,
+    table: &'a ProbeTable,
+    stats: CallStats,
+    max_events: Option<u64>,
+    shown: u64,
+    not_shown: u64,
+    undecodable: u64,
+    closed: bool,
+}
+
+impl Sink<'_> {
+    fn handle(&mut self, record: &Bytes) {
+        let event = match decode(record) {
+            Ok(event) => event,
+            Err(err) => {
+                self.undecodable += 1;
+                log::debug!("undecodable record: {err}");
+                return;
+            }
+        };
+        let Some(probe) = self.table.get(event.probe_id) else {
+            self.undecodable += 1;
+            log::debug!("record for unknown probe {}", event.probe_id);
+            return;
+        };
+        if self.closed || self.max_events.is_some_and(|max| self.shown >= max) {
+            self.not_shown += 1;
+            return;
+        }
+        self.stats.record(&event);
+        self.shown += 1;
+        if self.json {
+            json_line(&mut self.buffer, &event, probe, &self.clock);
+        } else {
+            human_line(&mut self.buffer, &event, probe, &self.clock, self.style);
+        }
+    }
+
+    /// Writes what is buffered. A closed pipe ends the trace quietly, like other CLI tools.
+    fn flush(&mut self) -> Result<()> {
+        if self.buffer.is_empty() || self.closed {
+            self.buffer.clear();
+            return Ok(());
+        }
+        let result = self
+            .out
+            .write_all(self.buffer.as_bytes())
+            .and_then(|()| self.out.flush());
+        self.buffer.clear();
+        match result {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            Err(err) => Err(Error::io("standard output", err)),
+        }
+    }
+
+    fn stop_reason(&self) -> Option<StopReason> {
+        if self.closed {
+            Some(StopReason::OutputClosed)
+        } else if self.max_events.is_some_and(|max| self.shown >= max) {
+            Some(StopReason::MaxEvents)
+        } else {
+            None
+        }
+    }
+}
+
+/// Reads up to [`DRAIN_BATCH`] records into one buffer and hands them to the sink. Returns
+/// whether records may remain.
+fn drain(ring: &mut RingBuf<MapData>, sink: &mut Sink<'_>) -> Result<bool> {
+    let mut batch = BytesMut::new();
+    let mut bounds = Vec::new();
+    while bounds.len() < DRAIN_BATCH {
+        let Some(item) = ring.next() else { break };
+        let start = batch.len();
+        batch.extend_from_slice(&item);
+        bounds.push(start..batch.len());
+    }
+    let more = bounds.len() == DRAIN_BATCH;
+    let batch = batch.freeze();
+    for range in bounds {
+        sink.handle(&batch.slice(range));
+    }
+    sink.flush()?;
+    Ok(more)
+}
+
+fn describe_target(target: &Target) -> String {
+    match target {
+        Target::Process { pid } => format!("process {pid}"),
+        Target::Binary { path } => format!("every process running {}", path.display()),
+    }
+}
+
+fn attach_status(table: &ProbeTable, report: &AttachReport, target: &Target) -> String {
+    let functions = table.len();
+    format!(
+        "Tracing {functions} function{} in {} object{} of {} ({}, attached in {}). Ctrl-C to stop.",
+        if functions == 1 { "" } else { "s" },
+        report.objects,
+        if report.objects == 1 { "" } else { "s" },
+        describe_target(target),
+        report.mode,
+        crate::format::format_duration_ns(report.elapsed.as_nanos() as u64),
+    )
+}
+
+/// Runs a trace to its end. Events go to `out`; progress and the summary are the caller's
+/// (the summary is returned), status lines go to `status`.
+pub async fn trace(
+    options: &TraceOptions,
+    out: &mut dyn Write,
+    status: &mut dyn Write,
+) -> Result<Traced> {
+    let sites = resolve(&options.target, &options.functions)?;
+    let plans = sites
+        .iter()
+        .map(|_| raw_register_args(DEFAULT_RAW_ARGS))
+        .collect::<Result<Vec<_>>>()?;
+    let table = ProbeTable::new(&sites, &plans);
+
+    let mut probes = Probes::load()?;
+    let kernel_plans: Vec<_> = plans.iter().map(|p| p.kernel).collect();
+    probes.set_plans(&kernel_plans)?;
+    probes.enable(WAKEUP_BYTES)?;
+    let ring = probes
+        .take_ring()
+        .ok_or_else(|| Error::Usage("the event ring buffer was already taken".into()))?;
+    let mut ring =
+        sys::async_readable(ring).map_err(|err| Error::io("the event ring buffer", err))?;
+
+    // Watch the target before attaching, so an exit during attach is not missed.
+    let pidfd = match options.target.pid() {
+        Some(pid) => Some(
+            sys::pidfd_open(pid)
+                .map_err(|_| Error::NoSuchProcess { pid })
+                .and_then(|fd| sys::async_readable(fd).map_err(|err| Error::io("pidfd", err)))?,
+        ),
+        None => None,
+    };
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|err| Error::io("SIGINT", err))?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|err| Error::io("SIGTERM", err))?;
+
+    let report = probes.attach(&sites, options.target.pid(), options.attach_mode)?;
+    let started = Instant::now();
+    let _ = writeln!(
+        status,
+        "{}",
+        attach_status(&table, &report, &options.target)
+    );
+    let _ = status.flush();
+
+    let mut sink = Sink {
+        out,
+        buffer: String::new(),
+        json: options.json,
+        style: Style {
+            color: options.color,
+        },
+        clock: WallClock::anchor_now(),
+        table: &table,
+        stats: CallStats::new(table.len()),
+        max_events: options.max_events,
+        shown: 0,
+        not_shown: 0,
+        undecodable: 0,
+        closed: false,
+    };
+
+    let deadline = options.duration.map(|d| started + d);
+    let sleep = async {
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(sleep);
+    let exited = async {
+        match &pidfd {
+            Some(fd) => {
+                let _ = fd.readable().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(exited);
+    let mut ticker = tokio::time::interval(DRAIN_INTERVAL);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+
+    let stop = loop {
+        let requested = tokio::select! {
+            biased;
+            _ = sigint.recv() => Some(StopReason::Interrupted),
+            _ = sigterm.recv() => Some(StopReason::Terminated),
+            () = &mut sleep => Some(StopReason::DurationElapsed),
+            () = &mut exited => Some(StopReason::TargetExited {
+                pid: options.target.pid().unwrap_or_default(),
+            }),
+            ready = ring.readable_mut() => {
+                ready.map_err(|err| Error::io("the event ring buffer", err))?.clear_ready();
+                None
+            }
+            _ = ticker.tick() => None,
+        };
+        if let Some(reason) = requested {
+            break reason;
+        }
+        if drain(ring.get_mut(), &mut sink)? {
+            ticker.reset_immediately();
+        }
+        if let Some(logger) = probes.logger_mut() {
+            logger.flush();
+        }
+        if let Some(reason) = sink.stop_reason() {
+            break reason;
+        }
+    };
+
+    // Switch the programs off, then read what they wrote before that.
+    probes.disable()?;
+    while drain(ring.get_mut(), &mut sink)? {}
+    let kernel_counters = probes.counters()?;
+    drop(ring);
+    let elapsed = started.elapsed();
+    let detach_time = probes.detach();
+    let summary = Summary {
+        stats: sink.stats,
+        kernel_counters,
+        undecodable: sink.undecodable,
+        not_shown: sink.not_shown,
+        elapsed,
+        detach_time,
+        stop,
+    };
+    Ok(Traced { table, summary })
+}

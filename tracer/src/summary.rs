@@ -1,0 +1,239 @@
+//! The end-of-trace summary: calls and latency percentiles per function, and every drop the
+//! kernel or the decoder counted. Nothing is silent: a lost event shows up here.
+
+use std::{fmt::Write as _, time::Duration};
+
+use tracer_ebpf::Counter;
+
+use crate::{
+    events::CallEvent, format::format_duration_ns, probe_table::ProbeTable, stats::Histogram,
+};
+
+/// Why tracing stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    Interrupted,
+    Terminated,
+    DurationElapsed,
+    MaxEvents,
+    TargetExited { pid: u32 },
+    OutputClosed,
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Interrupted => f.write_str("interrupted"),
+            Self::Terminated => f.write_str("terminated"),
+            Self::DurationElapsed => f.write_str("duration elapsed"),
+            Self::MaxEvents => f.write_str("max events reached"),
+            Self::TargetExited { pid } => write!(f, "process {pid} exited"),
+            Self::OutputClosed => f.write_str("output closed"),
+        }
+    }
+}
+
+/// Per-probe latency statistics, indexed by probe id.
+#[derive(Debug, Clone, Default)]
+pub struct CallStats {
+    per_probe: Vec<Histogram>,
+}
+
+impl CallStats {
+    pub fn new(probes: usize) -> Self {
+        Self {
+            per_probe: vec![Histogram::default(); probes],
+        }
+    }
+
+    pub fn record(&mut self, event: &CallEvent) {
+        if let Some(histogram) = self.per_probe.get_mut(event.probe_id as usize) {
+            histogram.record(event.latency_ns());
+        }
+    }
+
+    pub fn total_calls(&self) -> u64 {
+        self.per_probe.iter().map(Histogram::count).sum()
+    }
+
+    pub fn probe(&self, id: u32) -> Option<&Histogram> {
+        self.per_probe.get(id as usize)
+    }
+}
+
+/// Everything the summary reports.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub stats: CallStats,
+    pub kernel_counters: Vec<(Counter, u64)>,
+    /// Records from the ring buffer that did not decode.
+    pub undecodable: u64,
+    /// Calls read after `--max-events` was reached, not shown.
+    pub not_shown: u64,
+    pub elapsed: Duration,
+    pub detach_time: Duration,
+    pub stop: StopReason,
+}
+
+impl Summary {
+    /// Total of every drop: kernel counters and undecodable records.
+    pub fn drops(&self) -> u64 {
+        self.kernel_counters.iter().map(|(_, n)| n).sum::<u64>() + self.undecodable
+    }
+
+    /// The summary as text for stderr.
+    pub fn render(&self, table: &ProbeTable) -> String {
+        let mut out = String::new();
+        let functions = table
+            .iter()
+            .filter(|p| self.stats.probe(p.id).is_some_and(|h| h.count() > 0))
+            .count();
+        let _ = writeln!(
+            out,
+            "\n{} calls of {} function{} in {:.2}s; stopped: {}",
+            self.stats.total_calls(),
+            functions,
+            if functions == 1 { "" } else { "s" },
+            self.elapsed.as_secs_f64(),
+            self.stop
+        );
+        let width = table
+            .iter()
+            .map(|p| p.function.len())
+            .max()
+            .unwrap_or(8)
+            .clamp(8, 60);
+        let _ = writeln!(
+            out,
+            "{:<width$} {:>10} {:>10} {:>10} {:>10}",
+            "FUNCTION", "CALLS", "P50", "P99", "MAX"
+        );
+        for probe in table.iter() {
+            let Some(h) = self.stats.probe(probe.id) else {
+                continue;
+            };
+            let (p50, p99, max) = if h.count() == 0 {
+                ("-".to_string(), "-".to_string(), "-".to_string())
+            } else {
+                (
+                    format_duration_ns(h.quantile(0.5)),
+                    format_duration_ns(h.quantile(0.99)),
+                    format_duration_ns(h.max()),
+                )
+            };
+            let _ = writeln!(
+                out,
+                "{:<width$} {:>10} {:>10} {:>10} {:>10}",
+                probe.function,
+                h.count(),
+                p50,
+                p99,
+                max
+            );
+        }
+        let mut drops: Vec<String> = self
+            .kernel_counters
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(counter, n)| format!("{n} {}", counter.describe()))
+            .collect();
+        if self.undecodable > 0 {
+            drops.push(format!("{} undecodable records", self.undecodable));
+        }
+        if drops.is_empty() {
+            out.push_str("drops: none\n");
+        } else {
+            let _ = writeln!(out, "drops: {}", drops.join(", "));
+        }
+        if self.not_shown > 0 {
+            let _ = writeln!(
+                out,
+                "{} more calls arrived after --max-events and were not shown",
+                self.not_shown
+            );
+        }
+        let _ = writeln!(
+            out,
+            "detached {} probe{} in {}",
+            table.len(),
+            if table.len() == 1 { "" } else { "s" },
+            format_duration_ns(self.detach_time.as_nanos() as u64)
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        plan::raw_register_args,
+        symbols::{ProbeObject, ProbeSite},
+    };
+    use bytes::Bytes;
+
+    fn table() -> ProbeTable {
+        let site = |name: &str| ProbeSite {
+            function: name.into(),
+            object: ProbeObject {
+                path: "/bin/demo".into(),
+                open_path: "/bin/demo".into(),
+            },
+            address: 0,
+            size: 0,
+            file_offset: 0,
+        };
+        let plans = vec![raw_register_args(0).unwrap(); 2];
+        ProbeTable::new(&[site("compute"), site("sleepy")], &plans)
+    }
+
+    fn call(probe_id: u32, latency: u64) -> CallEvent {
+        CallEvent {
+            probe_id,
+            pid: 1,
+            tid: 1,
+            cpu: 0,
+            entry_ns: 0,
+            exit_ns: latency,
+            ret: 0,
+            payload: Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn renders_counts_percentiles_and_drops() {
+        let mut stats = CallStats::new(2);
+        for _ in 0..99 {
+            stats.record(&call(0, 1_000));
+        }
+        stats.record(&call(0, 50_000));
+        stats.record(&call(7, 1)); // unknown probe id: ignored, not a panic
+        let summary = Summary {
+            stats,
+            kernel_counters: vec![(Counter::RingFull, 3), (Counter::LostEntry, 0)],
+            undecodable: 1,
+            not_shown: 0,
+            elapsed: Duration::from_secs(2),
+            detach_time: Duration::from_millis(3),
+            stop: StopReason::MaxEvents,
+        };
+        assert_eq!(summary.drops(), 4);
+        let text = summary.render(&table());
+        assert!(
+            text.contains("100 calls of 1 function in 2.00s; stopped: max events reached"),
+            "{text}"
+        );
+        let compute = text.lines().find(|l| l.starts_with("compute")).unwrap();
+        let cols: Vec<&str> = compute.split_whitespace().collect();
+        assert_eq!(cols, ["compute", "100", "1.0µs", "1.0µs", "50.0µs"]);
+        let sleepy = text.lines().find(|l| l.starts_with("sleepy")).unwrap();
+        assert_eq!(
+            sleepy.split_whitespace().collect::<Vec<_>>(),
+            ["sleepy", "0", "-", "-", "-"]
+        );
+        assert!(
+            text.contains("drops: 3 dropped: ring buffer full, 1 undecodable records"),
+            "{text}"
+        );
+    }
+}

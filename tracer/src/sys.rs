@@ -1,0 +1,98 @@
+//! Thin wrappers over the few libc calls std does not offer: the monotonic clock the kernel
+//! stamps events with, local time for human output, and pidfds to learn when a target exits.
+//! One of the rooms where unsafe code lives.
+
+use std::{
+    io,
+    os::fd::{FromRawFd as _, OwnedFd},
+};
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer; these clocks always exist on Linux.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// `CLOCK_REALTIME` in nanoseconds since the Unix epoch.
+pub fn realtime_ns() -> u64 {
+    clock_ns(libc::CLOCK_REALTIME)
+}
+
+/// Local wall-clock time of day for `unix_secs`: (hours, minutes, seconds).
+pub fn local_time_of_day(unix_secs: i64) -> (u32, u32, u32) {
+    let t: libc::time_t = unix_secs;
+    // SAFETY: `tm` is plain data; `localtime_r` fills it and is thread-safe.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call.
+    let ok = !unsafe { libc::localtime_r(&t, &mut tm) }.is_null();
+    if ok {
+        (tm.tm_hour as u32, tm.tm_min as u32, tm.tm_sec as u32)
+    } else {
+        let day = unix_secs.rem_euclid(86_400) as u32;
+        (day / 3600, day / 60 % 60, day % 60)
+    }
+}
+
+/// A pidfd for `pid`: readable once the process exits.
+pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Registers a file descriptor this value owns with tokio's reactor.
+///
+/// Only for types that own their fd for their whole life and always report the same one:
+/// `OwnedFd` and aya's `RingBuf<MapData>` (which owns its map fd).
+pub trait OwnsItsFd: std::os::fd::AsRawFd {}
+impl OwnsItsFd for OwnedFd {}
+impl OwnsItsFd for aya::maps::RingBuf<aya::maps::MapData> {}
+
+/// An `AsyncFd` watching `inner` for readability.
+pub fn async_readable<T: OwnsItsFd>(inner: T) -> io::Result<tokio::io::unix::AsyncFd<T>> {
+    // SAFETY: `OwnsItsFd` types own an open fd until dropped and always return that same fd,
+    // which is what tokio needs for the life of the `AsyncFd` that now owns them.
+    unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE)
+    }
+    .map_err(|err| err.into_parts().1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clocks_move_forward() {
+        let a = monotonic_ns();
+        let b = monotonic_ns();
+        assert!(b >= a && a > 0);
+        // Later than 2020-01-01.
+        assert!(realtime_ns() > 1_577_836_800 * 1_000_000_000);
+    }
+
+    #[test]
+    fn time_of_day_is_in_range() {
+        let (h, m, s) = local_time_of_day(1_700_000_000);
+        assert!(h < 24 && m < 60 && s < 61);
+    }
+
+    #[test]
+    fn pidfd_of_a_dead_pid_fails() {
+        assert!(pidfd_open(std::process::id()).is_ok());
+        assert!(pidfd_open(4_194_305).is_err());
+    }
+}
