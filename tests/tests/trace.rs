@@ -396,3 +396,81 @@ fn without_privilege_the_exit_code_is_3() {
     assert_eq!(output.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("run it as root"), "{stderr}");
 }
+
+#[test]
+fn entry_probe_moves_past_endbr64_onto_an_emulated_push() {
+    // Distribution builds use -fcf-protection: functions start `endbr64; push %rbp`. The
+    // kernel single-steps endbr64 but emulates push, so the probe belongs on the push.
+    let binary = c_fixture("calls", &["-g", "-O0", "-fcf-protection=full"]);
+    let mut fixture = Fixture::start(&binary, &["20"]);
+    let entry = runtime_address(fixture.pid, &binary, "compute");
+    let endbr64 = [0xf3, 0x0f, 0x1e, 0xfa];
+    let in_file: Vec<u8> = (0..4)
+        .map(|i| byte_in_process(fixture.pid, entry + i))
+        .collect();
+    assert_eq!(in_file, endbr64, "the fixture starts with endbr64");
+    assert_eq!(
+        byte_in_process(fixture.pid, entry + 4),
+        0x55,
+        "then push %rbp"
+    );
+
+    let pid = fixture.pid.to_string();
+    let tracer = Tracer::start(&["--pid", &pid, "--fn", "compute", "--json"]);
+    let status = tracer.stderr.seen().join("\n");
+    assert!(status.contains("probes: 1 emulated)"), "{status}");
+    assert_eq!(byte_in_process(fixture.pid, entry), 0xf3, "entry untouched");
+    assert_eq!(
+        byte_in_process(fixture.pid, entry + 4),
+        INT3,
+        "probe on the push"
+    );
+    fixture.round();
+    let output = tracer.interrupt();
+    let compute = output.calls_of("compute");
+    assert_eq!(compute.len(), 20, "{}", output.stderr);
+    for (i, event) in compute.iter().enumerate() {
+        assert_eq!(arg(event, "arg0"), i as i64, "{event}");
+        assert_eq!(arg(event, "arg1"), 2 * i as i64, "{event}");
+        assert_eq!(ret(event), 1002 * i as i64, "{event}");
+    }
+}
+
+#[test]
+fn status_line_tells_single_step_probes_apart() {
+    // At -O1 compute starts with imul: nothing to skip, the probe single-steps.
+    let binary = c_fixture("calls", O1);
+    let fixture = Fixture::start(&binary, &["1"]);
+    let pid = fixture.pid.to_string();
+    let tracer = Tracer::start(&["--pid", &pid, "--fn", "compute", "--fn", "sleepy"]);
+    let status = tracer.stderr.seen().join("\n");
+    assert!(status.contains("single-step"), "{status}");
+    drop(tracer);
+}
+
+#[test]
+fn concurrent_threads_are_paired_per_thread() {
+    const THREADS: i64 = 4;
+    const CALLS: i64 = 2000;
+    let binary = c_fixture("threads", &["-g", "-O1", "-pthread"]);
+    let mut fixture = Fixture::start(&binary, &[&THREADS.to_string(), &CALLS.to_string()]);
+    let pid = fixture.pid.to_string();
+    let tracer = Tracer::start(&["--pid", &pid, "--fn", "work", "--json"]);
+    fixture.round();
+    let output = tracer.interrupt();
+    let calls = output.calls_of("work");
+    assert_eq!(calls.len(), (THREADS * CALLS) as usize, "{}", output.stderr);
+    let mut seen = std::collections::HashSet::new();
+    let mut tid_of_thread = std::collections::HashMap::new();
+    for event in &calls {
+        let (thread, i) = (arg(event, "arg0"), arg(event, "arg1"));
+        assert_eq!(ret(event), thread * 100_000 + i, "{event}");
+        assert!(seen.insert((thread, i)), "({thread}, {i}) seen twice");
+        // Each fixture thread is one kernel thread, other than the main one.
+        let tid = event["tid"].as_u64().unwrap();
+        assert_ne!(tid, fixture.pid as u64);
+        assert_eq!(*tid_of_thread.entry(thread).or_insert(tid), tid, "{event}");
+    }
+    assert_eq!(tid_of_thread.len(), THREADS as usize);
+    assert!(output.stderr.contains("drops: none"), "{}", output.stderr);
+}

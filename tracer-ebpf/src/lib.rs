@@ -267,3 +267,66 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for super::InflightKey {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_header_layout_is_the_documented_one() {
+        // The decoder and the trace-file format rely on these offsets.
+        assert_eq!(offset_of!(EventHeader, kind), 0);
+        assert_eq!(offset_of!(EventHeader, probe_id), 4);
+        assert_eq!(offset_of!(EventHeader, pid), 8);
+        assert_eq!(offset_of!(EventHeader, tid), 12);
+        assert_eq!(offset_of!(EventHeader, cpu), 16);
+        assert_eq!(offset_of!(EventHeader, payload_len), 20);
+        assert_eq!(offset_of!(EventHeader, entry_ns), 24);
+        assert_eq!(offset_of!(EventHeader, exit_ns), 32);
+        assert_eq!(offset_of!(EventHeader, ret), 40);
+        assert_eq!(size_of::<EventHeader>(), EVENT_HEADER_SIZE);
+        assert_eq!(offset_of!(CallRecord, payload), EVENT_HEADER_SIZE);
+    }
+
+    #[test]
+    fn ring_records_stay_8_byte_aligned() {
+        // The ring buffer rounds records to 8 bytes; capture steps write 8-byte words.
+        assert_eq!(EVENT_HEADER_SIZE % 8, 0);
+        assert_eq!(MAX_PAYLOAD % 8, 0);
+        assert_eq!(core::mem::align_of::<CallRecord>(), 8);
+    }
+
+    #[test]
+    fn plan_and_key_layouts() {
+        assert_eq!(offset_of!(CaptureStep, size), 4);
+        assert_eq!(offset_of!(CaptureStep, out_offset), 6);
+        assert_eq!(offset_of!(CapturePlan, steps), 8);
+        assert_eq!(offset_of!(InflightKey, frame), 8);
+        assert_eq!(offset_of!(InflightKey, probe_id), 16);
+        assert_eq!(offset_of!(Config, wakeup_bytes), 4);
+        // Every capture step's offset fits its u16 field.
+        assert!(MAX_PAYLOAD <= u16::MAX as usize);
+    }
+
+    #[test]
+    fn counters_fit_their_map_and_keep_their_numbers() {
+        for (index, counter) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*counter as usize, index);
+            assert!((*counter as u32) < COUNTER_SLOTS);
+            assert!(!counter.describe().is_empty());
+        }
+        assert_eq!(Counter::RingFull as u32, 0);
+        assert_eq!(Counter::LostEntry as u32, 1);
+    }
+
+    #[test]
+    fn event_kinds_round_trip() {
+        assert_eq!(
+            EventKind::from_u32(EventKind::Call as u32),
+            Some(EventKind::Call)
+        );
+        assert_eq!(EventKind::Call as u32, 1);
+        assert_eq!(EventKind::from_u32(0), None);
+        assert_eq!(EventKind::from_u32(u32::MAX), None);
+    }
+}

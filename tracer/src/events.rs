@@ -3,6 +3,8 @@
 //! Records come from the kernel, so every length is checked before it is trusted: a record
 //! that does not parse is counted and skipped, never a panic.
 
+use std::mem::offset_of;
+
 use bytes::Bytes;
 use tracer_ebpf::{EVENT_HEADER_SIZE, EventHeader, EventKind, MAX_PAYLOAD};
 
@@ -50,15 +52,15 @@ fn u64_at(bytes: &[u8], offset: usize) -> u64 {
 /// Reads the header at the start of `record` (which must be at least a header long).
 fn read_header(record: &[u8]) -> EventHeader {
     EventHeader {
-        kind: u32_at(record, 0),
-        probe_id: u32_at(record, 4),
-        pid: u32_at(record, 8),
-        tid: u32_at(record, 12),
-        cpu: u32_at(record, 16),
-        payload_len: u32_at(record, 20),
-        entry_ns: u64_at(record, 24),
-        exit_ns: u64_at(record, 32),
-        ret: u64_at(record, 40),
+        kind: u32_at(record, offset_of!(EventHeader, kind)),
+        probe_id: u32_at(record, offset_of!(EventHeader, probe_id)),
+        pid: u32_at(record, offset_of!(EventHeader, pid)),
+        tid: u32_at(record, offset_of!(EventHeader, tid)),
+        cpu: u32_at(record, offset_of!(EventHeader, cpu)),
+        payload_len: u32_at(record, offset_of!(EventHeader, payload_len)),
+        entry_ns: u64_at(record, offset_of!(EventHeader, entry_ns)),
+        exit_ns: u64_at(record, offset_of!(EventHeader, exit_ns)),
+        ret: u64_at(record, offset_of!(EventHeader, ret)),
     }
 }
 

@@ -223,6 +223,8 @@ mod tests {
             object: "/tmp/demo".into(),
             address: 0x1139,
             file_offset: 0x1139,
+            probe_offset: 0x1139,
+            cost: crate::symbols::x86::CostClass::Emulated,
             args: raw_register_args(3).unwrap().args,
         };
         (event, probe)

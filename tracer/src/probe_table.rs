@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     plan::{ArgSlot, Plan},
-    symbols::ProbeSite,
+    symbols::{ProbeSite, x86::CostClass},
 };
 
 /// One probe: id `id` fires at the entry of `function` in `object`.
@@ -17,7 +17,11 @@ pub struct ProbeInfo {
     /// The object's path as the target sees it.
     pub object: String,
     pub address: u64,
+    /// File offset of the function's entry, and of the probe site (past `endbr64` & co).
     pub file_offset: u64,
+    pub probe_offset: u64,
+    /// What one hit of the entry probe costs.
+    pub cost: CostClass,
     pub args: Vec<ArgSlot>,
 }
 
@@ -47,6 +51,8 @@ impl ProbeTable {
                 object: site.object.path.clone(),
                 address: site.address,
                 file_offset: site.file_offset,
+                probe_offset: site.probe_offset,
+                cost: site.cost,
                 args: plan.args.clone(),
             })
             .collect();

@@ -25,7 +25,7 @@ use crate::{
     probe_table::ProbeTable,
     probes::{AttachMode, AttachReport, Probes},
     summary::{CallStats, StopReason, Summary},
-    symbols::{FunctionSpec, resolve},
+    symbols::{FunctionSpec, resolve, x86::CostClass},
     sys,
     target::Target,
 };
@@ -159,16 +159,35 @@ fn describe_target(target: &Target) -> String {
     }
 }
 
+/// "2 emulated, 1 single-step": how many entry probes fall in each cost class.
+fn cost_classes(table: &ProbeTable) -> String {
+    let mut classes: Vec<(CostClass, usize)> = Vec::new();
+    for probe in table.iter() {
+        match classes.iter_mut().find(|(class, _)| *class == probe.cost) {
+            Some((_, n)) => *n += 1,
+            None => classes.push((probe.cost, 1)),
+        }
+    }
+    classes.sort_by_key(|(class, _)| *class as u8);
+    classes
+        .iter()
+        .map(|(class, n)| format!("{n} {class}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn attach_status(table: &ProbeTable, report: &AttachReport, target: &Target) -> String {
     let functions = table.len();
     format!(
-        "Tracing {functions} function{} in {} object{} of {} ({}, attached in {}). Ctrl-C to stop.",
+        "Tracing {functions} function{} in {} object{} of {} ({}, attached in {}; probes: {}). \
+         Ctrl-C to stop.",
         if functions == 1 { "" } else { "s" },
         report.objects,
         if report.objects == 1 { "" } else { "s" },
         describe_target(target),
         report.mode,
         crate::format::format_duration_ns(report.elapsed.as_nanos() as u64),
+        cost_classes(table),
     )
 }
 
@@ -185,6 +204,17 @@ pub async fn trace(
         .map(|_| raw_register_args(DEFAULT_RAW_ARGS))
         .collect::<Result<Vec<_>>>()?;
     let table = ProbeTable::new(&sites, &plans);
+    for site in &sites {
+        log::info!(
+            "probe {} in {} at {:#x}+{}: {} ({})",
+            site.function,
+            site.object.path,
+            site.address,
+            site.probe_offset - site.file_offset,
+            site.probe_instruction,
+            site.cost
+        );
+    }
 
     let mut probes = Probes::load()?;
     let kernel_plans: Vec<_> = plans.iter().map(|p| p.kernel).collect();

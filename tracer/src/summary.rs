@@ -182,6 +182,9 @@ mod tests {
             address: 0,
             size: 0,
             file_offset: 0,
+            probe_offset: 0,
+            cost: crate::symbols::x86::CostClass::Emulated,
+            probe_instruction: "push".into(),
         };
         let plans = vec![raw_register_args(0).unwrap(); 2];
         ProbeTable::new(&[site("compute"), site("sleepy")], &plans)

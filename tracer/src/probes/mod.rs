@@ -136,7 +136,6 @@ pub struct Probes {
     /// uprobe-multi links; closing them detaches.
     multi_links: Vec<OwnedFd>,
     perf_loaded: bool,
-    probes: usize,
 }
 
 impl Probes {
@@ -172,7 +171,6 @@ impl Probes {
             multi_programs: None,
             multi_links: Vec::new(),
             perf_loaded: false,
-            probes: 0,
         })
     }
 
@@ -190,7 +188,6 @@ impl Probes {
                 .set(id as u32, plan, 0)
                 .map_err(|err| bpf_error("writing capture plans", err))?;
         }
-        self.probes = plans.len();
         Ok(())
     }
 
@@ -273,7 +270,7 @@ impl Probes {
         }
         let groups = group_by_object(sites);
         for (object, members) in &groups {
-            let offsets: Vec<u64> = members.iter().map(|&i| sites[i].file_offset).collect();
+            let offsets: Vec<u64> = members.iter().map(|&i| sites[i].probe_offset).collect();
             let cookies: Vec<u64> = members.iter().map(|&i| i as u64).collect();
             let result = match mode {
                 AttachMode::Multi => self.attach_multi(&object.open_path, &offsets, &cookies, pid),
@@ -399,11 +396,6 @@ impl Probes {
         self.multi_programs = None;
         drop(self);
         started.elapsed()
-    }
-
-    /// Probes with plans.
-    pub fn probe_count(&self) -> usize {
-        self.probes
     }
 }
 

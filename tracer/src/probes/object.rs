@@ -115,3 +115,27 @@ pub fn link_programs(
     }
     Ok(linked)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracer_ebpf::maps;
+
+    #[test]
+    fn embedded_object_has_every_program_and_map_user_space_names() {
+        let object = aya_obj::Object::parse(ebpf_object().unwrap()).unwrap();
+        for program in [tracer_ebpf::ENTRY_PROGRAM, tracer_ebpf::RETURN_PROGRAM] {
+            assert!(object.programs.contains_key(program), "program {program}");
+        }
+        for map in [
+            maps::EVENTS,
+            maps::PLANS,
+            maps::INFLIGHT,
+            maps::SCRATCH,
+            maps::COUNTERS,
+            maps::CONFIG,
+        ] {
+            assert!(object.maps.contains_key(map), "map {map}");
+        }
+    }
+}

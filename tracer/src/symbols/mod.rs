@@ -6,6 +6,7 @@
 //! names. Aliases at one address (`malloc`/`__libc_malloc`) become one site.
 
 pub mod elf;
+pub mod x86;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -18,6 +19,7 @@ use crate::{
     target::{MappedObject, Target, mapped_objects},
 };
 use elf::{ElfFile, FunctionKind, FunctionSymbol};
+use x86::{CostClass, place_entry_probe};
 
 /// One `--fn` argument, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,8 +193,15 @@ pub struct ProbeSite {
     pub address: u64,
     /// Size of the function in bytes (0 when the symbol does not say).
     pub size: u64,
-    /// File offset the probe is attached at.
+    /// File offset of the function's first instruction.
     pub file_offset: u64,
+    /// File offset the probes are attached at: the entry, or the first instruction the kernel
+    /// emulates when only side-effect-free instructions precede it (see [`x86`]).
+    pub probe_offset: u64,
+    /// What one hit of the entry probe costs.
+    pub cost: CostClass,
+    /// The instruction at the probe site.
+    pub probe_instruction: String,
 }
 
 /// The objects a spec may search, in search order.
@@ -339,12 +348,20 @@ fn resolve_in_objects(
                 .or_insert(function);
         }
         let found = !by_offset.is_empty();
-        sites.extend(by_offset.into_iter().map(|(file_offset, f)| ProbeSite {
-            function: f.name.clone(),
-            object: object.clone(),
-            address: f.address,
-            size: f.size,
-            file_offset,
+        sites.extend(by_offset.into_iter().map(|(file_offset, f)| {
+            let whole_body = f.size > 0;
+            let code = elf.bytes_at(file_offset, if whole_body { f.size as usize } else { 16 });
+            let placement = place_entry_probe(code, f.address, whole_body);
+            ProbeSite {
+                function: f.name.clone(),
+                object: object.clone(),
+                address: f.address,
+                size: f.size,
+                file_offset,
+                probe_offset: file_offset + placement.skip,
+                cost: placement.cost,
+                probe_instruction: placement.instruction,
+            }
         }));
         if found && first_hit_only {
             break;
