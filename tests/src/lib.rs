@@ -346,8 +346,8 @@ pub fn run_tracer(args: &[&str]) -> TracerOutput {
     }
 }
 
-/// The address where `function` of `binary` is mapped in process `pid`.
-pub fn runtime_address(pid: u32, binary: &Path, function: &str) -> u64 {
+/// `binary`, opened, and the file offset of `function`'s entry in it.
+fn entry_file_offset(binary: &Path, function: &str) -> (tracer::symbols::elf::ElfFile, u64) {
     let elf = tracer::symbols::elf::ElfFile::open(binary).unwrap();
     let symbol = elf
         .functions()
@@ -355,7 +355,13 @@ pub fn runtime_address(pid: u32, binary: &Path, function: &str) -> u64 {
         .into_iter()
         .find(|f| f.name == function)
         .unwrap_or_else(|| panic!("{function} not in {}", binary.display()));
-    let file_offset = elf.file_offset(symbol.address).unwrap().unwrap();
+    let offset = elf.file_offset(symbol.address).unwrap().unwrap();
+    (elf, offset)
+}
+
+/// The address where `function` of `binary` is mapped in process `pid`.
+pub fn runtime_address(pid: u32, binary: &Path, function: &str) -> u64 {
+    let (_, file_offset) = entry_file_offset(binary, function);
     let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
     let binary = fs::canonicalize(binary).unwrap();
     for line in maps.lines() {
@@ -385,14 +391,7 @@ pub fn byte_in_process(pid: u32, address: u64) -> u8 {
 
 /// The byte at `function`'s entry in the file `binary`.
 pub fn byte_in_file(binary: &Path, function: &str) -> u8 {
-    let elf = tracer::symbols::elf::ElfFile::open(binary).unwrap();
-    let symbol = elf
-        .functions()
-        .unwrap()
-        .into_iter()
-        .find(|f| f.name == function)
-        .unwrap();
-    let offset = elf.file_offset(symbol.address).unwrap().unwrap();
+    let (elf, offset) = entry_file_offset(binary, function);
     elf.bytes_at(offset, 1)[0]
 }
 
