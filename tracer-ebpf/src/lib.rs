@@ -25,9 +25,6 @@ pub mod maps {
     /// LRU hash of calls that entered and have not returned yet: [`InflightKey`](super::InflightKey)
     /// → [`CallRecord`](super::CallRecord). Bounded and LRU so missed returns cannot fill it.
     pub const INFLIGHT: &str = "INFLIGHT";
-    /// Per-CPU [`CallRecord`](super::CallRecord) the entry program builds before parking it in
-    /// [`INFLIGHT`]: the BPF stack (512 bytes) is too small for a record.
-    pub const SCRATCH: &str = "SCRATCH";
     /// Per-CPU `u64` counters indexed by [`Counter`](super::Counter).
     pub const COUNTERS: &str = "COUNTERS";
     /// `Array<Config>` with one element.
@@ -37,13 +34,24 @@ pub mod maps {
 /// Capacity of [`maps::PLANS`]: the highest probe id is `MAX_PROBES - 1`.
 pub const MAX_PROBES: u32 = 16384;
 /// Default capacity of [`maps::INFLIGHT`] (user space may size it differently at load time).
-pub const INFLIGHT_ENTRIES: u32 = 16384;
+pub const INFLIGHT_ENTRIES: u32 = 8192;
 /// Default size of the ring buffer in bytes (a power of two, a multiple of the page size).
 pub const RING_BYTES: u32 = 8 << 20;
 /// Steps a capture plan can hold.
-pub const MAX_STEPS: usize = 8;
-/// Bytes of captured argument data one call can carry. A power of two.
-pub const MAX_PAYLOAD: usize = 256;
+pub const MAX_STEPS: usize = 16;
+/// Pointers a capture step can follow before its final read (`req->user->name` is 2).
+pub const MAX_DEREFS: usize = 4;
+/// Bytes of captured argument data one call can carry. A power of two: the programs mask
+/// offsets with it.
+pub const MAX_PAYLOAD: usize = 512;
+/// Largest single copy (bytes, string) a step makes. A power of two.
+pub const MAX_CHUNK: usize = 256;
+/// Bytes reserved for a call's payload in the kernel: every slot starts below [`MAX_PAYLOAD`],
+/// and the slack lets the verifier see that a copy of up to [`MAX_CHUNK`] bytes plus its
+/// 8-byte length prefix never leaves the record.
+pub const PAYLOAD_BUFFER: usize = MAX_PAYLOAD + MAX_CHUNK + 8;
+/// The first bytes of every non-empty payload: one [`step_status`] byte per step.
+pub const STATUS_BYTES: usize = MAX_STEPS;
 
 /// What a ring-buffer record is. Explicit discriminants: never renumber.
 #[repr(u32)]
@@ -97,19 +105,47 @@ const _: () = assert!(size_of::<EventHeader>() == EVENT_HEADER_SIZE);
 const _: () = assert!(offset_of!(EventHeader, entry_ns) == 24);
 const _: () = assert!(offset_of!(EventHeader, ret) == 40);
 
-/// A call in the kernel: filled at entry, parked in [`maps::INFLIGHT`], completed at return and
+/// A call in the kernel: parked zeroed in [`maps::INFLIGHT`] at entry and filled in place there
+/// (never in a per-CPU buffer: uprobe programs can be preempted), completed at return and
 /// emitted into the ring buffer as its first `EVENT_HEADER_SIZE + header.payload_len` bytes.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct CallRecord {
     pub header: EventHeader,
-    pub payload: [u8; MAX_PAYLOAD],
+    pub payload: [u8; PAYLOAD_BUFFER],
+}
+
+impl CallRecord {
+    /// The all-zero record every in-flight call starts from.
+    pub const ZERO: Self = Self {
+        header: EventHeader {
+            kind: 0,
+            probe_id: 0,
+            pid: 0,
+            tid: 0,
+            cpu: 0,
+            payload_len: 0,
+            entry_ns: 0,
+            exit_ns: 0,
+            ret: 0,
+        },
+        payload: [0; PAYLOAD_BUFFER],
+    };
 }
 
 /// Largest ring-buffer record.
 pub const MAX_RECORD_SIZE: usize = EVENT_HEADER_SIZE + MAX_PAYLOAD;
-const _: () = assert!(size_of::<CallRecord>() == MAX_RECORD_SIZE);
-const _: () = assert!(MAX_PAYLOAD.is_power_of_two());
+const _: () = assert!(size_of::<CallRecord>() == EVENT_HEADER_SIZE + PAYLOAD_BUFFER);
+const _: () = assert!(MAX_PAYLOAD.is_power_of_two() && MAX_CHUNK.is_power_of_two());
+const _: () = assert!(PAYLOAD_BUFFER.is_multiple_of(8));
+// The ring buffer rounds records to 8 bytes; capture steps write 8-byte words.
+const _: () = assert!(EVENT_HEADER_SIZE.is_multiple_of(8) && MAX_PAYLOAD.is_multiple_of(8));
+// Every capture step's offset and size fit their u16 fields.
+const _: () = assert!(MAX_PAYLOAD <= u16::MAX as usize);
+// A slot starting anywhere below MAX_PAYLOAD, with its length prefix and a full chunk, stays
+// inside the kernel's buffer.
+const _: () = assert!((MAX_PAYLOAD - 1) + 8 + MAX_CHUNK <= PAYLOAD_BUFFER);
+const _: () = assert!(STATUS_BYTES >= MAX_STEPS);
 
 /// Key of an in-flight call.
 ///
@@ -155,48 +191,87 @@ pub mod reg {
     pub const SYSV_ARGS: [u8; 6] = [RDI, RSI, RDX, RCX, R8, R9];
 }
 
-/// Where a capture step finds its value. Never renumber.
+/// Where a capture step starts. Never renumber.
 pub mod location {
-    /// A general register, [`CaptureStep::reg`](super::CaptureStep::reg).
+    /// A general register, [`CaptureStep::reg`](super::CaptureStep::reg). Stack arguments
+    /// are read through `RSP`.
     pub const REGISTER: u8 = 1;
 }
 
 /// What a capture step copies into the payload. Never renumber.
+///
+/// Every step first takes its register's value and follows `derefs` pointers (adding
+/// `deref_offsets[i]` before each read), giving a *value*. Then:
 pub mod value {
-    /// The raw 8-byte value of the location.
+    /// The value itself, 8 bytes.
     pub const WORD: u8 = 1;
+    /// `size` bytes of memory at `value + offset`.
+    pub const BYTES: u8 = 2;
+    /// A NUL-terminated string at `value + offset`: a `u32` length (without the NUL), then at
+    /// most `size` bytes.
+    pub const C_STRING: u8 = 3;
+    /// A (pointer, length) pair in memory at `value + offset` (a Rust `&str` field): the
+    /// `u64` length, then at most `size` bytes of what it points to.
+    pub const PTR_LEN_IN_MEMORY: u8 = 4;
+    /// A (pointer, length) pair in registers (a Rust `&str` argument): the pointer is
+    /// `value + offset`, the length is register `len_reg`. Written like [`PTR_LEN_IN_MEMORY`].
+    pub const PTR_LEN_IN_REGISTERS: u8 = 5;
 }
 
-/// One step of a capture plan: read a location, copy `size` bytes of it to `out_offset` of the
-/// payload.
+/// Values of a step's status byte at the start of the payload. Never renumber.
+pub mod step_status {
+    pub const OK: u8 = 0;
+    /// A read of user memory faulted (bad pointer, or a page not present): the step's slot
+    /// holds nothing meaningful.
+    pub const FAULT: u8 = 1;
+}
+
+/// One step of a capture plan (see [`value`] for what each kind does).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CaptureStep {
     /// A [`location`] constant.
     pub location: u8,
-    /// A [`reg`] index, for [`location::REGISTER`].
+    /// A [`reg`] index.
     pub reg: u8,
     /// A [`value`] constant.
     pub value: u8,
-    pub _pad: u8,
-    /// Bytes this step writes into the payload.
+    /// Pointers to follow, at most [`MAX_DEREFS`].
+    pub derefs: u8,
+    /// Bytes to copy (the cap for strings), at most [`MAX_CHUNK`].
     pub size: u16,
-    /// Where in the payload this step's bytes go.
+    /// Where in the payload this step's slot starts; below [`MAX_PAYLOAD`].
     pub out_offset: u16,
+    /// The length register of [`value::PTR_LEN_IN_REGISTERS`].
+    pub len_reg: u8,
+    pub _pad: [u8; 3],
+    /// Added to the value before the final read.
+    pub offset: i32,
+    /// Added to the value before each pointer is followed.
+    pub deref_offsets: [i32; MAX_DEREFS],
 }
-const _: () = assert!(size_of::<CaptureStep>() == 8);
+const _: () = assert!(size_of::<CaptureStep>() == 32);
 
 /// What the entry program captures for one probe: a bounded list of steps, interpreted in order.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CapturePlan {
+    /// [`plan_flags`] bits.
+    pub flags: u32,
     /// Steps in use, at most [`MAX_STEPS`].
     pub step_count: u32,
     /// Payload bytes a call of this probe carries (the end of the furthest step).
     pub payload_len: u32,
+    pub _pad: u32,
     pub steps: [CaptureStep; MAX_STEPS],
 }
-const _: () = assert!(size_of::<CapturePlan>() == 8 + 8 * MAX_STEPS);
+const _: () = assert!(size_of::<CapturePlan>() == 16 + 32 * MAX_STEPS);
+
+/// Bits of [`CapturePlan::flags`].
+pub mod plan_flags {
+    /// User space wrote this plan: an all-zero slot of the plans array is no plan.
+    pub const PRESENT: u32 = 1;
+}
 
 /// Global settings of the programs, element 0 of [`maps::CONFIG`].
 #[repr(C)]
@@ -212,8 +287,8 @@ const _: () = assert!(size_of::<Config>() == 8);
 
 /// Bits of [`Config::flags`].
 pub mod config_flags {
-    /// The programs record calls. Cleared before detaching, so nothing new is emitted while
-    /// links are being torn down.
+    /// The entry program parks new calls. Cleared at stop so no new call starts while links
+    /// are torn down; returns of calls already parked still complete and are emitted.
     pub const ENABLED: u32 = 1;
 }
 
@@ -266,6 +341,8 @@ mod pod {
     unsafe impl aya::Pod for super::Config {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::InflightKey {}
+    // SAFETY: as above: a header and a byte array.
+    unsafe impl aya::Pod for super::CallRecord {}
 }
 
 #[cfg(test)]
@@ -289,10 +366,7 @@ mod tests {
     }
 
     #[test]
-    fn ring_records_stay_8_byte_aligned() {
-        // The ring buffer rounds records to 8 bytes; capture steps write 8-byte words.
-        assert_eq!(EVENT_HEADER_SIZE % 8, 0);
-        assert_eq!(MAX_PAYLOAD % 8, 0);
+    fn records_are_8_byte_aligned() {
         assert_eq!(core::mem::align_of::<CallRecord>(), 8);
     }
 
@@ -300,12 +374,13 @@ mod tests {
     fn plan_and_key_layouts() {
         assert_eq!(offset_of!(CaptureStep, size), 4);
         assert_eq!(offset_of!(CaptureStep, out_offset), 6);
-        assert_eq!(offset_of!(CapturePlan, steps), 8);
+        assert_eq!(offset_of!(CaptureStep, len_reg), 8);
+        assert_eq!(offset_of!(CaptureStep, offset), 12);
+        assert_eq!(offset_of!(CaptureStep, deref_offsets), 16);
+        assert_eq!(offset_of!(CapturePlan, steps), 16);
         assert_eq!(offset_of!(InflightKey, frame), 8);
         assert_eq!(offset_of!(InflightKey, probe_id), 16);
         assert_eq!(offset_of!(Config, wakeup_bytes), 4);
-        // Every capture step's offset fits its u16 field.
-        assert!(MAX_PAYLOAD <= u16::MAX as usize);
     }
 
     #[test]

@@ -10,24 +10,34 @@
 //! anything silently (every failure bumps a counter of `Counter`).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// The BPF target has no atomic read-modify-write in `core::sync::atomic`; the intrinsic
+// lowers to the BPF atomic add instruction.
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
+#![cfg_attr(target_arch = "bpf", allow(internal_features))]
 
 #[cfg(target_arch = "bpf")]
 mod programs {
     use aya_ebpf::{
         bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, pt_regs},
         helpers::{
-            bpf_get_current_pid_tgid,
-            generated::{bpf_get_attach_cookie, bpf_get_smp_processor_id, bpf_ktime_get_ns},
+            bpf_get_current_pid_tgid, bpf_probe_read_user,
+            generated::{
+                bpf_get_attach_cookie, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+                bpf_probe_read_user as raw_read_user, bpf_probe_read_user_str as raw_read_user_str,
+            },
         },
         macros::{map, uprobe, uretprobe},
         maps::{Array, LruHashMap, PerCpuArray, RingBuf},
         programs::{ProbeContext, RetProbeContext},
     };
     use aya_log_ebpf::warn;
+    use core::ffi::c_void;
+    use core::intrinsics::{AtomicOrdering, atomic_xadd};
     use tracer_ebpf::{
-        COUNTER_SLOTS, CallRecord, CapturePlan, Config, Counter, EVENT_HEADER_SIZE, EventKind,
-        INFLIGHT_ENTRIES, InflightKey, MAX_PAYLOAD, MAX_PROBES, MAX_STEPS, RETURN_SP_ADJUST,
-        RING_BYTES, config_flags, location, reg, value,
+        COUNTER_SLOTS, CallRecord, CapturePlan, CaptureStep, Config, Counter, EVENT_HEADER_SIZE,
+        EventKind, INFLIGHT_ENTRIES, InflightKey, MAX_CHUNK, MAX_DEREFS, MAX_PAYLOAD, MAX_PROBES,
+        MAX_STEPS, PAYLOAD_BUFFER, RETURN_SP_ADJUST, RING_BYTES, config_flags, location,
+        plan_flags, reg, step_status, value,
     };
 
     #[map]
@@ -40,8 +50,8 @@ mod programs {
     static INFLIGHT: LruHashMap<InflightKey, CallRecord> =
         LruHashMap::with_max_entries(INFLIGHT_ENTRIES, 0);
 
-    #[map]
-    static SCRATCH: PerCpuArray<CallRecord> = PerCpuArray::with_max_entries(1, 0);
+    /// What every in-flight record starts as (read-only data).
+    static ZERO_RECORD: CallRecord = CallRecord::ZERO;
 
     #[map]
     static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
@@ -52,16 +62,15 @@ mod programs {
     #[inline(always)]
     fn count(counter: Counter) {
         if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
-            // SAFETY: a per-CPU slot is only touched by programs on this CPU, which do not
-            // preempt each other.
-            unsafe { *slot += 1 };
+            // SAFETY: the slot is a valid, aligned u64 of this CPU's counters. Uprobe programs
+            // can be preempted by another on the same CPU, so the add is atomic.
+            unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(slot, 1) };
         }
     }
 
     #[inline(always)]
     fn config() -> Option<&'static Config> {
-        let config = CONFIG.get(0)?;
-        (config.flags & config_flags::ENABLED != 0).then_some(config)
+        CONFIG.get(0)
     }
 
     #[inline(always)]
@@ -96,60 +105,129 @@ mod programs {
         }
     }
 
-    /// Runs the plan's steps against the registers, writing into `record.payload`.
+    /// Reads a `u64` of user memory.
+    #[inline(always)]
+    fn read_user_u64(address: u64) -> Option<u64> {
+        // SAFETY: the helper checks the address and reports a fault instead of faulting.
+        unsafe { bpf_probe_read_user(address as *const u64) }.ok()
+    }
+
+    /// Copies at most `MAX_CHUNK` bytes of user memory at `source` to `destination`.
+    #[inline(always)]
+    fn copy_user(destination: *mut u8, size: usize, source: u64) -> bool {
+        let size = if size > MAX_CHUNK { MAX_CHUNK } else { size };
+        // SAFETY: callers pass a destination inside the record with `MAX_CHUNK` bytes after
+        // it (`PAYLOAD_BUFFER` has the slack); the helper checks the source.
+        unsafe { raw_read_user(destination.cast(), size as u32, source as *const c_void) == 0 }
+    }
+
+    /// One capture step: follow the step's pointers from its register, then copy what it asks
+    /// into its payload slot. `false` when user memory could not be read.
+    #[inline(always)]
+    fn capture_step(
+        step: &CaptureStep,
+        regs: *const pt_regs,
+        payload: &mut [u8; PAYLOAD_BUFFER],
+    ) -> bool {
+        if step.location != location::REGISTER {
+            return false;
+        }
+        let mut value = register(regs, step.reg);
+        for index in 0..MAX_DEREFS {
+            if index >= step.derefs as usize {
+                break;
+            }
+            let address = value.wrapping_add(step.deref_offsets[index] as i64 as u64);
+            match read_user_u64(address) {
+                Some(next) => value = next,
+                None => return false,
+            }
+        }
+        let out = (step.out_offset as usize) & (MAX_PAYLOAD - 1);
+        let size = step.size as usize;
+        let source = value.wrapping_add(step.offset as i64 as u64);
+        // SAFETY: `out < MAX_PAYLOAD` and every write below stays within `out + 8 + MAX_CHUNK`,
+        // which `PAYLOAD_BUFFER` holds.
+        let slot = unsafe { payload.as_mut_ptr().add(out) };
+        match step.value {
+            value::WORD => {
+                // SAFETY: see `slot`; unaligned writes are fine.
+                unsafe { slot.cast::<u64>().write_unaligned(value) };
+                true
+            }
+            value::BYTES => copy_user(slot, size, source),
+            value::C_STRING => {
+                if source == 0 {
+                    // A NULL pointer: say so instead of reporting a fault.
+                    // SAFETY: see `slot`.
+                    unsafe { slot.cast::<u32>().write_unaligned(u32::MAX) };
+                    return true;
+                }
+                let size = if size > MAX_CHUNK { MAX_CHUNK } else { size };
+                // SAFETY: as `copy_user`, four bytes further in.
+                let copied = unsafe {
+                    raw_read_user_str(slot.add(4).cast(), size as u32, source as *const c_void)
+                };
+                if copied < 0 {
+                    return false;
+                }
+                // The helper counts the NUL it writes.
+                let length = if copied > 0 { copied as u32 - 1 } else { 0 };
+                // SAFETY: see `slot`.
+                unsafe { slot.cast::<u32>().write_unaligned(length) };
+                true
+            }
+            value::PTR_LEN_IN_MEMORY | value::PTR_LEN_IN_REGISTERS => {
+                let (pointer, length) = if step.value == value::PTR_LEN_IN_MEMORY {
+                    match (read_user_u64(source), read_user_u64(source.wrapping_add(8))) {
+                        (Some(pointer), Some(length)) => (pointer, length),
+                        _ => return false,
+                    }
+                } else {
+                    (source, register(regs, step.len_reg))
+                };
+                // SAFETY: see `slot`.
+                unsafe { slot.cast::<u64>().write_unaligned(length) };
+                let take = if length < size as u64 {
+                    length as usize
+                } else {
+                    size
+                };
+                // SAFETY: see `slot`; the bytes go after the 8-byte length.
+                copy_user(unsafe { slot.add(8) }, take, pointer)
+            }
+            _ => false,
+        }
+    }
+
+    /// Runs the plan's steps, writing each step's slot and status into `record.payload`.
     #[inline(always)]
     fn capture(plan: &CapturePlan, regs: *const pt_regs, record: &mut CallRecord) {
         for index in 0..MAX_STEPS {
             if index as u32 >= plan.step_count {
                 break;
             }
-            let step = &plan.steps[index];
-            if step.location != location::REGISTER || step.value != value::WORD {
-                continue;
+            if !capture_step(&plan.steps[index], regs, &mut record.payload) {
+                record.payload[index] = step_status::FAULT;
             }
-            let offset = step.out_offset as usize;
-            if offset > MAX_PAYLOAD - 8 {
-                continue;
-            }
-            let word = register(regs, step.reg);
-            // SAFETY: `offset + 8 <= MAX_PAYLOAD`, checked above; the write is unaligned-safe.
-            unsafe {
-                record
-                    .payload
-                    .as_mut_ptr()
-                    .add(offset)
-                    .cast::<u64>()
-                    .write_unaligned(word)
-            };
         }
     }
 
     #[uprobe]
     pub fn koolkit_entry(ctx: ProbeContext) -> u32 {
-        if config().is_none() {
+        if config().is_none_or(|c| c.flags & config_flags::ENABLED == 0) {
             return 0;
         }
         let probe = probe_id(ctx.regs.cast());
-        let Some(plan) = PLANS.get(probe) else {
-            count(Counter::NoPlan);
-            warn!(&ctx, "koolkit-trace: probe {} has no plan", probe);
-            return 0;
+        let plan = match PLANS.get(probe) {
+            Some(plan) if plan.flags & plan_flags::PRESENT != 0 => plan,
+            _ => {
+                count(Counter::NoPlan);
+                warn!(&ctx, "koolkit-trace: probe {} has no plan", probe);
+                return 0;
+            }
         };
-        let Some(record) = SCRATCH.get_ptr_mut(0) else {
-            return 0;
-        };
-        // SAFETY: the per-CPU scratch record is ours until this program returns.
-        let record = unsafe { &mut *record };
         let pid_tgid = bpf_get_current_pid_tgid();
-        record.header.kind = EventKind::Call as u32;
-        record.header.probe_id = probe;
-        record.header.pid = (pid_tgid >> 32) as u32;
-        record.header.tid = pid_tgid as u32;
-        record.header.payload_len = plan.payload_len.min(MAX_PAYLOAD as u32);
-        capture(plan, ctx.regs, record);
-        // SAFETY: reading the monotonic clock has no preconditions.
-        record.header.entry_ns = unsafe { bpf_ktime_get_ns() };
-
         // SAFETY: `ctx.regs` is the program context.
         let frame = unsafe { (*ctx.regs).rsp };
         let key = InflightKey {
@@ -158,9 +236,27 @@ mod programs {
             probe_id: probe,
             _pad: 0,
         };
-        if INFLIGHT.insert(&key, &*record, 0).is_err() {
+        // Park a zeroed record under this thread's key, then fill it in place: only this
+        // thread's return can reach the key, so preemption cannot mix two calls' data.
+        if INFLIGHT.insert(&key, &ZERO_RECORD, 0).is_err() {
             count(Counter::InflightFull);
+            return 0;
         }
+        let Some(record) = INFLIGHT.get_ptr_mut(&key) else {
+            count(Counter::InflightFull);
+            return 0;
+        };
+        // SAFETY: the value was just inserted under a key only this thread uses.
+        let record = unsafe { &mut *record };
+        record.header.kind = EventKind::Call as u32;
+        record.header.probe_id = probe;
+        record.header.pid = (pid_tgid >> 32) as u32;
+        record.header.tid = pid_tgid as u32;
+        record.header.payload_len = plan.payload_len.min(MAX_PAYLOAD as u32);
+        capture(plan, ctx.regs, record);
+        // SAFETY: reading the monotonic clock has no preconditions. Stamped last, so the
+        // capture is not part of the latency.
+        record.header.entry_ns = unsafe { bpf_ktime_get_ns() };
         0
     }
 
@@ -169,9 +265,8 @@ mod programs {
         // SAFETY: reading the monotonic clock has no preconditions; read first so the
         // bookkeeping below is not part of the latency.
         let exit_ns = unsafe { bpf_ktime_get_ns() };
-        let Some(config) = config() else {
-            return 0;
-        };
+        // Not gated on ENABLED: a call parked before the stop still completes.
+        let wakeup_bytes = config().map_or(0, |c| c.wakeup_bytes);
         let probe = probe_id(ctx.regs.cast());
         // SAFETY: `ctx.regs` is the program context.
         let (sp, ret) = unsafe { ((*ctx.regs).rsp, (*ctx.regs).rax) };
@@ -201,7 +296,7 @@ mod programs {
                 core::slice::from_raw_parts((record as *const CallRecord).cast::<u8>(), len)
             };
             let pending = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
-            let wake = if pending >= config.wakeup_bytes as u64 {
+            let wake = if pending >= wakeup_bytes as u64 {
                 BPF_RB_FORCE_WAKEUP
             } else {
                 BPF_RB_NO_WAKEUP

@@ -10,12 +10,14 @@ use std::{
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
-    error::exit_code,
+    error::{Error, exit_code},
+    plan::{ArgPath, DEFAULT_STRING_SIZE, PlanOptions},
     probes::AttachMode,
     session::{TraceOptions, trace},
-    symbols::FunctionSpec,
+    symbols::{FunctionSpec, Resolver, open_objects},
     target::Target,
 };
+use tracer_ebpf::MAX_CHUNK;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -25,10 +27,15 @@ Examples:
       a function of a shared library the process maps
   koolkit-trace --binary ./server --fn 'handle_*' --json --duration 10s
       every process running ./server, now or later, as JSON Lines for 10 seconds
+  koolkit-trace --pid 4242 --fn 'myapp::db::*' --fn src/server.c:42 --args req.path
+      Rust/C++ paths and globs, the function holding a source line, one field of a parameter
+  koolkit-trace list --pid 4242 'myapp::*'
+      what can be traced: functions, source positions, and what each probe costs
 
 Each call prints one line:
-  12:04:05.123456 4242/4243 compute(arg0=49, arg1=7) = 49010 <12.3µs>
-  (time, pid/tid, function, arguments, return value, latency)
+  12:04:05.123456 4242/4243 compute(a=49, b=7, name=\"abc\") = 49010 <12.3µs>
+  (time, pid/tid, function, arguments by name with DWARF or arg0.. without, return value,
+  latency)
 
 Exit codes: 0 ok, 1 runtime failure, 2 bad usage or input, 3 missing privilege or kernel feature.
 Logging: RUST_LOG=debug for details. Colour: --color, or NO_COLOR=1.";
@@ -55,6 +62,24 @@ pub struct Cli {
 pub enum Command {
     /// Trace functions live (the default when no subcommand is given).
     Trace(TraceArgs),
+    /// List the functions that can be traced: name, object, address, size, source position
+    /// and what a probe on each costs.
+    List(ListArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// Which functions: a glob over demangled or mangled names, optionally OBJECT:GLOB
+    /// (libc.so.6:str*).
+    #[arg(value_name = "PATTERN", default_value = "*")]
+    pub pattern: FunctionSpec,
+
+    /// Write JSON Lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Colour choice for human output.
@@ -96,8 +121,9 @@ pub struct TraceArgs {
     #[command(flatten)]
     pub target: TargetArgs,
 
-    /// Function(s) to trace: NAME, a glob ('handle_*'), OBJECT:NAME (libc.so.6:malloc).
-    /// Repeatable.
+    /// Function(s) to trace: NAME (C, demangled Rust or C++ path, or mangled), a glob
+    /// ('myapp::db::*'), OBJECT:NAME (libc.so.6:malloc), or FILE:LINE (the function holding
+    /// that source line). Repeatable.
     #[arg(short = 'f', long = "fn", value_name = "SPEC", required = true)]
     pub functions: Vec<FunctionSpec>,
 
@@ -116,6 +142,16 @@ pub struct TraceArgs {
     /// When to colour human output.
     #[arg(long, value_enum, default_value_t, value_name = "WHEN")]
     pub color: ColorChoice,
+
+    /// Capture only these parameters, or fields of them (one level): --args name,req.path.
+    /// The default is every parameter that fits one capture plan.
+    #[arg(long, value_name = "NAME[.FIELD],...", value_delimiter = ',')]
+    pub args: Option<Vec<ArgPath>>,
+
+    /// Bytes of each string to capture.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_STRING_SIZE,
+          value_parser = clap::value_parser!(u16).range(1..=MAX_CHUNK as i64))]
+    pub string_size: u16,
 
     /// How to attach probes.
     #[arg(long, value_enum, default_value_t, value_name = "MODE")]
@@ -152,13 +188,19 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
-impl TraceArgs {
-    fn options(&self) -> TraceOptions {
-        let target = match (&self.target.pid, &self.target.binary) {
+impl TargetArgs {
+    fn target(&self) -> Target {
+        match (&self.pid, &self.binary) {
             (Some(pid), _) => Target::Process { pid: *pid },
             (None, Some(path)) => Target::Binary { path: path.clone() },
             (None, None) => unreachable!("clap requires a target"),
-        };
+        }
+    }
+}
+
+impl TraceArgs {
+    fn options(&self) -> TraceOptions {
+        let target = self.target.target();
         let color = match self.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
@@ -178,6 +220,10 @@ impl TraceArgs {
                 AttachChoice::Multi => AttachMode::Multi,
                 AttachChoice::Perf => AttachMode::Perf,
             },
+            plan: PlanOptions {
+                selection: self.args.clone(),
+                string_size: self.string_size,
+            },
         }
     }
 }
@@ -186,6 +232,7 @@ impl TraceArgs {
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let args = match cli.command {
         Some(Command::Trace(args)) => args,
+        Some(Command::List(args)) => return list(&args),
         None => cli.trace,
     };
     let options = args.options();
@@ -196,6 +243,35 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let mut stderr = std::io::stderr();
     let traced = runtime.block_on(trace(&options, &mut stdout, &mut stderr))?;
     let _ = write!(stderr, "{}", traced.summary.render(&traced.table));
+    Ok(exit_code::OK)
+}
+
+/// `koolkit-trace list`.
+fn list(args: &ListArgs) -> anyhow::Result<i32> {
+    let target = args.target.target();
+    let (object, pattern) = match &args.pattern {
+        FunctionSpec::Symbol { object, pattern } => (object.clone(), pattern.clone()),
+        FunctionSpec::Line { .. } => {
+            return Err(Error::Usage("list takes a name pattern, not FILE:LINE".into()).into());
+        }
+    };
+    let specs = [args.pattern.clone()];
+    let objects = open_objects(&target, &specs)?;
+    let sites = Resolver::new(&target, &objects).list(object.as_deref(), &pattern)?;
+    let mut out = std::io::stdout().lock();
+    let text = if args.json {
+        crate::listing::json_lines(&sites)
+    } else {
+        crate::listing::table(&sites)
+    };
+    match out.write_all(text.as_bytes()) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => return Err(err.into()),
+        _ => {}
+    }
+    if sites.is_empty() {
+        eprintln!("koolkit-trace: no function matches `{}`", args.pattern);
+        return Ok(exit_code::USAGE);
+    }
     Ok(exit_code::OK)
 }
 

@@ -6,13 +6,13 @@
 
 use std::fmt::Write as _;
 
-use serde::{Serialize, Serializer, ser::SerializeMap as _};
+use serde::Serialize;
 
 use crate::{
     events::CallEvent,
-    plan::{ArgSlot, ValueFormat, read_word, render_raw_word},
     probe_table::ProbeInfo,
     sys,
+    values::{decode_args, decode_return},
 };
 
 /// Converts the kernel's monotonic timestamps to wall-clock time, from one anchor reading of
@@ -64,44 +64,6 @@ pub fn format_time_of_day(wall_ns: u64) -> String {
     format!("{h:02}:{m:02}:{s:02}.{micros:06}")
 }
 
-/// A captured value, read with its slot's format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Value {
-    Word(u64),
-    /// The payload did not hold the slot (never expected from a consistent plan).
-    Missing,
-}
-
-impl Value {
-    pub fn read(payload: &[u8], slot: &ArgSlot) -> Self {
-        match slot.format {
-            ValueFormat::RawWord => read_word(payload, slot).map_or(Self::Missing, Self::Word),
-        }
-    }
-}
-
-impl std::fmt::Display for Value {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Word(word) => f.write_str(&render_raw_word(*word)),
-            Self::Missing => f.write_str("<missing>"),
-        }
-    }
-}
-
-impl Serialize for Value {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match *self {
-            // The same reading as the human form: small values signed, large ones unsigned.
-            Self::Word(word) if (word as i64) < 0 && (word as i64) >= -65536 => {
-                serializer.serialize_i64(word as i64)
-            }
-            Self::Word(word) => serializer.serialize_u64(word),
-            Self::Missing => serializer.serialize_none(),
-        }
-    }
-}
-
 /// ANSI styling, or none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Style {
@@ -135,31 +97,22 @@ pub fn human_line(
     );
     style.paint("1", &probe.function, out);
     out.push('(');
-    for (i, slot) in probe.args.iter().enumerate() {
+    for (i, (name, value)) in decode_args(&event.payload, &probe.args).iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
-        let _ = write!(out, "{}={}", slot.name, Value::read(&event.payload, slot));
+        out.push_str(name);
+        out.push('=');
+        value.write_human(out);
     }
-    let _ = write!(out, ") = {} <", render_raw_word(event.ret));
+    out.push(')');
+    if let Some(ret) = &probe.ret {
+        out.push_str(" = ");
+        decode_return(event.ret, ret).write_human(out);
+    }
+    out.push_str(" <");
     style.paint("33", &format_duration_ns(event.latency_ns()), out);
     out.push_str(">\n");
-}
-
-/// The arguments of a call as a JSON object, in plan order.
-struct JsonArgs<'a> {
-    event: &'a CallEvent,
-    slots: &'a [ArgSlot],
-}
-
-impl Serialize for JsonArgs<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.slots.len()))?;
-        for slot in self.slots {
-            map.serialize_entry(&slot.name, &Value::read(&self.event.payload, slot))?;
-        }
-        map.end()
-    }
 }
 
 /// One JSON Lines record. Field names are a stable schema.
@@ -171,27 +124,30 @@ struct JsonCall<'a> {
     #[serde(rename = "fn")]
     function: &'a str,
     object: &'a str,
-    args: JsonArgs<'a>,
-    ret: Value,
+    args: serde_json::Map<String, serde_json::Value>,
+    ret: serde_json::Value,
     latency_ns: u64,
 }
 
 /// Appends the JSON line for `event` (with a newline) to `out`.
 pub fn json_line(out: &mut String, event: &CallEvent, probe: &ProbeInfo, clock: &WallClock) {
+    let args = decode_args(&event.payload, &probe.args)
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), value.to_json()))
+        .collect();
     let record = JsonCall {
         ts_ns: clock.wall_ns(event.entry_ns),
         pid: event.pid,
         tid: event.tid,
         function: &probe.function,
         object: &probe.object,
-        args: JsonArgs {
-            event,
-            slots: &probe.args,
-        },
-        ret: Value::Word(event.ret),
+        args,
+        ret: probe.ret.as_ref().map_or(serde_json::Value::Null, |ret| {
+            decode_return(event.ret, ret).to_json()
+        }),
         latency_ns: event.latency_ns(),
     };
-    // Serializing plain integers and strings into a String cannot fail.
+    // Serializing plain values into a String cannot fail.
     out.push_str(&serde_json::to_string(&record).expect("JSON of plain data"));
     out.push('\n');
 }
@@ -203,7 +159,8 @@ mod tests {
     use bytes::Bytes;
 
     fn fixture() -> (CallEvent, ProbeInfo) {
-        let mut payload = Vec::new();
+        let plan = raw_register_args(3).unwrap();
+        let mut payload = vec![0u8; tracer_ebpf::STATUS_BYTES];
         for word in [49u64, 7, u64::MAX] {
             payload.extend_from_slice(&word.to_le_bytes());
         }
@@ -225,7 +182,9 @@ mod tests {
             file_offset: 0x1139,
             probe_offset: 0x1139,
             cost: crate::symbols::x86::CostClass::Emulated,
-            args: raw_register_args(3).unwrap().args,
+            source: None,
+            args: plan.args,
+            ret: plan.ret,
         };
         (event, probe)
     }

@@ -5,8 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    plan::{ArgSlot, Plan},
-    symbols::{ProbeSite, x86::CostClass},
+    plan::{ArgSlot, Plan, ReturnValue},
+    symbols::{ProbeSite, SourceLocation, x86::CostClass},
 };
 
 /// One probe: id `id` fires at the entry of `function` in `object`.
@@ -22,7 +22,11 @@ pub struct ProbeInfo {
     pub probe_offset: u64,
     /// What one hit of the entry probe costs.
     pub cost: CostClass,
+    /// Where the function is defined, if DWARF says.
+    pub source: Option<SourceLocation>,
     pub args: Vec<ArgSlot>,
+    /// How the return value is shown; `None` for functions returning nothing.
+    pub ret: Option<ReturnValue>,
 }
 
 impl ProbeInfo {
@@ -53,7 +57,9 @@ impl ProbeTable {
                 file_offset: site.file_offset,
                 probe_offset: site.probe_offset,
                 cost: site.cost,
+                source: site.source.clone(),
                 args: plan.args.clone(),
+                ret: plan.ret.clone(),
             })
             .collect();
         Self { probes }

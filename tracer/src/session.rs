@@ -21,11 +21,11 @@ use crate::{
     error::{Error, Result},
     events::decode,
     format::{Style, WallClock, human_line, json_line},
-    plan::{DEFAULT_RAW_ARGS, raw_register_args},
+    plan::{DEFAULT_RAW_ARGS, Plan, PlanOptions, check_selection, compile, raw_register_args},
     probe_table::ProbeTable,
     probes::{AttachMode, AttachReport, Probes},
     summary::{CallStats, StopReason, Summary},
-    symbols::{FunctionSpec, resolve, x86::CostClass},
+    symbols::{FunctionSpec, ProbeSite, resolve, x86::CostClass},
     sys,
     target::Target,
 };
@@ -34,6 +34,8 @@ use crate::{
 const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
 /// The kernel wakes the reader once this much data is pending.
 const WAKEUP_BYTES: u32 = 256 << 10;
+/// How long calls under way at stop get to return before the probes are detached.
+const STOP_GRACE: Duration = Duration::from_millis(100);
 /// Records read per drain before checking for stop requests again.
 const DRAIN_BATCH: usize = 16 << 10;
 
@@ -47,6 +49,23 @@ pub struct TraceOptions {
     pub duration: Option<Duration>,
     pub max_events: Option<u64>,
     pub attach_mode: AttachMode,
+    pub plan: PlanOptions,
+}
+
+/// The capture plan of every site: typed from DWARF where the function has it, raw argument
+/// registers where it does not.
+pub fn plan_sites(sites: &[ProbeSite], options: &PlanOptions) -> Result<Vec<Plan>> {
+    if let Some(selection) = &options.selection {
+        let described: Vec<_> = sites.iter().filter_map(|s| s.debug.as_ref()).collect();
+        check_selection(selection, &described)?;
+    }
+    sites
+        .iter()
+        .map(|site| match &site.debug {
+            Some(debug) => Ok(compile(debug, options)),
+            None => raw_register_args(DEFAULT_RAW_ARGS),
+        })
+        .collect()
 }
 
 /// The outcome of a trace.
@@ -199,10 +218,7 @@ pub async fn trace(
     status: &mut dyn Write,
 ) -> Result<Traced> {
     let sites = resolve(&options.target, &options.functions)?;
-    let plans = sites
-        .iter()
-        .map(|_| raw_register_args(DEFAULT_RAW_ARGS))
-        .collect::<Result<Vec<_>>>()?;
+    let plans = plan_sites(&sites, &options.plan)?;
     let table = ProbeTable::new(&sites, &plans);
     for site in &sites {
         log::info!(
@@ -313,20 +329,30 @@ pub async fn trace(
         }
     };
 
-    // Switch the programs off, then read what they wrote before that.
+    // Stop new calls; give the ones under way a moment to return; detach (closing a link
+    // waits for handlers still running); then read everything they wrote.
     probes.disable()?;
+    let grace_end = Instant::now() + STOP_GRACE;
+    while probes.calls_in_flight() > 0 && Instant::now() < grace_end {
+        drain(ring.get_mut(), &mut sink)?;
+        tokio::time::sleep(DRAIN_INTERVAL / 5).await;
+    }
+    let detach_started = Instant::now();
+    probes.detach_multi_links();
     while drain(ring.get_mut(), &mut sink)? {}
     let kernel_counters = probes.counters()?;
+    let unfinished = probes.calls_in_flight();
     drop(ring);
     let elapsed = started.elapsed();
-    let detach_time = probes.detach();
+    probes.detach();
     let summary = Summary {
         stats: sink.stats,
         kernel_counters,
         undecodable: sink.undecodable,
         not_shown: sink.not_shown,
+        unfinished,
         elapsed,
-        detach_time,
+        detach_time: detach_started.elapsed(),
         stop,
     };
     Ok(Traced { table, summary })

@@ -70,6 +70,8 @@ pub struct Summary {
     pub undecodable: u64,
     /// Calls read after `--max-events` was reached, not shown.
     pub not_shown: u64,
+    /// Calls that had entered but not returned when the probes were detached.
+    pub unfinished: u64,
     pub elapsed: Duration,
     pub detach_time: Duration,
     pub stop: StopReason,
@@ -145,6 +147,18 @@ impl Summary {
         } else {
             let _ = writeln!(out, "drops: {}", drops.join(", "));
         }
+        if self.unfinished > 0 {
+            let _ = writeln!(
+                out,
+                "{} call{} still running at stop (entered, never returned while traced)",
+                self.unfinished,
+                if self.unfinished == 1 {
+                    " was"
+                } else {
+                    "s were"
+                }
+            );
+        }
         if self.not_shown > 0 {
             let _ = writeln!(
                 out,
@@ -175,6 +189,7 @@ mod tests {
     fn table() -> ProbeTable {
         let site = |name: &str| ProbeSite {
             function: name.into(),
+            symbol: name.into(),
             object: ProbeObject {
                 path: "/bin/demo".into(),
                 open_path: "/bin/demo".into(),
@@ -185,6 +200,8 @@ mod tests {
             probe_offset: 0,
             cost: crate::symbols::x86::CostClass::Emulated,
             probe_instruction: "push".into(),
+            source: None,
+            debug: None,
         };
         let plans = vec![raw_register_args(0).unwrap(); 2];
         ProbeTable::new(&[site("compute"), site("sleepy")], &plans)
@@ -216,6 +233,7 @@ mod tests {
             kernel_counters: vec![(Counter::RingFull, 3), (Counter::LostEntry, 0)],
             undecodable: 1,
             not_shown: 0,
+            unfinished: 2,
             elapsed: Duration::from_secs(2),
             detach_time: Duration::from_millis(3),
             stop: StopReason::MaxEvents,

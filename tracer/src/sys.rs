@@ -53,6 +53,44 @@ pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// Forks a child that shares every open file of this process and holds them until this
+/// process exits, then exits too: the kernel's release of those files (slow for perf-event
+/// uprobe links) then happens in the child, after we are gone.
+pub fn release_fds_in_child() -> io::Result<()> {
+    let mut pipe = [0 as libc::c_int; 2];
+    // SAFETY: `pipe` has room for the two fds.
+    if unsafe { libc::pipe(pipe.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the child only makes async-signal-safe calls (signal, open, dup2, close, read,
+    // _exit) and never returns into Rust code.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => unsafe {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            libc::signal(libc::SIGTERM, libc::SIG_IGN);
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            // Let go of standard streams, so nobody reading our output waits for this child.
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            if null >= 0 {
+                for fd in 0..3 {
+                    libc::dup2(null, fd);
+                }
+            }
+            libc::close(pipe[1]);
+            // Returns 0 (end of file) once the parent is gone and its write end closed.
+            let mut byte = 0u8;
+            while libc::read(pipe[0], (&raw mut byte).cast(), 1) < 0 {}
+            libc::_exit(0)
+        },
+        _ => {
+            // SAFETY: closing our copy of the read end; the write end stays open until we exit.
+            unsafe { libc::close(pipe[0]) };
+            Ok(())
+        }
+    }
+}
+
 /// Registers a file descriptor this value owns with tokio's reactor.
 ///
 /// Only for types that own their fd for their whole life and always report the same one:

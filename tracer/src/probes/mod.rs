@@ -27,7 +27,8 @@ use aya::{
     },
 };
 use tracer_ebpf::{
-    CapturePlan, Config, Counter, ENTRY_PROGRAM, MAX_PROBES, RETURN_PROGRAM, config_flags, maps,
+    CallRecord, CapturePlan, Config, Counter, ENTRY_PROGRAM, InflightKey, MAX_PROBES,
+    RETURN_PROGRAM, config_flags, maps,
 };
 
 use crate::{
@@ -125,8 +126,9 @@ fn bpf_error(context: &str, err: impl std::error::Error + Send + Sync + 'static)
 /// The loaded eBPF object: maps, programs and the links attaching them.
 pub struct Probes {
     ebpf: Ebpf,
-    map_fds: HashMap<String, std::os::fd::RawFd>,
+    map_fds: HashMap<String, OwnedFd>,
     plans: Array<MapData, CapturePlan>,
+    inflight: aya::maps::HashMap<MapData, InflightKey, CallRecord>,
     config: Array<MapData, Config>,
     counters: PerCpuArray<MapData, u64>,
     ring: Option<RingBuf<MapData>>,
@@ -148,7 +150,7 @@ impl Probes {
             .map_err(|err| bpf_error("loading the eBPF object", err))?;
         // uprobe-multi programs are relocated against these fds, so take them while every map
         // is still in `ebpf`.
-        let map_fds = object::map_fds(&ebpf);
+        let map_fds = object::map_fds(&ebpf).map_err(|err| Error::io("eBPF map fds", err))?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(logger) => Some(logger),
             Err(err) => {
@@ -160,10 +162,12 @@ impl Probes {
         let config = take_map(&mut ebpf, maps::CONFIG)?;
         let counters = take_map(&mut ebpf, maps::COUNTERS)?;
         let ring = take_map(&mut ebpf, maps::EVENTS)?;
+        let inflight = take_map(&mut ebpf, maps::INFLIGHT)?;
         Ok(Self {
             ebpf,
             map_fds,
             plans,
+            inflight,
             config,
             counters,
             ring: Some(ring),
@@ -199,7 +203,8 @@ impl Probes {
         })
     }
 
-    /// Turns recording off: probes still fire until detached, but emit nothing.
+    /// Stops new calls from being recorded; calls already entered still complete and are
+    /// emitted when they return.
     pub fn disable(&mut self) -> Result<()> {
         self.write_config(Config::default())
     }
@@ -218,6 +223,11 @@ impl Probes {
     /// The reader of the programs' own log messages, if any.
     pub fn logger_mut(&mut self) -> Option<&mut aya_log::EbpfLogger<&'static dyn log::Log>> {
         self.logger.as_mut()
+    }
+
+    /// Calls that entered and have not returned (bounded by the in-flight map's size).
+    pub fn calls_in_flight(&self) -> u64 {
+        self.inflight.keys().filter(Result::is_ok).count() as u64
     }
 
     /// Sums of the per-CPU counters, by [`Counter`].
@@ -245,14 +255,14 @@ impl Probes {
         let started = Instant::now();
         let mode = match mode {
             AttachMode::Auto => {
-                if self.multi_available() {
+                if self.multi_available()? {
                     AttachMode::Multi
                 } else {
                     AttachMode::Perf
                 }
             }
             AttachMode::Multi => {
-                if !self.multi_available() {
+                if !self.multi_available()? {
                     return Err(Error::KernelFeature {
                         what: "attach uprobe-multi links".into(),
                         hint: "they need Linux 6.6 or newer; use --attach perf".into(),
@@ -292,38 +302,50 @@ impl Probes {
         })
     }
 
-    /// Loads the uprobe-multi programs if needed; whether the kernel can attach them.
-    fn multi_available(&mut self) -> bool {
-        match self.load_multi_programs() {
-            Ok(()) => self
+    /// Loads the uprobe-multi programs if needed; whether the kernel can attach them. A kernel
+    /// that lacks uprobe-multi is a `false`; any other failure is an error, not a fallback.
+    fn multi_available(&mut self) -> Result<bool> {
+        Ok(self.load_multi_programs()?
+            && self
                 .multi_programs
                 .as_ref()
-                .is_some_and(|(entry, _)| uprobe_multi::kernel_supports(entry.as_fd())),
-            Err(err) => {
-                log::debug!("uprobe-multi unavailable: {err}");
-                false
-            }
-        }
+                .is_some_and(|(entry, _)| uprobe_multi::kernel_supports(entry.as_fd())))
     }
 
-    fn load_multi_programs(&mut self) -> Result<()> {
+    /// Loads the uprobe-multi programs; `false` when the kernel does not know their attach
+    /// type (before 6.6).
+    fn load_multi_programs(&mut self) -> Result<bool> {
         if self.multi_programs.is_some() {
-            return Ok(());
+            return Ok(true);
         }
         let bytes = object::ebpf_object()?;
         let linked = object::link_programs(bytes, &self.map_fds, &[ENTRY_PROGRAM, RETURN_PROGRAM])?;
-        let load = |name: &str| {
+        let mut loaded = Vec::new();
+        for name in [ENTRY_PROGRAM, RETURN_PROGRAM] {
             let program = &linked[name];
-            uprobe_multi::load_program(
+            match uprobe_multi::load_program(
                 name,
                 &program.instructions,
                 &program.license,
                 program.kernel_version,
-            )
-            .map_err(|err| bpf_error(&format!("loading {name} for uprobe-multi"), err))
-        };
-        self.multi_programs = Some((load(ENTRY_PROGRAM)?, load(RETURN_PROGRAM)?));
-        Ok(())
+            ) {
+                Ok(fd) => loaded.push(fd),
+                // An unknown expected attach type is refused before verification: no log.
+                Err(err)
+                    if err.source.raw_os_error() == Some(libc::EINVAL) && err.log.is_empty() =>
+                {
+                    log::info!("this kernel has no uprobe-multi links; using perf-event links");
+                    return Ok(false);
+                }
+                Err(err) => {
+                    return Err(bpf_error(&format!("loading {name} for uprobe-multi"), err));
+                }
+            }
+        }
+        let ret = loaded.pop().expect("two programs");
+        let entry = loaded.pop().expect("two programs");
+        self.multi_programs = Some((entry, ret));
+        Ok(true)
     }
 
     fn attach_multi(
@@ -333,8 +355,10 @@ impl Probes {
         cookies: &[u64],
         pid: Option<u32>,
     ) -> Result<()> {
-        self.load_multi_programs()?;
-        let (entry, ret) = self.multi_programs.as_ref().expect("loaded above");
+        let (entry, ret) = self
+            .multi_programs
+            .as_ref()
+            .ok_or_else(|| Error::Usage("uprobe-multi programs are not loaded".into()))?;
         // Return probes first: an entry without its return would park calls that never finish.
         for (program, kind) in [(ret, LinkKind::Return), (entry, LinkKind::Entry)] {
             let link = uprobe_multi::attach(program.as_fd(), path, offsets, cookies, pid, kind)
@@ -386,7 +410,18 @@ impl Probes {
             .map_err(|err| bpf_error(&format!("program {name}"), err))
     }
 
-    /// Detaches every probe and unloads the programs; returns how long it took.
+    /// Detaches the uprobe-multi links. Closing a link waits for handlers still running, so
+    /// afterwards every record they wrote is in the ring buffer.
+    pub fn detach_multi_links(&mut self) {
+        self.multi_links.clear();
+    }
+
+    /// Detaches every probe and unloads the programs; returns how long the caller waited.
+    ///
+    /// Perf-event links take ~0.1 s each to release on some kernels, serialised by the kernel.
+    /// A child process keeps copies of their fds and releases them after we are gone, so the
+    /// CLI returns at once; the entry program is already switched off, so nothing new is
+    /// recorded meanwhile.
     pub fn detach(mut self) -> Duration {
         let started = Instant::now();
         if let Err(err) = self.disable() {
@@ -394,6 +429,11 @@ impl Probes {
         }
         self.multi_links.clear();
         self.multi_programs = None;
+        if self.perf_loaded
+            && let Err(err) = crate::sys::release_fds_in_child()
+        {
+            log::debug!("detaching perf-event links in this process: {err}");
+        }
         drop(self);
         started.elapsed()
     }

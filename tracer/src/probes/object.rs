@@ -7,7 +7,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    os::fd::{AsFd as _, AsRawFd as _, RawFd},
+    os::fd::{AsFd as _, AsRawFd as _, OwnedFd},
 };
 
 use aya::{Ebpf, maps::Map};
@@ -36,8 +36,9 @@ pub fn ebpf_object() -> Result<&'static [u8]> {
     Ok(EBPF_OBJECT)
 }
 
-/// The raw fd of each map aya created, by name. Taken before any map is moved out of `ebpf`.
-pub fn map_fds(ebpf: &Ebpf) -> HashMap<String, RawFd> {
+/// A duplicate of the fd of each map aya created, by name, taken before any map is moved out
+/// of `ebpf`. Owned duplicates stay valid whatever becomes of aya's maps later.
+pub fn map_fds(ebpf: &Ebpf) -> std::io::Result<HashMap<String, OwnedFd>> {
     ebpf.maps()
         .filter_map(|(name, map)| {
             let data = match map {
@@ -52,7 +53,12 @@ pub fn map_fds(ebpf: &Ebpf) -> HashMap<String, RawFd> {
                 | Map::Unsupported(data) => data,
                 _ => return None,
             };
-            Some((name.to_string(), data.fd().as_fd().as_raw_fd()))
+            Some(
+                data.fd()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map(|fd| (name.to_string(), fd)),
+            )
         })
         .collect()
 }
@@ -67,7 +73,7 @@ pub struct LinkedProgram {
 /// Parses `bytes` again and links `programs` against the maps whose fds are in `map_fds`.
 pub fn link_programs(
     bytes: &[u8],
-    map_fds: &HashMap<String, RawFd>,
+    map_fds: &HashMap<String, OwnedFd>,
     programs: &[&str],
 ) -> Result<HashMap<String, LinkedProgram>> {
     let relocation = |source| Error::bpf("relocating the eBPF object for uprobe-multi", source);
@@ -76,10 +82,10 @@ pub fn link_programs(
     let maps: Vec<(String, aya_obj::Map)> = object.maps.drain().collect();
     let mut with_fds = Vec::with_capacity(maps.len());
     for (name, map) in &maps {
-        let fd = *map_fds
+        let fd = map_fds
             .get(name)
             .ok_or_else(|| Error::Usage(format!("the eBPF object's map {name} was not created")))?;
-        with_fds.push((name.as_str(), fd, map));
+        with_fds.push((name.as_str(), fd.as_raw_fd(), map));
     }
     let text_sections: HashSet<usize> = object
         .functions
@@ -131,7 +137,6 @@ mod tests {
             maps::EVENTS,
             maps::PLANS,
             maps::INFLIGHT,
-            maps::SCRATCH,
             maps::COUNTERS,
             maps::CONFIG,
         ] {

@@ -11,8 +11,8 @@ use std::{
 
 use memmap2::Mmap;
 use object::{
-    Endianness, Object as _, ObjectSymbol as _,
-    elf::{PF_X, PT_LOAD, STT_FUNC, STT_GNU_IFUNC},
+    Endianness, Object as _, ObjectSection as _, ObjectSymbol as _,
+    elf::{EM_X86_64, PF_X, PT_LOAD, STT_FUNC, STT_GNU_IFUNC},
     read::elf::{ElfFile64, ProgramHeader as _},
 };
 
@@ -46,10 +46,46 @@ pub struct FunctionSymbol {
     pub source: SymbolSource,
 }
 
-/// An ELF file, memory-mapped.
+/// The bytes of an ELF file: mapped from disk, or in memory (MiniDebugInfo is an ELF file
+/// embedded xz-compressed in another).
+enum Backing {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Backing {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Mapped(map) => map,
+            Self::Owned(bytes) => bytes,
+        }
+    }
+}
+
+/// Sections whose decompressed contents are cached (the DWARF sections gimli reads).
+const CACHED_SECTIONS: [&str; 14] = [
+    ".debug_abbrev",
+    ".debug_addr",
+    ".debug_aranges",
+    ".debug_info",
+    ".debug_line",
+    ".debug_line_str",
+    ".debug_loc",
+    ".debug_loclists",
+    ".debug_ranges",
+    ".debug_rnglists",
+    ".debug_str",
+    ".debug_str_offsets",
+    ".debug_types",
+    ".debug_frame",
+];
+
+/// An ELF file, memory-mapped, with its compressed sections decompressed on first use.
 pub struct ElfFile {
     path: PathBuf,
-    data: Mmap,
+    data: Backing,
+    decompressed: [std::sync::OnceLock<Option<Box<[u8]>>>; CACHED_SECTIONS.len()],
 }
 
 impl std::fmt::Debug for ElfFile {
@@ -69,7 +105,20 @@ impl ElfFile {
         // on access; binaries being traced are not rewritten in place (installers replace them
         // by rename, which leaves our mapping intact).
         let data = unsafe { Mmap::map(&file) }.map_err(|source| Error::io(&path, source))?;
-        let elf = Self { path, data };
+        Self::from_backing(path, Backing::Mapped(data))
+    }
+
+    /// An ELF file held in memory; `path` names it in messages.
+    pub fn from_bytes(path: impl Into<PathBuf>, bytes: Vec<u8>) -> Result<Self> {
+        Self::from_backing(path.into(), Backing::Owned(bytes))
+    }
+
+    fn from_backing(path: PathBuf, data: Backing) -> Result<Self> {
+        let elf = Self {
+            path,
+            data,
+            decompressed: Default::default(),
+        };
         elf.parse()?;
         Ok(elf)
     }
@@ -84,10 +133,19 @@ impl ElfFile {
                 path: self.path.clone(),
             });
         }
-        ElfFile64::parse(&*self.data).map_err(|err| Error::BadElf {
+        let elf = ElfFile64::parse(&*self.data).map_err(|err| Error::BadElf {
             path: self.path.clone(),
             reason: err.to_string(),
-        })
+        })?;
+        let machine = elf.elf_header().e_machine.get(elf.endian());
+        if machine != EM_X86_64 {
+            return Err(Error::Usage(format!(
+                "{} is built for another machine (ELF e_machine {machine}); koolkit-trace \
+                 traces x86-64 code",
+                self.path.display()
+            )));
+        }
+        Ok(elf)
     }
 
     /// Every defined function symbol: `.symtab` first, then `.dynsym` entries it lacks.
@@ -101,6 +159,7 @@ impl ElfFile {
             .ok()
             .flatten();
         let mut functions = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut hidden_versions = Vec::new();
         let tables = [
             (SymbolSource::Symtab, elf.symbols()),
@@ -120,14 +179,9 @@ impl ElfFile {
                 if name.is_empty() {
                     continue;
                 }
-                // `.dynsym` names may carry a version (`malloc@@GLIBC_2.2.5`) in some readers;
-                // object gives the bare name, and the same symbol is often in both tables.
+                // The same symbol is often in both tables.
                 let address = symbol.address();
-                if source == SymbolSource::Dynsym
-                    && functions
-                        .iter()
-                        .any(|f: &FunctionSymbol| f.address == address && f.name == name)
-                {
+                if !seen.insert((address, name)) {
                     continue;
                 }
                 let function = FunctionSymbol {
@@ -149,11 +203,13 @@ impl ElfFile {
             }
         }
         // A compatibility version counts only where no default version has its name.
-        for function in hidden_versions {
-            if !functions.iter().any(|f| f.name == function.name) {
-                functions.push(function);
-            }
-        }
+        let names: std::collections::HashSet<String> =
+            functions.iter().map(|f| f.name.clone()).collect();
+        functions.extend(
+            hidden_versions
+                .into_iter()
+                .filter(|f| !names.contains(&f.name)),
+        );
         Ok(functions)
     }
 
@@ -168,10 +224,103 @@ impl ElfFile {
             let vaddr = header.p_vaddr(endian);
             let filesz = header.p_filesz(endian);
             if address >= vaddr && address - vaddr < filesz {
-                return Ok(Some(address - vaddr + header.p_offset(endian)));
+                return (address - vaddr)
+                    .checked_add(header.p_offset(endian))
+                    .map(Some)
+                    .ok_or_else(|| Error::BadElf {
+                        path: self.path.clone(),
+                        reason: format!("segment offset overflows at {address:#x}"),
+                    });
             }
         }
         Ok(None)
+    }
+
+    /// The GNU build-id note, if any.
+    pub fn build_id(&self) -> Option<Vec<u8>> {
+        self.parse()
+            .ok()?
+            .build_id()
+            .ok()
+            .flatten()
+            .map(<[u8]>::to_vec)
+    }
+
+    /// The `.gnu_debuglink` file name and CRC, if any.
+    pub fn debuglink(&self) -> Option<(String, u32)> {
+        let elf = self.parse().ok()?;
+        let (name, crc) = elf.gnu_debuglink().ok().flatten()?;
+        Some((String::from_utf8_lossy(name).into_owned(), crc))
+    }
+
+    /// The contents of section `name`, decompressed if needed; `None` if there is none.
+    pub fn section(&self, name: &str) -> Result<Option<&[u8]>> {
+        let elf = self.parse()?;
+        let Some(section) = elf.section_by_name(name) else {
+            return Ok(None);
+        };
+        let bad = |err: object::Error| Error::BadElf {
+            path: self.path.clone(),
+            reason: format!("section {name}: {err}"),
+        };
+        let compressed = section.compressed_file_range().map_err(bad)?;
+        if compressed.format == object::CompressionFormat::None {
+            return section.data().map(Some).map_err(bad);
+        }
+        let Some(slot) = CACHED_SECTIONS.iter().position(|&cached| cached == name) else {
+            return Err(Error::BadElf {
+                path: self.path.clone(),
+                reason: format!("section {name} is compressed"),
+            });
+        };
+        let decompressed = self.decompressed[slot].get_or_init(|| {
+            section
+                .uncompressed_data()
+                .ok()
+                .map(|data| data.into_owned().into_boxed_slice())
+        });
+        match decompressed {
+            Some(data) => Ok(Some(data)),
+            None => Err(Error::BadElf {
+                path: self.path.clone(),
+                reason: format!("section {name} does not decompress"),
+            }),
+        }
+    }
+
+    /// Whether the file has a section called `name`.
+    pub fn has_section(&self, name: &str) -> bool {
+        self.parse()
+            .is_ok_and(|elf| elf.section_by_name(name).is_some())
+    }
+
+    /// Whether the file is a Go program (its runtime tables are there even when stripped).
+    pub fn is_go(&self) -> bool {
+        self.has_section(".gopclntab") || self.has_section(".go.buildinfo")
+    }
+
+    /// Whether the file carries DWARF debug information.
+    pub fn has_dwarf(&self) -> bool {
+        let Ok(elf) = self.parse() else { return false };
+        elf.section_by_name(".debug_info")
+            .is_some_and(|section| section.size() > 0)
+    }
+
+    /// The MiniDebugInfo of the file: `.gnu_debugdata`, an xz-compressed ELF file holding the
+    /// symbol table of a stripped binary (Fedora and others ship it).
+    pub fn mini_debuginfo(&self) -> Result<Option<Self>> {
+        let Some(compressed) = self.section(".gnu_debugdata")? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        lzma_rs::xz_decompress(&mut std::io::Cursor::new(compressed), &mut bytes).map_err(
+            |err| Error::BadElf {
+                path: self.path.clone(),
+                reason: format!(".gnu_debugdata is not valid xz: {err}"),
+            },
+        )?;
+        let name = format!("{} (MiniDebugInfo)", self.path.display());
+        Self::from_bytes(name, bytes).map(Some)
     }
 
     /// The bytes of the file at `offset..offset + len`, clamped to the file.

@@ -1,172 +1,38 @@
-//! From what the user typed (`--fn`) to probe sites: which object, which functions, which file
-//! offsets.
+//! From what the user typed (`--fn`) to probe sites: which objects, which functions, which file
+//! offsets, and what DWARF says about each function (source position, parameters, types).
 //!
-//! Grammar (DESIGN.md): `[OBJECT:]PATTERN` or `SOURCE_FILE:LINE`. `::` never splits, so Rust
-//! and C++ paths pass through whole. PATTERN is a glob (`*`, `?`) and also matches exact
-//! names. Aliases at one address (`malloc`/`__libc_malloc`) become one site.
+//! Objects are opened once per request and read lazily: symbol tables when a pattern asks,
+//! DWARF one compilation unit at a time. Aliases at one address (`malloc`/`__libc_malloc`)
+//! become one site; one file reached through two paths is one object.
 
+pub mod debuginfo;
+pub mod demangle;
+pub mod dwarf;
 pub mod elf;
+pub mod object;
+pub mod spec;
+pub mod types;
 pub mod x86;
 
 use std::{
-    collections::{BTreeMap, HashMap},
-    path::PathBuf,
-    str::FromStr,
+    cell::OnceCell,
+    collections::{BTreeMap, HashSet},
+    path::{Path, PathBuf},
 };
 
 use crate::{
     error::{Error, Result},
-    target::{MappedObject, Target, mapped_objects},
+    target::{Target, mapped_objects},
 };
-use elf::{ElfFile, FunctionKind, FunctionSymbol};
-use x86::{CostClass, place_entry_probe};
+use demangle::NamePattern;
+use dwarf::{DebugInfo, FunctionDebug};
+use elf::{FunctionKind, FunctionSymbol};
+use object::ObjectFiles;
+pub use spec::{FunctionSpec, closest_names, glob_match, is_glob};
+use x86::{CostClass, Emulation, place_entry_probe};
 
-/// One `--fn` argument, parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FunctionSpec {
-    /// Functions whose names match `pattern`, in `object` (a file name, soname prefix or path)
-    /// or, without it, in the main executable (then its shared libraries).
-    Symbol {
-        object: Option<String>,
-        pattern: String,
-    },
-    /// The function containing a source line.
-    Line { file: String, line: u32 },
-}
-
-impl FromStr for FunctionSpec {
-    type Err = Error;
-
-    fn from_str(spec: &str) -> Result<Self> {
-        let bad = |reason: &str| Error::BadFunctionSpec {
-            spec: spec.to_string(),
-            reason: reason.to_string(),
-        };
-        if spec.trim().is_empty() {
-            return Err(bad("empty"));
-        }
-        let Some(colon) = last_single_colon(spec) else {
-            return Ok(Self::Symbol {
-                object: None,
-                pattern: spec.to_string(),
-            });
-        };
-        let (left, right) = (&spec[..colon], &spec[colon + 1..]);
-        if left.is_empty() {
-            return Err(bad(
-                "nothing before `:`; expected OBJECT:PATTERN or FILE:LINE",
-            ));
-        }
-        if right.is_empty() {
-            return Err(bad(
-                "nothing after `:`; expected OBJECT:PATTERN or FILE:LINE",
-            ));
-        }
-        if right.bytes().all(|b| b.is_ascii_digit()) {
-            let line = right.parse().map_err(|_| bad("line number too large"))?;
-            if line == 0 {
-                return Err(bad("line numbers start at 1"));
-            }
-            return Ok(Self::Line {
-                file: left.to_string(),
-                line,
-            });
-        }
-        Ok(Self::Symbol {
-            object: Some(left.to_string()),
-            pattern: right.to_string(),
-        })
-    }
-}
-
-impl std::fmt::Display for FunctionSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Symbol {
-                object: Some(object),
-                pattern,
-            } => write!(f, "{object}:{pattern}"),
-            Self::Symbol {
-                object: None,
-                pattern,
-            } => f.write_str(pattern),
-            Self::Line { file, line } => write!(f, "{file}:{line}"),
-        }
-    }
-}
-
-/// Byte index of the last `:` that is not part of `::`.
-fn last_single_colon(s: &str) -> Option<usize> {
-    let bytes = s.as_bytes();
-    (0..bytes.len()).rev().find(|&i| {
-        bytes[i] == b':'
-            && (i == 0 || bytes[i - 1] != b':')
-            && bytes.get(i + 1).is_none_or(|&b| b != b':')
-    })
-}
-
-/// Whether `pattern` has glob metacharacters.
-pub fn is_glob(pattern: &str) -> bool {
-    pattern.contains(['*', '?'])
-}
-
-/// Matches `name` against a glob of `*` (any run) and `?` (any one character).
-pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
-    let (mut pi, mut ni) = (0, 0);
-    // Position of the last `*` and the name index it was tried at, for backtracking.
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        match p.get(pi) {
-            Some('*') => {
-                star = Some((pi, ni));
-                pi += 1;
-            }
-            Some(&c) if c == '?' || c == n[ni] => {
-                pi += 1;
-                ni += 1;
-            }
-            _ => match star {
-                Some((star_pi, star_ni)) => {
-                    pi = star_pi + 1;
-                    ni = star_ni + 1;
-                    star = Some((star_pi, star_ni + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
-}
-
-/// Up to `limit` names closest to `wanted`: those containing it first, then by similarity.
-pub fn closest_names<'a>(
-    wanted: &str,
-    names: impl IntoIterator<Item = &'a str>,
-    limit: usize,
-) -> Vec<String> {
-    let core = wanted.trim_matches(['*', '?']);
-    let mut scored: Vec<(f64, &str)> = names
-        .into_iter()
-        .filter_map(|name| {
-            let similarity = strsim::jaro_winkler(core, name);
-            let contains = !core.is_empty() && name.contains(core);
-            let score = if contains {
-                1.0 + similarity
-            } else {
-                similarity
-            };
-            (score >= 0.8).then_some((score, name))
-        })
-        .collect();
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.len().cmp(&b.1.len())));
-    scored.dedup_by(|a, b| a.1 == b.1);
-    scored
-        .into_iter()
-        .take(limit)
-        .map(|(_, name)| name.to_string())
-        .collect()
-}
+/// Function bodies larger than this are not decoded to check where the entry probe goes.
+const MAX_DECODED_BODY: u64 = 1 << 20;
 
 /// An object file probes go into.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,11 +49,26 @@ impl ProbeObject {
     }
 }
 
+/// Where a function is in its source.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceLocation {
+    pub file: String,
+    pub line: u64,
+}
+
+impl std::fmt::Display for SourceLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
 /// A place to put a probe: one function in one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeSite {
-    /// The function's name as shown to the user.
+    /// The function's name as shown to the user (demangled, without hashes).
     pub function: String,
+    /// The symbol as the symbol table has it (mangled).
+    pub symbol: String,
     pub object: ProbeObject,
     /// Virtual address of the function in the object.
     pub address: u64,
@@ -202,55 +83,74 @@ pub struct ProbeSite {
     pub cost: CostClass,
     /// The instruction at the probe site.
     pub probe_instruction: String,
+    /// Where the function is defined, from DWARF.
+    pub source: Option<SourceLocation>,
+    /// Parameters and types from DWARF, when resolved for tracing.
+    pub debug: Option<FunctionDebug>,
 }
 
-/// The objects a spec may search, in search order.
-fn candidate_objects(
-    target: &Target,
-    object: Option<&str>,
-    mapped: &[MappedObject],
-) -> Result<Vec<ProbeObject>> {
-    let from_mapped = |o: &MappedObject| ProbeObject {
-        path: o.path.clone(),
-        open_path: o.open_path.clone(),
-    };
-    match (target, object) {
-        (Target::Process { .. }, None) => Ok(mapped.iter().map(from_mapped).collect()),
-        (Target::Process { pid }, Some(wanted)) => {
-            let matching: Vec<ProbeObject> = mapped
-                .iter()
-                .filter(|o| object_matches(wanted, &o.path))
-                .map(from_mapped)
-                .collect();
-            if matching.is_empty() {
-                return Err(Error::UnknownObject {
-                    pid: *pid,
-                    object: wanted.to_string(),
-                    candidates: mapped.iter().map(|o| o.file_name().to_string()).collect(),
-                });
-            }
-            Ok(matching)
+/// How much DWARF to read per site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Source position only (for `list`).
+    Source,
+    /// Parameters and types too (for tracing).
+    Parameters,
+}
+
+/// Opens the objects a request may touch: for a process, every object it maps executable
+/// (main executable first); for a binary, the binary and any object file a spec names by path.
+pub fn open_objects(target: &Target, specs: &[FunctionSpec]) -> Result<Vec<ObjectFiles>> {
+    target.check()?;
+    let mut opened: Vec<ObjectFiles> = Vec::new();
+    let push = |files: ObjectFiles, opened: &mut Vec<ObjectFiles>| {
+        if !opened.iter().any(|o| o.identity == files.identity) {
+            opened.push(files);
         }
-        (Target::Binary { path }, wanted) => {
+    };
+    match target {
+        Target::Process { pid } => {
+            let root = PathBuf::from(format!("/proc/{pid}/root"));
+            for mapped in mapped_objects(*pid)? {
+                let object = ProbeObject {
+                    path: mapped.path.clone(),
+                    open_path: mapped.open_path.clone(),
+                };
+                match ObjectFiles::open(object, &root) {
+                    Ok(files) => push(files, &mut opened),
+                    // The main executable must be readable; a library that is not should not
+                    // hide the others.
+                    Err(err) if !mapped.is_main && !matches!(err, Error::Usage(_)) => {
+                        log::warn!("skipping {}: {err}", mapped.path);
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+        }
+        Target::Binary { path } => {
+            let root = Path::new("/");
             let own = ProbeObject {
                 path: path.display().to_string(),
                 open_path: path.clone(),
             };
-            match wanted {
-                None => Ok(vec![own]),
-                Some(wanted) if object_matches(wanted, &own.path) => Ok(vec![own]),
-                Some(wanted) if wanted.contains('/') => Ok(vec![ProbeObject {
-                    path: wanted.to_string(),
-                    open_path: PathBuf::from(wanted),
-                }]),
-                Some(wanted) => Err(Error::Usage(format!(
-                    "`{wanted}` is not {}; with --binary, OBJECT must name that binary or be \
-                     the path of another object file",
-                    own.path
-                ))),
+            push(ObjectFiles::open(own, root)?, &mut opened);
+            for spec in specs {
+                if let FunctionSpec::Symbol {
+                    object: Some(wanted),
+                    ..
+                } = spec
+                    && wanted.contains('/')
+                {
+                    let other = ProbeObject {
+                        path: wanted.clone(),
+                        open_path: PathBuf::from(wanted),
+                    };
+                    push(ObjectFiles::open(other, root)?, &mut opened);
+                }
             }
         }
     }
+    Ok(opened)
 }
 
 /// Whether `wanted` names the object at `path`: the same path, the same file name, or the
@@ -264,158 +164,406 @@ fn object_matches(wanted: &str, path: &str) -> bool {
             .is_some_and(|rest| rest.starts_with(".so") || rest.starts_with('-'))
 }
 
-/// Turns the `--fn` specs into probe sites for `target`.
-pub fn resolve(target: &Target, specs: &[FunctionSpec]) -> Result<Vec<ProbeSite>> {
-    target.check()?;
-    let mapped = match target {
-        Target::Process { pid } => mapped_objects(*pid)?,
-        Target::Binary { .. } => Vec::new(),
-    };
-    let mut cache: HashMap<PathBuf, (ElfFile, Vec<FunctionSymbol>)> = HashMap::new();
-    let mut sites: Vec<ProbeSite> = Vec::new();
-    for spec in specs {
-        let (object, pattern) = match spec {
-            FunctionSpec::Symbol { object, pattern } => (object.as_deref(), pattern.as_str()),
-            FunctionSpec::Line { .. } => {
-                return Err(Error::Usage(format!(
-                    "--fn {spec}: source positions need the DWARF line tables, which this \
-                     version does not read yet; name the function instead"
-                )));
-            }
-        };
-        let objects = candidate_objects(target, object, &mapped)?;
-        let found = resolve_in_objects(pattern, object.is_none(), &objects, &mut cache)?;
-        for site in found {
-            let duplicate = sites.iter().any(|s| {
-                s.object.open_path == site.object.open_path && s.file_offset == site.file_offset
-            });
-            if !duplicate {
-                sites.push(site);
-            }
-        }
-    }
-    Ok(sites)
+/// Resolves specs against a set of opened objects.
+pub struct Resolver<'a> {
+    target: &'a Target,
+    objects: &'a [ObjectFiles],
+    dwarf: Vec<OnceCell<Option<DebugInfo<'a>>>>,
+    emulation: Emulation,
 }
 
-/// Resolves one pattern in `objects`. When `first_hit_only`, objects are searched in order and
-/// the first that defines a match wins (the main executable before its libraries).
-fn resolve_in_objects(
-    pattern: &str,
-    first_hit_only: bool,
-    objects: &[ProbeObject],
-    cache: &mut HashMap<PathBuf, (ElfFile, Vec<FunctionSymbol>)>,
-) -> Result<Vec<ProbeSite>> {
-    let mut sites = Vec::new();
-    let mut ifuncs = Vec::new();
-    for object in objects {
-        if !cache.contains_key(&object.open_path) {
-            let elf = match ElfFile::open(&object.open_path) {
-                Ok(elf) => elf,
-                // A library that cannot be read should not hide a match in the others.
-                Err(err) if objects.len() > 1 => {
-                    log::warn!("skipping {}: {err}", object.path);
+impl<'a> Resolver<'a> {
+    pub fn new(target: &'a Target, objects: &'a [ObjectFiles]) -> Self {
+        Self {
+            target,
+            objects,
+            dwarf: objects.iter().map(|_| OnceCell::new()).collect(),
+            emulation: Emulation::of_running_kernel(),
+        }
+    }
+
+    fn dwarf(&self, index: usize) -> Option<&DebugInfo<'a>> {
+        self.dwarf[index]
+            .get_or_init(|| {
+                let file = self.objects[index].dwarf_file()?;
+                match DebugInfo::load(file) {
+                    Ok(info) => info,
+                    Err(err) => {
+                        log::warn!("{}: {err}", self.objects[index].object.path);
+                        None
+                    }
+                }
+            })
+            .as_ref()
+    }
+
+    /// Indexes of the objects `object` selects, in search order.
+    fn candidates(&self, object: Option<&str>) -> Result<Vec<usize>> {
+        let all = 0..self.objects.len();
+        let Some(wanted) = object else {
+            return Ok(all.collect());
+        };
+        let matching: Vec<usize> = all
+            .filter(|&i| object_matches(wanted, &self.objects[i].object.path))
+            .collect();
+        if !matching.is_empty() {
+            return Ok(matching);
+        }
+        match self.target {
+            Target::Process { pid } => Err(Error::UnknownObject {
+                pid: *pid,
+                object: wanted.to_string(),
+                candidates: self
+                    .objects
+                    .iter()
+                    .map(|o| o.object.file_name().to_string())
+                    .collect(),
+            }),
+            Target::Binary { path } => Err(Error::Usage(format!(
+                "`{wanted}` is not {}; with --binary, OBJECT must name that binary or be the \
+                 path of another object file",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Turns the `--fn` specs into probe sites, each with its parameters from DWARF.
+    pub fn resolve(&self, specs: &[FunctionSpec]) -> Result<Vec<ProbeSite>> {
+        let mut sites: Vec<ProbeSite> = Vec::new();
+        let mut seen: HashSet<((u64, u64), u64)> = HashSet::new();
+        for spec in specs {
+            let found = match spec {
+                FunctionSpec::Symbol { object, pattern } => {
+                    let candidates = self.candidates(object.as_deref())?;
+                    // Without OBJECT, the first object that defines a match wins (the main
+                    // executable before its libraries).
+                    self.by_name(pattern, &candidates, object.is_none(), Detail::Parameters)?
+                }
+                FunctionSpec::Line { file, line } => self.by_line(file, *line)?,
+            };
+            for (index, site) in found {
+                if seen.insert((self.objects[index].identity, site.probe_offset)) {
+                    sites.push(site);
+                }
+            }
+        }
+        disambiguate_overloads(&mut sites);
+        Ok(sites)
+    }
+
+    /// Every function matching `pattern` in every object (the `list` command).
+    pub fn list(&self, object: Option<&str>, pattern: &str) -> Result<Vec<ProbeSite>> {
+        let candidates = self.candidates(object)?;
+        let found = match self.by_name(pattern, &candidates, false, Detail::Source) {
+            Ok(found) => found,
+            Err(Error::UnknownFunction { .. }) => Vec::new(),
+            Err(err) => return Err(err),
+        };
+        let mut sites: Vec<ProbeSite> = found.into_iter().map(|(_, site)| site).collect();
+        disambiguate_overloads(&mut sites);
+        Ok(sites)
+    }
+
+    fn by_name(
+        &self,
+        pattern: &str,
+        candidates: &[usize],
+        first_hit_only: bool,
+        detail: Detail,
+    ) -> Result<Vec<(usize, ProbeSite)>> {
+        let matcher = NamePattern::new(pattern);
+        let mut sites = Vec::new();
+        let mut ifuncs = Vec::new();
+        for &index in candidates {
+            let files = &self.objects[index];
+            let functions = files.functions()?;
+            // file offset → (symbol, shown name); BTreeMap keeps sites in address order.
+            let mut by_offset: BTreeMap<u64, (&FunctionSymbol, String)> = BTreeMap::new();
+            for function in functions {
+                let Some(shown) = matcher.matches(&function.name) else {
+                    continue;
+                };
+                if function.kind == FunctionKind::Ifunc {
+                    ifuncs.push(format!("{shown} in {}", files.object.file_name()));
                     continue;
                 }
-                Err(err) => return Err(err),
-            };
-            let functions = elf.functions()?;
-            cache.insert(object.open_path.clone(), (elf, functions));
-        }
-        let (elf, functions) = &cache[&object.open_path];
-        // file offset → chosen symbol; BTreeMap keeps sites in address order.
-        let mut by_offset: BTreeMap<u64, &FunctionSymbol> = BTreeMap::new();
-        for function in functions.iter().filter(|f| name_matches(pattern, &f.name)) {
-            if function.kind == FunctionKind::Ifunc {
-                ifuncs.push(format!("{} in {}", function.name, object.file_name()));
-                continue;
+                let Some(offset) = files.elf().file_offset(function.address)? else {
+                    log::warn!(
+                        "{}: {shown} at {:#x} is outside every executable segment; skipped",
+                        files.object.path,
+                        function.address
+                    );
+                    continue;
+                };
+                by_offset
+                    .entry(offset)
+                    .and_modify(|chosen| {
+                        if preferred_alias(pattern, &shown, &chosen.1) {
+                            *chosen = (function, shown.clone());
+                        }
+                    })
+                    .or_insert((function, shown));
             }
-            let Some(offset) = elf.file_offset(function.address)? else {
-                log::warn!(
-                    "{}: {} at {:#x} is outside every executable segment; skipped",
-                    object.path,
-                    function.name,
-                    function.address
-                );
+            let found = !by_offset.is_empty();
+            for (file_offset, (function, shown)) in by_offset {
+                sites.push((
+                    index,
+                    self.site(index, function, shown, file_offset, detail)?,
+                ));
+            }
+            if found && first_hit_only {
+                break;
+            }
+        }
+        if !sites.is_empty() {
+            return Ok(sites);
+        }
+        Err(self.explain_no_match(pattern, candidates, &ifuncs))
+    }
+
+    fn explain_no_match(&self, pattern: &str, candidates: &[usize], ifuncs: &[String]) -> Error {
+        if !ifuncs.is_empty() {
+            return Error::Usage(format!(
+                "`{pattern}` is only an IFUNC resolver ({}); the implementation is picked at \
+                 load time: trace the implementation instead (`koolkit-trace list` shows the \
+                 variants)",
+                ifuncs.join(", ")
+            ));
+        }
+        if !is_glob(pattern) {
+            for &index in candidates {
+                if self.dwarf(index).is_some_and(|d| d.inlined_only(pattern)) {
+                    return Error::Usage(format!(
+                        "`{pattern}` exists in {} only inlined into its callers: it has no \
+                         entry of its own to probe; trace a function that calls it",
+                        self.objects[index].object.path
+                    ));
+                }
+            }
+        }
+        let searched = match candidates {
+            [one] => self.objects[*one].object.path.clone(),
+            many => format!("{} objects ({})", many.len(), self.describe(many)),
+        };
+        let names: Vec<String> = candidates
+            .iter()
+            .filter_map(|&i| self.objects[i].functions().ok())
+            .flatten()
+            .map(|f| demangle::demangle(&f.name).map_or_else(|| f.name.clone(), |d| d.path))
+            .collect();
+        Error::UnknownFunction {
+            pattern: pattern.to_string(),
+            searched,
+            suggestions: closest_names(pattern, names.iter().map(String::as_str), 5),
+        }
+    }
+
+    fn describe(&self, indexes: &[usize]) -> String {
+        const SHOWN: usize = 4;
+        let mut names: Vec<&str> = indexes
+            .iter()
+            .take(SHOWN)
+            .map(|&i| self.objects[i].object.file_name())
+            .collect();
+        if indexes.len() > SHOWN {
+            names.push("...");
+        }
+        names.join(", ")
+    }
+
+    /// The functions whose code holds statements of `file:line`.
+    fn by_line(&self, file: &str, line: u32) -> Result<Vec<(usize, ProbeSite)>> {
+        let mut sites = Vec::new();
+        let mut files_seen = Vec::new();
+        let mut nearby = Vec::new();
+        let mut any_dwarf = false;
+        for index in 0..self.objects.len() {
+            let Some(dwarf) = self.dwarf(index) else {
                 continue;
             };
-            by_offset
-                .entry(offset)
-                .and_modify(|chosen| {
-                    if preferred_alias(pattern, function, chosen) {
-                        *chosen = function;
-                    }
-                })
-                .or_insert(function);
-        }
-        let found = !by_offset.is_empty();
-        sites.extend(by_offset.into_iter().map(|(file_offset, f)| {
-            let whole_body = f.size > 0;
-            let code = elf.bytes_at(file_offset, if whole_body { f.size as usize } else { 16 });
-            let placement = place_entry_probe(code, f.address, whole_body);
-            ProbeSite {
-                function: f.name.clone(),
-                object: object.clone(),
-                address: f.address,
-                size: f.size,
-                file_offset,
-                probe_offset: file_offset + placement.skip,
-                cost: placement.cost,
-                probe_instruction: placement.instruction,
+            any_dwarf = true;
+            let matches = dwarf.line_addresses(file, u64::from(line))?;
+            files_seen.extend(matches.files);
+            nearby.extend(matches.nearby);
+            let functions = self.objects[index].functions()?;
+            let mut chosen: BTreeMap<u64, &FunctionSymbol> = BTreeMap::new();
+            for address in matches.addresses {
+                // The smallest function containing the address.
+                if let Some(function) = functions
+                    .iter()
+                    .filter(|f| {
+                        f.kind == FunctionKind::Function
+                            && f.address <= address
+                            && address < f.address + f.size.max(1)
+                    })
+                    .min_by_key(|f| f.size)
+                {
+                    chosen.insert(function.address, function);
+                }
             }
-        }));
-        if found && first_hit_only {
-            break;
+            for function in chosen.into_values() {
+                let shown = demangle::demangle(&function.name)
+                    .map_or_else(|| function.name.clone(), |d| d.path);
+                let Some(offset) = self.objects[index].elf().file_offset(function.address)? else {
+                    continue;
+                };
+                sites.push((
+                    index,
+                    self.site(index, function, shown, offset, Detail::Parameters)?,
+                ));
+            }
         }
+        if !sites.is_empty() {
+            return Ok(sites);
+        }
+        if !any_dwarf {
+            return Err(Error::Usage(format!(
+                "--fn {file}:{line}: no DWARF line tables in the target (build with -g, or \
+                 install its debug package)"
+            )));
+        }
+        files_seen.sort();
+        files_seen.dedup();
+        nearby.sort_unstable_by_key(|l: &u64| l.abs_diff(u64::from(line)));
+        nearby.dedup();
+        nearby.truncate(5);
+        Err(Error::Usage(if files_seen.is_empty() {
+            format!("--fn {file}:{line}: no source file ending in `{file}` in the line tables")
+        } else {
+            format!(
+                "--fn {file}:{line}: no code at that line of {}; lines with code nearby: {}",
+                files_seen.join(", "),
+                nearby
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }))
     }
-    if !sites.is_empty() {
-        return Ok(sites);
+
+    /// Builds the site of `function` (at `file_offset` of object `index`).
+    fn site(
+        &self,
+        index: usize,
+        function: &FunctionSymbol,
+        shown: String,
+        file_offset: u64,
+        detail: Detail,
+    ) -> Result<ProbeSite> {
+        let files = &self.objects[index];
+        // Bodies without a size, or absurdly large ones, are not decoded whole.
+        let whole_body = function.size > 0 && function.size <= MAX_DECODED_BODY;
+        let length = if whole_body {
+            function.size as usize
+        } else {
+            16
+        };
+        let code = files.elf().bytes_at(file_offset, length);
+        let placement = place_entry_probe(code, function.address, whole_body, self.emulation);
+        let probe_offset =
+            file_offset
+                .checked_add(placement.skip)
+                .ok_or_else(|| Error::BadElf {
+                    path: files.object.open_path.clone(),
+                    reason: format!("function {shown} overflows the file"),
+                })?;
+        let mut dwarf_name = None;
+        let (source, debug) = match self.dwarf(index) {
+            None => (None, None),
+            Some(dwarf) => match detail {
+                Detail::Source => {
+                    let summary = dwarf
+                        .function_summary(function.address)
+                        .unwrap_or_else(|err| {
+                            log::debug!("{shown}: {err}");
+                            None
+                        });
+                    dwarf_name = summary.as_ref().and_then(|s| s.name.clone());
+                    let source = summary.and_then(|s| {
+                        Some(SourceLocation {
+                            file: s.file?,
+                            line: s.line?,
+                        })
+                    });
+                    (source, None)
+                }
+                Detail::Parameters => {
+                    let debug = dwarf.function_at(function.address).unwrap_or_else(|err| {
+                        log::warn!("{shown}: {err}");
+                        None
+                    });
+                    dwarf_name = debug.as_ref().map(|d| d.name.clone());
+                    let source = debug.as_ref().and_then(|d| {
+                        Some(SourceLocation {
+                            file: d.file.clone()?,
+                            line: d.line?,
+                        })
+                    });
+                    (source, debug)
+                }
+            },
+        };
+        // Rust's legacy mangling drops generic arguments; DWARF names the instance.
+        let shown = match dwarf_name.as_deref() {
+            Some(name) if name.contains('<') => {
+                let base = name.split('<').next().unwrap_or(name);
+                match shown.strip_suffix(base) {
+                    Some(prefix) if !base.is_empty() => format!("{prefix}{name}"),
+                    _ => shown,
+                }
+            }
+            _ => shown,
+        };
+        Ok(ProbeSite {
+            function: shown,
+            symbol: function.name.clone(),
+            object: files.object.clone(),
+            address: function.address,
+            size: function.size,
+            file_offset,
+            probe_offset,
+            cost: placement.cost,
+            probe_instruction: placement.instruction,
+            source,
+            debug,
+        })
     }
-    let searched = match objects {
-        [one] => one.path.clone(),
-        many => format!("{} objects ({})", many.len(), describe_objects(many)),
-    };
-    if !ifuncs.is_empty() {
-        return Err(Error::Usage(format!(
-            "`{pattern}` is only an IFUNC resolver ({}); the implementation is picked at load \
-             time: trace the implementation instead (e.g. `--fn '*{}*'` lists the variants \
-             in its name)",
-            ifuncs.join(", "),
-            pattern.trim_matches('*')
-        )));
-    }
-    let names = objects
-        .iter()
-        .filter_map(|o| cache.get(&o.open_path))
-        .flat_map(|(_, functions)| functions.iter().map(|f| f.name.as_str()));
-    Err(Error::UnknownFunction {
-        pattern: pattern.to_string(),
-        searched,
-        suggestions: closest_names(pattern, names, 5),
-    })
 }
 
-fn describe_objects(objects: &[ProbeObject]) -> String {
-    const SHOWN: usize = 4;
-    let mut names: Vec<&str> = objects
-        .iter()
-        .take(SHOWN)
-        .map(ProbeObject::file_name)
-        .collect();
-    if objects.len() > SHOWN {
-        names.push("...");
-    }
-    names.join(", ")
-}
-
-fn name_matches(pattern: &str, name: &str) -> bool {
-    pattern == name || (is_glob(pattern) && glob_match(pattern, name))
-}
-
-/// Of two symbols at one address, whether `candidate` is a better name to show than `chosen`:
+/// Of two names for one address, whether `candidate` is a better one to show than `chosen`:
 /// the exact name asked for, else a public-looking name, else the shorter.
-fn preferred_alias(pattern: &str, candidate: &FunctionSymbol, chosen: &FunctionSymbol) -> bool {
-    let rank = |f: &FunctionSymbol| (f.name != pattern, f.name.starts_with('_'), f.name.len());
+fn preferred_alias(pattern: &str, candidate: &str, chosen: &str) -> bool {
+    let rank = |name: &str| (name != pattern, name.starts_with('_'), name.len());
     rank(candidate) < rank(chosen)
+}
+
+/// C++ overloads share a name; where two sites would show the same one, show each with its
+/// parameter types (from the mangled name) instead.
+fn disambiguate_overloads(sites: &mut [ProbeSite]) {
+    let mut counts = std::collections::HashMap::new();
+    for site in sites.iter() {
+        *counts.entry(site.function.clone()).or_insert(0) += 1;
+    }
+    for site in sites.iter_mut() {
+        if counts[&site.function] < 2 {
+            continue;
+        }
+        if let Some(demangled) = demangle::demangle(&site.symbol)
+            && demangled.signature != demangled.path
+        {
+            site.function = demangled.signature;
+        } else if let Some(params) = site.debug.as_ref().map(|d| {
+            d.params
+                .iter()
+                .filter(|p| !p.artificial)
+                .map(|p| p.ty.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }) {
+            site.function = format!("{}({params})", site.function);
+        }
+    }
 }
 
 /// Probe sites grouped by object, in first-seen order: one attach call per object.
@@ -433,104 +581,15 @@ pub fn group_by_object(sites: &[ProbeSite]) -> Vec<(&ProbeObject, Vec<usize>)> {
     groups
 }
 
+/// Opens the target's objects and resolves `specs` in one step.
+pub fn resolve(target: &Target, specs: &[FunctionSpec]) -> Result<Vec<ProbeSite>> {
+    let objects = open_objects(target, specs)?;
+    Resolver::new(target, &objects).resolve(specs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn symbol(object: Option<&str>, pattern: &str) -> FunctionSpec {
-        FunctionSpec::Symbol {
-            object: object.map(str::to_string),
-            pattern: pattern.to_string(),
-        }
-    }
-
-    #[test]
-    fn parses_function_specs() {
-        assert_eq!(
-            "compute".parse::<FunctionSpec>().unwrap(),
-            symbol(None, "compute")
-        );
-        assert_eq!(
-            "libc.so.6:malloc".parse::<FunctionSpec>().unwrap(),
-            symbol(Some("libc.so.6"), "malloc")
-        );
-        assert_eq!(
-            "myapp::db::*".parse::<FunctionSpec>().unwrap(),
-            symbol(None, "myapp::db::*")
-        );
-        assert_eq!(
-            "libfoo.so:ns::Class::method"
-                .parse::<FunctionSpec>()
-                .unwrap(),
-            symbol(Some("libfoo.so"), "ns::Class::method")
-        );
-        assert_eq!(
-            "/usr/lib/x86_64-linux-gnu/libc.so.6:free"
-                .parse::<FunctionSpec>()
-                .unwrap(),
-            symbol(Some("/usr/lib/x86_64-linux-gnu/libc.so.6"), "free")
-        );
-        assert_eq!(
-            "src/server.c:42".parse::<FunctionSpec>().unwrap(),
-            FunctionSpec::Line {
-                file: "src/server.c".into(),
-                line: 42
-            }
-        );
-        // `::` followed by digits is not a line number.
-        assert_eq!(
-            "a::42".parse::<FunctionSpec>().unwrap(),
-            symbol(None, "a::42")
-        );
-    }
-
-    #[test]
-    fn rejects_malformed_specs() {
-        for bad in [
-            "",
-            "  ",
-            ":malloc",
-            "libc.so.6:",
-            "file.c:0",
-            "file.c:99999999999",
-        ] {
-            let err = bad.parse::<FunctionSpec>().unwrap_err();
-            assert!(matches!(err, Error::BadFunctionSpec { .. }), "{bad}: {err}");
-            assert_eq!(err.exit_code(), crate::error::exit_code::USAGE);
-        }
-    }
-
-    #[test]
-    fn spec_display_round_trips() {
-        for spec in ["compute", "libc.so.6:malloc", "a::b::*", "x.c:12"] {
-            assert_eq!(spec.parse::<FunctionSpec>().unwrap().to_string(), spec);
-        }
-    }
-
-    #[test]
-    fn globs_match_like_a_shell() {
-        assert!(glob_match("*", ""));
-        assert!(glob_match("*", "anything"));
-        assert!(glob_match("myapp::db::*", "myapp::db::query"));
-        assert!(!glob_match("myapp::db::*", "myapp::http::serve"));
-        assert!(glob_match("*Handler*", "net::HttpHandler::run"));
-        assert!(glob_match("com?ute", "compute"));
-        assert!(!glob_match("com?ute", "commute2"));
-        assert!(glob_match("a*b*c", "aXXbYYc"));
-        assert!(!glob_match("a*b*c", "aXXbYY"));
-        assert!(glob_match("*aab", "aaab"));
-        assert!(!glob_match("exact", "exactly"));
-    }
-
-    #[test]
-    fn suggests_close_names() {
-        let names = ["compute", "compute_slow", "sleepy", "main", "_start"];
-        let got = closest_names("comptue", names, 3);
-        assert_eq!(got[0], "compute");
-        assert!(!got.contains(&"main".to_string()));
-        assert_eq!(closest_names("sleep", names, 3), vec!["sleepy"]);
-        assert!(closest_names("zzzzzz", names, 3).is_empty());
-    }
 
     #[test]
     fn objects_match_by_path_name_or_stem() {
@@ -548,28 +607,9 @@ mod tests {
 
     #[test]
     fn prefers_the_exact_then_public_name_for_aliases() {
-        let f = |name: &str| FunctionSymbol {
-            name: name.into(),
-            address: 1,
-            size: 1,
-            kind: FunctionKind::Function,
-            source: elf::SymbolSource::Dynsym,
-        };
-        assert!(preferred_alias(
-            "__libc_malloc",
-            &f("__libc_malloc"),
-            &f("malloc")
-        ));
-        assert!(preferred_alias(
-            "*malloc",
-            &f("malloc"),
-            &f("__libc_malloc")
-        ));
-        assert!(!preferred_alias(
-            "*malloc",
-            &f("__libc_malloc"),
-            &f("malloc")
-        ));
+        assert!(preferred_alias("__libc_malloc", "__libc_malloc", "malloc"));
+        assert!(preferred_alias("*malloc", "malloc", "__libc_malloc"));
+        assert!(!preferred_alias("*malloc", "__libc_malloc", "malloc"));
     }
 
     #[test]
@@ -590,5 +630,46 @@ mod tests {
 
         let err = resolve(&target, &["libnothere.so:f".parse().unwrap()]).unwrap_err();
         assert!(matches!(err, Error::UnknownObject { .. }), "{err}");
+    }
+
+    #[test]
+    fn resolves_rust_functions_by_demangled_path_with_parameters() {
+        let target = Target::Binary {
+            path: std::env::current_exe().unwrap(),
+        };
+        let sites = resolve(
+            &target,
+            &["tracer::symbols::dwarf::path_ends_with".parse().unwrap()],
+        )
+        .unwrap();
+        assert_eq!(sites.len(), 1);
+        let site = &sites[0];
+        assert_eq!(site.function, "tracer::symbols::dwarf::path_ends_with");
+        assert!(site.source.as_ref().unwrap().file.ends_with("dwarf.rs"));
+        let params: Vec<&str> = site
+            .debug
+            .as_ref()
+            .unwrap()
+            .params
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(params, ["path", "suffix"]);
+
+        let listed = Resolver::new(&target, &open_objects(&target, &[]).unwrap())
+            .list(None, "tracer::symbols::spec::*")
+            .unwrap();
+        assert!(
+            listed
+                .iter()
+                .any(|s| s.function == "tracer::symbols::spec::glob_match"),
+            "{listed:?}"
+        );
+        assert!(
+            listed
+                .iter()
+                .all(|s| s.function.starts_with("tracer::symbols::spec::"))
+        );
+        assert!(listed.iter().all(|s| s.debug.is_none()));
     }
 }

@@ -48,30 +48,56 @@ pub struct EntryPlacement {
 /// Instructions at most skipped: `endbr64`, then a nop or a compare is all we expect.
 const MAX_SKIPPED: usize = 3;
 
-fn decode_all(code: &[u8], address: u64) -> Vec<Instruction> {
+/// What the running kernel emulates beyond the instructions every supported kernel does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Emulation {
+    /// Nops (`90`, `0f 1f /0`) are emulated since Linux 6.16.
+    pub nops: bool,
+}
+
+impl Emulation {
+    /// What this machine's kernel emulates.
+    pub fn of_running_kernel() -> Self {
+        let version = aya::util::KernelVersion::current().ok();
+        Self {
+            nops: version.is_some_and(|v| v >= aya::util::KernelVersion::new(6, 16, 0)),
+        }
+    }
+}
+
+/// Decodes `code` at `address`; `None` unless all of it decodes (a body with data or
+/// unknown encodings in it cannot be checked for jumps).
+fn decode_all(code: &[u8], address: u64) -> (Vec<Instruction>, bool) {
     let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
     let mut instructions = Vec::new();
     while decoder.can_decode() {
         let instruction = decoder.decode();
         if instruction.is_invalid() {
-            break;
+            return (instructions, false);
         }
         instructions.push(instruction);
     }
-    instructions
+    (instructions, true)
 }
 
-/// Whether the kernel emulates `instruction` at a probe site.
-fn cost_of(instruction: &Instruction) -> CostClass {
+/// Whether the kernel emulates `instruction` (whose first byte is `first_byte`) at a probe
+/// site, after `arch/x86/kernel/uprobes.c`: relative jumps, conditional jumps and calls
+/// (`branch_setup_xol_ops`), `push` of a 64-bit register (`push_setup_xol_ops`), nops on
+/// newer kernels. `ret` is single-stepped. An operand-size prefix (`66`) rules emulation out.
+fn cost_of(instruction: &Instruction, first_byte: u8, emulation: Emulation) -> CostClass {
     if instruction.is_invalid() {
         return CostClass::Unknown;
+    }
+    if first_byte == 0x66 {
+        return CostClass::SingleStep;
     }
     let emulated = instruction.is_jmp_short_or_near()
         || instruction.is_jcc_short_or_near()
         || instruction.is_call_near()
-        || instruction.mnemonic() == Mnemonic::Ret
-        || instruction.mnemonic() == Mnemonic::Nop
-        || (instruction.mnemonic() == Mnemonic::Push && instruction.op0_kind() == OpKind::Register);
+        || (instruction.mnemonic() == Mnemonic::Nop && emulation.nops)
+        || (instruction.mnemonic() == Mnemonic::Push
+            && instruction.op0_kind() == OpKind::Register
+            && instruction.op0_register().is_gpr64());
     if emulated {
         CostClass::Emulated
     } else {
@@ -88,11 +114,29 @@ fn leaves_state_untouched(instruction: &Instruction) -> bool {
     )
 }
 
+/// The target of a direct branch (jmp, jcc, call, loop, jrcxz, xbegin), if `instruction` is one.
+fn branch_target(instruction: &Instruction) -> Option<u64> {
+    (0..instruction.op_count())
+        .any(|i| {
+            matches!(
+                instruction.op_kind(i),
+                OpKind::NearBranch64 | OpKind::NearBranch32 | OpKind::NearBranch16
+            )
+        })
+        .then(|| instruction.near_branch_target())
+}
+
 /// Decides where the entry probe of the function whose code is `code` at `address` goes.
 /// `whole_body` says `code` is all of the function (its symbol has a size): only then can we
 /// rule out jumps onto a moved site, so otherwise the probe stays at the entry.
-pub fn place_entry_probe(code: &[u8], address: u64, whole_body: bool) -> EntryPlacement {
-    let instructions = decode_all(code, address);
+pub fn place_entry_probe(
+    code: &[u8],
+    address: u64,
+    whole_body: bool,
+    emulation: Emulation,
+) -> EntryPlacement {
+    let (instructions, decoded_all) = decode_all(code, address);
+    let byte_at = |i: &Instruction| code.get((i.ip() - address) as usize).copied().unwrap_or(0);
     let Some(first) = instructions.first() else {
         return EntryPlacement {
             skip: 0,
@@ -102,29 +146,35 @@ pub fn place_entry_probe(code: &[u8], address: u64, whole_body: bool) -> EntryPl
     };
     let at_entry = EntryPlacement {
         skip: 0,
-        cost: cost_of(first),
+        cost: cost_of(first, byte_at(first), emulation),
         instruction: mnemonic_name(first),
     };
-    if at_entry.cost == CostClass::Emulated || !whole_body {
+    if at_entry.cost == CostClass::Emulated
+        || !whole_body
+        || !decoded_all
+        || !leaves_state_untouched(first)
+    {
         return at_entry;
     }
-    let Some(candidate) = instructions
-        .iter()
-        .take(MAX_SKIPPED + 1)
-        .position(|i| !leaves_state_untouched(i))
-    else {
+    // The first emulated instruction, if only side-effect-free ones come before it.
+    let mut site = None;
+    for instruction in instructions.iter().take(MAX_SKIPPED + 1).skip(1) {
+        if cost_of(instruction, byte_at(instruction), emulation) == CostClass::Emulated {
+            site = Some(instruction);
+            break;
+        }
+        if !leaves_state_untouched(instruction) {
+            break;
+        }
+    }
+    let Some(site) = site else {
         return at_entry;
     };
-    let site = &instructions[candidate];
-    if candidate == 0 || cost_of(site) != CostClass::Emulated {
-        return at_entry;
-    }
     // A jump into (entry, site] would run the probe again without a call.
-    let lands_inside = instructions.iter().any(|i| {
-        (i.is_jmp_short_or_near() || i.is_jcc_short_or_near() || i.is_call_near())
-            && i.near_branch_target() > address
-            && i.near_branch_target() <= site.ip()
-    });
+    let lands_inside = instructions
+        .iter()
+        .filter_map(branch_target)
+        .any(|target| target > address && target <= site.ip());
     if lands_inside {
         return at_entry;
     }
@@ -154,7 +204,7 @@ mod tests {
         code.push(PUSH_RBP);
         code.extend(MOV_RBP_RSP);
         code.push(RET);
-        let placement = place_entry_probe(&code, 0x1000, true);
+        let placement = place_entry_probe(&code, 0x1000, true, Emulation { nops: true });
         assert_eq!(placement.skip, 4);
         assert_eq!(placement.cost, CostClass::Emulated);
         assert_eq!(placement.instruction, "push");
@@ -169,7 +219,7 @@ mod tests {
             0x55, // push rbp
             RET, 0x90, 0x90,
         ];
-        let placement = place_entry_probe(&code, 0x2000, true);
+        let placement = place_entry_probe(&code, 0x2000, true, Emulation { nops: true });
         assert_eq!(placement.skip, 4);
         assert_eq!(placement.instruction, "jbe");
         assert_eq!(placement.cost, CostClass::Emulated);
@@ -185,7 +235,7 @@ mod tests {
         let jump_end = code.len() as i64;
         code[jump_end as usize - 1] = (4 - jump_end) as i8 as u8;
         code.push(RET);
-        let placement = place_entry_probe(&code, 0x3000, true);
+        let placement = place_entry_probe(&code, 0x3000, true, Emulation { nops: true });
         assert_eq!(placement.skip, 0, "{placement:?}");
         assert_eq!(placement.instruction, "endbr64");
         assert_eq!(placement.cost, CostClass::SingleStep);
@@ -195,22 +245,25 @@ mod tests {
     fn never_moves_past_an_instruction_with_effects() {
         // mov %rdi,%rax ; push %rbp: the mov writes a register, so the probe stays.
         let code = [0x48, 0x89, 0xf8, PUSH_RBP, RET];
-        let placement = place_entry_probe(&code, 0x4000, true);
+        let placement = place_entry_probe(&code, 0x4000, true, Emulation { nops: true });
         assert_eq!(placement.skip, 0);
         assert_eq!(placement.cost, CostClass::SingleStep);
         assert_eq!(placement.instruction, "mov");
         // endbr64 ; sub $8,%rsp: the sub moves the stack pointer.
         let mut code = ENDBR64.to_vec();
         code.extend([0x48, 0x83, 0xec, 0x08, RET]);
-        assert_eq!(place_entry_probe(&code, 0x5000, true).skip, 0);
+        assert_eq!(
+            place_entry_probe(&code, 0x5000, true, Emulation { nops: true }).skip,
+            0
+        );
     }
 
     #[test]
     fn an_emulated_first_instruction_stays_put() {
-        let placement = place_entry_probe(&[PUSH_RBP, RET], 0x6000, true);
+        let placement = place_entry_probe(&[PUSH_RBP, RET], 0x6000, true, Emulation { nops: true });
         assert_eq!((placement.skip, placement.cost), (0, CostClass::Emulated));
         assert_eq!(
-            place_entry_probe(&[0xe9, 0, 0, 0, 0], 0, true).cost,
+            place_entry_probe(&[0xe9, 0, 0, 0, 0], 0, true, Emulation { nops: true }).cost,
             CostClass::Emulated
         );
     }
@@ -219,21 +272,71 @@ mod tests {
     fn stays_at_entry_without_the_whole_body() {
         let mut code = ENDBR64.to_vec();
         code.push(PUSH_RBP);
-        let placement = place_entry_probe(&code, 0x1000, false);
+        let placement = place_entry_probe(&code, 0x1000, false, Emulation { nops: true });
         assert_eq!((placement.skip, placement.cost), (0, CostClass::SingleStep));
     }
 
     #[test]
+    fn ret_and_old_kernels_nops_are_single_stepped() {
+        let old = Emulation { nops: false };
+        assert_eq!(
+            place_entry_probe(&[RET], 0, true, old).cost,
+            CostClass::SingleStep
+        );
+        assert_eq!(
+            place_entry_probe(&[0x90, RET], 0, true, old).cost,
+            CostClass::SingleStep
+        );
+        let new = Emulation { nops: true };
+        assert_eq!(
+            place_entry_probe(&[0x90, RET], 0, true, new).cost,
+            CostClass::Emulated
+        );
+        // endbr64; nop; mov: the nop is the site where the kernel emulates it.
+        let mut code = ENDBR64.to_vec();
+        code.extend([0x90, 0x48, 0x89, 0xf8, RET]);
+        assert_eq!(place_entry_probe(&code, 0, true, new).skip, 4);
+        assert_eq!(place_entry_probe(&code, 0, true, old).skip, 0);
+        // 66-prefixed push (push %bp, 16-bit) is not emulated.
+        assert_eq!(
+            place_entry_probe(&[0x66, 0x55, RET], 0, true, new).cost,
+            CostClass::SingleStep
+        );
+    }
+
+    #[test]
+    fn undecodable_bodies_and_loop_targets_keep_the_probe_at_entry() {
+        let new = Emulation { nops: true };
+        // endbr64; push; then an invalid opcode: the rest of the body cannot be checked.
+        let mut code = ENDBR64.to_vec();
+        code.extend([PUSH_RBP, 0x0f, 0x0b, 0x06]);
+        assert_eq!(place_entry_probe(&code, 0, true, new).skip, 0);
+        // endbr64; push; loop back onto the push.
+        let mut code = ENDBR64.to_vec();
+        code.extend([PUSH_RBP, 0xe2, 0x00]);
+        let end = code.len() as i64;
+        code[end as usize - 1] = (4 - end) as i8 as u8;
+        code.push(RET);
+        assert_eq!(place_entry_probe(&code, 0, true, new).skip, 0);
+    }
+
+    #[test]
     fn garbage_and_empty_code_are_unknown_not_a_panic() {
-        assert_eq!(place_entry_probe(&[], 0, true).cost, CostClass::Unknown);
-        assert_eq!(place_entry_probe(&[0x0f, 0x0b], 0, true).instruction, "ud2");
-        let truncated = place_entry_probe(&ENDBR64[..2], 0, true);
+        assert_eq!(
+            place_entry_probe(&[], 0, true, Emulation { nops: true }).cost,
+            CostClass::Unknown
+        );
+        assert_eq!(
+            place_entry_probe(&[0x0f, 0x0b], 0, true, Emulation { nops: true }).instruction,
+            "ud2"
+        );
+        let truncated = place_entry_probe(&ENDBR64[..2], 0, true, Emulation { nops: true });
         assert_eq!(truncated.skip, 0);
         for seed in 0u8..=255 {
             let bytes: Vec<u8> = (0..32u8)
                 .map(|i| i.wrapping_mul(seed).wrapping_add(seed))
                 .collect();
-            let placement = place_entry_probe(&bytes, 0x7000, true);
+            let placement = place_entry_probe(&bytes, 0x7000, true, Emulation { nops: true });
             assert!(placement.skip < 32);
         }
     }

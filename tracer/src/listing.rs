@@ -1,0 +1,148 @@
+//! The output of `koolkit-trace list`: which functions can be traced, where they come from and
+//! what a probe on each costs (like `bpftrace -l`, plus source positions and cost classes).
+
+use std::fmt::Write as _;
+
+use serde_json::json;
+
+use crate::symbols::ProbeSite;
+
+fn probe_column(site: &ProbeSite) -> String {
+    let skip = site.probe_offset - site.file_offset;
+    if skip == 0 {
+        format!("{} ({})", site.cost, site.probe_instruction)
+    } else {
+        format!("{} ({} at +{skip})", site.cost, site.probe_instruction)
+    }
+}
+
+/// A table, one function per line, sorted by object then name.
+pub fn table(sites: &[ProbeSite]) -> String {
+    let mut sorted: Vec<&ProbeSite> = sites.iter().collect();
+    sorted.sort_by(|a, b| {
+        (a.object.file_name(), &a.function).cmp(&(b.object.file_name(), &b.function))
+    });
+    let width = |f: &dyn Fn(&ProbeSite) -> usize, min: usize, max: usize| {
+        sorted
+            .iter()
+            .map(|s| f(s))
+            .max()
+            .unwrap_or(0)
+            .clamp(min, max)
+    };
+    let name_width = width(&|s| s.function.len(), 8, 70);
+    let object_width = width(&|s| s.object.file_name().len(), 6, 30);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<name_width$}  {:<object_width$}  {:>12}  {:>7}  {:<32}  PROBE",
+        "FUNCTION", "OBJECT", "ADDRESS", "SIZE", "SOURCE"
+    );
+    for site in sorted {
+        let source = site
+            .source
+            .as_ref()
+            .map(|s| shorten(&s.to_string(), 32))
+            .unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            out,
+            "{:<name_width$}  {:<object_width$}  {:>12}  {:>7}  {:<32}  {}",
+            site.function,
+            site.object.file_name(),
+            format!("{:#x}", site.address),
+            site.size,
+            source,
+            probe_column(site)
+        );
+    }
+    out
+}
+
+/// Keeps the end of a long path, where the file name and line are.
+fn shorten(text: &str, max: usize) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= max {
+        text.to_string()
+    } else {
+        let tail: String = chars[chars.len() - (max - 1)..].iter().collect();
+        format!("…{tail}")
+    }
+}
+
+/// JSON Lines, one object per function.
+pub fn json_lines(sites: &[ProbeSite]) -> String {
+    let mut out = String::new();
+    for site in sites {
+        let record = json!({
+            "fn": site.function,
+            "symbol": site.symbol,
+            "object": site.object.path,
+            "address": site.address,
+            "size": site.size,
+            "source": site.source.as_ref().map(|s| json!({"file": s.file, "line": s.line})),
+            "probe": {
+                "offset": site.probe_offset,
+                "skip": site.probe_offset - site.file_offset,
+                "cost": site.cost,
+                "instruction": site.probe_instruction,
+            },
+        });
+        out.push_str(&record.to_string());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::symbols::{ProbeObject, SourceLocation, x86::CostClass};
+
+    fn site(name: &str, skip: u64) -> ProbeSite {
+        ProbeSite {
+            function: name.into(),
+            symbol: name.into(),
+            object: ProbeObject {
+                path: "/usr/bin/shop".into(),
+                open_path: "/usr/bin/shop".into(),
+            },
+            address: 0x1189,
+            size: 21,
+            file_offset: 0x1189,
+            probe_offset: 0x1189 + skip,
+            cost: if skip > 0 {
+                CostClass::Emulated
+            } else {
+                CostClass::SingleStep
+            },
+            probe_instruction: if skip > 0 { "push" } else { "imul" }.into(),
+            source: Some(SourceLocation {
+                file: "/home/dev/shop/src/very/deep/path/to/pricing.c".into(),
+                line: 14,
+            }),
+            debug: None,
+        }
+    }
+
+    #[test]
+    fn table_shows_source_and_probe_cost() {
+        let text = table(&[site("price_order", 4), site("apply_discount", 0)]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("FUNCTION"));
+        assert!(lines[1].starts_with("apply_discount"), "sorted: {text}");
+        assert!(lines[1].ends_with("single-step (imul)"), "{text}");
+        assert!(lines[2].ends_with("emulated (push at +4)"), "{text}");
+        assert!(lines[2].contains("…"), "long paths keep their end: {text}");
+        assert!(lines[2].contains("pricing.c:14"), "{text}");
+    }
+
+    #[test]
+    fn json_lines_parse() {
+        let text = json_lines(&[site("price_order", 4)]);
+        let value: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(value["fn"], "price_order");
+        assert_eq!(value["source"]["line"], 14);
+        assert_eq!(value["probe"]["cost"], "emulated");
+        assert_eq!(value["probe"]["skip"], 4);
+    }
+}

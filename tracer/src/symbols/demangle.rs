@@ -1,0 +1,207 @@
+//! Symbol names as developers write them: Rust (legacy and v0) and C++ (Itanium) demangling,
+//! and matching `--fn` patterns against both the mangled and the readable forms.
+//!
+//! Demangling every symbol of a large binary is the slow part of a glob over it, so patterns
+//! first filter mangled names by the identifiers they must contain (mangling keeps
+//! identifiers verbatim), and only the survivors are demangled.
+
+use super::{glob_match, is_glob};
+
+/// A symbol's readable forms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Demangled {
+    /// The path without hashes, parameters or return type: `shop::Cart::add`.
+    pub path: String,
+    /// For C++, the full signature `shop::Cart::add(int, char const*)`; else the path.
+    pub signature: String,
+}
+
+/// Whether `name` looks like a Rust symbol: v0 (`_R...`) or legacy with its hash
+/// (`_ZN...17h<16 hex>E`). Legacy Rust mangling is also valid C++ mangling, so the hash is
+/// what tells them apart.
+fn is_rust(name: &str) -> bool {
+    if name.starts_with("_R") {
+        return true;
+    }
+    let Some(body) = name.strip_prefix("_ZN") else {
+        return false;
+    };
+    let body = body.split('.').next().unwrap_or(body);
+    let Some(without_e) = body.strip_suffix('E') else {
+        return false;
+    };
+    // "17h" and 16 hex digits end the path.
+    const HASH: usize = 19;
+    without_e.len() > HASH
+        && without_e.is_char_boundary(without_e.len() - HASH)
+        && without_e[without_e.len() - HASH..].starts_with("17h")
+        && without_e[without_e.len() - 16..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit())
+}
+
+/// Demangles `name`; `None` when it is not a mangled Rust or C++ name.
+pub fn demangle(name: &str) -> Option<Demangled> {
+    if is_rust(name) {
+        let symbol = rustc_demangle::try_demangle(name).ok()?;
+        let path = format!("{symbol:#}");
+        return Some(Demangled {
+            signature: path.clone(),
+            path,
+        });
+    }
+    if name.starts_with("_Z") {
+        let symbol = cpp_demangle::Symbol::new(name.as_bytes()).ok()?;
+        let signature = symbol.demangle().ok()?;
+        let options = cpp_demangle::DemangleOptions::new()
+            .no_params()
+            .no_return_type();
+        let path = symbol.demangle_with_options(&options).ok()?;
+        return Some(Demangled { path, signature });
+    }
+    None
+}
+
+/// A compiled `--fn` pattern over symbol names.
+#[derive(Debug, Clone)]
+pub struct NamePattern {
+    pattern: String,
+    glob: bool,
+    /// Identifiers every matching mangled name contains (the pattern's literal pieces).
+    required: Vec<String>,
+}
+
+impl NamePattern {
+    pub fn new(pattern: &str) -> Self {
+        // Parameter types are encoded (`int` is `i`), so only the path before `(` counts.
+        let path = pattern.split('(').next().unwrap_or(pattern);
+        let required = path
+            .split(['*', '?', '<', '>', ' ', '&'])
+            .flat_map(|piece| piece.split("::"))
+            .filter(|piece| piece.len() >= 2)
+            .map(str::to_string)
+            .collect();
+        Self {
+            pattern: pattern.to_string(),
+            glob: is_glob(pattern),
+            required,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.pattern
+    }
+
+    /// Whether the pattern names exactly one symbol (no glob characters).
+    pub fn is_exact(&self) -> bool {
+        !self.glob
+    }
+
+    fn matches_text(&self, text: &str) -> bool {
+        if self.glob {
+            glob_match(&self.pattern, text)
+        } else {
+            self.pattern == text
+        }
+    }
+
+    /// Matches `name` (as in the symbol table) and its demangled forms; returns the readable
+    /// name to show, or `None`.
+    pub fn matches(&self, name: &str) -> Option<String> {
+        if self.matches_text(name) {
+            return Some(demangle(name).map_or_else(|| name.to_string(), |d| d.path));
+        }
+        // Cheap filter before demangling: mangling keeps identifiers verbatim.
+        if !name.starts_with("_Z") && !name.starts_with("_R") {
+            return None;
+        }
+        if !self
+            .required
+            .iter()
+            .all(|piece| name.contains(piece.as_str()))
+        {
+            return None;
+        }
+        let demangled = demangle(name)?;
+        if self.matches_text(&demangled.path) || self.matches_text(&demangled.signature) {
+            Some(demangled.path)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RUST_LEGACY: &str = "_ZN6tracer7symbols3elf7ElfFile4open17h0123456789abcdefE";
+    const RUST_V0: &str = "_RNvNtCs1234_6tracer7symbols7resolve";
+    const CPP_METHOD: &str = "_ZN4shop4Cart3addEiPKc";
+    const CPP_OVERLOAD: &str = "_ZN4shop4Cart3addEd";
+
+    #[test]
+    fn demangles_rust_without_hashes() {
+        let d = demangle(RUST_LEGACY).unwrap();
+        assert_eq!(d.path, "tracer::symbols::elf::ElfFile::open");
+        assert_eq!(demangle(RUST_V0).unwrap().path, "tracer::symbols::resolve");
+        // With an LLVM suffix.
+        let suffixed = format!("{RUST_LEGACY}.llvm.123");
+        assert_eq!(
+            demangle(&suffixed).unwrap().path,
+            "tracer::symbols::elf::ElfFile::open"
+        );
+    }
+
+    #[test]
+    fn demangles_cpp_with_and_without_parameters() {
+        let d = demangle(CPP_METHOD).unwrap();
+        assert_eq!(d.path, "shop::Cart::add");
+        assert_eq!(d.signature, "shop::Cart::add(int, char const*)");
+        assert!(!is_rust(CPP_METHOD));
+    }
+
+    #[test]
+    fn plain_and_broken_names_are_left_alone() {
+        assert_eq!(demangle("main"), None);
+        assert_eq!(demangle("_Z"), None);
+        assert_eq!(demangle("_ZN3foo"), None);
+        assert_eq!(demangle("_R"), None);
+        for garbage in ["_ZNZZZZ", "_RNvC", "_ZN99999999999999999999a"] {
+            let _ = demangle(garbage);
+        }
+    }
+
+    #[test]
+    fn patterns_match_mangled_and_readable_names() {
+        let exact = NamePattern::new("tracer::symbols::elf::ElfFile::open");
+        assert_eq!(
+            exact.matches(RUST_LEGACY).as_deref(),
+            Some("tracer::symbols::elf::ElfFile::open")
+        );
+        assert_eq!(
+            NamePattern::new(RUST_LEGACY)
+                .matches(RUST_LEGACY)
+                .as_deref(),
+            Some("tracer::symbols::elf::ElfFile::open")
+        );
+        let glob = NamePattern::new("tracer::symbols::*");
+        assert!(glob.matches(RUST_LEGACY).is_some());
+        assert!(glob.matches(RUST_V0).is_some());
+        assert!(NamePattern::new("shop::*").matches(RUST_LEGACY).is_none());
+        assert_eq!(
+            NamePattern::new("main").matches("main").as_deref(),
+            Some("main")
+        );
+        assert!(NamePattern::new("mai").matches("main").is_none());
+    }
+
+    #[test]
+    fn cpp_overloads_are_told_apart_by_signature() {
+        let both = NamePattern::new("shop::Cart::add");
+        assert!(both.matches(CPP_METHOD).is_some() && both.matches(CPP_OVERLOAD).is_some());
+        let int_only = NamePattern::new("shop::Cart::add(int*");
+        assert!(int_only.matches(CPP_METHOD).is_some());
+        assert!(int_only.matches(CPP_OVERLOAD).is_none());
+    }
+}

@@ -1,0 +1,121 @@
+//! One object file opened for resolution, with everything that names its functions: its own
+//! `.symtab` and `.dynsym`, its MiniDebugInfo, and a separate debug file (build-id or
+//! debuglink) found inside the target's root. Each source is read on first use only.
+
+use std::{
+    cell::OnceCell,
+    collections::HashSet,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
+
+use super::{
+    ProbeObject, debuginfo,
+    elf::{ElfFile, FunctionSymbol},
+};
+use crate::error::{Error, Result};
+
+/// An object file and its symbol sources.
+pub struct ObjectFiles {
+    pub object: ProbeObject,
+    /// The root the target sees (`/proc/PID/root`, or `/`): where debug files are searched.
+    root: PathBuf,
+    elf: ElfFile,
+    /// (device, inode): what uprobes key on; two paths to one file are one object.
+    pub identity: (u64, u64),
+    functions: OnceCell<Vec<FunctionSymbol>>,
+    debug_file: OnceCell<Option<ElfFile>>,
+}
+
+impl std::fmt::Debug for ObjectFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectFiles")
+            .field("object", &self.object)
+            .finish()
+    }
+}
+
+impl ObjectFiles {
+    /// Opens `object`, refusing what cannot be traced safely.
+    pub fn open(object: ProbeObject, root: &Path) -> Result<Self> {
+        let elf = ElfFile::open(&object.open_path)?;
+        if elf.is_go() {
+            return Err(Error::Usage(format!(
+                "{} is a Go program: Go functions must be probed at their RET instructions \
+                 (uretprobes crash the Go runtime), which this version does not do yet",
+                object.path
+            )));
+        }
+        let meta = std::fs::metadata(&object.open_path)
+            .map_err(|source| Error::io(&object.open_path, source))?;
+        Ok(Self {
+            object,
+            root: root.to_path_buf(),
+            elf,
+            identity: (meta.dev(), meta.ino()),
+            functions: OnceCell::new(),
+            debug_file: OnceCell::new(),
+        })
+    }
+
+    /// The binary itself: file offsets and code bytes always come from it.
+    pub fn elf(&self) -> &ElfFile {
+        &self.elf
+    }
+
+    /// The separate debug file, if one is installed for this binary.
+    pub fn debug_file(&self) -> Option<&ElfFile> {
+        self.debug_file
+            .get_or_init(|| {
+                if self.elf.has_dwarf() && self.elf.has_section(".symtab") {
+                    return None;
+                }
+                debuginfo::find_debug_file(&self.elf, &self.object.path, &self.root)
+            })
+            .as_ref()
+    }
+
+    /// The file whose DWARF describes this object: itself or its debug file.
+    pub fn dwarf_file(&self) -> Option<&ElfFile> {
+        if self.elf.has_dwarf() {
+            Some(&self.elf)
+        } else {
+            self.debug_file().filter(|debug| debug.has_dwarf())
+        }
+    }
+
+    /// Every function symbol from every source, each (name, address) once: the binary's
+    /// `.symtab` and `.dynsym`, then the debug file's and the MiniDebugInfo's tables for
+    /// what a stripped binary lacks.
+    pub fn functions(&self) -> Result<&[FunctionSymbol]> {
+        if let Some(functions) = self.functions.get() {
+            return Ok(functions);
+        }
+        let mut functions = self.elf.functions()?;
+        let mut extra_sources = Vec::new();
+        if let Some(debug) = self.debug_file() {
+            extra_sources.push(debug.functions());
+        }
+        match self.elf.mini_debuginfo() {
+            Ok(Some(mini)) => extra_sources.push(mini.functions()),
+            Ok(None) => {}
+            Err(err) => log::warn!("{}: {err}", self.object.path),
+        }
+        if !extra_sources.is_empty() {
+            let mut seen: HashSet<(u64, String)> = functions
+                .iter()
+                .map(|f| (f.address, f.name.clone()))
+                .collect();
+            for source in extra_sources {
+                match source {
+                    Ok(more) => functions.extend(
+                        more.into_iter()
+                            .filter(|f| seen.insert((f.address, f.name.clone()))),
+                    ),
+                    Err(err) => log::warn!("{}: {err}", self.object.path),
+                }
+            }
+        }
+        Ok(self.functions.get_or_init(|| functions))
+    }
+}

@@ -1,0 +1,207 @@
+//! The types of parameters, as far as koolkit-trace needs them to capture and show values.
+//!
+//! A small, owned, bounded model built from DWARF: integers, bools, chars, floats, enums with
+//! their enumerators, pointers, structs with their fields, arrays, and Rust's `&str`/`&[T]`.
+//! Depth is bounded when it is built, so self-referential types cannot recurse forever.
+
+use serde::{Deserialize, Serialize};
+
+/// A struct or union member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Field {
+    pub name: String,
+    /// Byte offset in the struct.
+    pub offset: u64,
+    pub ty: Type,
+}
+
+/// A type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Type {
+    Int {
+        name: String,
+        size: u8,
+        signed: bool,
+    },
+    Bool {
+        size: u8,
+    },
+    /// A character: C `char` (1 byte) or Rust `char` (4 bytes, a Unicode scalar).
+    Char {
+        name: String,
+        size: u8,
+        signed: bool,
+    },
+    Float {
+        name: String,
+        size: u8,
+    },
+    Enum {
+        name: String,
+        size: u8,
+        signed: bool,
+        enumerators: Vec<(i64, String)>,
+    },
+    Pointer {
+        pointee: Box<Type>,
+    },
+    Struct {
+        name: String,
+        size: u64,
+        fields: Vec<Field>,
+        /// A union: every field at offset 0.
+        union: bool,
+    },
+    Array {
+        element: Box<Type>,
+        count: u64,
+    },
+    /// Rust `&str`: a (pointer, length) pair of UTF-8 bytes.
+    Str,
+    /// Rust `&[T]`: a (pointer, length) pair.
+    Slice {
+        element: Box<Type>,
+    },
+    /// No value (`void`, `()`).
+    Void,
+    /// Anything else, or something past the depth limit.
+    Opaque {
+        name: String,
+        size: u64,
+    },
+}
+
+impl Type {
+    /// Size in bytes of a value of this type.
+    pub fn size(&self) -> u64 {
+        match self {
+            Self::Int { size, .. }
+            | Self::Bool { size }
+            | Self::Char { size, .. }
+            | Self::Float { size, .. }
+            | Self::Enum { size, .. } => u64::from(*size),
+            Self::Pointer { .. } => 8,
+            Self::Struct { size, .. } | Self::Opaque { size, .. } => *size,
+            Self::Array { element, count } => element.size().saturating_mul(*count),
+            Self::Str | Self::Slice { .. } => 16,
+            Self::Void => 0,
+        }
+    }
+
+    /// The type as a developer writes it (C-ish, or Rust for Rust-only types).
+    pub fn name(&self) -> String {
+        match self {
+            Self::Int { name, .. }
+            | Self::Char { name, .. }
+            | Self::Float { name, .. }
+            | Self::Enum { name, .. }
+            | Self::Opaque { name, .. } => name.clone(),
+            Self::Struct { name, .. } => name.clone(),
+            Self::Bool { .. } => "bool".into(),
+            Self::Pointer { pointee } => format!("{} *", pointee.name()),
+            Self::Array { element, count } => format!("{}[{count}]", element.name()),
+            Self::Str => "&str".into(),
+            Self::Slice { element } => format!("&[{}]", element.name()),
+            Self::Void => "void".into(),
+        }
+    }
+
+    /// Whether this is a pointer to 1-byte characters: a C string.
+    pub fn is_c_string(&self) -> bool {
+        matches!(self, Self::Pointer { pointee } if matches!(**pointee, Self::Char { size: 1, .. }))
+    }
+
+    /// Whether the value is a scalar that fits one general register.
+    pub fn is_scalar(&self) -> bool {
+        matches!(
+            self,
+            Self::Int { .. }
+                | Self::Bool { .. }
+                | Self::Char { .. }
+                | Self::Enum { .. }
+                | Self::Pointer { .. }
+        )
+    }
+
+    /// The field `name` of a struct, or of the struct a pointer points to.
+    pub fn field(&self, name: &str) -> Option<&Field> {
+        match self {
+            Self::Struct { fields, .. } => fields.iter().find(|f| f.name == name),
+            Self::Pointer { pointee } => pointee.field(name),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn int(size: u8, signed: bool) -> Type {
+        Type::Int {
+            name: if signed { "int" } else { "unsigned int" }.into(),
+            size,
+            signed,
+        }
+    }
+
+    #[test]
+    fn sizes_and_names() {
+        let c_string = Type::Pointer {
+            pointee: Box::new(Type::Char {
+                name: "char".into(),
+                size: 1,
+                signed: true,
+            }),
+        };
+        assert!(c_string.is_c_string());
+        assert_eq!(c_string.name(), "char *");
+        assert_eq!(c_string.size(), 8);
+        let request = Type::Struct {
+            name: "request".into(),
+            size: 16,
+            fields: vec![
+                Field {
+                    name: "path".into(),
+                    offset: 0,
+                    ty: c_string,
+                },
+                Field {
+                    name: "len".into(),
+                    offset: 8,
+                    ty: int(4, true),
+                },
+            ],
+            union: false,
+        };
+        let pointer = Type::Pointer {
+            pointee: Box::new(request.clone()),
+        };
+        assert_eq!(pointer.field("len").unwrap().offset, 8);
+        assert!(pointer.field("nope").is_none());
+        assert!(!pointer.is_c_string());
+        assert_eq!(
+            Type::Array {
+                element: Box::new(int(4, false)),
+                count: 3
+            }
+            .size(),
+            12
+        );
+        assert_eq!(Type::Str.size(), 16);
+        assert!(int(8, true).is_scalar() && !request.is_scalar());
+    }
+
+    #[test]
+    fn types_round_trip_through_json() {
+        let ty = Type::Enum {
+            name: "color".into(),
+            size: 4,
+            signed: false,
+            enumerators: vec![(0, "RED".into()), (1, "GREEN".into())],
+        };
+        let json = serde_json::to_string(&ty).unwrap();
+        assert_eq!(serde_json::from_str::<Type>(&json).unwrap(), ty);
+    }
+}

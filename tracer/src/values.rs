@@ -1,0 +1,588 @@
+//! Reading captured values back out of a call's payload, by the plan's slots, and showing them:
+//! as text for humans (`name="abc"`, `color=GREEN`, `req=0x55… {len=3}`) and as JSON.
+//!
+//! The payload came from the kernel: every read is bounds-checked, and a slot that does not fit
+//! shows as `<missing>` rather than panicking.
+
+use serde_json::{Map, Value as Json, json};
+use tracer_ebpf::step_status;
+
+use crate::plan::{ArgSlot, Render, ReturnValue, SlotValue};
+
+/// A value decoded from the payload.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    Raw(u64),
+    Signed(i64),
+    Unsigned(u64),
+    Bool(bool),
+    Char(char),
+    Enum {
+        value: i64,
+        name: Option<String>,
+    },
+    Pointer(u64),
+    Float(f64),
+    Text {
+        text: String,
+        truncated: bool,
+    },
+    Null,
+    Slice {
+        len: u64,
+        bytes: Option<String>,
+    },
+    Array(Vec<Decoded>),
+    Struct {
+        pointer: Option<Box<Decoded>>,
+        fields: Vec<(String, Decoded)>,
+    },
+    /// The kernel could not read the memory.
+    Unreadable,
+    /// Not captured, with the reason.
+    Missing(String),
+}
+
+fn bytes_at(payload: &[u8], offset: u16, size: u16) -> Option<&[u8]> {
+    payload.get(offset as usize..offset as usize + size as usize)
+}
+
+fn word(bytes: &[u8], size: usize) -> Option<u64> {
+    let bytes = bytes.get(..size)?;
+    let mut buffer = [0u8; 8];
+    buffer[..size].copy_from_slice(bytes);
+    Some(u64::from_le_bytes(buffer))
+}
+
+fn sign_extend(value: u64, size: u8) -> i64 {
+    let bits = u32::from(size.clamp(1, 8)) * 8;
+    let shift = 64 - bits;
+    ((value << shift) as i64) >> shift
+}
+
+fn truncate(value: u64, size: u8) -> u64 {
+    if size >= 8 {
+        value
+    } else {
+        value & ((1u64 << (u32::from(size) * 8)) - 1)
+    }
+}
+
+/// Decodes a scalar `render` from the little-endian `bytes`.
+pub fn decode_scalar(bytes: &[u8], render: &Render) -> Decoded {
+    let size = bytes.len().min(8);
+    let Some(raw) = word(bytes, size) else {
+        return Decoded::Missing("short".into());
+    };
+    match render {
+        Render::RawWord => Decoded::Raw(raw),
+        Render::Int { size, signed: true } => Decoded::Signed(sign_extend(raw, *size)),
+        Render::Int {
+            size,
+            signed: false,
+        } => Decoded::Unsigned(truncate(raw, *size)),
+        Render::Bool => Decoded::Bool(truncate(raw, 1) != 0),
+        Render::Char { size: 1, signed } => {
+            // A C char: a letter when it is one, else the small number it is used as.
+            let byte = truncate(raw, 1) as u8;
+            match byte {
+                0x20..=0x7e | b'\n' | b'\t' | b'\r' | 0 => Decoded::Char(char::from(byte)),
+                _ if *signed => Decoded::Signed(sign_extend(raw, 1)),
+                _ => Decoded::Unsigned(u64::from(byte)),
+            }
+        }
+        Render::Char { size, .. } => {
+            let code = truncate(raw, *size) as u32;
+            char::from_u32(code).map_or(Decoded::Unsigned(u64::from(code)), Decoded::Char)
+        }
+        Render::Enum {
+            size,
+            signed,
+            enumerators,
+        } => {
+            let value = if *signed {
+                sign_extend(raw, *size)
+            } else {
+                truncate(raw, *size) as i64
+            };
+            let name = enumerators
+                .iter()
+                .find(|(v, _)| *v == value)
+                .map(|(_, n)| n.clone());
+            Decoded::Enum { value, name }
+        }
+        Render::Pointer if raw == 0 => Decoded::Null,
+        Render::Pointer => Decoded::Pointer(raw),
+        Render::Float { size: 4 } => Decoded::Float(f64::from(f32::from_bits(raw as u32))),
+        Render::Float { .. } => Decoded::Float(f64::from_bits(raw)),
+        _ => Decoded::Missing("not a scalar".into()),
+    }
+}
+
+fn text(bytes: &[u8], truncated: bool) -> Decoded {
+    Decoded::Text {
+        text: String::from_utf8_lossy(bytes).into_owned(),
+        truncated,
+    }
+}
+
+fn decode_captured(payload: &[u8], offset: u16, size: u16, step: u8, render: &Render) -> Decoded {
+    if payload.get(step as usize).copied() == Some(step_status::FAULT) {
+        return Decoded::Unreadable;
+    }
+    let Some(slot) = bytes_at(payload, offset, size) else {
+        return Decoded::Missing("short payload".into());
+    };
+    match render {
+        Render::CString => {
+            let Some(length) = word(slot, 4) else {
+                return Decoded::Missing("short".into());
+            };
+            if length == u64::from(u32::MAX) {
+                return Decoded::Null;
+            }
+            let bytes = &slot[4..];
+            let length = (length as usize).min(bytes.len());
+            // The kernel copies up to the cap; a string filling it may go on.
+            text(&bytes[..length], length + 1 >= bytes.len())
+        }
+        Render::Str | Render::Slice { .. } => {
+            let Some(length) = word(slot, 8) else {
+                return Decoded::Missing("short".into());
+            };
+            let bytes = &slot[8..];
+            let copied = (length.min(bytes.len() as u64)) as usize;
+            match render {
+                Render::Str => text(&bytes[..copied], length > copied as u64),
+                Render::Slice { bytes: true } => Decoded::Slice {
+                    len: length,
+                    bytes: Some(String::from_utf8_lossy(&bytes[..copied]).into_owned()),
+                },
+                _ => Decoded::Slice {
+                    len: length,
+                    bytes: None,
+                },
+            }
+        }
+        Render::Array {
+            element,
+            element_size,
+            count,
+            text: is_text,
+        } => {
+            let element_size = usize::from((*element_size).max(1));
+            if *is_text {
+                let end = slot.iter().position(|&b| b == 0).unwrap_or(slot.len());
+                return text(&slot[..end], false);
+            }
+            Decoded::Array(
+                slot.chunks(element_size)
+                    .take(usize::from(*count))
+                    .map(|chunk| decode_scalar(chunk, element))
+                    .collect(),
+            )
+        }
+        scalar => decode_scalar(slot, scalar),
+    }
+}
+
+/// Decodes slot `value` from `payload`.
+pub fn decode(payload: &[u8], value: &SlotValue) -> Decoded {
+    match value {
+        SlotValue::Captured {
+            offset,
+            size,
+            step,
+            render,
+        } => decode_captured(payload, *offset, *size, *step, render),
+        SlotValue::Struct { pointer, fields } => {
+            let pointer = pointer.as_ref().map(|p| Box::new(decode(payload, p)));
+            // Through a NULL pointer there are no fields to show.
+            if matches!(pointer.as_deref(), Some(Decoded::Null)) {
+                return Decoded::Null;
+            }
+            Decoded::Struct {
+                pointer,
+                fields: fields
+                    .iter()
+                    .map(|f| (f.name.clone(), decode(payload, &f.value)))
+                    .collect(),
+            }
+        }
+        SlotValue::Missing { reason } => Decoded::Missing(reason.clone()),
+    }
+}
+
+/// Decodes the return register.
+pub fn decode_return(ret: u64, how: &ReturnValue) -> Decoded {
+    match how {
+        ReturnValue::Register { render } => decode_scalar(&ret.to_le_bytes(), render),
+        ReturnValue::Missing { reason } => Decoded::Missing(reason.clone()),
+    }
+}
+
+/// A raw register: decimal when it reads as a small signed number, else hex.
+pub fn render_raw_word(word: u64) -> String {
+    let signed = word as i64;
+    if (-65536..=0xffff_ffff).contains(&signed) {
+        signed.to_string()
+    } else {
+        format!("{word:#x}")
+    }
+}
+
+fn quote(text: &str, out: &mut String) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+impl Decoded {
+    /// Appends the human form.
+    pub fn write_human(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        match self {
+            Self::Raw(word) => out.push_str(&render_raw_word(*word)),
+            Self::Signed(v) => {
+                let _ = write!(out, "{v}");
+            }
+            Self::Unsigned(v) => {
+                let _ = write!(out, "{v}");
+            }
+            Self::Bool(b) => {
+                let _ = write!(out, "{b}");
+            }
+            Self::Char(c) => {
+                let _ = write!(out, "{c:?}");
+            }
+            Self::Enum { value, name } => match name {
+                Some(name) => out.push_str(name),
+                None => {
+                    let _ = write!(out, "{value}");
+                }
+            },
+            Self::Pointer(p) => {
+                let _ = write!(out, "{p:#x}");
+            }
+            Self::Float(f) => {
+                let _ = write!(out, "{f}");
+            }
+            Self::Text { text, truncated } => {
+                quote(text, out);
+                if *truncated {
+                    out.push('…');
+                }
+            }
+            Self::Null => out.push_str("NULL"),
+            Self::Slice { len, bytes } => match bytes {
+                Some(bytes) => {
+                    out.push('b');
+                    quote(bytes, out);
+                    if *len as usize > bytes.len() {
+                        out.push('…');
+                    }
+                }
+                None => {
+                    let _ = write!(out, "[{len} items]");
+                }
+            },
+            Self::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    item.write_human(out);
+                }
+                out.push(']');
+            }
+            Self::Struct { pointer, fields } => {
+                if let Some(pointer) = pointer {
+                    pointer.write_human(out);
+                    out.push(' ');
+                }
+                out.push('{');
+                for (i, (name, value)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    out.push_str(name);
+                    out.push('=');
+                    value.write_human(out);
+                }
+                out.push('}');
+            }
+            Self::Unreadable => out.push_str("<unreadable>"),
+            Self::Missing(reason) => {
+                let _ = write!(out, "<{reason}>");
+            }
+        }
+    }
+
+    /// The JSON form.
+    pub fn to_json(&self) -> Json {
+        match self {
+            Self::Raw(word) => {
+                let signed = *word as i64;
+                if (-65536..0).contains(&signed) {
+                    json!(signed)
+                } else {
+                    json!(word)
+                }
+            }
+            Self::Signed(v) => json!(v),
+            Self::Unsigned(v) | Self::Pointer(v) => json!(v),
+            Self::Bool(b) => json!(b),
+            Self::Char(c) => json!(c.to_string()),
+            Self::Enum { value, name } => name.as_ref().map_or_else(|| json!(value), |n| json!(n)),
+            Self::Float(f) => json!(f),
+            Self::Text { text, .. } => json!(text),
+            Self::Null => Json::Null,
+            Self::Slice { len, bytes } => match bytes {
+                Some(bytes) => json!({ "len": len, "bytes": bytes }),
+                None => json!({ "len": len }),
+            },
+            Self::Array(items) => Json::Array(items.iter().map(Self::to_json).collect()),
+            Self::Struct { pointer, fields } => {
+                let mut object = Map::new();
+                if let Some(pointer) = pointer {
+                    object.insert("_ptr".into(), pointer.to_json());
+                }
+                for (name, value) in fields {
+                    object.insert(name.clone(), value.to_json());
+                }
+                Json::Object(object)
+            }
+            Self::Unreadable => json!("<unreadable>"),
+            Self::Missing(reason) => json!(format!("<{reason}>")),
+        }
+    }
+}
+
+/// Decodes every argument of a call, in plan order.
+pub fn decode_args<'a>(payload: &[u8], args: &'a [ArgSlot]) -> Vec<(&'a str, Decoded)> {
+    args.iter()
+        .map(|arg| (arg.name.as_str(), decode(payload, &arg.value)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn human(decoded: &Decoded) -> String {
+        let mut out = String::new();
+        decoded.write_human(&mut out);
+        out
+    }
+
+    #[test]
+    fn integers_of_every_size_and_sign() {
+        let minus_one = u64::MAX.to_le_bytes();
+        assert_eq!(
+            decode_scalar(
+                &minus_one,
+                &Render::Int {
+                    size: 4,
+                    signed: true
+                }
+            ),
+            Decoded::Signed(-1)
+        );
+        assert_eq!(
+            decode_scalar(
+                &minus_one,
+                &Render::Int {
+                    size: 2,
+                    signed: false
+                }
+            ),
+            Decoded::Unsigned(65535)
+        );
+        assert_eq!(
+            decode_scalar(
+                &[0x80],
+                &Render::Int {
+                    size: 1,
+                    signed: true
+                }
+            ),
+            Decoded::Signed(-128)
+        );
+        assert_eq!(
+            decode_scalar(&2u64.to_le_bytes(), &Render::Bool),
+            Decoded::Bool(true)
+        );
+        assert_eq!(
+            decode_scalar(
+                b"x",
+                &Render::Char {
+                    size: 1,
+                    signed: true
+                }
+            ),
+            Decoded::Char('x')
+        );
+        assert_eq!(
+            decode_scalar(
+                &[200],
+                &Render::Char {
+                    size: 1,
+                    signed: false
+                }
+            ),
+            Decoded::Unsigned(200)
+        );
+        assert_eq!(
+            decode_scalar(
+                &[0xf9],
+                &Render::Char {
+                    size: 1,
+                    signed: true
+                }
+            ),
+            Decoded::Signed(-7)
+        );
+        assert_eq!(
+            human(&decode_scalar(
+                b"\n",
+                &Render::Char {
+                    size: 1,
+                    signed: true
+                }
+            )),
+            "'\\n'"
+        );
+        assert_eq!(
+            human(&decode_scalar(
+                &0x1f600u64.to_le_bytes(),
+                &Render::Char {
+                    size: 4,
+                    signed: false
+                }
+            )),
+            "'😀'"
+        );
+        assert_eq!(
+            decode_scalar(&0u64.to_le_bytes(), &Render::Pointer),
+            Decoded::Null
+        );
+        assert_eq!(
+            human(&decode_scalar(
+                &1.5f64.to_bits().to_le_bytes(),
+                &Render::Float { size: 8 }
+            )),
+            "1.5"
+        );
+    }
+
+    #[test]
+    fn enums_by_name_or_number() {
+        let render = Render::Enum {
+            size: 4,
+            signed: false,
+            enumerators: vec![(1, "GREEN".into())],
+        };
+        assert_eq!(human(&decode_scalar(&1u64.to_le_bytes(), &render)), "GREEN");
+        assert_eq!(human(&decode_scalar(&7u64.to_le_bytes(), &render)), "7");
+        assert_eq!(
+            decode_scalar(&1u64.to_le_bytes(), &render).to_json(),
+            json!("GREEN")
+        );
+    }
+
+    #[test]
+    fn strings_null_truncated_and_faulted() {
+        let mut payload = vec![0u8; 64];
+        // C string "hi" at 16 with a cap of 8: length 2.
+        payload[16..20].copy_from_slice(&2u32.to_le_bytes());
+        payload[20..22].copy_from_slice(b"hi");
+        let slot = SlotValue::Captured {
+            offset: 16,
+            size: 12,
+            step: 0,
+            render: Render::CString,
+        };
+        assert_eq!(human(&decode(&payload, &slot)), "\"hi\"");
+        payload[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(human(&decode(&payload, &slot)), "NULL");
+        payload[0] = step_status::FAULT;
+        assert_eq!(human(&decode(&payload, &slot)), "<unreadable>");
+        // A &str of 10 bytes of which 4 were copied.
+        let mut payload = vec![0u8; 64];
+        payload[16..24].copy_from_slice(&10u64.to_le_bytes());
+        payload[24..28].copy_from_slice(b"abcd");
+        let slot = SlotValue::Captured {
+            offset: 16,
+            size: 12,
+            step: 1,
+            render: Render::Str,
+        };
+        assert_eq!(human(&decode(&payload, &slot)), "\"abcd\"…");
+        // Escapes.
+        assert_eq!(human(&text(b"a\"b\n", false)), "\"a\\\"b\\n\"");
+    }
+
+    #[test]
+    fn out_of_range_slots_are_missing_not_a_panic() {
+        let slot = SlotValue::Captured {
+            offset: 60,
+            size: 16,
+            step: 0,
+            render: Render::Int {
+                size: 8,
+                signed: true,
+            },
+        };
+        assert!(matches!(decode(&[0u8; 64], &slot), Decoded::Missing(_)));
+        let huge = SlotValue::Captured {
+            offset: u16::MAX,
+            size: u16::MAX,
+            step: 200,
+            render: Render::CString,
+        };
+        assert!(matches!(decode(&[0u8; 8], &huge), Decoded::Missing(_)));
+    }
+
+    #[test]
+    fn structs_show_pointer_and_fields() {
+        let mut payload = vec![0u8; 64];
+        payload[16..24].copy_from_slice(&0x5000u64.to_le_bytes());
+        payload[24..28].copy_from_slice(&3u32.to_le_bytes());
+        let value = SlotValue::Struct {
+            pointer: Some(Box::new(SlotValue::Captured {
+                offset: 16,
+                size: 8,
+                step: 0,
+                render: Render::Pointer,
+            })),
+            fields: vec![ArgSlot {
+                name: "len".into(),
+                value: SlotValue::Captured {
+                    offset: 24,
+                    size: 4,
+                    step: 1,
+                    render: Render::Int {
+                        size: 4,
+                        signed: true,
+                    },
+                },
+            }],
+        };
+        let decoded = decode(&payload, &value);
+        assert_eq!(human(&decoded), "0x5000 {len=3}");
+        assert_eq!(decoded.to_json(), json!({"_ptr": 0x5000, "len": 3}));
+        payload[16..24].copy_from_slice(&0u64.to_le_bytes());
+        assert_eq!(human(&decode(&payload, &value)), "NULL");
+    }
+}
