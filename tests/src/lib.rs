@@ -55,44 +55,92 @@ pub fn tracer_bin() -> PathBuf {
 static COMPILE_LOCK: Mutex<()> = Mutex::new(());
 static COPIES: AtomicU32 = AtomicU32::new(0);
 
-/// Compiles `tests/fixtures/c/<name>.c` with `gcc <flags>` (once per flag set) and returns a
-/// private copy of the binary for this test: uprobes live on inodes, so tests that share a
-/// binary would see each other's probes.
-pub fn c_fixture(name: &str, flags: &[&str]) -> PathBuf {
-    let source = workspace_root().join(format!("tests/fixtures/c/{name}.c"));
+/// Compiles `sources` (paths under `tests/fixtures/`) with `compiler ARGS` into a binary named
+/// after `name`, once per distinct input, and returns a private copy of it for this test:
+/// uprobes live on inodes, so tests that share a binary would see each other's probes.
+pub fn build_fixture(name: &str, compiler: &str, sources: &[&str], args: &[&str]) -> PathBuf {
+    let sources: Vec<PathBuf> = sources
+        .iter()
+        .map(|s| workspace_root().join("tests/fixtures").join(s))
+        .collect();
     let mut hasher = DefaultHasher::new();
-    flags.hash(&mut hasher);
-    fs::read(&source)
-        .unwrap_or_else(|e| panic!("{}: {e}", source.display()))
-        .hash(&mut hasher);
+    (compiler, args).hash(&mut hasher);
+    for source in &sources {
+        fs::read(source)
+            .unwrap_or_else(|e| panic!("{}: {e}", source.display()))
+            .hash(&mut hasher);
+    }
     let built = fixture_dir().join(format!("{name}-{:016x}", hasher.finish()));
     {
         let _guard = COMPILE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         if !built.exists() {
             let partial = built.with_extension("partial");
-            let output = Command::new("gcc")
-                .args(flags)
+            let output = Command::new(compiler)
+                .args(args)
                 .arg("-o")
                 .arg(&partial)
-                .arg(&source)
+                .args(&sources)
                 .output()
-                .expect("run gcc (cargo xtask setup installs it)");
+                .unwrap_or_else(|e| panic!("run {compiler} (cargo xtask setup installs it): {e}"));
             assert!(
                 output.status.success(),
-                "gcc {flags:?} {} failed:\n{}",
-                source.display(),
+                "{compiler} {args:?} {sources:?} failed:\n{}",
                 String::from_utf8_lossy(&output.stderr)
             );
             fs::rename(&partial, &built).unwrap();
         }
     }
+    private_copy(&built, name)
+}
+
+/// A copy of `file` only this test uses.
+pub fn private_copy(file: &Path, name: &str) -> PathBuf {
     let copy = fixture_dir().join(format!(
         "{name}-{}-{}",
         std::process::id(),
         COPIES.fetch_add(1, Ordering::Relaxed)
     ));
-    fs::copy(&built, &copy).unwrap();
+    fs::copy(file, &copy).unwrap();
     copy
+}
+
+/// A fresh directory only this test uses.
+pub fn private_dir(name: &str) -> PathBuf {
+    let dir = fixture_dir().join(format!(
+        "{name}-{}-{}.d",
+        std::process::id(),
+        COPIES.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Compiles `tests/fixtures/c/<name>.c` with `gcc <flags>`.
+pub fn c_fixture(name: &str, flags: &[&str]) -> PathBuf {
+    build_fixture(name, "gcc", &[&format!("c/{name}.c")], flags)
+}
+
+/// Runs `program ARGS`, panicking with its output if it fails.
+pub fn run_ok(program: &str, args: &[&str]) {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The 1-based line of `path` (under `tests/fixtures/`) holding `needle`.
+pub fn line_of(path: &str, needle: &str) -> usize {
+    let text = fs::read_to_string(workspace_root().join("tests/fixtures").join(path)).unwrap();
+    text.lines()
+        .position(|line| line.contains(needle))
+        .unwrap_or_else(|| panic!("{needle:?} not in {path}"))
+        + 1
 }
 
 /// Reads lines from a child's pipe on a thread, so tests can wait with timeouts.
@@ -169,12 +217,25 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn start(path: &Path, args: &[&str]) -> Self {
-        let mut child = Command::new(path)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", path.display()));
+        Self::start_with(Command::new(path).args(args), path)
+    }
+
+    /// Starts a fixture from a prepared command (to set its environment).
+    pub fn start_with(command: &mut Command, path: &Path) -> Self {
+        command.stdin(Stdio::piped()).stdout(Stdio::piped());
+        // A fresh copy may still be open for writing in a child another test thread is
+        // forking (ETXTBSY): try again shortly.
+        let mut attempts = 0;
+        let mut child = loop {
+            match command.spawn() {
+                Ok(child) => break child,
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempts < 100 => {
+                    attempts += 1;
+                    thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("start {}: {e}", path.display()),
+            }
+        };
         let stdin = child.stdin.take();
         let stdout: ChildStdout = child.stdout.take().unwrap();
         let mut stdout = LineReader::new(stdout);
@@ -397,3 +458,30 @@ pub fn byte_in_file(binary: &Path, function: &str) -> u8 {
 
 /// The x86 breakpoint instruction a uprobe writes at its site.
 pub const INT3: u8 = 0xcc;
+
+/// Traces one round of `fixture`'s calls with `koolkit-trace --pid PID --json ARGS`.
+pub fn trace_round(fixture: &mut Fixture, tracer_args: &[&str]) -> TracerOutput {
+    let pid = fixture.pid.to_string();
+    let mut args = vec!["--pid", pid.as_str(), "--json"];
+    args.extend_from_slice(tracer_args);
+    let tracer = Tracer::start(&args);
+    fixture.round();
+    let output = tracer.interrupt();
+    assert!(output.status.success(), "{output:?}");
+    output
+}
+
+impl TracerOutput {
+    /// The one call of `name`, with a clear failure if there is not exactly one.
+    pub fn only_call(&self, name: &str) -> serde_json::Value {
+        let calls = self.calls_of(name);
+        assert_eq!(
+            calls.len(),
+            1,
+            "calls of {name}:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        calls.into_iter().next().unwrap()
+    }
+}

@@ -158,6 +158,32 @@ impl Allocator {
     }
 }
 
+/// The place a DWARF entry location names.
+fn dwarf_place(location: &EntryLocation) -> ArgPlace {
+    const UNKNOWN_REGISTER: ArgPlace = ArgPlace::Unavailable("unknown register");
+    const OPTIMIZED_OUT: ArgPlace = ArgPlace::Unavailable("optimized out");
+    let register = |r: u16| register_from_dwarf(r).map_or(UNKNOWN_REGISTER, ArgPlace::Register);
+    match location {
+        EntryLocation::Register(r) if is_vector_register(*r) => ArgPlace::Unavailable("xmm"),
+        EntryLocation::Register(r) => register(*r),
+        EntryLocation::Stack(offset) => {
+            i32::try_from(*offset).map_or(ArgPlace::Unavailable("stack offset"), ArgPlace::Stack)
+        }
+        EntryLocation::OptimizedOut => OPTIMIZED_OUT,
+        EntryLocation::Pieces(pieces) => match pieces.as_slice() {
+            [(Some(a), 8), (Some(b), 8)] => {
+                match (register_from_dwarf(*a), register_from_dwarf(*b)) {
+                    (Some(a), Some(b)) => ArgPlace::RegisterPair(a, b),
+                    _ => UNKNOWN_REGISTER,
+                }
+            }
+            [(Some(a), _)] => register(*a),
+            // Part of the value was dropped (a `&str` whose pointer is never used).
+            _ => OPTIMIZED_OUT,
+        },
+    }
+}
+
 /// Whether the return value is returned through a hidden pointer passed as the first argument.
 fn returns_in_memory(function: &FunctionDebug) -> bool {
     match function.language {
@@ -179,25 +205,14 @@ pub fn entry_places(function: &FunctionDebug) -> Vec<ArgPlace> {
             Language::Rust => rust_place(&mut allocator, &param.ty),
             _ => sysv_place(&mut allocator, &param.ty),
         };
-        let from_dwarf = param
-            .entry_location
-            .as_ref()
-            .and_then(|location| match location {
-                EntryLocation::Register(r) if is_vector_register(*r) => {
-                    Some(ArgPlace::Unavailable("xmm"))
-                }
-                EntryLocation::Register(r) => register_from_dwarf(*r).map(ArgPlace::Register),
-                EntryLocation::Stack(offset) => i32::try_from(*offset).ok().map(ArgPlace::Stack),
-                EntryLocation::Pieces(pieces) => match pieces.as_slice() {
-                    [(a, 8), (b, 8)] => Some(ArgPlace::RegisterPair(
-                        register_from_dwarf(*a)?,
-                        register_from_dwarf(*b)?,
-                    )),
-                    [(a, _)] => register_from_dwarf(*a).map(ArgPlace::Register),
-                    _ => None,
-                },
-            });
-        places.push(from_dwarf.unwrap_or(by_convention));
+        let from_dwarf = param.entry_location.as_ref().map(dwarf_place);
+        places.push(match from_dwarf {
+            Some(place) => place,
+            None if function.standard_convention => by_convention,
+            // A convention of the compiler's own: guessing from the ABI would show another
+            // argument's value under this name.
+            None => ArgPlace::Unavailable("non-standard calling convention"),
+        });
     }
     places
 }
@@ -288,6 +303,7 @@ mod tests {
                 })
                 .collect(),
             return_type: ret,
+            standard_convention: true,
         }
     }
 
@@ -367,5 +383,21 @@ mod tests {
         let places = entry_places(&f);
         assert_eq!(places[0], ArgPlace::Unavailable("xmm"));
         assert_eq!(places[1], ArgPlace::Register(reg::RSI));
+    }
+
+    #[test]
+    fn non_standard_conventions_trust_only_dwarf() {
+        // rustc -O: `fn describe(name: &str, count: u32)` whose pointer half is unused.
+        let mut f = function(Language::Rust, vec![Type::Str, int(4)], Type::Void);
+        f.standard_convention = false;
+        f.params[0].entry_location = Some(EntryLocation::Pieces(vec![(None, 8), (Some(5), 8)]));
+        let places = entry_places(&f);
+        assert_eq!(places[0], ArgPlace::Unavailable("optimized out"));
+        assert_eq!(
+            places[1],
+            ArgPlace::Unavailable("non-standard calling convention")
+        );
+        f.params[1].entry_location = Some(EntryLocation::Register(4));
+        assert_eq!(entry_places(&f)[1], ArgPlace::Register(reg::RSI));
     }
 }

@@ -14,7 +14,7 @@ use crate::{
     plan::{ArgPath, DEFAULT_STRING_SIZE, PlanOptions},
     probes::AttachMode,
     session::{TraceOptions, trace},
-    symbols::{FunctionSpec, Resolver, open_objects},
+    symbols::{Detail, FunctionSpec, Resolver, open_objects},
     target::Target,
 };
 use tracer_ebpf::MAX_CHUNK;
@@ -76,6 +76,11 @@ pub struct ListArgs {
     /// (libc.so.6:str*).
     #[arg(value_name = "PATTERN", default_value = "*")]
     pub pattern: FunctionSpec,
+
+    /// Also show each function's parameters: name, type, and where the value is at the
+    /// entry (register, stack slot, or why it cannot be read).
+    #[arg(short = 'v', long)]
+    pub params: bool,
 
     /// Write JSON Lines instead of a table.
     #[arg(long)]
@@ -257,7 +262,12 @@ fn list(args: &ListArgs) -> anyhow::Result<i32> {
     };
     let specs = [args.pattern.clone()];
     let objects = open_objects(&target, &specs)?;
-    let sites = Resolver::new(&target, &objects).list(object.as_deref(), &pattern)?;
+    let detail = if args.params {
+        Detail::Parameters
+    } else {
+        Detail::Source
+    };
+    let sites = Resolver::new(&target, &objects).list(object.as_deref(), &pattern, detail)?;
     let mut out = std::io::stdout().lock();
     let text = if args.json {
         crate::listing::json_lines(&sites)

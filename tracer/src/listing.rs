@@ -5,7 +5,59 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 
-use crate::symbols::ProbeSite;
+use crate::{
+    abi::{ArgPlace, entry_places},
+    symbols::ProbeSite,
+};
+use tracer_ebpf::reg;
+
+/// A register's name.
+fn register_name(index: u8) -> &'static str {
+    match index {
+        reg::RDI => "rdi",
+        reg::RSI => "rsi",
+        reg::RDX => "rdx",
+        reg::RCX => "rcx",
+        reg::R8 => "r8",
+        reg::R9 => "r9",
+        reg::RAX => "rax",
+        reg::RBX => "rbx",
+        reg::R10 => "r10",
+        reg::R11 => "r11",
+        reg::R12 => "r12",
+        reg::R13 => "r13",
+        reg::R14 => "r14",
+        reg::R15 => "r15",
+        reg::RBP => "rbp",
+        reg::RSP => "rsp",
+        _ => "?",
+    }
+}
+
+/// Where a parameter is at the entry, as text: `rdi`, `rdi+rsi`, `[rsp+8]`, `*rcx`, `<xmm>`.
+pub fn describe_place(place: &ArgPlace) -> String {
+    match place {
+        ArgPlace::Register(r) => register_name(*r).into(),
+        ArgPlace::RegisterPair(a, b) => format!("{}+{}", register_name(*a), register_name(*b)),
+        ArgPlace::Stack(offset) => format!("[rsp+{offset}]"),
+        ArgPlace::Indirect(r) => format!("*{}", register_name(*r)),
+        ArgPlace::Unavailable(reason) => format!("<{reason}>"),
+    }
+}
+
+/// The parameters of `site` with their types and places, when DWARF described them.
+fn parameters(site: &ProbeSite) -> Option<Vec<(String, String, String)>> {
+    let debug = site.debug.as_ref()?;
+    let places = entry_places(debug);
+    Some(
+        debug
+            .params
+            .iter()
+            .zip(places)
+            .map(|(p, place)| (p.name.clone(), p.ty.name(), describe_place(&place)))
+            .collect(),
+    )
+}
 
 fn probe_column(site: &ProbeSite) -> String {
     let skip = site.probe_offset - site.file_offset;
@@ -54,6 +106,9 @@ pub fn table(sites: &[ProbeSite]) -> String {
             source,
             probe_column(site)
         );
+        for (name, ty, place) in parameters(site).unwrap_or_default() {
+            let _ = writeln!(out, "    {name}: {ty}  ({place})");
+        }
     }
     out
 }
@@ -73,7 +128,13 @@ fn shorten(text: &str, max: usize) -> String {
 pub fn json_lines(sites: &[ProbeSite]) -> String {
     let mut out = String::new();
     for site in sites {
-        let record = json!({
+        let params = parameters(site).map(|params| {
+            params
+                .into_iter()
+                .map(|(name, ty, place)| json!({"name": name, "type": ty, "place": place}))
+                .collect::<Vec<_>>()
+        });
+        let mut record = json!({
             "fn": site.function,
             "symbol": site.symbol,
             "object": site.object.path,
@@ -87,6 +148,9 @@ pub fn json_lines(sites: &[ProbeSite]) -> String {
                 "instruction": site.probe_instruction,
             },
         });
+        if let Some(params) = params {
+            record["params"] = json!(params);
+        }
         out.push_str(&record.to_string());
         out.push('\n');
     }

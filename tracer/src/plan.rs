@@ -333,7 +333,8 @@ impl PlanBuilder {
         let Some(string) = string else {
             return self.missing("pointer chain too deep");
         };
-        let size = self.string_size;
+        // Room for the terminating NUL the kernel writes after `string_size` bytes.
+        let size = (self.string_size + 1).min(MAX_CHUNK as u16);
         match self.read(&string, value::C_STRING, size, 4 + size as usize) {
             Some((step, offset)) => SlotValue::Captured {
                 offset,
@@ -756,6 +757,7 @@ mod tests {
                 })
                 .collect(),
             return_type: ret,
+            standard_convention: true,
         }
     }
 

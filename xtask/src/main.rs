@@ -4,6 +4,7 @@
 //! everything is already there, so the README's commands work on a fresh Debian machine with
 //! nothing else to do.
 
+mod bench;
 mod demo;
 mod setup;
 
@@ -31,6 +32,8 @@ enum Task {
         #[arg(long, default_value = "4s")]
         duration: String,
     },
+    /// Measure against the peers on this machine (bpftrace) and print figures and ratios.
+    Bench,
     /// Build everything and run the whole test suite (unit and end-to-end, as root).
     Test {
         /// Arguments passed to `cargo test` after `--` (e.g. a test name filter).
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Setup => setup::setup(),
         Task::Demo { duration } => demo::demo(&duration),
+        Task::Bench => bench::bench(),
         Task::Test { cargo_test_args } => test(&cargo_test_args),
     };
     match result {

@@ -61,8 +61,11 @@ pub enum EntryLocation {
     Register(u16),
     /// In memory at the stack pointer plus this offset (arguments passed on the stack).
     Stack(i64),
-    /// Split over registers, each holding this many bytes, in order.
-    Pieces(Vec<(u16, u64)>),
+    /// Split over registers, each piece this many bytes, in order; `None` for a piece the
+    /// compiler dropped (optimised out).
+    Pieces(Vec<(Option<u16>, u64)>),
+    /// The compiler dropped the value entirely at the entry.
+    OptimizedOut,
 }
 
 /// A formal parameter.
@@ -85,6 +88,10 @@ pub struct FunctionDebug {
     pub language: Language,
     pub params: Vec<Parameter>,
     pub return_type: Type,
+    /// `false` when the compiler gave the function its own calling convention
+    /// (`DW_AT_calling_convention: DW_CC_nocall`, after dropping or splitting arguments): then
+    /// only DWARF's own locations say where parameters are.
+    pub standard_convention: bool,
 }
 
 /// A function of a unit, in brief (what `list` shows).
@@ -414,6 +421,12 @@ impl<'a> DebugInfo<'a> {
                 }
                 _ => false,
             });
+        let standard_convention = !chain.iter().any(|e| {
+            matches!(
+                e.attr_value(constants::DW_AT_calling_convention),
+                Some(AttributeValue::CallingConvention(constants::DW_CC_nocall))
+            )
+        });
         let return_type = match chain
             .iter()
             .find_map(|e| e.attr_value(constants::DW_AT_type))
@@ -434,6 +447,7 @@ impl<'a> DebugInfo<'a> {
                 language,
                 params,
                 return_type,
+                standard_convention,
             });
         };
         let depth = function.depth();
@@ -484,6 +498,7 @@ impl<'a> DebugInfo<'a> {
             language,
             params,
             return_type,
+            standard_convention,
         })
     }
 
@@ -510,7 +525,8 @@ impl<'a> DebugInfo<'a> {
                 }
                 match found {
                     Some(expr) => expr,
-                    None => return Ok(None),
+                    // No location covers the entry: the value does not exist there.
+                    None => return Ok(Some(EntryLocation::OptimizedOut)),
                 }
             }
         };
@@ -535,18 +551,26 @@ impl<'a> DebugInfo<'a> {
                     register, offset, ..
                 },
             ] if register.0 == DWARF_RSP && *offset >= 8 => Some(EntryLocation::Stack(*offset)),
-            pieces if pieces.len() % 2 == 0 && !pieces.is_empty() => {
+            [] => Some(EntryLocation::OptimizedOut),
+            pieces
+                if pieces
+                    .iter()
+                    .any(|op| matches!(op, Operation::Piece { .. })) =>
+            {
+                // Each piece is `DW_OP_regN DW_OP_piece`, or a bare `DW_OP_piece` for a part
+                // the compiler dropped.
                 let mut parts = Vec::new();
-                for pair in pieces.chunks(2) {
-                    match pair {
-                        [
-                            Operation::Register { register },
-                            Operation::Piece {
-                                size_in_bits,
-                                bit_offset: None,
-                            },
-                        ] if size_in_bits % 8 == 0 => {
-                            parts.push((register.0, size_in_bits / 8));
+                let mut register = None;
+                for op in pieces {
+                    match op {
+                        Operation::Register { register: r } if register.is_none() => {
+                            register = Some(r.0);
+                        }
+                        Operation::Piece {
+                            size_in_bits,
+                            bit_offset: None,
+                        } if size_in_bits % 8 == 0 => {
+                            parts.push((register.take(), size_in_bits / 8));
                         }
                         _ => return Ok(None),
                     }

@@ -267,6 +267,19 @@ impl ElfFile {
         if compressed.format == object::CompressionFormat::None {
             return section.data().map(Some).map_err(bad);
         }
+        // A corrupt header could claim any size; no real debug section comes near this.
+        const MAX_DECOMPRESSED: u64 = 2 << 30;
+        if compressed.uncompressed_size > MAX_DECOMPRESSED
+            || compressed.uncompressed_size > compressed.compressed_size.saturating_mul(1024)
+        {
+            return Err(Error::BadElf {
+                path: self.path.clone(),
+                reason: format!(
+                    "section {name} claims {} bytes when decompressed",
+                    compressed.uncompressed_size
+                ),
+            });
+        }
         let Some(slot) = CACHED_SECTIONS.iter().position(|&cached| cached == name) else {
             return Err(Error::BadElf {
                 path: self.path.clone(),

@@ -252,9 +252,14 @@ impl<'a> Resolver<'a> {
     }
 
     /// Every function matching `pattern` in every object (the `list` command).
-    pub fn list(&self, object: Option<&str>, pattern: &str) -> Result<Vec<ProbeSite>> {
+    pub fn list(
+        &self,
+        object: Option<&str>,
+        pattern: &str,
+        detail: Detail,
+    ) -> Result<Vec<ProbeSite>> {
         let candidates = self.candidates(object)?;
-        let found = match self.by_name(pattern, &candidates, false, Detail::Source) {
+        let found = match self.by_name(pattern, &candidates, false, detail) {
             Ok(found) => found,
             Err(Error::UnknownFunction { .. }) => Vec::new(),
             Err(err) => return Err(err),
@@ -657,7 +662,7 @@ mod tests {
         assert_eq!(params, ["path", "suffix"]);
 
         let listed = Resolver::new(&target, &open_objects(&target, &[]).unwrap())
-            .list(None, "tracer::symbols::spec::*")
+            .list(None, "tracer::symbols::spec::*", Detail::Source)
             .unwrap();
         assert!(
             listed
