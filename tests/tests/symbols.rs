@@ -561,3 +561,35 @@ fn go_binaries_are_refused_rather_than_crashed() {
         output.stderr
     );
 }
+
+#[test]
+fn rust_v0_mangling_is_demangled_too() {
+    let binary = build_fixture(
+        "orders-v0",
+        "rustc",
+        &["rust/orders.rs"],
+        &[
+            "-g",
+            "-C",
+            "opt-level=0",
+            "-C",
+            "symbol-mangling-version=v0",
+            "--edition",
+            "2021",
+        ],
+    );
+    let symbols = tracer::symbols::elf::ElfFile::open(&binary)
+        .unwrap()
+        .functions()
+        .unwrap();
+    assert!(
+        symbols.iter().any(|f| f.name.starts_with("_RNv")),
+        "built with v0 mangling"
+    );
+    let mut fixture = Fixture::start(&binary, &[]);
+    let output = trace_round(&mut fixture, &["--fn", "orders::orders::describe"]);
+    assert_eq!(
+        output.only_call("orders::orders::describe")["args"]["name"],
+        "widget"
+    );
+}
