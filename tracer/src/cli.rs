@@ -13,7 +13,11 @@ use crate::{
     error::{Error, exit_code},
     plan::{ArgPath, DEFAULT_STRING_SIZE, PlanOptions},
     probes::AttachMode,
-    session::{TraceOptions, trace},
+    record::{
+        filter::CallFilter,
+        writer::{Rotation, WriterOptions},
+    },
+    session::{RecordOptions, TraceOptions, trace},
     symbols::{Detail, FunctionSpec, Resolver, open_objects},
     target::Target,
 };
@@ -31,6 +35,9 @@ Examples:
       Rust/C++ paths and globs, the function holding a source line, one field of a parameter
   koolkit-trace list --pid 4242 'myapp::*'
       what can be traced: functions, source positions, and what each probe costs
+  koolkit-trace --pid 4242 --fn 'myapp::db::*' -o db.kt --quiet --duration 1h
+      record to a trace file; then `koolkit-trace report db.kt`, `replay db.kt --min-latency 5ms`,
+      `export db.kt --format chrome -o db.json` (open in Perfetto), anywhere
 
 Each call prints one line:
   12:04:05.123456 4242/4243 compute(a=49, b=7, name=\"abc\") = 49010 <12.3µs>
@@ -65,6 +72,98 @@ pub enum Command {
     /// List the functions that can be traced: name, object, address, size, source position
     /// and what a probe on each costs.
     List(ListArgs),
+    /// Print the calls of a trace file, as the live trace did (filterable).
+    Replay(ReplayArgs),
+    /// Summarise a trace file per function: calls, return values, latency percentiles and
+    /// histogram, slowest calls.
+    Report(ReportArgs),
+    /// Convert a trace file: Chrome trace-event JSON (Perfetto, chrome://tracing) or JSON Lines.
+    Export(ExportArgs),
+    /// Merge the trace files of many processes, pods or nodes into one.
+    Merge(MergeArgs),
+}
+
+/// Which recorded calls to look at.
+#[derive(Debug, Clone, Args)]
+pub struct FilterArgs {
+    /// Only calls of functions matching this glob (repeatable).
+    #[arg(short = 'f', long = "fn", value_name = "GLOB")]
+    pub functions: Vec<String>,
+
+    /// Only calls of this process.
+    #[arg(short, long, value_name = "PID")]
+    pub pid: Option<u32>,
+
+    /// Only calls at least this slow (e.g. 5ms).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub min_latency: Option<Duration>,
+}
+
+impl FilterArgs {
+    pub fn filter(&self) -> CallFilter {
+        CallFilter {
+            functions: self.functions.clone(),
+            pid: self.pid,
+            min_latency_ns: self.min_latency.map(|d| d.as_nanos() as u64),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// The trace file.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Write JSON Lines instead of human lines.
+    #[arg(long)]
+    pub json: bool,
+    /// When to colour human output.
+    #[arg(long, value_enum, default_value_t, value_name = "WHEN")]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// The trace file.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Write one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportChoice {
+    /// Chrome trace-event JSON: one track per thread, one slice per call.
+    Chrome,
+    /// JSON Lines, as `--json` prints live.
+    Jsonl,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// The trace file.
+    pub file: PathBuf,
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: ExportChoice,
+    /// Where to write (default: standard output).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MergeArgs {
+    /// The trace files to merge.
+    #[arg(required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// The merged trace file.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -161,6 +260,58 @@ pub struct TraceArgs {
     /// How to attach probes.
     #[arg(long, value_enum, default_value_t, value_name = "MODE")]
     pub attach: AttachChoice,
+
+    /// Also record every call to this trace file (review it later with replay, report,
+    /// export; no access to the binaries needed).
+    #[arg(short, long, value_name = "FILE.kt")]
+    pub output: Option<PathBuf>,
+
+    /// With --output: print no calls, only the status and the summary.
+    #[arg(short, long, requires = "output")]
+    pub quiet: bool,
+
+    /// With --output: start a new file when the current one reaches this size (64MiB, 1GiB);
+    /// older files are FILE.1.kt, FILE.2.kt, ...
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "output")]
+    pub rotate_size: Option<u64>,
+
+    /// With --rotate-size: how many older files to keep.
+    #[arg(long, value_name = "N", default_value_t = 10, requires = "rotate_size")]
+    pub keep: u32,
+
+    /// With --output: store calls uncompressed.
+    #[arg(long, requires = "output")]
+    pub no_compress: bool,
+}
+
+/// Parses `64MiB`, `1GiB`, `500KiB`, `10MB`, `4096` (bytes).
+pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (try 64MiB)"))?;
+    let unit_bytes: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}` (KiB, MiB, GiB)"
+            ));
+        }
+    };
+    value
+        .checked_mul(unit_bytes)
+        .filter(|&bytes| bytes >= 4096)
+        .ok_or_else(|| format!("`{text}`: a size of at least 4KiB is needed"))
 }
 
 /// Parses `250ms`, `10s`, `1.5s`, `5m`, `1h`, `100us`/`100µs`, `10ns`; a bare number is seconds.
@@ -229,6 +380,17 @@ impl TraceArgs {
                 selection: self.args.clone(),
                 string_size: self.string_size,
             },
+            record: self.output.as_ref().map(|path| RecordOptions {
+                path: path.clone(),
+                writer: WriterOptions {
+                    compress: !self.no_compress,
+                    rotation: self.rotate_size.map(|size| Rotation {
+                        size,
+                        keep: self.keep,
+                    }),
+                },
+            }),
+            quiet: self.quiet,
         }
     }
 }
@@ -238,6 +400,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let args = match cli.command {
         Some(Command::Trace(args)) => args,
         Some(Command::List(args)) => return list(&args),
+        Some(Command::Replay(args)) => return crate::review::replay(&args),
+        Some(Command::Report(args)) => return crate::review::report(&args),
+        Some(Command::Export(args)) => return crate::review::export(&args),
+        Some(Command::Merge(args)) => return crate::review::merge(&args),
         None => cli.trace,
     };
     let options = args.options();

@@ -185,6 +185,7 @@ mod tests {
             source: None,
             args: plan.args,
             ret: plan.ret,
+            build_id: None,
         };
         (event, probe)
     }

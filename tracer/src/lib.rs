@@ -13,6 +13,8 @@ pub mod listing;
 pub mod plan;
 pub mod probe_table;
 pub mod probes;
+pub mod record;
+pub mod review;
 pub mod session;
 pub mod stats;
 pub mod summary;

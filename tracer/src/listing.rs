@@ -185,6 +185,7 @@ mod tests {
                 line: 14,
             }),
             debug: None,
+            build_id: None,
         }
     }
 

@@ -27,6 +27,9 @@ pub struct ProbeInfo {
     pub args: Vec<ArgSlot>,
     /// How the return value is shown; `None` for functions returning nothing.
     pub ret: Option<ReturnValue>,
+    /// The GNU build-id of the object, in hex: which build the calls came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_id: Option<String>,
 }
 
 impl ProbeInfo {
@@ -60,8 +63,15 @@ impl ProbeTable {
                 source: site.source.clone(),
                 args: plan.args.clone(),
                 ret: plan.ret.clone(),
+                build_id: site.build_id.clone(),
             })
             .collect();
+        Self { probes }
+    }
+
+    /// A table of probes already numbered 0, 1, 2, ...
+    pub fn from_probes(probes: Vec<ProbeInfo>) -> Self {
+        debug_assert!(probes.iter().enumerate().all(|(i, p)| p.id as usize == i));
         Self { probes }
     }
 

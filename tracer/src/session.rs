@@ -7,6 +7,7 @@
 
 use std::{
     io::{self, Write},
+    path::PathBuf,
     time::Duration,
 };
 
@@ -16,6 +17,7 @@ use tokio::{
     signal::unix::{SignalKind, signal},
     time::{Instant, MissedTickBehavior},
 };
+use tracer_ebpf::Counter;
 
 use crate::{
     error::{Error, Result},
@@ -24,6 +26,11 @@ use crate::{
     plan::{DEFAULT_RAW_ARGS, Plan, PlanOptions, check_selection, compile, raw_register_args},
     probe_table::ProbeTable,
     probes::{AttachMode, AttachReport, Probes},
+    record::{
+        format::{CountersRecord, EndRecord},
+        header_for,
+        writer::{TraceWriter, WriterOptions},
+    },
     summary::{CallStats, StopReason, Summary},
     symbols::{FunctionSpec, ProbeSite, resolve, x86::CostClass},
     sys,
@@ -50,6 +57,30 @@ pub struct TraceOptions {
     pub max_events: Option<u64>,
     pub attach_mode: AttachMode,
     pub plan: PlanOptions,
+    /// `-o`: record the calls to a trace file too.
+    pub record: Option<RecordOptions>,
+    /// No live lines.
+    pub quiet: bool,
+}
+
+/// Where and how to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordOptions {
+    pub path: PathBuf,
+    pub writer: WriterOptions,
+}
+
+/// How often the trace file gets what was traced since (and the drop counters).
+const RECORD_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+fn counters_record(counters: &[(Counter, u64)], undecodable: u64) -> CountersRecord {
+    CountersRecord {
+        kernel: counters
+            .iter()
+            .map(|(counter, n)| (counter.describe().to_string(), *n))
+            .collect(),
+        undecodable,
+    }
 }
 
 /// The capture plan of every site: typed from DWARF where the function has it, raw argument
@@ -89,34 +120,44 @@ struct Sink<'a> {
     not_shown: u64,
     undecodable: u64,
     closed: bool,
+    /// No live lines (`--quiet`).
+    quiet: bool,
+    recorder: Option<TraceWriter>,
 }
 
 impl Sink<'_> {
-    fn handle(&mut self, record: &Bytes) {
+    fn handle(&mut self, record: &Bytes) -> Result<()> {
         let event = match decode(record) {
             Ok(event) => event,
             Err(err) => {
                 self.undecodable += 1;
                 log::debug!("undecodable record: {err}");
-                return;
+                return Ok(());
             }
         };
         let Some(probe) = self.table.get(event.probe_id) else {
             self.undecodable += 1;
             log::debug!("record for unknown probe {}", event.probe_id);
-            return;
+            return Ok(());
         };
-        if self.closed || self.max_events.is_some_and(|max| self.shown >= max) {
+        if self.max_events.is_some_and(|max| self.shown >= max) {
             self.not_shown += 1;
-            return;
+            return Ok(());
         }
         self.stats.record(&event);
         self.shown += 1;
+        if let Some(recorder) = &mut self.recorder {
+            recorder.push(&event)?;
+        }
+        if self.quiet || self.closed {
+            return Ok(());
+        }
         if self.json {
             json_line(&mut self.buffer, &event, probe, &self.clock);
         } else {
             human_line(&mut self.buffer, &event, probe, &self.clock, self.style);
         }
+        Ok(())
     }
 
     /// Writes what is buffered. A closed pipe ends the trace quietly, like other CLI tools.
@@ -141,7 +182,8 @@ impl Sink<'_> {
     }
 
     fn stop_reason(&self) -> Option<StopReason> {
-        if self.closed {
+        // A closed pipe ends a live trace; one being recorded goes on into its file.
+        if self.closed && self.recorder.is_none() {
             Some(StopReason::OutputClosed)
         } else if self.max_events.is_some_and(|max| self.shown >= max) {
             Some(StopReason::MaxEvents)
@@ -165,7 +207,7 @@ fn drain(ring: &mut RingBuf<MapData>, sink: &mut Sink<'_>) -> Result<bool> {
     let more = bounds.len() == DRAIN_BATCH;
     let batch = batch.freeze();
     for range in bounds {
-        sink.handle(&batch.slice(range));
+        sink.handle(&batch.slice(range))?;
     }
     sink.flush()?;
     Ok(more)
@@ -235,7 +277,6 @@ pub async fn trace(
     let mut probes = Probes::load()?;
     let kernel_plans: Vec<_> = plans.iter().map(|p| p.kernel).collect();
     probes.set_plans(&kernel_plans)?;
-    probes.enable(WAKEUP_BYTES)?;
     let ring = probes
         .take_ring()
         .ok_or_else(|| Error::Usage("the event ring buffer was already taken".into()))?;
@@ -255,6 +296,9 @@ pub async fn trace(
     let mut sigterm = signal(SignalKind::terminate()).map_err(|err| Error::io("SIGTERM", err))?;
 
     let report = probes.attach(&sites, options.target.pid(), options.attach_mode)?;
+    // Recording starts once every probe is in place, so no call is seen half (an entry
+    // without its return probe, or a return whose entry fired before its probe existed).
+    probes.enable(WAKEUP_BYTES)?;
     let started = Instant::now();
     let _ = writeln!(
         status,
@@ -263,6 +307,15 @@ pub async fn trace(
     );
     let _ = status.flush();
 
+    let anchor_monotonic = sys::monotonic_ns();
+    let anchor_realtime = sys::realtime_ns();
+    let recorder = match &options.record {
+        Some(record) => {
+            let header = header_for(&options.target, &table, (anchor_realtime, anchor_monotonic));
+            Some(TraceWriter::create(&record.path, &header, record.writer)?)
+        }
+        None => None,
+    };
     let mut sink = Sink {
         out,
         buffer: String::new(),
@@ -270,7 +323,7 @@ pub async fn trace(
         style: Style {
             color: options.color,
         },
-        clock: WallClock::anchor_now(),
+        clock: WallClock::from_anchor(anchor_realtime, anchor_monotonic),
         table: &table,
         stats: CallStats::new(table.len()),
         max_events: options.max_events,
@@ -278,7 +331,10 @@ pub async fn trace(
         not_shown: 0,
         undecodable: 0,
         closed: false,
+        quiet: options.quiet,
+        recorder,
     };
+    let mut last_record_flush = Instant::now();
 
     let deadline = options.duration.map(|d| started + d);
     let sleep = async {
@@ -324,6 +380,13 @@ pub async fn trace(
         if let Some(logger) = probes.logger_mut() {
             logger.flush();
         }
+        if sink.recorder.is_some() && last_record_flush.elapsed() >= RECORD_FLUSH_INTERVAL {
+            let counters = counters_record(&probes.counters()?, sink.undecodable);
+            if let Some(recorder) = &mut sink.recorder {
+                recorder.flush(Some(&counters))?;
+            }
+            last_record_flush = Instant::now();
+        }
         if let Some(reason) = sink.stop_reason() {
             break reason;
         }
@@ -342,6 +405,23 @@ pub async fn trace(
     while drain(ring.get_mut(), &mut sink)? {}
     let kernel_counters = probes.counters()?;
     let unfinished = probes.calls_in_flight();
+    let recorded = match sink.recorder.take() {
+        Some(recorder) => {
+            let counters = counters_record(&kernel_counters, sink.undecodable);
+            let end = EndRecord {
+                stop: stop.to_string(),
+                events: sink.shown,
+                unfinished,
+            };
+            let path = options
+                .record
+                .as_ref()
+                .map(|r| r.path.clone())
+                .unwrap_or_default();
+            Some((path, recorder.finish(&counters, &end)?))
+        }
+        None => None,
+    };
     drop(ring);
     let elapsed = started.elapsed();
     probes.detach();
@@ -354,6 +434,7 @@ pub async fn trace(
         elapsed,
         detach_time: detach_started.elapsed(),
         stop,
+        recorded,
     };
     Ok(Traced { table, summary })
 }

@@ -110,6 +110,37 @@ impl Histogram {
         self.max
     }
 
+    /// Counts per power of two, like BCC's funclatency: `(low, high, count)` for every bucket
+    /// from the lowest to the highest non-empty one; `low..=high` is `2^k..=2^(k+1)-1`.
+    pub fn log2_buckets(&self) -> Vec<(u64, u64, u64)> {
+        let mut powers = [0u64; 65];
+        for (bucket, &n) in self.counts.iter().enumerate() {
+            if n > 0 {
+                let value = bucket_high(bucket);
+                let power = if value == 0 {
+                    0
+                } else {
+                    64 - value.leading_zeros() as usize
+                };
+                powers[power] += n;
+            }
+        }
+        let Some(first) = powers.iter().position(|&n| n > 0) else {
+            return Vec::new();
+        };
+        let last = powers.iter().rposition(|&n| n > 0).unwrap_or(first);
+        (first..=last)
+            .map(|power| {
+                let (low, high) = match power {
+                    0 => (0, 0),
+                    64 => (1 << 63, u64::MAX),
+                    p => (1u64 << (p - 1), (1u64 << p) - 1),
+                };
+                (low, high, powers[power])
+            })
+            .collect()
+    }
+
     /// Adds every value of `other`.
     pub fn merge(&mut self, other: &Self) {
         for (mine, theirs) in self.counts.iter_mut().zip(other.counts.iter()) {
@@ -175,6 +206,26 @@ mod tests {
         }
         assert_eq!(h.quantile(0.5), 3);
         assert_eq!(h.quantile(0.99), 7);
+    }
+
+    #[test]
+    fn log2_buckets_cover_every_value_once() {
+        let mut h = Histogram::default();
+        for v in [0, 1, 2, 3, 900, 1000, 1023, 1024, 5_000_000] {
+            h.record(v);
+        }
+        let buckets = h.log2_buckets();
+        assert_eq!(buckets.iter().map(|b| b.2).sum::<u64>(), 9);
+        assert_eq!(buckets[0], (0, 0, 1));
+        assert_eq!(buckets[1], (1, 1, 1));
+        assert_eq!(buckets[2], (2, 3, 2));
+        let of = |v: u64| buckets.iter().find(|b| b.0 <= v && v <= b.1).unwrap().2;
+        assert_eq!(of(1000), 3, "900, 1000, 1023 share 512..=1023");
+        assert_eq!(of(1024), 1);
+        assert!(
+            buckets.windows(2).all(|w| w[0].1 + 1 == w[1].0),
+            "contiguous"
+        );
     }
 
     #[test]

@@ -9,6 +9,22 @@ use crate::{
     events::CallEvent, format::format_duration_ns, probe_table::ProbeTable, stats::Histogram,
 };
 
+/// `812 B`, `20.6 KiB`, `3.1 MiB`, `1.2 GiB`.
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 /// Why tracing stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopReason {
@@ -75,6 +91,8 @@ pub struct Summary {
     pub elapsed: Duration,
     pub detach_time: Duration,
     pub stop: StopReason,
+    /// The trace file written, and what went into it.
+    pub recorded: Option<(std::path::PathBuf, crate::record::writer::WriterStats)>,
 }
 
 impl Summary {
@@ -166,6 +184,20 @@ impl Summary {
                 self.not_shown
             );
         }
+        if let Some((path, stats)) = &self.recorded {
+            let _ = writeln!(
+                out,
+                "recorded {} calls to {} ({}{})",
+                stats.events,
+                path.display(),
+                format_bytes(stats.bytes),
+                if stats.files > 1 {
+                    format!(" in {} files", stats.files)
+                } else {
+                    String::new()
+                }
+            );
+        }
         let _ = writeln!(
             out,
             "detached {} probe{} in {}",
@@ -202,6 +234,7 @@ mod tests {
             probe_instruction: "push".into(),
             source: None,
             debug: None,
+            build_id: None,
         };
         let plans = vec![raw_register_args(0).unwrap(); 2];
         ProbeTable::new(&[site("compute"), site("sleepy")], &plans)
@@ -237,6 +270,7 @@ mod tests {
             elapsed: Duration::from_secs(2),
             detach_time: Duration::from_millis(3),
             stop: StopReason::MaxEvents,
+            recorded: None,
         };
         assert_eq!(summary.drops(), 4);
         let text = summary.render(&table());

@@ -1,6 +1,9 @@
 //! `cargo xtask bench`: measured claims, side by side with the peers on the same machine in one
 //! run, printed as figures and ratios (never asserted in tests: timings belong here).
 //!
+//! Trace files: `cargo bench -p tracer --bench trace_file` (writer speed, bytes per call,
+//! report time, against JSON Lines).
+//!
 //! Symbols: on koolkit-trace's own debug build (a large binary with full DWARF), `list` of a
 //! glob and resolving one function with its parameters (`list --params`), against
 //! `bpftrace -l` / `bpftrace -lv` on the same binary. Budget: under 150 ms wall and 150 MB
@@ -198,5 +201,6 @@ pub fn bench() -> Result<(), String> {
         150.0,
         150.0,
     );
-    Ok(())
+
+    run(cargo().args(["bench", "--package", "tracer", "--bench", "trace_file"]))
 }

@@ -87,6 +87,8 @@ pub struct ProbeSite {
     pub source: Option<SourceLocation>,
     /// Parameters and types from DWARF, when resolved for tracing.
     pub debug: Option<FunctionDebug>,
+    /// The object's GNU build-id, in hex.
+    pub build_id: Option<String>,
 }
 
 /// How much DWARF to read per site.
@@ -532,6 +534,10 @@ impl<'a> Resolver<'a> {
             probe_instruction: placement.instruction,
             source,
             debug,
+            build_id: files
+                .elf()
+                .build_id()
+                .map(|id| id.iter().map(|b| format!("{b:02x}")).collect()),
         })
     }
 }

@@ -1,0 +1,168 @@
+//! End-to-end: record a real trace to a file, then review it with replay, report and export.
+//! Run as root through `cargo xtask test`.
+
+use std::{thread, time::Duration};
+
+use serde_json::Value;
+use tests::{Fixture, Tracer, c_fixture, private_dir, run_tracer};
+
+const ITERATIONS: usize = 300;
+
+#[test]
+fn record_then_replay_report_and_export() {
+    let binary = c_fixture("calls", &["-g", "-O1"]);
+    let mut fixture = Fixture::start(&binary, &[&ITERATIONS.to_string()]);
+    let dir = private_dir("record");
+    let file = dir.join("calls.kt");
+    let pid = fixture.pid.to_string();
+    let tracer = Tracer::start(&[
+        "--pid",
+        &pid,
+        "--fn",
+        "compute",
+        "--fn",
+        "negate",
+        "-o",
+        file.to_str().unwrap(),
+        "--quiet",
+    ]);
+    fixture.round();
+    let output = tracer.interrupt();
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        output.stdout.is_empty(),
+        "--quiet prints no calls: {}",
+        output.stdout
+    );
+    assert!(
+        output
+            .stderr
+            .contains(&format!("recorded {} calls to", 2 * ITERATIONS)),
+        "{}",
+        output.stderr
+    );
+    let path = file.to_str().unwrap();
+
+    let report = run_tracer(&["report", path, "--json"]);
+    assert!(report.status.success(), "{report:?}");
+    let report: Value = serde_json::from_str(&report.stdout).unwrap();
+    assert_eq!(report["calls"], 2 * ITERATIONS);
+    for name in ["compute", "negate"] {
+        let function = report["functions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["fn"] == name)
+            .unwrap();
+        assert_eq!(function["calls"], ITERATIONS, "{name}");
+        assert!(function["latency_ns"]["p50"].as_u64().unwrap() > 0);
+        assert_eq!(function["slowest"].as_array().unwrap().len(), 5);
+    }
+    let negate = report["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["fn"] == "negate")
+        .unwrap();
+    assert_eq!(
+        negate["errors"],
+        ITERATIONS - 1,
+        "negate(i) < 0 for every i but 0"
+    );
+
+    let text = run_tracer(&["report", path]);
+    assert!(text.stdout.contains("distribution"), "{}", text.stdout);
+    assert!(text.stdout.contains("slowest calls:"), "{}", text.stdout);
+
+    let replay = run_tracer(&["replay", path, "--fn", "compute", "--json"]);
+    let lines: Vec<Value> = replay
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), ITERATIONS);
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["args"]["a"], i as u64, "{line}");
+        assert_eq!(line["ret"], (i * 1002) as u64);
+        assert_eq!(line["pid"], fixture.pid);
+    }
+    let human = run_tracer(&["replay", path, "--fn", "negate", "--color", "never"]);
+    assert!(
+        human
+            .stdout
+            .lines()
+            .nth(3)
+            .unwrap()
+            .contains(" negate(v=3) = -3 <"),
+        "{}",
+        human.stdout
+    );
+    let slow = run_tracer(&["replay", path, "--min-latency", "1h"]);
+    assert!(slow.stdout.is_empty());
+
+    let chrome = dir.join("calls.json");
+    let export = run_tracer(&[
+        "export",
+        path,
+        "--format",
+        "chrome",
+        "-o",
+        chrome.to_str().unwrap(),
+    ]);
+    assert!(export.status.success(), "{export:?}");
+    let chrome: Value = serde_json::from_str(&std::fs::read_to_string(&chrome).unwrap()).unwrap();
+    let slices: Vec<&Value> = chrome["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "X")
+        .collect();
+    assert_eq!(slices.len(), 2 * ITERATIONS);
+    assert!(
+        slices
+            .iter()
+            .all(|s| s["dur"].as_f64().unwrap() > 0.0 && s["tid"] == fixture.pid)
+    );
+    assert!(
+        chrome["traceEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["ph"] == "M" && e["name"] == "thread_name")
+    );
+}
+
+#[test]
+fn a_killed_recorder_leaves_a_readable_file() {
+    let binary = c_fixture("calls", &["-g", "-O1"]);
+    let mut fixture = Fixture::start(&binary, &["100"]);
+    let dir = private_dir("killed");
+    let file = dir.join("killed.kt");
+    let pid = fixture.pid.to_string();
+    let tracer = Tracer::start(&[
+        "--pid",
+        &pid,
+        "--fn",
+        "compute",
+        "-o",
+        file.to_str().unwrap(),
+        "--quiet",
+    ]);
+    fixture.round();
+    // Calls reach the file at least once a second.
+    thread::sleep(Duration::from_millis(1500));
+    fixture.round();
+    tracer.signal(libc::SIGKILL);
+    let _ = tracer.wait(Duration::from_secs(10));
+
+    let report = run_tracer(&["report", file.to_str().unwrap(), "--json"]);
+    assert!(report.status.success(), "{report:?}");
+    let report: Value = serde_json::from_str(&report.stdout).unwrap();
+    let calls = report["calls"].as_u64().unwrap();
+    assert!(
+        calls >= 100,
+        "the first round was flushed before the kill: {calls}"
+    );
+    assert!(calls <= 200);
+    assert_eq!(calls % 100, 0, "whole rounds: {report}");
+}

@@ -1,0 +1,202 @@
+//! `koolkit-trace merge`: one trace from the traces of many pods or nodes of one service.
+//! Identical probes (same function, object and plan) become one, so a report covers the whole
+//! service; calls are merged in wall-clock order onto one clock.
+
+use std::{
+    cmp::Reverse,
+    collections::BinaryHeap,
+    path::{Path, PathBuf},
+};
+
+use super::{
+    format::{CountersRecord, EndRecord, TargetInfo, TraceHeader},
+    reader::{Batches, TraceReader},
+    writer::{TraceWriter, WriterOptions, WriterStats},
+};
+use crate::{
+    error::{Error, Result},
+    events::CallEvent,
+    probe_table::{ProbeInfo, ProbeTable},
+};
+
+/// What a merge did.
+#[derive(Debug, Clone)]
+pub struct MergeSummary {
+    pub stats: WriterStats,
+    /// Notes about damaged inputs.
+    pub notes: Vec<String>,
+}
+
+/// One input being read: its calls in order, its probe ids mapped into the merged table and
+/// its clock shifted onto the merged one.
+struct Input<'a> {
+    batches: Batches<'a>,
+    pending: std::vec::IntoIter<CallEvent>,
+    ids: Vec<u32>,
+    shift: i128,
+}
+
+impl Input<'_> {
+    fn next_event(&mut self) -> Option<CallEvent> {
+        loop {
+            if let Some(mut event) = self.pending.next() {
+                let Some(&id) = self.ids.get(event.probe_id as usize) else {
+                    continue;
+                };
+                event.probe_id = id;
+                event.entry_ns = (i128::from(event.entry_ns) + self.shift).max(0) as u64;
+                event.exit_ns = (i128::from(event.exit_ns) + self.shift).max(0) as u64;
+                return Some(event);
+            }
+            self.pending = self.batches.next()?.into_iter();
+        }
+    }
+}
+
+/// Merges `inputs` into `output`.
+pub fn merge(inputs: &[PathBuf], output: &Path) -> Result<MergeSummary> {
+    if inputs.is_empty() {
+        return Err(Error::Usage("merge needs at least one trace file".into()));
+    }
+    let readers = inputs
+        .iter()
+        .map(|path| TraceReader::open(path))
+        .collect::<Result<Vec<_>>>()?;
+    // The earliest trace's clock anchors the merged one.
+    let anchor = readers
+        .iter()
+        .map(TraceReader::header)
+        .min_by_key(|h| h.start_realtime_ns)
+        .expect("at least one input");
+    let offset =
+        |h: &TraceHeader| i128::from(h.start_realtime_ns) - i128::from(h.start_monotonic_ns);
+    let anchor_offset = offset(anchor);
+
+    let mut probes: Vec<ProbeInfo> = Vec::new();
+    let mut inputs_state = Vec::new();
+    let mut merged_from = Vec::new();
+    for (reader, path) in readers.iter().zip(inputs) {
+        let header = reader.header();
+        merged_from.push(format!(
+            "{} ({} on {}, {})",
+            path.display(),
+            header
+                .target
+                .binary
+                .clone()
+                .or(header.target.pid.map(|p| format!("pid {p}")))
+                .unwrap_or_default(),
+            header.hostname,
+            header.tool
+        ));
+        let ids = header
+            .probes
+            .iter()
+            .map(|probe| {
+                let same = probes.iter().position(|p| {
+                    ProbeInfo {
+                        id: p.id,
+                        ..probe.clone()
+                    } == *p
+                });
+                match same {
+                    Some(index) => index as u32,
+                    None => {
+                        let id = probes.len() as u32;
+                        probes.push(ProbeInfo {
+                            id,
+                            ..probe.clone()
+                        });
+                        id
+                    }
+                }
+            })
+            .collect();
+        inputs_state.push(Input {
+            batches: reader.batches(),
+            pending: Vec::new().into_iter(),
+            ids,
+            shift: offset(header) - anchor_offset,
+        });
+    }
+    let header = TraceHeader {
+        tool: format!("koolkit-trace {}", env!("CARGO_PKG_VERSION")),
+        hostname: "merged".into(),
+        kernel: String::new(),
+        start_realtime_ns: anchor.start_realtime_ns,
+        start_monotonic_ns: anchor.start_monotonic_ns,
+        target: TargetInfo {
+            kind: "merged".into(),
+            pid: None,
+            binary: None,
+            command: anchor.target.command.clone(),
+        },
+        probes: ProbeTable::from_probes(probes),
+        merged_from,
+    };
+    let mut writer = TraceWriter::create(output, &header, WriterOptions::default())?;
+
+    // k-way merge on entry time.
+    let mut heads = BinaryHeap::new();
+    for (index, input) in inputs_state.iter_mut().enumerate() {
+        if let Some(event) = input.next_event() {
+            heads.push(Reverse((event.entry_ns, index, HeapEvent(event))));
+        }
+    }
+    while let Some(Reverse((_, index, HeapEvent(event)))) = heads.pop() {
+        writer.push(&event)?;
+        if let Some(next) = inputs_state[index].next_event() {
+            heads.push(Reverse((next.entry_ns, index, HeapEvent(next))));
+        }
+    }
+
+    let mut counters = CountersRecord::default();
+    let mut notes = Vec::new();
+    let mut unfinished = 0;
+    for (input, path) in inputs_state.into_iter().zip(inputs) {
+        let report = input.batches.finish();
+        notes.extend(report.notes(path));
+        if let Some(end) = &report.end {
+            unfinished += end.unfinished;
+        }
+        if let Some(input_counters) = report.counters {
+            counters.undecodable += input_counters.undecodable;
+            for (name, n) in input_counters.kernel {
+                match counters.kernel.iter_mut().find(|(k, _)| *k == name) {
+                    Some((_, total)) => *total += n,
+                    None => counters.kernel.push((name, n)),
+                }
+            }
+        }
+    }
+    let events = writer.stats().events;
+    let stats = writer.finish(
+        &counters,
+        &EndRecord {
+            stop: format!("merged from {} traces", inputs.len()),
+            events,
+            unfinished,
+        },
+    )?;
+    Ok(MergeSummary { stats, notes })
+}
+
+/// A call ordered by nothing: the heap orders by (time, input), which are unique per input.
+struct HeapEvent(CallEvent);
+
+impl PartialEq for HeapEvent {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for HeapEvent {}
+impl PartialOrd for HeapEvent {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for HeapEvent {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}

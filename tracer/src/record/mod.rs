@@ -1,0 +1,52 @@
+//! Trace files: record calls while tracing, review them later anywhere, without the binaries.
+//! [`format`] is the layout, [`writer`] and [`reader`] move calls in and out, and `replay`,
+//! [`report`], [`export`] and [`merge`] are what users do with a file.
+
+pub mod export;
+pub mod filter;
+pub mod format;
+pub mod merge;
+pub mod reader;
+pub mod report;
+pub mod writer;
+
+use std::fs;
+
+use crate::{probe_table::ProbeTable, target::Target};
+use format::{TargetInfo, TraceHeader};
+
+fn read_trimmed(path: &str) -> String {
+    fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The header of a trace of `target` with `probes`, anchored at `start` (realtime, monotonic).
+pub fn header_for(target: &Target, probes: &ProbeTable, start: (u64, u64)) -> TraceHeader {
+    let target = match target {
+        Target::Process { pid } => TargetInfo {
+            kind: "process".into(),
+            pid: Some(*pid),
+            binary: fs::read_link(format!("/proc/{pid}/exe"))
+                .ok()
+                .map(|p| p.display().to_string()),
+            command: Some(read_trimmed(&format!("/proc/{pid}/comm"))).filter(|c| !c.is_empty()),
+        },
+        Target::Binary { path } => TargetInfo {
+            kind: "binary".into(),
+            pid: None,
+            binary: Some(path.display().to_string()),
+            command: path.file_name().map(|n| n.to_string_lossy().into_owned()),
+        },
+    };
+    TraceHeader {
+        tool: format!("koolkit-trace {}", env!("CARGO_PKG_VERSION")),
+        hostname: read_trimmed("/proc/sys/kernel/hostname"),
+        kernel: read_trimmed("/proc/sys/kernel/osrelease"),
+        start_realtime_ns: start.0,
+        start_monotonic_ns: start.1,
+        target,
+        probes: probes.clone(),
+        merged_from: Vec::new(),
+    }
+}

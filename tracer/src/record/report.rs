@@ -1,0 +1,347 @@
+//! `koolkit-trace report`: what a trace file says per function: calls, return values (and how
+//! many look like errors), latency percentiles, a log2 latency histogram drawn in the terminal
+//! (BCC funclatency's shape) and the slowest calls with their arguments.
+
+use std::{
+    cmp::Reverse,
+    collections::{BinaryHeap, HashMap},
+    fmt::Write as _,
+};
+
+use serde_json::{Value, json};
+
+use super::{
+    filter::CallFilter,
+    reader::{ReadReport, TraceReader},
+};
+use crate::{
+    events::CallEvent,
+    format::{Style, WallClock, format_duration_ns, human_line},
+    plan::{Render, ReturnValue},
+    probe_table::ProbeInfo,
+    stats::Histogram,
+    values::decode_return,
+};
+
+/// Slowest calls kept per function.
+const SLOWEST: usize = 5;
+/// Distinct return values counted per function; beyond, they are "other".
+const DISTINCT_RETURNS: usize = 256;
+/// Return values shown per function.
+const SHOWN_RETURNS: usize = 5;
+
+/// Everything the report says about one function.
+#[derive(Debug, Clone, Default)]
+pub struct FunctionReport {
+    pub latency: Histogram,
+    /// Raw return value → calls.
+    returns: HashMap<u64, u64>,
+    other_returns: u64,
+    /// Calls whose return reads as an error: negative for signed integers, NULL for pointers.
+    pub errors: u64,
+    slowest: BinaryHeap<Reverse<(u64, u64, usize)>>,
+    slowest_calls: Vec<CallEvent>,
+}
+
+impl FunctionReport {
+    fn record(&mut self, event: &CallEvent, ret: Option<&ReturnValue>, sequence: u64) {
+        let latency = event.latency_ns();
+        self.latency.record(latency);
+        if self.returns.len() < DISTINCT_RETURNS || self.returns.contains_key(&event.ret) {
+            *self.returns.entry(event.ret).or_default() += 1;
+        } else {
+            self.other_returns += 1;
+        }
+        if is_error(event.ret, ret) {
+            self.errors += 1;
+        }
+        // A min-heap of the slowest, ties broken by arrival so reports are stable.
+        if self.slowest.len() < SLOWEST {
+            self.slowest_calls.push(event.clone());
+            self.slowest
+                .push(Reverse((latency, sequence, self.slowest_calls.len() - 1)));
+        } else if let Some(Reverse((fastest, _, slot))) = self.slowest.peek().copied()
+            && latency > fastest
+        {
+            self.slowest.pop();
+            self.slowest_calls[slot] = event.clone();
+            self.slowest.push(Reverse((latency, sequence, slot)));
+        }
+    }
+
+    /// The slowest calls, slowest first.
+    pub fn slowest(&self) -> Vec<&CallEvent> {
+        let mut entries: Vec<(u64, u64, usize)> =
+            self.slowest.iter().map(|Reverse(e)| *e).collect();
+        entries.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        entries
+            .iter()
+            .map(|&(_, _, slot)| &self.slowest_calls[slot])
+            .collect()
+    }
+
+    /// The most frequent return values, most frequent first.
+    pub fn top_returns(&self) -> Vec<(u64, u64)> {
+        let mut returns: Vec<(u64, u64)> = self.returns.iter().map(|(&v, &n)| (v, n)).collect();
+        returns.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        returns.truncate(SHOWN_RETURNS);
+        returns
+    }
+}
+
+fn is_error(ret: u64, how: Option<&ReturnValue>) -> bool {
+    match how {
+        Some(ReturnValue::Register {
+            render: Render::Int { size, signed: true },
+        }) => {
+            let bits = u32::from((*size).clamp(1, 8)) * 8;
+            ((ret << (64 - bits)) as i64) < 0
+        }
+        Some(ReturnValue::Register {
+            render: Render::Pointer,
+        }) => ret == 0,
+        _ => false,
+    }
+}
+
+/// A whole report.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub functions: Vec<(ProbeInfo, FunctionReport)>,
+    pub calls: u64,
+    pub first_ns: Option<u64>,
+    pub last_ns: Option<u64>,
+    pub read: ReadReport,
+}
+
+/// Reads `reader` through `filter` into a report.
+pub fn build(reader: &TraceReader, filter: &CallFilter) -> Report {
+    let table = &reader.header().probes;
+    let mut per_probe: Vec<FunctionReport> = vec![FunctionReport::default(); table.len()];
+    let (mut calls, mut first, mut last) = (0u64, None::<u64>, None::<u64>);
+    let read = reader.for_each_batch(|events| {
+        for event in &events {
+            let Some(probe) = table.get(event.probe_id) else {
+                continue;
+            };
+            if !filter.accepts(event, probe) {
+                continue;
+            }
+            per_probe[event.probe_id as usize].record(event, probe.ret.as_ref(), calls);
+            calls += 1;
+            first = Some(first.map_or(event.entry_ns, |f| f.min(event.entry_ns)));
+            last = Some(last.map_or(event.exit_ns, |l| l.max(event.exit_ns)));
+        }
+    });
+    let mut functions: Vec<(ProbeInfo, FunctionReport)> = table
+        .iter()
+        .cloned()
+        .zip(per_probe)
+        .filter(|(_, report)| report.latency.count() > 0)
+        .collect();
+    // Most time spent first: where a developer should look.
+    functions.sort_by_key(|(_, report)| {
+        Reverse(report.latency.mean() as u128 * u128::from(report.latency.count()))
+    });
+    Report {
+        functions,
+        calls,
+        first_ns: first,
+        last_ns: last,
+        read,
+    }
+}
+
+fn render_return(value: u64, how: Option<&ReturnValue>) -> String {
+    let mut text = String::new();
+    match how {
+        Some(how) => decode_return(value, how).write_human(&mut text),
+        None => text.push_str("void"),
+    }
+    text
+}
+
+/// Draws `histogram` as BCC's funclatency does.
+pub fn draw_histogram(histogram: &Histogram, out: &mut String) {
+    const WIDTH: u64 = 40;
+    let buckets = histogram.log2_buckets();
+    let peak = buckets.iter().map(|b| b.2).max().unwrap_or(1).max(1);
+    let _ = writeln!(out, "  {:>24} : {:<10} distribution", "latency", "count");
+    for (low, high, count) in buckets {
+        let stars = (count * WIDTH).div_ceil(peak) as usize;
+        let range = format!(
+            "{} -> {}",
+            format_duration_ns(low),
+            format_duration_ns(high)
+        );
+        let _ = writeln!(
+            out,
+            "  {range:>24} : {count:<10} |{:<40}|",
+            "*".repeat(stars)
+        );
+    }
+}
+
+/// The report as text.
+pub fn render_text(report: &Report, clock: &WallClock) -> String {
+    let mut out = String::new();
+    let span = match (report.first_ns, report.last_ns) {
+        (Some(first), Some(last)) => format_duration_ns(last.saturating_sub(first)),
+        _ => "-".into(),
+    };
+    let _ = writeln!(
+        out,
+        "{} calls of {} functions over {span}",
+        report.calls,
+        report.functions.len()
+    );
+    for (probe, function) in &report.functions {
+        let h = &function.latency;
+        let _ = writeln!(out, "\n{} ({})", probe.function, probe.object_name());
+        if let Some(source) = &probe.source {
+            let _ = writeln!(out, "  defined at {source}");
+        }
+        let _ = writeln!(
+            out,
+            "  calls {}   p50 {}   p90 {}   p99 {}   max {}",
+            h.count(),
+            format_duration_ns(h.quantile(0.5)),
+            format_duration_ns(h.quantile(0.9)),
+            format_duration_ns(h.quantile(0.99)),
+            format_duration_ns(h.max())
+        );
+        if probe.ret.is_some() {
+            let returns: Vec<String> = function
+                .top_returns()
+                .iter()
+                .map(|&(value, n)| {
+                    format!(
+                        "{} ×{n} ({:.1}%)",
+                        render_return(value, probe.ret.as_ref()),
+                        n as f64 * 100.0 / h.count() as f64
+                    )
+                })
+                .collect();
+            let _ = writeln!(out, "  returns {}", returns.join(", "));
+            if function.errors > 0 {
+                let _ = writeln!(
+                    out,
+                    "  errors {} ({:.1}%: negative or NULL returns)",
+                    function.errors,
+                    function.errors as f64 * 100.0 / h.count() as f64
+                );
+            }
+        }
+        draw_histogram(h, &mut out);
+        let _ = writeln!(out, "  slowest calls:");
+        for call in function.slowest() {
+            let mut line = String::new();
+            human_line(&mut line, call, probe, clock, Style { color: false });
+            let _ = write!(out, "    {line}");
+        }
+    }
+    out
+}
+
+/// The report as one JSON object.
+pub fn render_json(report: &Report, clock: &WallClock) -> Value {
+    let functions: Vec<Value> = report
+        .functions
+        .iter()
+        .map(|(probe, function)| {
+            let h = &function.latency;
+            let slowest: Vec<Value> = function
+                .slowest()
+                .into_iter()
+                .map(|call| {
+                    let mut line = String::new();
+                    crate::format::json_line(&mut line, call, probe, clock);
+                    serde_json::from_str(&line).unwrap_or(Value::Null)
+                })
+                .collect();
+            json!({
+                "fn": probe.function,
+                "object": probe.object,
+                "source": probe.source.as_ref().map(|s| s.to_string()),
+                "calls": h.count(),
+                "errors": function.errors,
+                "latency_ns": {
+                    "p50": h.quantile(0.5), "p90": h.quantile(0.9), "p99": h.quantile(0.99),
+                    "max": h.max(), "min": h.min(), "mean": h.mean(),
+                },
+                "histogram": h.log2_buckets().iter()
+                    .map(|&(low, high, count)| json!({"low_ns": low, "high_ns": high, "count": count}))
+                    .collect::<Vec<_>>(),
+                "returns": function.top_returns().iter()
+                    .map(|&(value, n)| json!({"value": render_return(value, probe.ret.as_ref()), "calls": n}))
+                    .collect::<Vec<_>>(),
+                "slowest": slowest,
+            })
+        })
+        .collect();
+    json!({
+        "calls": report.calls,
+        "functions": functions,
+        "warnings": report.read.warnings,
+        "torn_tail": report.read.torn_tail.map(|(offset, bytes)| json!({"offset": offset, "bytes": bytes})),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn call(latency: u64, ret: u64) -> CallEvent {
+        CallEvent {
+            probe_id: 0,
+            pid: 1,
+            tid: 1,
+            cpu: 0,
+            entry_ns: 1_000,
+            exit_ns: 1_000 + latency,
+            ret,
+            payload: Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn keeps_the_slowest_calls_and_counts_returns_and_errors() {
+        let ret = ReturnValue::Register {
+            render: Render::Int {
+                size: 4,
+                signed: true,
+            },
+        };
+        let mut report = FunctionReport::default();
+        for i in 0..100u64 {
+            let value = if i % 10 == 0 { 0xffff_ffff } else { i % 3 };
+            report.record(&call(i * 10, value), Some(&ret), i);
+        }
+        let slowest: Vec<u64> = report.slowest().iter().map(|c| c.latency_ns()).collect();
+        assert_eq!(slowest, [990, 980, 970, 960, 950]);
+        assert_eq!(report.errors, 10, "-1 as a 32-bit int is an error");
+        let top = report.top_returns();
+        assert_eq!(top[0].1, 30, "{top:?}");
+        assert_eq!(report.latency.count(), 100);
+    }
+
+    #[test]
+    fn histogram_is_drawn_with_stars() {
+        let mut h = Histogram::default();
+        for v in [1_000, 1_500, 1_800, 3_000] {
+            h.record(v);
+        }
+        let mut out = String::new();
+        draw_histogram(&h, &mut out);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].contains("count") && lines[0].contains("distribution"));
+        let peak = lines
+            .iter()
+            .find(|l| l.contains(": 2 "))
+            .expect("a bucket with 2 calls");
+        assert_eq!(peak.matches('*').count(), 40);
+        let half = lines.iter().find(|l| l.contains(": 1 ")).unwrap();
+        assert_eq!(half.matches('*').count(), 20);
+    }
+}

@@ -1,0 +1,368 @@
+//! Trace files without a kernel: round trips, torn tails at every offset, corrupt frames,
+//! future versions, rotation and merging. No root needed.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use bytes::Bytes;
+use tracer::{
+    events::CallEvent,
+    plan::raw_register_args,
+    probe_table::ProbeTable,
+    record::{
+        filter::CallFilter,
+        format::{CountersRecord, EndRecord, FILE_HEADER, TargetInfo, TraceHeader},
+        merge::merge,
+        reader::TraceReader,
+        report::build,
+        writer::{CHUNK_EVENTS, Rotation, TraceWriter, WriterOptions},
+    },
+    symbols::{ProbeObject, ProbeSite, x86::CostClass},
+};
+
+fn scratch(name: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "kt-files-{}-{}-{name}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn header(functions: &[&str], start_realtime_ns: u64) -> TraceHeader {
+    let sites: Vec<ProbeSite> = functions
+        .iter()
+        .map(|name| ProbeSite {
+            function: (*name).into(),
+            symbol: (*name).into(),
+            object: ProbeObject {
+                path: "/usr/bin/shop".into(),
+                open_path: "/usr/bin/shop".into(),
+            },
+            address: 0x1000,
+            size: 10,
+            file_offset: 0x1000,
+            probe_offset: 0x1000,
+            cost: CostClass::Emulated,
+            probe_instruction: "push".into(),
+            source: None,
+            debug: None,
+            build_id: Some("abcd".into()),
+        })
+        .collect();
+    let plans = vec![raw_register_args(2).unwrap(); sites.len()];
+    TraceHeader {
+        tool: "test".into(),
+        hostname: "host".into(),
+        kernel: "6.18".into(),
+        start_realtime_ns,
+        start_monotonic_ns: 1_000_000_000,
+        target: TargetInfo {
+            kind: "binary".into(),
+            pid: None,
+            binary: Some("/usr/bin/shop".into()),
+            command: Some("shop".into()),
+        },
+        probes: ProbeTable::new(&sites, &plans),
+        merged_from: Vec::new(),
+    }
+}
+
+/// A call with two integer arguments (16 status bytes, then two words), like the benchmark's.
+fn call(seed: u64, probes: u32) -> CallEvent {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (seed >> 7);
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut payload = vec![0u8; 16];
+    payload.extend_from_slice(&(seed % 1000).to_le_bytes());
+    payload.extend_from_slice(&(next() % 50).to_le_bytes());
+    let entry = 1_000_000_000 + seed * 1_000 + next() % 500;
+    CallEvent {
+        probe_id: (next() % u64::from(probes)) as u32,
+        pid: 4242 + (next() % 3) as u32,
+        tid: 4242 + (next() % 9) as u32,
+        cpu: (next() % 2) as u32,
+        entry_ns: entry,
+        exit_ns: entry + next() % 100_000,
+        ret: if seed.is_multiple_of(13) {
+            u64::MAX - (next() % 5)
+        } else {
+            next() % 10_000
+        },
+        payload: Bytes::from(payload),
+    }
+}
+
+fn write(
+    path: &Path,
+    events: &[CallEvent],
+    options: WriterOptions,
+    flush_every: usize,
+) -> TraceHeader {
+    let header = header(
+        &["price_order", "lookup_customer"],
+        1_700_000_000_000_000_000,
+    );
+    let mut writer = TraceWriter::create(path, &header, options).unwrap();
+    for (i, event) in events.iter().enumerate() {
+        writer.push(event).unwrap();
+        if flush_every > 0 && (i + 1) % flush_every == 0 {
+            writer.flush(Some(&CountersRecord::default())).unwrap();
+        }
+    }
+    writer
+        .finish(
+            &CountersRecord::default(),
+            &EndRecord {
+                stop: "test".into(),
+                events: events.len() as u64,
+                unfinished: 0,
+            },
+        )
+        .unwrap();
+    header
+}
+
+#[test]
+fn calls_round_trip_at_every_batch_boundary() {
+    let dir = scratch("roundtrip");
+    let chunk = CHUNK_EVENTS as usize;
+    for (count, compress) in [
+        (0, true),
+        (1, true),
+        (chunk - 1, true),
+        (chunk, false),
+        (chunk + 1, true),
+        (3 * chunk + 17, true),
+    ] {
+        let path = dir.join(format!("t-{count}-{compress}.kt"));
+        let events: Vec<CallEvent> = (0..count as u64).map(|i| call(i, 2)).collect();
+        let header = write(
+            &path,
+            &events,
+            WriterOptions {
+                compress,
+                rotation: None,
+            },
+            0,
+        );
+        let reader = TraceReader::open(&path).unwrap();
+        assert_eq!(reader.header(), &header);
+        let (read, report) = reader.read_all();
+        assert_eq!(read, events, "{count} calls, compress {compress}");
+        assert!(
+            report.warnings.is_empty() && report.torn_tail.is_none(),
+            "{report:?}"
+        );
+        assert_eq!(report.end.unwrap().events, count as u64);
+    }
+}
+
+#[test]
+fn compact_on_disk() {
+    let dir = scratch("size");
+    let path = dir.join("t.kt");
+    let events: Vec<CallEvent> = (0..200_000).map(|i| call(i, 2)).collect();
+    write(&path, &events, WriterOptions::default(), 0);
+    let per_event = fs::metadata(&path).unwrap().len() as f64 / events.len() as f64;
+    // Pseudo-random arguments compress worse than real ones; the bench measures the budget.
+    assert!(per_event < 24.0, "{per_event:.1} bytes per call");
+}
+
+/// Offsets of the frames of a trace file.
+fn frame_offsets(bytes: &[u8]) -> Vec<usize> {
+    let mut offsets = Vec::new();
+    let mut pos = FILE_HEADER;
+    while pos + 20 <= bytes.len() {
+        offsets.push(pos);
+        let stored = u32::from_le_bytes(bytes[pos + 8..pos + 12].try_into().unwrap()) as usize;
+        pos += 20 + stored;
+    }
+    offsets
+}
+
+#[test]
+fn a_file_cut_anywhere_in_its_last_frames_gives_back_every_whole_frame() {
+    let dir = scratch("torn");
+    let path = dir.join("t.kt");
+    // Three events frames of 100 calls (flushes write counters frames too), then the end.
+    let events: Vec<CallEvent> = (0..300).map(|i| call(i, 2)).collect();
+    write(&path, &events, WriterOptions::default(), 100);
+    let bytes = fs::read(&path).unwrap();
+    let offsets = frame_offsets(&bytes);
+    let cut_from = offsets[offsets.len().saturating_sub(5)];
+    let cut = dir.join("cut.kt");
+    for end in cut_from..=bytes.len() {
+        fs::write(&cut, &bytes[..end]).unwrap();
+        let reader = TraceReader::open(&cut).unwrap();
+        let (read, report) = reader.read_all();
+        // Every whole frame before the cut is read: the calls are a prefix, in 100-call steps.
+        assert_eq!(read.len() % 100, 0, "cut at {end}");
+        assert_eq!(read[..], events[..read.len()], "cut at {end}");
+        let inside_a_frame = end != bytes.len() && !offsets.contains(&end);
+        assert_eq!(
+            report.torn_tail.is_some(),
+            inside_a_frame,
+            "cut at {end}: {report:?}"
+        );
+        if end == bytes.len() {
+            assert_eq!(read.len(), 300);
+            assert!(report.end.is_some());
+        }
+    }
+}
+
+#[test]
+fn a_corrupt_frame_is_skipped_with_a_warning() {
+    let dir = scratch("corrupt");
+    let path = dir.join("t.kt");
+    let events: Vec<CallEvent> = (0..300).map(|i| call(i, 2)).collect();
+    write(&path, &events, WriterOptions::default(), 100);
+    let mut bytes = fs::read(&path).unwrap();
+    let offsets = frame_offsets(&bytes);
+    // Frames: header, events, counters, events, counters, events, counters, end. Corrupt the
+    // second events frame's payload.
+    let second_events = offsets[3];
+    bytes[second_events + 25] ^= 0xff;
+    fs::write(&path, &bytes).unwrap();
+    let (read, report) = TraceReader::open(&path).unwrap().read_all();
+    assert_eq!(read.len(), 200);
+    assert_eq!(read[..100], events[..100]);
+    assert_eq!(read[100..], events[200..]);
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("checksum mismatch")),
+        "{report:?}"
+    );
+
+    // A corrupt length: the reader finds the next frame by its magic.
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[second_events + 8] ^= 0x40;
+    fs::write(&path, &bytes).unwrap();
+    let (read, report) = TraceReader::open(&path).unwrap().read_all();
+    assert_eq!(read.len(), 200, "{report:?}");
+}
+
+#[test]
+fn versions_and_foreign_files_are_refused_clearly() {
+    let dir = scratch("version");
+    let path = dir.join("t.kt");
+    write(&path, &[call(1, 2)], WriterOptions::default(), 0);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    fs::write(&path, &bytes).unwrap();
+    let err = TraceReader::open(&path)
+        .err()
+        .expect("version 2 refused")
+        .to_string();
+    assert!(
+        err.contains("version 2") && err.contains("up to version 1"),
+        "{err}"
+    );
+
+    let other = dir.join("other");
+    fs::write(&other, b"#!/bin/sh\necho not a trace\n").unwrap();
+    let err = TraceReader::open(&other).err().unwrap().to_string();
+    assert!(err.contains("not a koolkit-trace file"), "{err}");
+    fs::write(&other, b"KOOLKTRC").unwrap();
+    assert!(TraceReader::open(&other).is_err());
+}
+
+#[test]
+fn rotation_keeps_the_newest_files_each_readable_alone() {
+    let dir = scratch("rotate");
+    let path = dir.join("trace.kt");
+    let events: Vec<CallEvent> = (0..100_000).map(|i| call(i, 2)).collect();
+    let options = WriterOptions {
+        compress: true,
+        rotation: Some(Rotation {
+            size: 64 << 10,
+            keep: 3,
+        }),
+    };
+    write(&path, &events, options, 0);
+    let mut names: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["trace.1.kt", "trace.2.kt", "trace.3.kt", "trace.kt"]
+    );
+    // Newest last: .3 .2 .1 then the current; together, a contiguous tail of the calls.
+    let mut read = Vec::new();
+    for name in ["trace.3.kt", "trace.2.kt", "trace.1.kt", "trace.kt"] {
+        let (calls, report) = TraceReader::open(&dir.join(name)).unwrap().read_all();
+        assert!(report.warnings.is_empty(), "{name}: {report:?}");
+        read.extend(calls);
+    }
+    assert!(!read.is_empty());
+    assert_eq!(read[..], events[events.len() - read.len()..]);
+}
+
+#[test]
+fn merge_joins_identical_probes_and_orders_calls_on_one_clock() {
+    let dir = scratch("merge");
+    let (a, b) = (dir.join("a.kt"), dir.join("b.kt"));
+    let events: Vec<CallEvent> = (0..1000).map(|i| call(i, 2)).collect();
+    write(&a, &events[..500], WriterOptions::default(), 0);
+    // The second file comes from a host whose clocks started 1 s later in wall time.
+    let later = header(
+        &["price_order", "lookup_customer", "checkout"],
+        1_700_000_001_000_000_000,
+    );
+    let mut writer = TraceWriter::create(&b, &later, WriterOptions::default()).unwrap();
+    for event in &events[500..] {
+        writer.push(event).unwrap();
+    }
+    writer
+        .finish(
+            &CountersRecord::default(),
+            &EndRecord {
+                stop: "x".into(),
+                events: 500,
+                unfinished: 0,
+            },
+        )
+        .unwrap();
+
+    let merged = dir.join("all.kt");
+    let summary = merge(&[a.clone(), b.clone()], &merged).unwrap();
+    assert_eq!(summary.stats.events, 1000);
+    let reader = TraceReader::open(&merged).unwrap();
+    let names: Vec<&str> = reader
+        .header()
+        .probes
+        .iter()
+        .map(|p| p.function.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["price_order", "lookup_customer", "checkout"],
+        "identical probes joined"
+    );
+    let (read, _) = reader.read_all();
+    assert_eq!(read.len(), 1000);
+    assert!(
+        read.windows(2).all(|w| w[0].entry_ns <= w[1].entry_ns),
+        "one timeline"
+    );
+    // b's calls moved 1 s later on the merged clock.
+    let from_b = read.iter().filter(|e| e.entry_ns >= 2_000_000_000).count();
+    assert_eq!(from_b, 500);
+    let report = build(&reader, &CallFilter::default());
+    assert_eq!(report.calls, 1000);
+}
