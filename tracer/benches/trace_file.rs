@@ -23,29 +23,13 @@ use tracer::{
         report::{build, render_text},
         writer::{TraceWriter, WriterOptions},
     },
-    symbols::{ProbeObject, ProbeSite, x86::CostClass},
+    symbols::ProbeSite,
 };
 
 const CALLS: u64 = 5_000_000;
 
 fn table() -> ProbeTable {
-    let site = |name: &str| ProbeSite {
-        function: name.into(),
-        symbol: name.into(),
-        object: ProbeObject {
-            path: "/usr/bin/shop".into(),
-            open_path: "/usr/bin/shop".into(),
-        },
-        address: 0x1000,
-        size: 10,
-        file_offset: 0x1000,
-        probe_offset: 0x1000,
-        cost: CostClass::Emulated,
-        probe_instruction: "push".into(),
-        source: None,
-        debug: None,
-        build_id: None,
-    };
+    let site = |name: &str| ProbeSite::named(name, "/usr/bin/shop");
     let sites = [
         site("price_order"),
         site("lookup_customer"),

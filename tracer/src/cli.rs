@@ -196,6 +196,17 @@ pub enum ColorChoice {
     Never,
 }
 
+impl ColorChoice {
+    /// Whether standard output gets colour.
+    pub fn for_stdout(self) -> bool {
+        match self {
+            Self::Always => true,
+            Self::Never => false,
+            Self::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
+}
+
 /// How probes are attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum AttachChoice {
@@ -357,13 +368,7 @@ impl TargetArgs {
 impl TraceArgs {
     fn options(&self) -> TraceOptions {
         let target = self.target.target();
-        let color = match self.color {
-            ColorChoice::Always => true,
-            ColorChoice::Never => false,
-            ColorChoice::Auto => {
-                std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
-            }
-        };
+        let color = self.color.for_stdout();
         TraceOptions {
             target,
             functions: self.functions.clone(),

@@ -3,12 +3,12 @@
 
 use std::{
     fs::File,
-    io::{BufWriter, IsTerminal as _, Write},
+    io::{BufWriter, Write},
     path::Path,
 };
 
 use crate::{
-    cli::{ColorChoice, ExportArgs, ExportChoice, MergeArgs, ReplayArgs, ReportArgs},
+    cli::{ExportArgs, ExportChoice, MergeArgs, ReplayArgs, ReportArgs},
     error::exit_code,
     format::{Style, WallClock, human_line, json_line},
     record::{
@@ -45,13 +45,7 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<i32> {
     let clock = clock(&reader);
     let table = &reader.header().probes;
     let filter = args.filter.filter();
-    let color = match args.color {
-        ColorChoice::Always => true,
-        ColorChoice::Never => false,
-        ColorChoice::Auto => {
-            std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
-        }
-    };
+    let color = args.color.for_stdout();
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut line = String::new();
     let mut open = true;

@@ -212,30 +212,11 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        plan::raw_register_args,
-        symbols::{ProbeObject, ProbeSite},
-    };
+    use crate::{plan::raw_register_args, symbols::ProbeSite};
     use bytes::Bytes;
 
     fn table() -> ProbeTable {
-        let site = |name: &str| ProbeSite {
-            function: name.into(),
-            symbol: name.into(),
-            object: ProbeObject {
-                path: "/bin/demo".into(),
-                open_path: "/bin/demo".into(),
-            },
-            address: 0,
-            size: 0,
-            file_offset: 0,
-            probe_offset: 0,
-            cost: crate::symbols::x86::CostClass::Emulated,
-            probe_instruction: "push".into(),
-            source: None,
-            debug: None,
-            build_id: None,
-        };
+        let site = |name: &str| ProbeSite::named(name, "/bin/demo");
         let plans = vec![raw_register_args(0).unwrap(); 2];
         ProbeTable::new(&[site("compute"), site("sleepy")], &plans)
     }

@@ -20,7 +20,7 @@ use tracer::{
         report::build,
         writer::{CHUNK_EVENTS, Rotation, TraceWriter, WriterOptions},
     },
-    symbols::{ProbeObject, ProbeSite, x86::CostClass},
+    symbols::ProbeSite,
 };
 
 fn scratch(name: &str) -> PathBuf {
@@ -39,21 +39,8 @@ fn header(functions: &[&str], start_realtime_ns: u64) -> TraceHeader {
     let sites: Vec<ProbeSite> = functions
         .iter()
         .map(|name| ProbeSite {
-            function: (*name).into(),
-            symbol: (*name).into(),
-            object: ProbeObject {
-                path: "/usr/bin/shop".into(),
-                open_path: "/usr/bin/shop".into(),
-            },
-            address: 0x1000,
-            size: 10,
-            file_offset: 0x1000,
-            probe_offset: 0x1000,
-            cost: CostClass::Emulated,
-            probe_instruction: "push".into(),
-            source: None,
-            debug: None,
             build_id: Some("abcd".into()),
+            ..ProbeSite::named(name, "/usr/bin/shop")
         })
         .collect();
     let plans = vec![raw_register_args(2).unwrap(); sites.len()];

@@ -439,18 +439,7 @@ impl<'a> DebugInfo<'a> {
         // live on the abstract instance they point to.
         let mut params = Vec::new();
         let mut entries = unit.entries_at_offset(summary.die)?;
-        let Some(function) = entries.next_dfs()? else {
-            return Ok(FunctionDebug {
-                name: summary.name.clone().unwrap_or_default(),
-                file: summary.file.clone(),
-                line: summary.line,
-                language,
-                params,
-                return_type,
-                standard_convention,
-            });
-        };
-        let depth = function.depth();
+        let depth = entries.next_dfs()?.map_or(0, |function| function.depth());
         while let Some(entry) = entries.next_dfs()? {
             if entry.depth() <= depth {
                 break;

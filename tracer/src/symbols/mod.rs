@@ -91,6 +91,30 @@ pub struct ProbeSite {
     pub build_id: Option<String>,
 }
 
+impl ProbeSite {
+    /// A site known only by name, with no object file behind it: for trace files made
+    /// elsewhere, tests and benchmarks.
+    pub fn named(function: &str, object: &str) -> Self {
+        Self {
+            function: function.into(),
+            symbol: function.into(),
+            object: ProbeObject {
+                path: object.into(),
+                open_path: object.into(),
+            },
+            address: 0,
+            size: 0,
+            file_offset: 0,
+            probe_offset: 0,
+            cost: CostClass::Unknown,
+            probe_instruction: String::new(),
+            source: None,
+            debug: None,
+            build_id: None,
+        }
+    }
+}
+
 /// How much DWARF to read per site.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Detail {
