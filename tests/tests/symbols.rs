@@ -229,6 +229,12 @@ fn cpp_namespaces_methods_and_overloads() {
         output.only_call("shop::Cart::tax")["args"],
         json!({"cents": 990})
     );
+    // std::string by value goes by invisible reference: `level` is the second register.
+    let note = trace_round(&mut Fixture::start(&binary, &[]), &["--fn", "shop::note"]);
+    let note = note.only_call("shop::note");
+    assert_eq!(note["args"]["level"], 3, "{note}");
+    assert_eq!(note["args"]["text"]["_M_string_length"], 5, "{note}");
+    assert_eq!(note["ret"], 53);
     // The mangled name selects too.
     let mut fixture = Fixture::start(&binary, &[]);
     let output = trace_round(&mut fixture, &["--fn", "_ZN4shop4Cart3taxEi"]);

@@ -62,52 +62,137 @@ fn is_vector_register(dwarf: u16) -> bool {
     (17..=32).contains(&dwarf)
 }
 
-/// The System V class of a value for argument passing.
+/// The class of one eightbyte of a value (System V).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Class {
-    /// General registers, one per eightbyte.
+enum Eightbyte {
     Integer,
-    /// Vector registers.
     Sse,
-    /// Copied onto the stack.
-    Memory,
-    /// Nothing is passed (zero-sized).
-    Nothing,
 }
 
-fn has_float(ty: &Type) -> bool {
+/// How a value is passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Passing {
+    /// Nothing is passed (zero-sized, empty C++ classes).
+    Nothing,
+    /// In registers, one per eightbyte.
+    Registers(Vec<Eightbyte>),
+    /// Copied onto the stack, aligned to this many bytes.
+    Memory { align: i32 },
+    /// A pointer to it is passed (C++ classes that are not trivial, large Rust values).
+    ByReference,
+    /// We cannot tell; what follows cannot be placed by the convention either.
+    Uncertain(&'static str),
+}
+
+/// The scalar pieces of a value: (offset, size, is a float), or `None` where some part's
+/// type is unknown.
+fn flatten(ty: &Type, at: u64, out: &mut Vec<(u64, u64, bool)>) -> Option<()> {
     match ty {
-        Type::Float { .. } => true,
-        Type::Struct { fields, .. } => fields.iter().any(|f| has_float(&f.ty)),
-        Type::Array { element, .. } => has_float(element),
+        Type::Void => {}
+        Type::Float { size, .. } => out.push((at, u64::from(*size), true)),
+        Type::Int { .. }
+        | Type::Bool { .. }
+        | Type::Char { .. }
+        | Type::Enum { .. }
+        | Type::Pointer { .. } => out.push((at, ty.size(), false)),
+        Type::Str | Type::Slice { .. } => {
+            out.push((at, 8, false));
+            out.push((at + 8, 8, false));
+        }
+        Type::Struct { fields, union, .. } => {
+            for field in fields {
+                flatten(&field.ty, if *union { at } else { at + field.offset }, out)?;
+            }
+        }
+        Type::Array { element, count } => {
+            for i in 0..(*count).min(16) {
+                flatten(element, at + i * element.size(), out)?;
+            }
+        }
+        Type::Opaque { .. } => return None,
+    }
+    Some(())
+}
+
+fn needs_16_byte_alignment(ty: &Type) -> bool {
+    match ty {
+        Type::Float { size, .. } | Type::Int { size, .. } => *size == 16,
+        Type::Struct { fields, .. } => fields.iter().any(|f| needs_16_byte_alignment(&f.ty)),
+        Type::Array { element, .. } => needs_16_byte_alignment(element),
         _ => false,
     }
 }
 
-/// System V classification, simplified to what a probe needs: aggregates larger than 16 bytes
-/// go in memory; aggregates with any float are not read (they mix register files).
-fn sysv_class(ty: &Type) -> Class {
+/// System V passing of `ty` (with the C++ rule for classes that are not trivial).
+fn sysv_passing(ty: &Type, language: Language) -> Passing {
+    let align = if needs_16_byte_alignment(ty) { 16 } else { 8 };
+    if let Type::Struct { trivial, .. } = ty
+        && language == Language::Cpp
+    {
+        match trivial {
+            Some(false) => return Passing::ByReference,
+            None => return Passing::Uncertain("C++ class of unknown triviality"),
+            Some(true) => {}
+        }
+    }
     match ty {
-        Type::Void => Class::Nothing,
-        Type::Float { size, .. } if *size <= 8 => Class::Sse,
-        Type::Float { .. } => Class::Memory,
-        Type::Struct { size: 0, .. } => Class::Nothing,
-        Type::Struct { size, .. } | Type::Opaque { size, .. } if *size > 16 => Class::Memory,
-        Type::Array { .. } if ty.size() > 16 => Class::Memory,
-        aggregate if has_float(aggregate) => Class::Sse,
-        _ => Class::Integer,
+        Type::Void => Passing::Nothing,
+        Type::Opaque { size: 0, .. } => Passing::Uncertain("unknown type"),
+        // long double (x87): in memory as an argument.
+        Type::Float { size, .. } if *size > 8 => Passing::Memory { align },
+        _ if ty.size() > 16 => Passing::Memory { align },
+        _ => {
+            let mut pieces = Vec::new();
+            if flatten(ty, 0, &mut pieces).is_none() {
+                return Passing::Uncertain("unknown type");
+            }
+            if pieces.is_empty() {
+                return Passing::Nothing;
+            }
+            // An x87 or 16-byte piece inside an aggregate sends it to memory.
+            if pieces.iter().any(|&(_, size, float)| float && size > 8) && pieces.len() > 1 {
+                return Passing::Memory { align };
+            }
+            let words = ty.size().div_ceil(8).max(1) as usize;
+            let classes = (0..words as u64)
+                .map(|word| {
+                    let inside: Vec<_> = pieces
+                        .iter()
+                        .filter(|(offset, _, _)| offset / 8 == word)
+                        .collect();
+                    if !inside.is_empty() && inside.iter().all(|(_, _, float)| *float) {
+                        Eightbyte::Sse
+                    } else {
+                        Eightbyte::Integer
+                    }
+                })
+                .collect();
+            Passing::Registers(classes)
+        }
     }
 }
 
-fn eightbytes(size: u64) -> usize {
-    size.div_ceil(8).max(1) as usize
+/// Rust's own passing (rustc's `Rust` ABI on x86-64): scalars and scalar pairs in registers,
+/// larger values by reference; small aggregates are not promised a layout.
+fn rust_passing(ty: &Type) -> Passing {
+    match ty {
+        Type::Str | Type::Slice { .. } => Passing::Registers(vec![Eightbyte::Integer; 2]),
+        Type::Float { size, .. } if *size <= 8 => Passing::Registers(vec![Eightbyte::Sse]),
+        Type::Opaque { size: 0, .. } => Passing::Uncertain("unknown type"),
+        _ if ty.size() == 0 => Passing::Nothing,
+        _ if ty.is_scalar() => Passing::Registers(vec![Eightbyte::Integer]),
+        _ if ty.size() > 16 => Passing::ByReference,
+        _ => Passing::Uncertain("Rust aggregate"),
+    }
 }
 
-/// Assigns general registers and stack slots in parameter order.
+/// Assigns registers and stack slots in parameter order.
 struct Allocator {
     next_gp: usize,
     next_sse: usize,
     stack: i32,
+    /// Set once a parameter's passing is uncertain: the convention cannot place what follows.
+    lost: Option<&'static str>,
 }
 
 impl Allocator {
@@ -117,43 +202,54 @@ impl Allocator {
             next_gp: 0,
             next_sse: 0,
             stack: 8,
+            lost: None,
         }
     }
 
-    fn integer(&mut self, size: u64) -> ArgPlace {
-        let needed = eightbytes(size);
-        if needed <= 2 && self.next_gp + needed <= GP_ARGS.len() {
-            let first = GP_ARGS[self.next_gp];
-            self.next_gp += needed;
-            return if needed == 1 {
-                ArgPlace::Register(first)
-            } else {
-                ArgPlace::RegisterPair(first, GP_ARGS[self.next_gp - 1])
-            };
-        }
-        // An aggregate that does not fit the remaining registers goes wholly on the stack.
-        self.memory(size)
-    }
-
-    fn memory(&mut self, size: u64) -> ArgPlace {
+    fn memory(&mut self, size: u64, align: i32) -> ArgPlace {
+        self.stack = (self.stack + align - 1) / align * align;
         let place = ArgPlace::Stack(self.stack);
-        self.stack = self.stack.saturating_add((eightbytes(size) * 8) as i32);
+        self.stack = self
+            .stack
+            .saturating_add((size.div_ceil(8).max(1) * 8) as i32);
         place
     }
 
-    fn sse(&mut self, size: u64) -> ArgPlace {
-        if self.next_sse < SSE_ARGS {
-            self.next_sse += 1;
-            ArgPlace::Unavailable("xmm")
-        } else {
-            self.memory(size)
-        }
-    }
-
-    fn pointer(&mut self) -> ArgPlace {
-        match self.integer(8) {
-            ArgPlace::Register(r) => ArgPlace::Indirect(r),
-            _ => ArgPlace::Unavailable("stack-passed reference"),
+    fn place(&mut self, passing: Passing, size: u64) -> ArgPlace {
+        match passing {
+            Passing::Nothing => ArgPlace::Unavailable("zero-sized"),
+            Passing::Uncertain(reason) => {
+                self.lost = Some(reason);
+                ArgPlace::Unavailable(reason)
+            }
+            Passing::ByReference => {
+                if self.next_gp < GP_ARGS.len() {
+                    self.next_gp += 1;
+                    ArgPlace::Indirect(GP_ARGS[self.next_gp - 1])
+                } else {
+                    self.stack += 8;
+                    ArgPlace::Unavailable("reference passed on the stack")
+                }
+            }
+            Passing::Memory { align } => self.memory(size, align),
+            Passing::Registers(classes) => {
+                let gp = classes.iter().filter(|c| **c == Eightbyte::Integer).count();
+                let sse = classes.len() - gp;
+                if self.next_gp + gp > GP_ARGS.len() || self.next_sse + sse > SSE_ARGS {
+                    // What does not fit the registers goes wholly on the stack.
+                    return self.memory(size, 8);
+                }
+                let first = self.next_gp;
+                self.next_gp += gp;
+                self.next_sse += sse;
+                match (classes.as_slice(), gp) {
+                    ([Eightbyte::Integer], 1) => ArgPlace::Register(GP_ARGS[first]),
+                    ([Eightbyte::Integer, Eightbyte::Integer], 2) => {
+                        ArgPlace::RegisterPair(GP_ARGS[first], GP_ARGS[first + 1])
+                    }
+                    _ => ArgPlace::Unavailable("xmm"),
+                }
+            }
         }
     }
 }
@@ -184,65 +280,55 @@ fn dwarf_place(location: &EntryLocation) -> ArgPlace {
     }
 }
 
-/// Whether the return value is returned through a hidden pointer passed as the first argument.
-fn returns_in_memory(function: &FunctionDebug) -> bool {
+/// How the return value comes back: whether through a hidden pointer passed as the first
+/// argument, or `None` when that cannot be told.
+fn returns_in_memory(function: &FunctionDebug) -> Option<bool> {
+    let ty = &function.return_type;
     match function.language {
-        Language::Rust => function.return_type.size() > 16,
-        _ => sysv_class(&function.return_type) == Class::Memory,
+        Language::Rust => Some(ty.size() > 16),
+        language => match sysv_passing(ty, language) {
+            // long double comes back in st0, not through memory.
+            Passing::Memory { .. } => Some(!matches!(ty, Type::Float { .. })),
+            Passing::ByReference => Some(true),
+            Passing::Uncertain(_) => None,
+            Passing::Nothing | Passing::Registers(_) => Some(false),
+        },
     }
 }
 
 /// Where each parameter of `function` is at its entry, in parameter order.
 pub fn entry_places(function: &FunctionDebug) -> Vec<ArgPlace> {
     let mut allocator = Allocator::new();
-    if returns_in_memory(function) {
-        allocator.next_gp = 1;
+    match returns_in_memory(function) {
+        Some(true) => allocator.next_gp = 1,
+        Some(false) => {}
+        None => allocator.lost = Some("return value of uncertain passing"),
     }
     let mut places = Vec::with_capacity(function.params.len());
     for param in &function.params {
         // Classify first so the convention's bookkeeping stays right even when DWARF wins.
-        let by_convention = match function.language {
-            Language::Rust => rust_place(&mut allocator, &param.ty),
-            _ => sysv_place(&mut allocator, &param.ty),
+        let passing = match function.language {
+            Language::Rust => rust_passing(&param.ty),
+            language => sysv_passing(&param.ty, language),
         };
+        let lost_before = allocator.lost;
+        let by_convention = allocator.place(passing, param.ty.size());
         let from_dwarf = param.entry_location.as_ref().map(dwarf_place);
         places.push(match from_dwarf {
             Some(place) => place,
-            None if function.standard_convention => by_convention,
             // A convention of the compiler's own: guessing from the ABI would show another
             // argument's value under this name.
-            None => ArgPlace::Unavailable("non-standard calling convention"),
+            None if !function.standard_convention => {
+                ArgPlace::Unavailable("non-standard calling convention")
+            }
+            // Past a parameter we could not place, so is everything after it.
+            None if lost_before.is_some() => {
+                ArgPlace::Unavailable("after a parameter of uncertain passing")
+            }
+            None => by_convention,
         });
     }
     places
-}
-
-fn sysv_place(allocator: &mut Allocator, ty: &Type) -> ArgPlace {
-    match sysv_class(ty) {
-        Class::Nothing => ArgPlace::Unavailable("zero-sized"),
-        Class::Integer => allocator.integer(ty.size()),
-        Class::Sse => allocator.sse(ty.size()),
-        Class::Memory => allocator.memory(ty.size()),
-    }
-}
-
-fn rust_place(allocator: &mut Allocator, ty: &Type) -> ArgPlace {
-    match ty {
-        // Zero-sized values are not passed at all.
-        _ if ty.size() == 0 && !matches!(ty, Type::Str | Type::Slice { .. }) => {
-            ArgPlace::Unavailable("zero-sized")
-        }
-        Type::Str | Type::Slice { .. } => allocator.integer(16),
-        Type::Float { size, .. } => allocator.sse(u64::from(*size)),
-        _ if ty.is_scalar() => allocator.integer(ty.size()),
-        // Aggregates: larger than two words go by reference; smaller ones are passed in a
-        // way rustc does not promise, so they are not read unless DWARF says where.
-        _ if ty.size() > 16 => allocator.pointer(),
-        _ => {
-            allocator.integer(ty.size());
-            ArgPlace::Unavailable("rust aggregate")
-        }
-    }
 }
 
 #[cfg(test)]
@@ -283,6 +369,7 @@ mod tests {
                 })
                 .collect(),
             union: false,
+            trivial: Some(true),
         }
     }
 
@@ -364,6 +451,7 @@ mod tests {
                     size: 0,
                     fields: vec![],
                     union: false,
+                    trivial: Some(true),
                 },
             ],
             Type::Void,
@@ -399,5 +487,124 @@ mod tests {
         );
         f.params[1].entry_location = Some(EntryLocation::Register(4));
         assert_eq!(entry_places(&f)[1], ArgPlace::Register(reg::RSI));
+    }
+
+    fn float(size: u8) -> Type {
+        Type::Float {
+            name: "float".into(),
+            size,
+        }
+    }
+
+    #[test]
+    fn eightbytes_are_classified_one_by_one() {
+        // struct { float x; int y; }: one eightbyte holding an int: INTEGER.
+        let mixed = strukt(8, vec![float(4), int(4)]);
+        let f = function(Language::C, vec![mixed, int(4)], Type::Void);
+        assert_eq!(
+            entry_places(&f),
+            [ArgPlace::Register(reg::RDI), ArgPlace::Register(reg::RSI)]
+        );
+        // struct { double d; long l; }: xmm0 + one general register.
+        let split = strukt(16, vec![float(8), int(8)]);
+        let f = function(Language::C, vec![split, int(4)], Type::Void);
+        assert_eq!(
+            entry_places(&f),
+            [ArgPlace::Unavailable("xmm"), ArgPlace::Register(reg::RSI)]
+        );
+        // struct { float a, b; }: both in one SSE eightbyte, no general register.
+        let floats = strukt(8, vec![float(4), float(4)]);
+        let f = function(Language::C, vec![floats, int(4)], Type::Void);
+        assert_eq!(entry_places(&f)[1], ArgPlace::Register(reg::RDI));
+    }
+
+    #[test]
+    fn cpp_classes_that_are_not_trivial_go_by_reference() {
+        let mut string = strukt(32, vec![int(8); 4]);
+        if let Type::Struct { trivial, .. } = &mut string {
+            *trivial = Some(false);
+        }
+        let f = function(Language::Cpp, vec![string.clone(), int(4)], Type::Void);
+        assert_eq!(
+            entry_places(&f),
+            [ArgPlace::Indirect(reg::RDI), ArgPlace::Register(reg::RSI)]
+        );
+        // Returned too: the hidden return slot takes rdi.
+        let f = function(Language::Cpp, vec![int(4)], string);
+        assert_eq!(entry_places(&f), [ArgPlace::Register(reg::RSI)]);
+    }
+
+    #[test]
+    fn uncertainty_stops_the_convention_for_what_follows() {
+        let mut unknown = strukt(8, vec![int(8)]);
+        if let Type::Struct { trivial, .. } = &mut unknown {
+            *trivial = None;
+        }
+        let mut f = function(
+            Language::Cpp,
+            vec![int(4), unknown, int(4), int(4)],
+            Type::Void,
+        );
+        f.params[3].entry_location = Some(EntryLocation::Register(2));
+        let places = entry_places(&f);
+        assert_eq!(places[0], ArgPlace::Register(reg::RDI));
+        assert_eq!(
+            places[1],
+            ArgPlace::Unavailable("C++ class of unknown triviality")
+        );
+        assert_eq!(
+            places[2],
+            ArgPlace::Unavailable("after a parameter of uncertain passing")
+        );
+        assert_eq!(
+            places[3],
+            ArgPlace::Register(reg::RCX),
+            "DWARF still says where"
+        );
+        let opaque = Type::Opaque {
+            name: "?".into(),
+            size: 0,
+        };
+        let f = function(Language::C, vec![opaque, int(4)], Type::Void);
+        assert_eq!(
+            entry_places(&f)[1],
+            ArgPlace::Unavailable("after a parameter of uncertain passing")
+        );
+    }
+
+    #[test]
+    fn long_double_goes_on_an_aligned_stack_slot_and_returns_in_st0() {
+        let f = function(Language::C, vec![int(4), float(16), int(4)], float(16));
+        let places = entry_places(&f);
+        assert_eq!(
+            places[0],
+            ArgPlace::Register(reg::RDI),
+            "no hidden return pointer"
+        );
+        assert_eq!(
+            places[1],
+            ArgPlace::Stack(16),
+            "16-byte aligned above the return address"
+        );
+        assert_eq!(places[2], ArgPlace::Register(reg::RSI));
+    }
+
+    #[test]
+    fn empty_structs_take_nothing() {
+        let empty = Type::Struct {
+            name: "tag".into(),
+            size: 1,
+            fields: vec![],
+            union: false,
+            trivial: Some(true),
+        };
+        let f = function(Language::Cpp, vec![empty, int(4)], Type::Void);
+        assert_eq!(
+            entry_places(&f),
+            [
+                ArgPlace::Unavailable("zero-sized"),
+                ArgPlace::Register(reg::RDI)
+            ]
+        );
     }
 }

@@ -333,8 +333,9 @@ impl PlanBuilder {
         let Some(string) = string else {
             return self.missing("pointer chain too deep");
         };
-        // Room for the terminating NUL the kernel writes after `string_size` bytes.
-        let size = (self.string_size + 1).min(MAX_CHUNK as u16);
+        // Room for one byte more than shown (to tell a string of exactly `string_size` bytes
+        // from a longer one) and the NUL the kernel writes after it.
+        let size = (self.string_size + 2).min(MAX_CHUNK as u16);
         match self.read(&string, value::C_STRING, size, 4 + size as usize) {
             Some((step, offset)) => SlotValue::Captured {
                 offset,
@@ -738,6 +739,7 @@ mod tests {
                 },
             ],
             union: false,
+            trivial: Some(true),
         }
     }
 

@@ -141,10 +141,11 @@ fn decode_captured(payload: &[u8], offset: u16, size: u16, step: u8, render: &Re
             if length == u64::from(u32::MAX) {
                 return Decoded::Null;
             }
+            // The slot holds one byte more than is shown, and the NUL.
             let bytes = &slot[4..];
-            let length = (length as usize).min(bytes.len());
-            // The kernel copies up to the cap; a string filling it may go on.
-            text(&bytes[..length], length + 1 >= bytes.len())
+            let shown = bytes.len().saturating_sub(2);
+            let length = length as usize;
+            text(&bytes[..length.min(shown)], length > shown)
         }
         Render::Str | Render::Slice { .. } => {
             let Some(length) = word(slot, 8) else {
@@ -504,7 +505,7 @@ mod tests {
     #[test]
     fn strings_null_truncated_and_faulted() {
         let mut payload = vec![0u8; 64];
-        // C string "hi" at 16 with a cap of 8: length 2.
+        // C string "hi" at 16 in a 12-byte slot (a length, 6 shown, 1 more, the NUL).
         payload[16..20].copy_from_slice(&2u32.to_le_bytes());
         payload[20..22].copy_from_slice(b"hi");
         let slot = SlotValue::Captured {

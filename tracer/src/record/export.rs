@@ -67,8 +67,9 @@ pub fn export(
                         "name": probe.function,
                         "cat": probe.object_name(),
                         "ph": "X",
-                        // Microseconds, as the format wants, from the wall clock.
-                        "ts": clock.wall_ns(event.entry_ns) as f64 / 1e3,
+                        // Microseconds since the trace started: relative times keep
+                        // nanosecond precision in an f64.
+                        "ts": event.entry_ns.saturating_sub(header.start_monotonic_ns) as f64 / 1e3,
                         "dur": event.latency_ns() as f64 / 1e3,
                         "pid": event.pid,
                         "tid": event.tid,

@@ -268,8 +268,9 @@ fn bad(reason: &str) -> Error {
 pub fn decode_events(bytes: &[u8]) -> Result<Vec<CallEvent>, Error> {
     let mut cursor = Cursor { bytes };
     let count = cursor.varint().ok_or_else(|| bad("count"))?;
-    // Every event takes at least 8 bytes of columns: bound the count before allocating.
-    if count > bytes.len() as u64 {
+    // Every call takes at least one byte in each of 8 columns: bound the count before
+    // allocating anything for it.
+    if count > bytes.len() as u64 / 8 {
         return Err(bad("count larger than the batch"));
     }
     let mut columns = Vec::with_capacity(9);
@@ -293,7 +294,7 @@ pub fn decode_events(bytes: &[u8]) -> Result<Vec<CallEvent>, Error> {
     ]: [Cursor<'_>; 9] = columns.try_into().map_err(|_| bad("columns"))?;
     let (mut probe, mut pid, mut tid, mut cpu, mut entry) = (probe, pid, tid, cpu, entry);
     let (mut latency, mut ret, mut payload_len, mut payload) = (latency, ret, payload_len, payload);
-    let mut events = Vec::with_capacity(count as usize);
+    let mut events = Vec::with_capacity((count as usize).min(1 << 16));
     let payload_all = bytes::Bytes::copy_from_slice(payload.bytes);
     let mut payload_at = 0usize;
     let (mut last_pid, mut last_entry) = (0i64, 0u64);
@@ -301,8 +302,12 @@ pub fn decode_events(bytes: &[u8]) -> Result<Vec<CallEvent>, Error> {
         let missing = || bad("a column ends early");
         let probe_id =
             u32::try_from(probe.varint().ok_or_else(missing)?).map_err(|_| bad("probe id"))?;
-        let pid_value = last_pid + unzigzag(pid.varint().ok_or_else(missing)?);
-        let tid_value = pid_value + unzigzag(tid.varint().ok_or_else(missing)?);
+        let pid_value = last_pid
+            .checked_add(unzigzag(pid.varint().ok_or_else(missing)?))
+            .ok_or_else(|| bad("pid"))?;
+        let tid_value = pid_value
+            .checked_add(unzigzag(tid.varint().ok_or_else(missing)?))
+            .ok_or_else(|| bad("tid"))?;
         let cpu_value = cpu.varint().ok_or_else(missing)?;
         let entry_ns =
             last_entry.wrapping_add(unzigzag(entry.varint().ok_or_else(missing)?) as u64);

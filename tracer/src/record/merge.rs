@@ -1,6 +1,6 @@
 //! `koolkit-trace merge`: one trace from the traces of many pods or nodes of one service.
 //! Identical probes (same function, object and plan) become one, so a report covers the whole
-//! service; calls are merged in wall-clock order onto one clock.
+//! service; calls are merged in the order they returned, onto one clock.
 
 use std::{
     cmp::Reverse,
@@ -136,17 +136,17 @@ pub fn merge(inputs: &[PathBuf], output: &Path) -> Result<MergeSummary> {
     };
     let mut writer = TraceWriter::create(output, &header, WriterOptions::default())?;
 
-    // k-way merge on entry time.
+    // k-way merge on return time: each file is in the order its calls returned.
     let mut heads = BinaryHeap::new();
     for (index, input) in inputs_state.iter_mut().enumerate() {
         if let Some(event) = input.next_event() {
-            heads.push(Reverse((event.entry_ns, index, HeapEvent(event))));
+            heads.push(Reverse((event.exit_ns, index, HeapEvent(event))));
         }
     }
     while let Some(Reverse((_, index, HeapEvent(event)))) = heads.pop() {
         writer.push(&event)?;
         if let Some(next) = inputs_state[index].next_event() {
-            heads.push(Reverse((next.entry_ns, index, HeapEvent(next))));
+            heads.push(Reverse((next.exit_ns, index, HeapEvent(next))));
         }
     }
 

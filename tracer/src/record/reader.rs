@@ -41,6 +41,31 @@ impl ReadReport {
             .iter()
             .map(|w| format!("{}: {w}", path.display()))
             .collect();
+        if let Some(counters) = &self.counters {
+            let dropped: Vec<String> = counters
+                .kernel
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(what, n)| format!("{n} {what}"))
+                .chain(
+                    (counters.undecodable > 0)
+                        .then(|| format!("{} undecodable records", counters.undecodable)),
+                )
+                .collect();
+            if !dropped.is_empty() {
+                notes.push(format!(
+                    "{}: while recording: {}",
+                    path.display(),
+                    dropped.join(", ")
+                ));
+            }
+        }
+        if self.end.is_none() && self.torn_tail.is_none() {
+            notes.push(format!(
+                "{}: no end frame: the recording was stopped abruptly (or is still going on)",
+                path.display()
+            ));
+        }
         if let Some((offset, bytes)) = self.torn_tail {
             notes.push(format!(
                 "{}: the file ends inside a frame at offset {offset} ({bytes} bytes): the \
@@ -108,6 +133,15 @@ impl<'a> Frames<'a> {
             }
             let end = pos + FRAME_HEADER + stored;
             if end > data.len() {
+                // The length is not covered by the checksum: a frame further on means this
+                // one's length is corrupt, not that the file was cut short.
+                if data[pos + 1..]
+                    .windows(FRAME_MAGIC.len())
+                    .any(|w| w == FRAME_MAGIC)
+                {
+                    self.resync(pos, "a frame length past the end of the file");
+                    continue;
+                }
                 self.torn(pos, left);
                 return None;
             }

@@ -47,8 +47,19 @@ impl FunctionReport {
     fn record(&mut self, event: &CallEvent, ret: Option<&ReturnValue>, sequence: u64) {
         let latency = event.latency_ns();
         self.latency.record(latency);
-        if self.returns.len() < DISTINCT_RETURNS || self.returns.contains_key(&event.ret) {
-            *self.returns.entry(event.ret).or_default() += 1;
+        // Only the bytes the return type has: the rest of the register is left over.
+        let value = match ret {
+            Some(ReturnValue::Register {
+                render:
+                    Render::Int { size, .. } | Render::Enum { size, .. } | Render::Char { size, .. },
+            }) if *size < 8 => event.ret & ((1u64 << (u32::from(*size) * 8)) - 1),
+            Some(ReturnValue::Register {
+                render: Render::Bool,
+            }) => u64::from(event.ret & 0xff != 0),
+            _ => event.ret,
+        };
+        if self.returns.len() < DISTINCT_RETURNS || self.returns.contains_key(&value) {
+            *self.returns.entry(value).or_default() += 1;
         } else {
             self.other_returns += 1;
         }

@@ -112,6 +112,8 @@ impl TraceWriter {
         let result = self.write_frame(FrameKind::Header, &header, false);
         self.header = header;
         self.stats.files += 1;
+        // Each file carries its own counters.
+        self.last_counters = None;
         result
     }
 

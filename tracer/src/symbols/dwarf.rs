@@ -171,12 +171,18 @@ impl<'a> DebugInfo<'a> {
                 }
             }
         }
-        if aranges.is_empty() {
+        // Units `.debug_aranges` leaves out (objects from another compiler linked in, or no
+        // aranges at all) get their ranges from the units themselves.
+        let covered: std::collections::HashSet<usize> = aranges.iter().map(|a| a.unit.0).collect();
+        {
             let mut units = self.dwarf.units();
             while let Some(header) = units.next()? {
                 let Some(offset) = header.debug_info_offset() else {
                     continue;
                 };
+                if covered.contains(&offset.0) {
+                    continue;
+                }
                 let unit = self.dwarf.unit(header)?;
                 let mut ranges = self.dwarf.unit_ranges(&unit)?;
                 while let Some(range) = ranges.next()? {
@@ -257,25 +263,25 @@ impl<'a> DebugInfo<'a> {
         Ok(functions)
     }
 
+    /// Where a function's code starts: `DW_AT_entry_pc`, else `DW_AT_low_pc`, else the first of
+    /// its ranges (not the lowest: GCC places `.text.unlikely` cold parts first in memory).
     fn low_pc(
         &self,
         unit: &Unit<'a>,
         entry: &gimli::DebuggingInformationEntry<R<'a>>,
     ) -> gimli::Result<Option<u64>> {
-        match entry.attr_value(constants::DW_AT_low_pc) {
-            Some(value) => self.dwarf.attr_address(unit, value),
-            None => {
-                if entry.attr_value(constants::DW_AT_ranges).is_none() {
-                    return Ok(None);
-                }
-                let mut ranges = self.dwarf.die_ranges(unit, entry)?;
-                let mut lowest = None;
-                while let Some(range) = ranges.next()? {
-                    lowest = Some(lowest.map_or(range.begin, |l: u64| l.min(range.begin)));
-                }
-                Ok(lowest)
+        for at in [constants::DW_AT_entry_pc, constants::DW_AT_low_pc] {
+            if let Some(value) = entry.attr_value(at)
+                && let Some(address) = self.dwarf.attr_address(unit, value)?
+            {
+                return Ok(Some(address));
             }
         }
+        if entry.attr_value(constants::DW_AT_ranges).is_none() {
+            return Ok(None);
+        }
+        let mut ranges = self.dwarf.die_ranges(unit, entry)?;
+        Ok(ranges.next()?.map(|range| range.begin))
     }
 
     /// The DIE and the DIEs it refers to for its description (`DW_AT_abstract_origin`,
@@ -651,6 +657,14 @@ impl<'a> DebugInfo<'a> {
                         name,
                         size: small(byte_size),
                     },
+                    // A complex number is two floats side by side.
+                    constants::DW_ATE_complex_float => Type::Array {
+                        element: Box::new(Type::Float {
+                            name: name.replace("complex ", "").replace("_Complex ", ""),
+                            size: small(byte_size / 2),
+                        }),
+                        count: 2,
+                    },
                     constants::DW_ATE_signed_char => Type::Char {
                         name,
                         size: small(byte_size),
@@ -746,7 +760,7 @@ impl<'a> DebugInfo<'a> {
                         size: byte_size,
                     });
                 }
-                let fields = self.members(unit, entry.offset(), depth)?;
+                let (fields, trivial) = self.members(unit, entry.offset(), &name, depth)?;
                 match rust_fat_pointer(&name, &fields) {
                     Some(fat) => fat,
                     None => Type::Struct {
@@ -754,6 +768,7 @@ impl<'a> DebugInfo<'a> {
                         size: byte_size,
                         fields,
                         union,
+                        trivial,
                     },
                 }
             }
@@ -791,54 +806,176 @@ impl<'a> DebugInfo<'a> {
         })
     }
 
+    /// The data members and base classes of the struct at `offset` (bases as fields named
+    /// after their type), and whether the struct is trivial for calls (see [`Type::Struct`]).
     fn members(
         &self,
         unit: &Unit<'a>,
         offset: UnitOffset<usize>,
+        name: &str,
         depth: usize,
-    ) -> gimli::Result<Vec<Field>> {
+    ) -> gimli::Result<(Vec<Field>, Option<bool>)> {
         let mut fields = Vec::new();
+        let mut trivial = Some(true);
         let mut children = unit.entries_at_offset(offset)?;
         let parent_depth = children.next_dfs()?.map_or(0, |e| e.depth());
         while let Some(child) = children.next_dfs()? {
-            if child.depth() <= parent_depth || fields.len() >= MAX_FIELDS {
+            if child.depth() <= parent_depth {
                 break;
             }
-            if child.depth() != parent_depth + 1 || child.tag() != constants::DW_TAG_member {
+            if child.depth() != parent_depth + 1 {
                 continue;
             }
-            // Static members have no location; bit fields are not captured.
-            if child.attr_value(constants::DW_AT_bit_size).is_some() {
-                continue;
+            let child_name = match child.attr_value(constants::DW_AT_name) {
+                Some(v) => Some(
+                    self.dwarf
+                        .attr_string(unit, v)?
+                        .to_string_lossy()
+                        .into_owned(),
+                ),
+                None => None,
+            };
+            match child.tag() {
+                constants::DW_TAG_subprogram => {
+                    // A user-declared destructor, copy or move constructor makes the class
+                    // non-trivial for calls (unless defaulted in the class).
+                    let declared = child.attr_value(constants::DW_AT_artificial).is_none()
+                        && child.attr_value(constants::DW_AT_defaulted).is_none();
+                    let special = match &child_name {
+                        Some(n) if n.starts_with('~') => true,
+                        Some(n) if n == name => {
+                            self.is_copy_or_move(unit, child.offset(), offset)?
+                        }
+                        _ => false,
+                    };
+                    if declared && special {
+                        trivial = Some(false);
+                    }
+                }
+                constants::DW_TAG_member | constants::DW_TAG_inheritance => {
+                    let inheritance = child.tag() == constants::DW_TAG_inheritance;
+                    if inheritance && child.attr_value(constants::DW_AT_virtuality).is_some() {
+                        trivial = Some(false);
+                    }
+                    if child_name
+                        .as_deref()
+                        .is_some_and(|n| n.starts_with("_vptr"))
+                    {
+                        trivial = Some(false);
+                    }
+                    // Static members have no location; bit fields are not captured.
+                    if child.attr_value(constants::DW_AT_bit_size).is_some()
+                        || fields.len() >= MAX_FIELDS
+                    {
+                        continue;
+                    }
+                    let Some(member_offset) = child
+                        .attr_value(constants::DW_AT_data_member_location)
+                        .and_then(|v| v.udata_value())
+                    else {
+                        continue;
+                    };
+                    let ty = match child.attr_value(constants::DW_AT_type) {
+                        Some(v) => self.resolve_type_attr(unit, v, depth + 1)?,
+                        None => Type::Opaque {
+                            name: "?".into(),
+                            size: 0,
+                        },
+                    };
+                    trivial = match (trivial, &ty) {
+                        (Some(false), _) => Some(false),
+                        (
+                            _,
+                            Type::Struct {
+                                trivial: member, ..
+                            },
+                        ) => match (trivial, *member) {
+                            (_, Some(false)) => Some(false),
+                            (Some(true), Some(true)) => Some(true),
+                            _ => None,
+                        },
+                        // A member whose type was not resolved could be a class of any kind.
+                        (_, Type::Opaque { .. }) => trivial.and(None),
+                        (t, _) => t,
+                    };
+                    let field_name = match (inheritance, child_name) {
+                        (_, Some(n)) => n,
+                        (true, None) => ty.name(),
+                        (false, None) => format!("_{}", fields.len()),
+                    };
+                    fields.push(Field {
+                        name: field_name,
+                        offset: member_offset,
+                        ty,
+                    });
+                }
+                _ => {}
             }
-            let Some(member_offset) = child
-                .attr_value(constants::DW_AT_data_member_location)
-                .and_then(|v| v.udata_value())
-            else {
-                continue;
-            };
-            let name = match child.attr_value(constants::DW_AT_name) {
-                Some(v) => self
-                    .dwarf
-                    .attr_string(unit, v)?
-                    .to_string_lossy()
-                    .into_owned(),
-                None => format!("_{}", fields.len()),
-            };
-            let ty = match child.attr_value(constants::DW_AT_type) {
-                Some(v) => self.resolve_type_attr(unit, v, depth + 1)?,
-                None => Type::Opaque {
-                    name: "?".into(),
-                    size: 0,
-                },
-            };
-            fields.push(Field {
-                name,
-                offset: member_offset,
-                ty,
-            });
         }
-        Ok(fields)
+        Ok((fields, trivial))
+    }
+
+    /// Whether the member function at `function` is a copy or move constructor of the class at
+    /// `class`: one parameter besides `this`, a reference to the class.
+    fn is_copy_or_move(
+        &self,
+        unit: &Unit<'a>,
+        function: UnitOffset<usize>,
+        class: UnitOffset<usize>,
+    ) -> gimli::Result<bool> {
+        let mut children = unit.entries_at_offset(function)?;
+        let depth = children.next_dfs()?.map_or(0, |e| e.depth());
+        let mut params = Vec::new();
+        while let Some(child) = children.next_dfs()? {
+            if child.depth() <= depth {
+                break;
+            }
+            if child.depth() == depth + 1
+                && child.tag() == constants::DW_TAG_formal_parameter
+                && child.attr_value(constants::DW_AT_artificial).is_none()
+            {
+                params.push(child.attr_value(constants::DW_AT_type));
+            }
+        }
+        let [Some(AttributeValue::UnitRef(reference))] = params.as_slice() else {
+            return Ok(false);
+        };
+        let reference = unit.entry(*reference)?;
+        if !matches!(
+            reference.tag(),
+            constants::DW_TAG_reference_type | constants::DW_TAG_rvalue_reference_type
+        ) {
+            return Ok(false);
+        }
+        // Through `const` to the class itself.
+        let mut target = reference.attr_value(constants::DW_AT_type);
+        for _ in 0..4 {
+            let Some(AttributeValue::UnitRef(offset)) = target else {
+                return Ok(false);
+            };
+            if offset == class {
+                return Ok(true);
+            }
+            let entry = unit.entry(offset)?;
+            if entry.tag() != constants::DW_TAG_const_type
+                && entry.tag() != constants::DW_TAG_volatile_type
+            {
+                // A declaration of the class elsewhere in the unit names it too.
+                let same_name = match (
+                    entry.attr_value(constants::DW_AT_name),
+                    unit.entry(class)?.attr_value(constants::DW_AT_name),
+                ) {
+                    (Some(a), Some(b)) => {
+                        self.dwarf.attr_string(unit, a)?.slice()
+                            == self.dwarf.attr_string(unit, b)?.slice()
+                    }
+                    _ => false,
+                };
+                return Ok(same_name);
+            }
+            target = entry.attr_value(constants::DW_AT_type);
+        }
+        Ok(false)
     }
 
     /// Addresses of the statements of `line` in source files ending in `file`.

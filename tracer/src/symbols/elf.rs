@@ -81,6 +81,29 @@ const CACHED_SECTIONS: [&str; 14] = [
     ".debug_frame",
 ];
 
+/// MiniDebugInfo is a symbol table: far below this.
+const MAX_MINI_DEBUGINFO: usize = 256 << 20;
+
+/// A `Vec` that refuses to grow past `limit` bytes.
+struct LimitedWriter {
+    bytes: Vec<u8>,
+    limit: usize,
+}
+
+impl std::io::Write for LimitedWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + data.len() > self.limit {
+            return Err(std::io::Error::other("decompressed size over the limit"));
+        }
+        self.bytes.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// An ELF file, memory-mapped, with its compressed sections decompressed on first use.
 pub struct ElfFile {
     path: PathBuf,
@@ -325,13 +348,17 @@ impl ElfFile {
         let Some(compressed) = self.section(".gnu_debugdata")? else {
             return Ok(None);
         };
-        let mut bytes = Vec::new();
+        let mut bytes = LimitedWriter {
+            bytes: Vec::new(),
+            limit: MAX_MINI_DEBUGINFO,
+        };
         lzma_rs::xz_decompress(&mut std::io::Cursor::new(compressed), &mut bytes).map_err(
             |err| Error::BadElf {
                 path: self.path.clone(),
-                reason: format!(".gnu_debugdata is not valid xz: {err}"),
+                reason: format!(".gnu_debugdata is not valid xz, or too large: {err}"),
             },
         )?;
+        let bytes = bytes.bytes;
         let name = format!("{} (MiniDebugInfo)", self.path.display());
         Self::from_bytes(name, bytes).map(Some)
     }

@@ -146,7 +146,7 @@ pub fn open_objects(target: &Target, specs: &[FunctionSpec]) -> Result<Vec<Objec
                     Ok(files) => push(files, &mut opened),
                     // The main executable must be readable; a library that is not should not
                     // hide the others.
-                    Err(err) if !mapped.is_main && !matches!(err, Error::Usage(_)) => {
+                    Err(err) if !mapped.is_main => {
                         log::warn!("skipping {}: {err}", mapped.path);
                     }
                     Err(err) => return Err(err),
@@ -311,6 +311,10 @@ impl<'a> Resolver<'a> {
             // file offset → (symbol, shown name); BTreeMap keeps sites in address order.
             let mut by_offset: BTreeMap<u64, (&FunctionSymbol, String)> = BTreeMap::new();
             for function in functions {
+                // GCC's `.cold` parts are jumped to, never called: no entry, no return address.
+                if is_cold_part(&function.name) {
+                    continue;
+                }
                 let Some(shown) = matcher.matches(&function.name) else {
                     continue;
                 };
@@ -419,8 +423,9 @@ impl<'a> Resolver<'a> {
             let functions = self.objects[index].functions()?;
             let mut chosen: BTreeMap<u64, &FunctionSymbol> = BTreeMap::new();
             for address in matches.addresses {
-                // The smallest function containing the address.
-                if let Some(function) = functions
+                // The smallest function containing the address; for a `.cold` part, the
+                // function it was split from.
+                let Some(mut function) = functions
                     .iter()
                     .filter(|f| {
                         f.kind == FunctionKind::Function
@@ -428,9 +433,17 @@ impl<'a> Resolver<'a> {
                             && address < f.address + f.size.max(1)
                     })
                     .min_by_key(|f| f.size)
-                {
-                    chosen.insert(function.address, function);
+                else {
+                    continue;
+                };
+                if is_cold_part(&function.name) {
+                    let parent = function.name.split(".cold").next().unwrap_or_default();
+                    match functions.iter().find(|f| f.name == parent) {
+                        Some(parent) => function = parent,
+                        None => continue,
+                    }
                 }
+                chosen.insert(function.address, function);
             }
             for function in chosen.into_values() {
                 let shown = demangle::demangle(&function.name)
@@ -500,7 +513,7 @@ impl<'a> Resolver<'a> {
                     reason: format!("function {shown} overflows the file"),
                 })?;
         let mut dwarf_name = None;
-        let (source, debug) = match self.dwarf(index) {
+        let (source, mut debug) = match self.dwarf(index) {
             None => (None, None),
             Some(dwarf) => match detail {
                 Detail::Source => {
@@ -535,6 +548,13 @@ impl<'a> Resolver<'a> {
                 }
             },
         };
+        // GCC's interprocedural clones may drop or reorder parameters without saying so in
+        // DWARF: only DWARF's own locations can be trusted there.
+        if is_ipa_clone(&function.name)
+            && let Some(debug) = &mut debug
+        {
+            debug.standard_convention = false;
+        }
         // Rust's legacy mangling drops generic arguments; DWARF names the instance.
         let shown = match dwarf_name.as_deref() {
             Some(name) if name.contains('<') => {
@@ -564,6 +584,19 @@ impl<'a> Resolver<'a> {
                 .map(|id| id.iter().map(|b| format!("{b:02x}")).collect()),
         })
     }
+}
+
+/// Whether `name` is a `.cold` part GCC split off a function.
+fn is_cold_part(name: &str) -> bool {
+    name.contains(".cold")
+}
+
+/// Whether `name` is a GCC interprocedural clone (`foo.isra.0`, `foo.constprop.1`,
+/// `foo.part.2`), whose calling convention may differ from its declaration.
+fn is_ipa_clone(name: &str) -> bool {
+    [".isra", ".constprop", ".part."]
+        .iter()
+        .any(|marker| name.contains(marker))
 }
 
 /// Of two names for one address, whether `candidate` is a better one to show than `chosen`:

@@ -52,6 +52,13 @@ pub enum Type {
         fields: Vec<Field>,
         /// A union: every field at offset 0.
         union: bool,
+        /// Whether a C++ class is trivial for the purposes of calls (no user copy or move
+        /// constructor or destructor, no virtual table, members and bases alike): only such
+        /// classes are passed in registers or copied onto the stack; the others go by
+        /// invisible reference. `None` when DWARF does not let us tell. Always `Some(true)`
+        /// for C.
+        #[serde(default)]
+        trivial: Option<bool>,
     },
     Array {
         element: Box<Type>,
@@ -174,6 +181,7 @@ mod tests {
                 },
             ],
             union: false,
+            trivial: Some(true),
         };
         let pointer = Type::Pointer {
             pointee: Box::new(request.clone()),
