@@ -182,7 +182,6 @@ impl ElfFile {
             .ok()
             .flatten();
         let mut functions = Vec::new();
-        let mut seen = std::collections::HashSet::new();
         let mut hidden_versions = Vec::new();
         let tables = [
             (SymbolSource::Symtab, elf.symbols()),
@@ -202,11 +201,7 @@ impl ElfFile {
                 if name.is_empty() {
                     continue;
                 }
-                // The same symbol is often in both tables.
                 let address = symbol.address();
-                if !seen.insert((address, name)) {
-                    continue;
-                }
                 let function = FunctionSymbol {
                     name: name.to_string(),
                     address,
@@ -225,14 +220,22 @@ impl ElfFile {
                 }
             }
         }
+        // The same symbol is often in both tables: sort, then keep the `.symtab` copy
+        // (sorting beats hashing tens of thousands of names).
+        functions.sort_unstable_by(|a, b| {
+            (a.address, &a.name, a.source).cmp(&(b.address, &b.name, b.source))
+        });
+        functions.dedup_by(|later, kept| later.address == kept.address && later.name == kept.name);
         // A compatibility version counts only where no default version has its name.
-        let names: std::collections::HashSet<String> =
-            functions.iter().map(|f| f.name.clone()).collect();
-        functions.extend(
-            hidden_versions
+        if !hidden_versions.is_empty() {
+            let names: std::collections::HashSet<&str> =
+                functions.iter().map(|f| f.name.as_str()).collect();
+            let extra: Vec<FunctionSymbol> = hidden_versions
                 .into_iter()
-                .filter(|f| !names.contains(&f.name)),
-        );
+                .filter(|f| !names.contains(f.name.as_str()))
+                .collect();
+            functions.extend(extra);
+        }
         Ok(functions)
     }
 
