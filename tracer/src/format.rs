@@ -19,11 +19,13 @@ use crate::{
 /// both clocks taken when tracing starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WallClock {
-    /// `CLOCK_REALTIME - CLOCK_MONOTONIC` at the anchor, in nanoseconds.
-    offset_ns: i128,
+    /// Both clocks read together at the anchor, in nanoseconds.
+    realtime_ns: u64,
+    monotonic_ns: u64,
 }
 
 impl WallClock {
+    /// Reads both clocks now.
     pub fn anchor_now() -> Self {
         let mono = sys::monotonic_ns();
         let real = sys::realtime_ns();
@@ -32,13 +34,20 @@ impl WallClock {
 
     pub fn from_anchor(realtime_ns: u64, monotonic_ns: u64) -> Self {
         Self {
-            offset_ns: i128::from(realtime_ns) - i128::from(monotonic_ns),
+            realtime_ns,
+            monotonic_ns,
         }
+    }
+
+    /// The anchor: (`CLOCK_REALTIME`, `CLOCK_MONOTONIC`), as trace files record it.
+    pub fn anchor(&self) -> (u64, u64) {
+        (self.realtime_ns, self.monotonic_ns)
     }
 
     /// Nanoseconds since the Unix epoch for a monotonic timestamp.
     pub fn wall_ns(&self, monotonic_ns: u64) -> u64 {
-        (i128::from(monotonic_ns) + self.offset_ns).clamp(0, i128::from(u64::MAX)) as u64
+        let offset = i128::from(self.realtime_ns) - i128::from(self.monotonic_ns);
+        (i128::from(monotonic_ns) + offset).clamp(0, i128::from(u64::MAX)) as u64
     }
 }
 

@@ -307,11 +307,10 @@ pub async fn trace(
     );
     let _ = status.flush();
 
-    let anchor_monotonic = sys::monotonic_ns();
-    let anchor_realtime = sys::realtime_ns();
+    let clock = WallClock::anchor_now();
     let recorder = match &options.record {
         Some(record) => {
-            let header = header_for(&options.target, &table, (anchor_realtime, anchor_monotonic));
+            let header = header_for(&options.target, &table, clock.anchor());
             Some(TraceWriter::create(&record.path, &header, record.writer)?)
         }
         None => None,
@@ -323,7 +322,7 @@ pub async fn trace(
         style: Style {
             color: options.color,
         },
-        clock: WallClock::from_anchor(anchor_realtime, anchor_monotonic),
+        clock,
         table: &table,
         stats: CallStats::new(table.len()),
         max_events: options.max_events,

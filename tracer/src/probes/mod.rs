@@ -416,14 +416,13 @@ impl Probes {
         self.multi_links.clear();
     }
 
-    /// Detaches every probe and unloads the programs; returns how long the caller waited.
+    /// Detaches every probe and unloads the programs.
     ///
     /// Perf-event links take ~0.1 s each to release on some kernels, serialised by the kernel.
     /// A child process keeps copies of their fds and releases them after we are gone, so the
     /// CLI returns at once; the entry program is already switched off, so nothing new is
     /// recorded meanwhile.
-    pub fn detach(mut self) -> Duration {
-        let started = Instant::now();
+    pub fn detach(mut self) {
         if let Err(err) = self.disable() {
             log::warn!("could not switch the probes off before detaching: {err}");
         }
@@ -435,7 +434,6 @@ impl Probes {
             log::debug!("detaching perf-event links in this process: {err}");
         }
         drop(self);
-        started.elapsed()
     }
 }
 
