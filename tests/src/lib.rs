@@ -408,8 +408,8 @@ pub fn run_tracer(args: &[&str]) -> TracerOutput {
 }
 
 /// `binary`, opened, and the file offset of `function`'s entry in it.
-fn entry_file_offset(binary: &Path, function: &str) -> (tracer::symbols::elf::ElfFile, u64) {
-    let elf = tracer::symbols::elf::ElfFile::open(binary).unwrap();
+fn entry_file_offset(binary: &Path, function: &str) -> (tracer::ElfFile, u64) {
+    let elf = tracer::ElfFile::open(binary).unwrap();
     let symbol = elf
         .functions()
         .unwrap()

@@ -335,7 +335,7 @@ fn stripped_with_debug_file(tag: &str) -> (std::path::PathBuf, std::path::PathBu
 #[test]
 fn stripped_binary_finds_its_debug_file_by_build_id() {
     let (stripped, debug) = stripped_with_debug_file("buildid");
-    let build_id = tracer::symbols::elf::ElfFile::open(&stripped)
+    let build_id = tracer::ElfFile::open(&stripped)
         .unwrap()
         .build_id()
         .expect("a build-id");
@@ -392,7 +392,7 @@ fn only_dynsym_gives_exported_functions_with_raw_registers() {
     let full = c_fixture("typed", &["-g", "-O2", "-rdynamic", "-DBUILD_TAG_dynsym"]);
     let stripped = private_copy(&full, "typed-dynsym");
     run_ok("strip", &["--strip-all", stripped.to_str().unwrap()]);
-    let elf = tracer::symbols::elf::ElfFile::open(&stripped).unwrap();
+    let elf = tracer::ElfFile::open(&stripped).unwrap();
     assert!(!elf.has_section(".symtab") && !elf.has_dwarf());
     let mut fixture = Fixture::start(&stripped, &[]);
     let output = trace_round(&mut fixture, &["--fn", "greet"]);
@@ -584,10 +584,7 @@ fn rust_v0_mangling_is_demangled_too() {
             "2021",
         ],
     );
-    let symbols = tracer::symbols::elf::ElfFile::open(&binary)
-        .unwrap()
-        .functions()
-        .unwrap();
+    let symbols = tracer::ElfFile::open(&binary).unwrap().functions().unwrap();
     assert!(
         symbols.iter().any(|f| f.name.starts_with("_RNv")),
         "built with v0 mangling"

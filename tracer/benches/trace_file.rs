@@ -12,18 +12,11 @@ use std::{
 
 use bytes::Bytes;
 use tracer::{
-    events::CallEvent,
-    format::{WallClock, json_line},
-    plan::raw_register_args,
-    probe_table::ProbeTable,
+    CallEvent, ProbeSite, ProbeTable, WallClock, json_line, raw_register_args,
     record::{
-        filter::CallFilter,
-        format::{CountersRecord, EndRecord, TargetInfo, TraceHeader},
-        reader::TraceReader,
-        report::{build, render_text},
-        writer::{TraceWriter, WriterOptions},
+        CallFilter, CountersRecord, EndRecord, Report, TargetInfo, TraceHeader, TraceReader,
+        TraceWriter, WriterOptions,
     },
-    symbols::ProbeSite,
 };
 
 const CALLS: u64 = 5_000_000;
@@ -129,8 +122,8 @@ fn main() {
 
     let started = Instant::now();
     let reader = TraceReader::open(&trace).unwrap();
-    let report = build(&reader, &CallFilter::default());
-    let text = render_text(&report, &clock);
+    let report = Report::build(&reader, &CallFilter::default());
+    let text = report.render_text(&clock);
     let report_time = started.elapsed();
     assert_eq!(report.calls, CALLS, "every call read back");
 

@@ -24,11 +24,27 @@ pub enum Error {
         source: io::Error,
     },
 
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
     #[error("{} is not an ELF file", path.display())]
     NotElf { path: PathBuf },
 
+    /// The ELF file or its DWARF does not parse.
     #[error("{}: malformed ELF: {reason}", path.display())]
     BadElf { path: PathBuf, reason: String },
+
+    /// A target this version cannot trace (another machine, a Go program).
+    #[error("{0}")]
+    Unsupported(String),
+
+    /// A file given as a trace file that is not one, or is damaged beyond reading.
+    #[error("{}: {reason}", path.display())]
+    BadTraceFile { path: PathBuf, reason: String },
 
     #[error("invalid --fn `{spec}`: {reason}")]
     BadFunctionSpec { spec: String, reason: String },
@@ -42,9 +58,6 @@ pub enum Error {
         searched: String,
         suggestions: Vec<String>,
     },
-
-    #[error("`{pattern}` matches only undefined or non-function symbols in {searched}")]
-    NotAFunction { pattern: String, searched: String },
 
     #[error(
         "no object mapped by process {pid} matches `{object}`{}",
@@ -62,8 +75,13 @@ pub enum Error {
     #[error("this kernel cannot {what}: {hint}")]
     KernelFeature { what: String, hint: String },
 
+    /// Bad usage or input that no more specific variant names.
     #[error("{0}")]
     Usage(String),
+
+    /// A fault of koolkit-trace itself, not of its input: a bug or a broken build.
+    #[error("internal error: {0}")]
+    Internal(String),
 
     #[error("{context}: {source}")]
     Bpf {
@@ -98,15 +116,18 @@ impl Error {
             | Self::BadElf { .. }
             | Self::BadFunctionSpec { .. }
             | Self::UnknownFunction { .. }
-            | Self::NotAFunction { .. }
             | Self::UnknownObject { .. }
+            | Self::Unsupported(_)
+            | Self::BadTraceFile { .. }
             | Self::Usage(_) => exit_code::USAGE,
             Self::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => exit_code::USAGE,
             Self::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
                 exit_code::PRIVILEGE
             }
             Self::Privilege { .. } | Self::KernelFeature { .. } => exit_code::PRIVILEGE,
-            Self::Io { .. } | Self::Bpf { .. } => exit_code::RUNTIME,
+            Self::Io { .. } | Self::Write { .. } | Self::Bpf { .. } | Self::Internal(_) => {
+                exit_code::RUNTIME
+            }
         }
     }
 
@@ -114,6 +135,24 @@ impl Error {
         Self::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    pub(crate) fn write(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self::Write {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn internal(what: impl Into<String>) -> Self {
+        Self::Internal(what.into())
+    }
+
+    pub(crate) fn bad_trace_file(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Self::BadTraceFile {
+            path: path.into(),
+            reason: reason.into(),
         }
     }
 

@@ -1,26 +1,35 @@
 //! koolkit-trace: zero-instrumentation function tracing with eBPF uprobes.
 //!
-//! The path of one request (DESIGN.md): [`target`] → [`symbols`] → [`plan`] → [`probes`] →
-//! kernel (`tracer-ebpf`) → [`events`] → sinks ([`format`], [`summary`]). [`session`] runs
-//! that path for a live trace; [`cli`] is the command line on top.
+//! The modules follow the path of one request (`../shared/DESIGN.md`, `docs/architecture.md`):
+//! [`target`] → [`symbols`] → [`plan`] → [`probes`] → kernel (`tracer-ebpf`) → [`events`] →
+//! [`sinks`] and [`record`]. [`session`] runs that path for a live trace; [`cli`] is the
+//! command line on top; [`error`] and [`sys`] serve every stage.
 
-pub mod abi;
-pub mod cli;
 pub mod error;
-pub mod events;
-pub mod format;
-pub mod listing;
-pub mod plan;
-pub mod probe_table;
-pub mod probes;
-pub mod record;
-pub mod review;
-pub mod session;
-pub mod stats;
-pub mod summary;
-pub mod symbols;
-pub mod sys;
-pub mod target;
-pub mod values;
+pub(crate) mod sys;
 
+pub(crate) mod target;
+
+pub(crate) mod symbols;
+
+pub(crate) mod plan;
+
+pub(crate) mod probes;
+
+pub(crate) mod events;
+
+pub(crate) mod sinks;
+
+pub mod record;
+
+pub(crate) mod session;
+
+pub mod cli;
+
+// The library's public face: what the binary, the benchmarks and the end-to-end tests use.
+// Everything else is crate-private, so the compiler sees dead code.
 pub use error::{Error, Result};
+pub use events::{CallEvent, probe_table::ProbeTable};
+pub use plan::raw_register_args;
+pub use sinks::{clock::WallClock, line::json_line};
+pub use symbols::{ProbeSite, dwarf::DebugInfo, elf::ElfFile};

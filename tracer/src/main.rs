@@ -1,24 +1,15 @@
-//! The `koolkit-trace` binary: parse, run, map the outcome to an exit code and one line.
+//! The `koolkit-trace` binary: set up logging (`RUST_LOG`), parse, run, exit with the code the
+//! outcome deserves. Everything else lives in the library.
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use tracer::{cli, error::exit_code};
+use tracer::cli;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp(None)
         .init();
-    let cli = cli::Cli::parse();
-    let code = match cli::run(cli) {
-        Ok(code) => code,
-        Err(err) => {
-            let code = err
-                .downcast_ref::<tracer::Error>()
-                .map_or(exit_code::RUNTIME, tracer::Error::exit_code);
-            eprintln!("koolkit-trace: error: {err:#}");
-            code
-        }
-    };
-    ExitCode::from(code as u8)
+    let code = cli::exit_code_of(cli::run(cli::Cli::parse()));
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

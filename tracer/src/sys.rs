@@ -42,6 +42,17 @@ pub fn local_time_of_day(unix_secs: i64) -> (u32, u32, u32) {
     }
 }
 
+/// Maps `file` read-only and private.
+///
+/// The caller vouches that nobody truncates the file while the map lives: a page past a new
+/// end of file faults (SIGBUS) on access. Binaries are replaced by rename, which leaves the
+/// map intact, and trace files are only appended to.
+pub fn map_read_only(file: &std::fs::File) -> io::Result<memmap2::Mmap> {
+    // SAFETY: a read-only private map never aliases memory Rust writes; the truncation hazard
+    // is the caller's, as documented above.
+    unsafe { memmap2::Mmap::map(file) }
+}
+
 /// A pidfd for `pid`: readable once the process exits.
 pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     // SAFETY: plain syscall with integer arguments.

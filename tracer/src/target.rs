@@ -72,13 +72,6 @@ pub struct MappedObject {
     pub is_main: bool,
 }
 
-impl MappedObject {
-    /// The file name, e.g. `libc.so.6`.
-    pub fn file_name(&self) -> &str {
-        self.path.rsplit('/').next().unwrap_or(&self.path)
-    }
-}
-
 /// One line of `/proc/PID/maps` that maps a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct MapsLine<'a> {

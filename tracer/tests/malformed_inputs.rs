@@ -10,7 +10,7 @@ use std::{
     sync::atomic::{AtomicU32, Ordering},
 };
 
-use tracer::symbols::{dwarf::DebugInfo, elf::ElfFile};
+use tracer::{DebugInfo, ElfFile};
 
 /// A small deterministic generator (xorshift64*), so failures can be replayed.
 struct Rng(u64);

@@ -9,18 +9,11 @@ use std::{
 
 use bytes::Bytes;
 use tracer::{
-    events::CallEvent,
-    plan::raw_register_args,
-    probe_table::ProbeTable,
+    CallEvent, ProbeSite, ProbeTable, raw_register_args,
     record::{
-        filter::CallFilter,
-        format::{CountersRecord, EndRecord, FILE_HEADER, TargetInfo, TraceHeader},
-        merge::merge,
-        reader::TraceReader,
-        report::build,
-        writer::{CHUNK_EVENTS, Rotation, TraceWriter, WriterOptions},
+        CHUNK_EVENTS, CallFilter, CountersRecord, EndRecord, FILE_HEADER, Report, Rotation,
+        TargetInfo, TraceHeader, TraceReader, TraceWriter, WriterOptions, merge,
     },
-    symbols::ProbeSite,
 };
 
 fn scratch(name: &str) -> PathBuf {
@@ -354,6 +347,6 @@ fn merge_joins_identical_probes_and_orders_calls_on_one_clock() {
     // b's calls moved 1 s later on the merged clock.
     let from_b = read.iter().filter(|e| e.entry_ns >= 2_000_000_000).count();
     assert_eq!(from_b, 500);
-    let report = build(&reader, &CallFilter::default());
+    let report = Report::build(&reader, &CallFilter::default());
     assert_eq!(report.calls, 1000);
 }

@@ -6,8 +6,8 @@
 //! through one uprobe-multi link per object and kind where the kernel has them (6.6+), and
 //! fall back to aya's perf-event links elsewhere (DESIGN.md, "Attaching").
 
-pub mod object;
-pub mod uprobe_multi;
+pub(crate) mod ebpf_object;
+pub(crate) mod uprobe_multi;
 
 use std::{
     collections::HashMap,
@@ -61,7 +61,7 @@ impl fmt::Display for AttachMode {
 
 /// What an attach did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AttachReport {
+pub struct Attached {
     /// The mode actually used (never `Auto`).
     pub mode: AttachMode,
     pub sites: usize,
@@ -144,13 +144,13 @@ impl Probes {
     /// Loads the embedded object and creates its maps. Attaches nothing yet.
     pub fn load() -> Result<Self> {
         check_privileges()?;
-        let bytes = object::ebpf_object()?;
+        let bytes = ebpf_object::ebpf_object()?;
         let mut ebpf = EbpfLoader::new()
             .load(bytes)
             .map_err(|err| bpf_error("loading the eBPF object", err))?;
         // uprobe-multi programs are relocated against these fds, so take them while every map
         // is still in `ebpf`.
-        let map_fds = object::map_fds(&ebpf).map_err(|err| Error::io("eBPF map fds", err))?;
+        let map_fds = ebpf_object::map_fds(&ebpf).map_err(|err| Error::io("eBPF map fds", err))?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(logger) => Some(logger),
             Err(err) => {
@@ -251,7 +251,7 @@ impl Probes {
         sites: &[ProbeSite],
         pid: Option<u32>,
         mode: AttachMode,
-    ) -> Result<AttachReport> {
+    ) -> Result<Attached> {
         let started = Instant::now();
         let mode = match mode {
             AttachMode::Auto => {
@@ -294,7 +294,7 @@ impl Probes {
                 other => other,
             })?;
         }
-        Ok(AttachReport {
+        Ok(Attached {
             mode,
             sites: sites.len(),
             objects: groups.len(),
@@ -318,8 +318,9 @@ impl Probes {
         if self.multi_programs.is_some() {
             return Ok(true);
         }
-        let bytes = object::ebpf_object()?;
-        let linked = object::link_programs(bytes, &self.map_fds, &[ENTRY_PROGRAM, RETURN_PROGRAM])?;
+        let bytes = ebpf_object::ebpf_object()?;
+        let linked =
+            ebpf_object::link_programs(bytes, &self.map_fds, &[ENTRY_PROGRAM, RETURN_PROGRAM])?;
         let mut loaded = Vec::new();
         for name in [ENTRY_PROGRAM, RETURN_PROGRAM] {
             let program = &linked[name];
@@ -358,7 +359,7 @@ impl Probes {
         let (entry, ret) = self
             .multi_programs
             .as_ref()
-            .ok_or_else(|| Error::Usage("uprobe-multi programs are not loaded".into()))?;
+            .ok_or_else(|| Error::internal("uprobe-multi programs are not loaded"))?;
         // Return probes first: an entry without its return would park calls that never finish.
         for (program, kind) in [(ret, LinkKind::Return), (entry, LinkKind::Entry)] {
             let link = uprobe_multi::attach(program.as_fd(), path, offsets, cookies, pid, kind)
@@ -405,7 +406,9 @@ impl Probes {
     fn uprobe(&mut self, name: &str) -> Result<&mut UProbe> {
         self.ebpf
             .program_mut(name)
-            .ok_or_else(|| Error::Usage(format!("the embedded eBPF object has no program {name}")))?
+            .ok_or_else(|| {
+                Error::internal(format!("the embedded eBPF object has no program {name}"))
+            })?
             .try_into()
             .map_err(|err| bpf_error(&format!("program {name}"), err))
     }
@@ -443,7 +446,7 @@ where
 {
     let map = ebpf
         .take_map(name)
-        .ok_or_else(|| Error::Usage(format!("the embedded eBPF object has no map {name}")))?;
+        .ok_or_else(|| Error::internal(format!("the embedded eBPF object has no map {name}")))?;
     T::try_from(map).map_err(|err| bpf_error(&format!("map {name}"), err))
 }
 

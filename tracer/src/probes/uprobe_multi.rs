@@ -5,7 +5,7 @@
 //! perf-event links aya makes cost ~0.1 s each to detach on this kernel (DESIGN.md).
 //!
 //! The programs must be loaded with expected attach type `BPF_TRACE_UPROBE_MULTI`, which aya
-//! cannot do either, so this module also loads instructions that `probes::object` relocated
+//! cannot do either, so this module also loads instructions that `probes::ebpf_object` relocated
 //! against aya's maps.
 //!
 //! This is one of the few rooms where unsafe code lives: every block says why it is sound.

@@ -5,16 +5,13 @@
 
 use std::{collections::BTreeSet, io::Write};
 
-use serde_json::{Map, Value, json};
+use serde_json::json;
 
 use super::{
     filter::CallFilter,
-    reader::{ReadReport, TraceReader},
+    reader::{ReadOutcome, TraceReader},
 };
-use crate::{
-    format::{WallClock, json_line},
-    values::{decode_args, decode_return},
-};
+use crate::sinks::line::{json_args, json_line, json_return};
 
 /// Output formats of `export`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,68 +26,46 @@ pub fn export(
     filter: &CallFilter,
     format: ExportFormat,
     out: &mut dyn Write,
-) -> std::io::Result<ReadReport> {
+) -> std::io::Result<ReadOutcome> {
     let header = reader.header();
-    let clock = WallClock::from_anchor(header.start_realtime_ns, header.start_monotonic_ns);
-    let table = &header.probes;
-    let mut error = None;
+    let clock = header.clock();
     let mut first = true;
     let mut threads = BTreeSet::new();
     if format == ExportFormat::Chrome {
         out.write_all(b"{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n")?;
     }
     let mut line = String::new();
-    let report = reader.for_each_batch(|events| {
-        if error.is_some() {
-            return;
-        }
-        for event in &events {
-            let Some(probe) = table.get(event.probe_id) else {
-                continue;
-            };
-            if !filter.accepts(event, probe) {
-                continue;
-            }
-            line.clear();
-            match format {
-                ExportFormat::JsonLines => json_line(&mut line, event, probe, &clock),
-                ExportFormat::Chrome => {
-                    threads.insert((event.pid, event.tid));
-                    let mut args: Map<String, Value> = decode_args(&event.payload, &probe.args)
-                        .into_iter()
-                        .map(|(name, value)| (name.to_string(), value.to_json()))
-                        .collect();
-                    if let Some(ret) = &probe.ret {
-                        args.insert("return".into(), decode_return(event.ret, ret).to_json());
-                    }
-                    let record = json!({
-                        "name": probe.function,
-                        "cat": probe.object_name(),
-                        "ph": "X",
-                        // Microseconds since the trace started: relative times keep
-                        // nanosecond precision in an f64.
-                        "ts": event.entry_ns.saturating_sub(header.start_monotonic_ns) as f64 / 1e3,
-                        "dur": event.latency_ns() as f64 / 1e3,
-                        "pid": event.pid,
-                        "tid": event.tid,
-                        "args": args,
-                    });
-                    if !first {
-                        line.push_str(",\n");
-                    }
-                    line.push_str(&record.to_string());
-                    first = false;
+    let report = reader.try_for_each_call(filter, |event, probe| {
+        line.clear();
+        match format {
+            ExportFormat::JsonLines => json_line(&mut line, event, probe, &clock),
+            ExportFormat::Chrome => {
+                threads.insert((event.pid, event.tid));
+                let mut args = json_args(event, probe);
+                if probe.ret.is_some() {
+                    args.insert("return".into(), json_return(event, probe));
                 }
-            }
-            if let Err(err) = out.write_all(line.as_bytes()) {
-                error = Some(err);
-                return;
+                let record = json!({
+                    "name": probe.function,
+                    "cat": probe.object_name(),
+                    "ph": "X",
+                    // Microseconds since the trace started: relative times keep nanosecond
+                    // precision in an f64.
+                    "ts": event.entry_ns.saturating_sub(header.start_monotonic_ns) as f64 / 1e3,
+                    "dur": event.latency_ns() as f64 / 1e3,
+                    "pid": event.pid,
+                    "tid": event.tid,
+                    "args": args,
+                });
+                if !first {
+                    line.push_str(",\n");
+                }
+                line.push_str(&record.to_string());
+                first = false;
             }
         }
-    });
-    if let Some(err) = error {
-        return Err(err);
-    }
+        out.write_all(line.as_bytes())
+    })?;
     if format == ExportFormat::Chrome {
         // Name the tracks: processes by the traced command, threads by their ids.
         let command = header

@@ -1,6 +1,9 @@
 //! Which recorded calls `replay`, `report` and `export` look at.
 
-use crate::{events::CallEvent, probe_table::ProbeInfo, symbols::glob_match};
+use crate::{
+    events::{CallEvent, probe_table::ProbeInfo},
+    symbols::glob_match,
+};
 
 /// A filter over recorded calls; the default accepts everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,7 +31,7 @@ impl CallFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::symbols::x86::CostClass;
+    use crate::symbols::placement::CostClass;
     use bytes::Bytes;
 
     #[test]

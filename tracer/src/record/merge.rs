@@ -9,14 +9,16 @@ use std::{
 };
 
 use super::{
-    format::{CountersRecord, EndRecord, TargetInfo, TraceHeader},
+    file_format::{CountersRecord, EndRecord, TargetInfo, TraceHeader},
     reader::{Batches, TraceReader},
     writer::{TraceWriter, WriterOptions, WriterStats},
 };
 use crate::{
     error::{Error, Result},
-    events::CallEvent,
-    probe_table::{ProbeInfo, ProbeTable},
+    events::{
+        CallEvent,
+        probe_table::{ProbeInfo, ProbeTable},
+    },
 };
 
 /// What a merge did.

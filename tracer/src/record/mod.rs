@@ -1,19 +1,27 @@
 //! Trace files: record calls while tracing, review them later anywhere, without the binaries.
-//! [`format`] is the layout, [`writer`] and [`reader`] move calls in and out, and `replay`,
-//! [`report`], [`export`] and [`merge`] are what users do with a file.
+//! [`file_format`] is the layout, [`writer`] and [`reader`] move calls in and out, and
+//! [`replay`], [`report`], [`export`] and [`merge`] are what users do with a file; [`filter`]
+//! picks the calls they look at.
 
-pub mod export;
-pub mod filter;
-pub mod format;
-pub mod merge;
-pub mod reader;
-pub mod report;
-pub mod writer;
+pub(crate) mod export;
+pub(crate) mod file_format;
+pub(crate) mod filter;
+pub(crate) mod merge;
+pub(crate) mod reader;
+pub(crate) mod replay;
+pub(crate) mod report;
+pub(crate) mod writer;
+
+pub use file_format::{CountersRecord, EndRecord, FILE_HEADER, TargetInfo, TraceHeader};
+pub use filter::CallFilter;
+pub use merge::merge;
+pub use reader::TraceReader;
+pub use report::Report;
+pub use writer::{CHUNK_EVENTS, Rotation, TraceWriter, WriterOptions};
 
 use std::fs;
 
-use crate::{probe_table::ProbeTable, target::Target};
-use format::{TargetInfo, TraceHeader};
+use crate::{events::probe_table::ProbeTable, target::Target};
 
 fn read_trimmed(path: &str) -> String {
     fs::read_to_string(path)

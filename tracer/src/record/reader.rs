@@ -1,26 +1,24 @@
 //! Reading trace files, whole or broken: every whole frame before a torn tail is read, a frame
 //! whose checksum fails is skipped with a warning, and the reader says what it skipped.
 
-use std::{
-    borrow::Cow,
-    fs::File,
-    path::{Path, PathBuf},
-};
+use std::{borrow::Cow, fs::File, path::Path};
 
 use memmap2::Mmap;
 
-use super::format::{
+use super::file_format::{
     CountersRecord, EndRecord, FILE_HEADER, FRAME_HEADER, FRAME_MAGIC, FrameKind, MAGIC,
     MAX_FRAME_BYTES, TraceHeader, VERSION, checksum, decode_events, frame_flags,
 };
+use super::filter::CallFilter;
 use crate::{
     error::{Error, Result},
-    events::CallEvent,
+    events::{CallEvent, probe_table::ProbeInfo},
+    sys,
 };
 
 /// What reading a file found besides the calls.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReadReport {
+pub struct ReadOutcome {
     pub events: u64,
     pub frames: u64,
     /// Problems met and skipped, each a sentence.
@@ -33,7 +31,7 @@ pub struct ReadReport {
     pub end: Option<EndRecord>,
 }
 
-impl ReadReport {
+impl ReadOutcome {
     /// Every warning and the torn tail, as lines for stderr.
     pub fn notes(&self, path: &Path) -> Vec<String> {
         let mut notes: Vec<String> = self
@@ -86,7 +84,6 @@ struct Frame<'a> {
 
 /// An open trace file.
 pub struct TraceReader {
-    path: PathBuf,
     data: Mmap,
     header: TraceHeader,
     /// Where the frames after the header start.
@@ -101,7 +98,7 @@ fn u32_at(data: &[u8], at: usize) -> u32 {
 struct Frames<'a> {
     data: &'a [u8],
     pos: usize,
-    report: ReadReport,
+    report: ReadOutcome,
 }
 
 impl<'a> Frames<'a> {
@@ -212,60 +209,44 @@ impl TraceReader {
     /// Opens `path` and reads its header.
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|source| Error::io(path, source))?;
-        // SAFETY: read-only private mapping; trace files are not rewritten in place (a live
-        // writer only appends, and a torn tail is handled).
-        let data = unsafe { Mmap::map(&file) }.map_err(|source| Error::io(path, source))?;
-        let not_a_trace =
-            || Error::Usage(format!("{} is not a koolkit-trace file", path.display()));
+        // Trace files are not rewritten in place: a live writer only appends, and a torn tail
+        // is handled.
+        let data = sys::map_read_only(&file).map_err(|source| Error::io(path, source))?;
+        let not_a_trace = || Error::bad_trace_file(path, "not a koolkit-trace file");
         if data.len() < FILE_HEADER || data[..8] != MAGIC {
             return Err(not_a_trace());
         }
         let version = u32_at(&data, 8);
         if version > VERSION || version == 0 {
-            return Err(Error::Usage(format!(
-                "{} is trace format version {version}; this koolkit-trace reads up to version \
-                 {VERSION}: read it with a newer koolkit-trace",
-                path.display()
-            )));
+            return Err(Error::bad_trace_file(
+                path,
+                format!(
+                    "trace format version {version}; this koolkit-trace reads up to version \
+                     {VERSION}: read it with a newer koolkit-trace"
+                ),
+            ));
         }
         let (header, body) = {
             let mut frames = Frames {
                 data: &data,
                 pos: FILE_HEADER,
-                report: ReadReport::default(),
+                report: ReadOutcome::default(),
             };
-            let damaged = || {
-                Error::Usage(format!(
-                    "{}: the trace header is missing or damaged",
-                    path.display()
-                ))
-            };
+            let damaged = || Error::bad_trace_file(path, "the trace header is missing or damaged");
             let frame = frames.next_frame().ok_or_else(damaged)?;
             if frame.kind != FrameKind::Header || frame.offset != FILE_HEADER as u64 {
                 return Err(damaged());
             }
             let header: TraceHeader = serde_json::from_slice(&frame.payload).map_err(|e| {
-                Error::Usage(format!(
-                    "{}: the trace header does not parse: {e}",
-                    path.display()
-                ))
+                Error::bad_trace_file(path, format!("the trace header does not parse: {e}"))
             })?;
             (header, frames.pos)
         };
-        Ok(Self {
-            path: path.to_path_buf(),
-            data,
-            header,
-            body,
-        })
+        Ok(Self { data, header, body })
     }
 
     pub fn header(&self) -> &TraceHeader {
         &self.header
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// The batches of calls in the file, in file order.
@@ -274,26 +255,38 @@ impl TraceReader {
             frames: Frames {
                 data: &self.data,
                 pos: self.body,
-                report: ReadReport::default(),
+                report: ReadOutcome::default(),
             },
         }
     }
 
-    /// Calls every whole batch of calls in the file, in file order; returns what was found
-    /// besides them.
-    pub fn for_each_batch(&self, mut visit: impl FnMut(Vec<CallEvent>)) -> ReadReport {
+    /// Visits every call of the file that `filter` accepts, with its probe, in file order, and
+    /// stops at the first error `visit` returns; otherwise returns what was found besides them.
+    pub fn try_for_each_call<E>(
+        &self,
+        filter: &CallFilter,
+        mut visit: impl FnMut(&CallEvent, &ProbeInfo) -> Result<(), E>,
+    ) -> Result<ReadOutcome, E> {
+        let table = &self.header.probes;
         let mut batches = self.batches();
         for batch in batches.by_ref() {
-            visit(batch);
+            for event in &batch {
+                let Some(probe) = table.get(event.probe_id) else {
+                    continue;
+                };
+                if filter.accepts(event, probe) {
+                    visit(event, probe)?;
+                }
+            }
         }
-        batches.finish()
+        Ok(batches.finish())
     }
 
     /// Every call in the file, and the read report.
-    pub fn read_all(&self) -> (Vec<CallEvent>, ReadReport) {
-        let mut all = Vec::new();
-        let report = self.for_each_batch(|events| all.extend(events));
-        (all, report)
+    pub fn read_all(&self) -> (Vec<CallEvent>, ReadOutcome) {
+        let mut batches = self.batches();
+        let all = batches.by_ref().flatten().collect();
+        (all, batches.finish())
     }
 }
 
@@ -303,7 +296,7 @@ pub struct Batches<'a> {
 }
 
 impl Batches<'_> {
-    pub fn finish(self) -> ReadReport {
+    pub fn finish(self) -> ReadOutcome {
         self.frames.report
     }
 }

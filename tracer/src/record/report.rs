@@ -2,6 +2,7 @@
 //! many look like errors), latency percentiles, a log2 latency histogram drawn in the terminal
 //! (BCC funclatency's shape) and the slowest calls with their arguments.
 
+use std::convert::Infallible;
 use std::{
     cmp::Reverse,
     collections::{BinaryHeap, HashMap},
@@ -12,15 +13,21 @@ use serde_json::{Value, json};
 
 use super::{
     filter::CallFilter,
-    reader::{ReadReport, TraceReader},
+    reader::{ReadOutcome, TraceReader},
 };
 use crate::{
-    events::CallEvent,
-    format::{Style, WallClock, format_duration_ns, human_line},
+    events::{
+        CallEvent,
+        payload::{decode_return, sign_extend},
+        probe_table::ProbeInfo,
+    },
     plan::{Render, ReturnValue},
-    probe_table::ProbeInfo,
-    stats::Histogram,
-    values::decode_return,
+    sinks::{
+        clock::WallClock,
+        histogram::Histogram,
+        line::{JsonCall, Style, human_line},
+        units::format_duration_ns,
+    },
 };
 
 /// Slowest calls kept per function.
@@ -104,10 +111,7 @@ fn is_error(ret: u64, how: Option<&ReturnValue>) -> bool {
     match how {
         Some(ReturnValue::Register {
             render: Render::Int { size, signed: true },
-        }) => {
-            let bits = u32::from((*size).clamp(1, 8)) * 8;
-            ((ret << (64 - bits)) as i64) < 0
-        }
+        }) => sign_extend(ret, *size) < 0,
         Some(ReturnValue::Register {
             render: Render::Pointer,
         }) => ret == 0,
@@ -122,44 +126,40 @@ pub struct Report {
     pub calls: u64,
     pub first_ns: Option<u64>,
     pub last_ns: Option<u64>,
-    pub read: ReadReport,
+    pub read: ReadOutcome,
 }
 
-/// Reads `reader` through `filter` into a report.
-pub fn build(reader: &TraceReader, filter: &CallFilter) -> Report {
-    let table = &reader.header().probes;
-    let mut per_probe: Vec<FunctionReport> = vec![FunctionReport::default(); table.len()];
-    let (mut calls, mut first, mut last) = (0u64, None::<u64>, None::<u64>);
-    let read = reader.for_each_batch(|events| {
-        for event in &events {
-            let Some(probe) = table.get(event.probe_id) else {
-                continue;
-            };
-            if !filter.accepts(event, probe) {
-                continue;
-            }
+impl Report {
+    /// Reads `reader` through `filter` into a report.
+    pub fn build(reader: &TraceReader, filter: &CallFilter) -> Report {
+        let table = &reader.header().probes;
+        let mut per_probe: Vec<FunctionReport> = vec![FunctionReport::default(); table.len()];
+        let (mut calls, mut first, mut last) = (0u64, None::<u64>, None::<u64>);
+        let visited = reader.try_for_each_call(filter, |event, probe| {
             per_probe[event.probe_id as usize].record(event, probe.ret.as_ref(), calls);
             calls += 1;
             first = Some(first.map_or(event.entry_ns, |f| f.min(event.entry_ns)));
             last = Some(last.map_or(event.exit_ns, |l| l.max(event.exit_ns)));
+            Ok::<(), Infallible>(())
+        });
+        let Ok(read) = visited;
+        let mut functions: Vec<(ProbeInfo, FunctionReport)> = table
+            .iter()
+            .cloned()
+            .zip(per_probe)
+            .filter(|(_, report)| report.latency.count() > 0)
+            .collect();
+        // Most time spent first: where a developer should look.
+        functions.sort_by_key(|(_, report)| {
+            Reverse(report.latency.mean() as u128 * u128::from(report.latency.count()))
+        });
+        Report {
+            functions,
+            calls,
+            first_ns: first,
+            last_ns: last,
+            read,
         }
-    });
-    let mut functions: Vec<(ProbeInfo, FunctionReport)> = table
-        .iter()
-        .cloned()
-        .zip(per_probe)
-        .filter(|(_, report)| report.latency.count() > 0)
-        .collect();
-    // Most time spent first: where a developer should look.
-    functions.sort_by_key(|(_, report)| {
-        Reverse(report.latency.mean() as u128 * u128::from(report.latency.count()))
-    });
-    Report {
-        functions,
-        calls,
-        first_ns: first,
-        last_ns: last,
-        read,
     }
 }
 
@@ -194,69 +194,73 @@ pub fn draw_histogram(histogram: &Histogram, out: &mut String) {
 }
 
 /// The report as text.
-pub fn render_text(report: &Report, clock: &WallClock) -> String {
-    let mut out = String::new();
-    let span = match (report.first_ns, report.last_ns) {
-        (Some(first), Some(last)) => format_duration_ns(last.saturating_sub(first)),
-        _ => "-".into(),
-    };
-    let _ = writeln!(
-        out,
-        "{} calls of {} functions over {span}",
-        report.calls,
-        report.functions.len()
-    );
-    for (probe, function) in &report.functions {
-        let h = &function.latency;
-        let _ = writeln!(out, "\n{} ({})", probe.function, probe.object_name());
-        if let Some(source) = &probe.source {
-            let _ = writeln!(out, "  defined at {source}");
-        }
+impl Report {
+    /// The report as text: per function, calls, percentiles, histogram, returns, slowest calls.
+    pub fn render_text(&self, clock: &WallClock) -> String {
+        let report = self;
+        let mut out = String::new();
+        let span = match (report.first_ns, report.last_ns) {
+            (Some(first), Some(last)) => format_duration_ns(last.saturating_sub(first)),
+            _ => "-".into(),
+        };
         let _ = writeln!(
             out,
-            "  calls {}   p50 {}   p90 {}   p99 {}   max {}",
-            h.count(),
-            format_duration_ns(h.quantile(0.5)),
-            format_duration_ns(h.quantile(0.9)),
-            format_duration_ns(h.quantile(0.99)),
-            format_duration_ns(h.max())
+            "{} calls of {} functions over {span}",
+            report.calls,
+            report.functions.len()
         );
-        if probe.ret.is_some() {
-            let returns: Vec<String> = function
-                .top_returns()
-                .iter()
-                .map(|&(value, n)| {
-                    format!(
-                        "{} ×{n} ({:.1}%)",
-                        render_return(value, probe.ret.as_ref()),
-                        n as f64 * 100.0 / h.count() as f64
-                    )
-                })
-                .collect();
-            let _ = writeln!(out, "  returns {}", returns.join(", "));
-            if function.errors > 0 {
-                let _ = writeln!(
-                    out,
-                    "  errors {} ({:.1}%: negative or NULL returns)",
-                    function.errors,
-                    function.errors as f64 * 100.0 / h.count() as f64
-                );
+        for (probe, function) in &report.functions {
+            let h = &function.latency;
+            let _ = writeln!(out, "\n{} ({})", probe.function, probe.object_name());
+            if let Some(source) = &probe.source {
+                let _ = writeln!(out, "  defined at {source}");
+            }
+            let _ = writeln!(
+                out,
+                "  calls {}   p50 {}   p90 {}   p99 {}   max {}",
+                h.count(),
+                format_duration_ns(h.quantile(0.5)),
+                format_duration_ns(h.quantile(0.9)),
+                format_duration_ns(h.quantile(0.99)),
+                format_duration_ns(h.max())
+            );
+            if probe.ret.is_some() {
+                let returns: Vec<String> = function
+                    .top_returns()
+                    .iter()
+                    .map(|&(value, n)| {
+                        format!(
+                            "{} ×{n} ({:.1}%)",
+                            render_return(value, probe.ret.as_ref()),
+                            n as f64 * 100.0 / h.count() as f64
+                        )
+                    })
+                    .collect();
+                let _ = writeln!(out, "  returns {}", returns.join(", "));
+                if function.errors > 0 {
+                    let _ = writeln!(
+                        out,
+                        "  errors {} ({:.1}%: negative or NULL returns)",
+                        function.errors,
+                        function.errors as f64 * 100.0 / h.count() as f64
+                    );
+                }
+            }
+            draw_histogram(h, &mut out);
+            let _ = writeln!(out, "  slowest calls:");
+            for call in function.slowest() {
+                let mut line = String::new();
+                human_line(&mut line, call, probe, clock, Style { color: false });
+                let _ = write!(out, "    {line}");
             }
         }
-        draw_histogram(h, &mut out);
-        let _ = writeln!(out, "  slowest calls:");
-        for call in function.slowest() {
-            let mut line = String::new();
-            human_line(&mut line, call, probe, clock, Style { color: false });
-            let _ = write!(out, "    {line}");
-        }
+        out
     }
-    out
-}
 
-/// The report as one JSON object.
-pub fn render_json(report: &Report, clock: &WallClock) -> Value {
-    let functions: Vec<Value> = report
+    /// The report as one JSON object.
+    pub fn render_json(&self, clock: &WallClock) -> Value {
+        let report = self;
+        let functions: Vec<Value> = report
         .functions
         .iter()
         .map(|(probe, function)| {
@@ -265,9 +269,8 @@ pub fn render_json(report: &Report, clock: &WallClock) -> Value {
                 .slowest()
                 .into_iter()
                 .map(|call| {
-                    let mut line = String::new();
-                    crate::format::json_line(&mut line, call, probe, clock);
-                    serde_json::from_str(&line).unwrap_or(Value::Null)
+                    serde_json::to_value(JsonCall::new(call, probe, clock))
+                        .expect("JSON of plain data")
                 })
                 .collect();
             json!({
@@ -290,12 +293,13 @@ pub fn render_json(report: &Report, clock: &WallClock) -> Value {
             })
         })
         .collect();
-    json!({
-        "calls": report.calls,
-        "functions": functions,
-        "warnings": report.read.warnings,
-        "torn_tail": report.read.torn_tail.map(|(offset, bytes)| json!({"offset": offset, "bytes": bytes})),
-    })
+        json!({
+            "calls": report.calls,
+            "functions": functions,
+            "warnings": report.read.warnings,
+            "torn_tail": report.read.torn_tail.map(|(offset, bytes)| json!({"offset": offset, "bytes": bytes})),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::format::{
+use super::file_format::{
     CountersRecord, EndRecord, EventColumns, FILE_HEADER, FRAME_HEADER, FrameKind, MAGIC,
     TraceHeader, VERSION, checksum, frame_flags, frame_header,
 };
@@ -87,8 +87,8 @@ pub fn rotated_path(path: &Path, index: u32) -> PathBuf {
 impl TraceWriter {
     /// Creates `path` and writes the header.
     pub fn create(path: &Path, header: &TraceHeader, options: WriterOptions) -> Result<Self> {
-        let header =
-            serde_json::to_vec(header).map_err(|e| Error::Usage(format!("trace header: {e}")))?;
+        let header = serde_json::to_vec(header)
+            .map_err(|e| Error::internal(format!("trace header: {e}")))?;
         let mut writer = Self {
             path: path.to_path_buf(),
             out: create_file(path)?,
@@ -201,7 +201,7 @@ impl TraceWriter {
 
     fn write_json(&mut self, kind: FrameKind, value: &impl serde::Serialize) -> Result<()> {
         let raw =
-            serde_json::to_vec(value).map_err(|e| Error::Usage(format!("trace record: {e}")))?;
+            serde_json::to_vec(value).map_err(|e| Error::internal(format!("trace record: {e}")))?;
         self.write_frame(kind, &raw, false)
     }
 

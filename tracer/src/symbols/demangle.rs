@@ -88,15 +88,6 @@ impl NamePattern {
         }
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.pattern
-    }
-
-    /// Whether the pattern names exactly one symbol (no glob characters).
-    pub fn is_exact(&self) -> bool {
-        !self.glob
-    }
-
     fn matches_text(&self, text: &str) -> bool {
         if self.glob {
             glob_match(&self.pattern, text)

@@ -16,7 +16,10 @@ use object::{
     read::elf::{ElfFile64, ProgramHeader as _},
 };
 
-use crate::error::{Error, Result};
+use crate::{
+    error::{Error, Result},
+    sys,
+};
 
 /// Which symbol table a symbol came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -124,10 +127,9 @@ impl ElfFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let file = File::open(&path).map_err(|source| Error::io(&path, source))?;
-        // SAFETY: the map is read-only and private. A file truncated underneath us could fault
-        // on access; binaries being traced are not rewritten in place (installers replace them
-        // by rename, which leaves our mapping intact).
-        let data = unsafe { Mmap::map(&file) }.map_err(|source| Error::io(&path, source))?;
+        // Binaries being traced are not rewritten in place: installers replace them by
+        // rename, which leaves our mapping intact.
+        let data = sys::map_read_only(&file).map_err(|source| Error::io(&path, source))?;
         Self::from_backing(path, Backing::Mapped(data))
     }
 
@@ -162,7 +164,7 @@ impl ElfFile {
         })?;
         let machine = elf.elf_header().e_machine.get(elf.endian());
         if machine != EM_X86_64 {
-            return Err(Error::Usage(format!(
+            return Err(Error::Unsupported(format!(
                 "{} is built for another machine (ELF e_machine {machine}); koolkit-trace \
                  traces x86-64 code",
                 self.path.display()
@@ -272,6 +274,11 @@ impl ElfFile {
             .map(<[u8]>::to_vec)
     }
 
+    /// The GNU build-id in lower-case hex, as debug-file paths and trace files spell it.
+    pub fn build_id_hex(&self) -> Option<String> {
+        self.build_id().map(|id| hex(&id))
+    }
+
     /// The `.gnu_debuglink` file name and CRC, if any.
     pub fn debuglink(&self) -> Option<(String, u32)> {
         let elf = self.parse().ok()?;
@@ -374,6 +381,11 @@ impl ElfFile {
         let end = start.saturating_add(len).min(self.data.len());
         &self.data[start..end]
     }
+}
+
+/// `bytes` in lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

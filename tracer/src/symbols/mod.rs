@@ -5,14 +5,14 @@
 //! DWARF one compilation unit at a time. Aliases at one address (`malloc`/`__libc_malloc`)
 //! become one site; one file reached through two paths is one object.
 
-pub mod debuginfo;
+pub mod debug_file;
 pub mod demangle;
 pub mod dwarf;
 pub mod elf;
-pub mod object;
+pub mod object_files;
+pub mod placement;
 pub mod spec;
 pub mod types;
-pub mod x86;
 
 use std::{
     cell::OnceCell,
@@ -27,9 +27,9 @@ use crate::{
 use demangle::NamePattern;
 use dwarf::{DebugInfo, FunctionDebug};
 use elf::{FunctionKind, FunctionSymbol};
-use object::ObjectFiles;
+use object_files::ObjectFiles;
+use placement::{CostClass, Emulation, place_entry_probe};
 pub use spec::{FunctionSpec, closest_names, glob_match, is_glob};
-use x86::{CostClass, Emulation, place_entry_probe};
 
 /// Function bodies larger than this are not decoded to check where the entry probe goes.
 const MAX_DECODED_BODY: u64 = 1 << 20;
@@ -45,7 +45,7 @@ pub struct ProbeObject {
 
 impl ProbeObject {
     pub fn file_name(&self) -> &str {
-        self.path.rsplit('/').next().unwrap_or(&self.path)
+        file_name(&self.path)
     }
 }
 
@@ -179,10 +179,15 @@ pub fn open_objects(target: &Target, specs: &[FunctionSpec]) -> Result<Vec<Objec
     Ok(opened)
 }
 
+/// The last component of `path`, e.g. `libc.so.6`: how objects are named to users.
+pub fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
 /// Whether `wanted` names the object at `path`: the same path, the same file name, or the
 /// file name's stem before `.so` (`libc` for `libc.so.6`).
 fn object_matches(wanted: &str, path: &str) -> bool {
-    let name = path.rsplit('/').next().unwrap_or(path);
+    let name = file_name(path);
     wanted == path
         || wanted == name
         || name
@@ -578,10 +583,7 @@ impl<'a> Resolver<'a> {
             probe_instruction: placement.instruction,
             source,
             debug,
-            build_id: files
-                .elf()
-                .build_id()
-                .map(|id| id.iter().map(|b| format!("{b:02x}")).collect()),
+            build_id: files.elf().build_id_hex(),
         })
     }
 }

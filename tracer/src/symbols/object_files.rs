@@ -10,7 +10,7 @@ use std::{
 };
 
 use super::{
-    ProbeObject, debuginfo,
+    ProbeObject, debug_file,
     elf::{ElfFile, FunctionSymbol},
 };
 use crate::error::{Error, Result};
@@ -40,7 +40,7 @@ impl ObjectFiles {
     pub fn open(object: ProbeObject, root: &Path) -> Result<Self> {
         let elf = ElfFile::open(&object.open_path)?;
         if elf.is_go() {
-            return Err(Error::Usage(format!(
+            return Err(Error::Unsupported(format!(
                 "{} is a Go program: Go functions must be probed at their RET instructions \
                  (uretprobes crash the Go runtime), which this version does not do yet",
                 object.path
@@ -70,7 +70,7 @@ impl ObjectFiles {
                 if self.elf.has_dwarf() && self.elf.has_section(".symtab") {
                     return None;
                 }
-                debuginfo::find_debug_file(&self.elf, &self.object.path, &self.root)
+                debug_file::find_debug_file(&self.elf, &self.object.path, &self.root)
             })
             .as_ref()
     }

@@ -9,69 +9,16 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::{
-    events::CallEvent,
-    probe_table::ProbeInfo,
-    sys,
-    values::{decode_args, decode_return},
+    events::{
+        CallEvent,
+        payload::{decode_args, decode_return},
+        probe_table::ProbeInfo,
+    },
+    sinks::{
+        clock::{WallClock, format_time_of_day},
+        units::format_duration_ns,
+    },
 };
-
-/// Converts the kernel's monotonic timestamps to wall-clock time, from one anchor reading of
-/// both clocks taken when tracing starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WallClock {
-    /// Both clocks read together at the anchor, in nanoseconds.
-    realtime_ns: u64,
-    monotonic_ns: u64,
-}
-
-impl WallClock {
-    /// Reads both clocks now.
-    pub fn anchor_now() -> Self {
-        let mono = sys::monotonic_ns();
-        let real = sys::realtime_ns();
-        Self::from_anchor(real, mono)
-    }
-
-    pub fn from_anchor(realtime_ns: u64, monotonic_ns: u64) -> Self {
-        Self {
-            realtime_ns,
-            monotonic_ns,
-        }
-    }
-
-    /// The anchor: (`CLOCK_REALTIME`, `CLOCK_MONOTONIC`), as trace files record it.
-    pub fn anchor(&self) -> (u64, u64) {
-        (self.realtime_ns, self.monotonic_ns)
-    }
-
-    /// Nanoseconds since the Unix epoch for a monotonic timestamp.
-    pub fn wall_ns(&self, monotonic_ns: u64) -> u64 {
-        let offset = i128::from(self.realtime_ns) - i128::from(self.monotonic_ns);
-        (i128::from(monotonic_ns) + offset).clamp(0, i128::from(u64::MAX)) as u64
-    }
-}
-
-/// `850ns`, `12.3µs`, `4.56ms`, `1.23s`.
-pub fn format_duration_ns(ns: u64) -> String {
-    let ns_f = ns as f64;
-    if ns < 1_000 {
-        format!("{ns}ns")
-    } else if ns < 1_000_000 {
-        format!("{:.1}µs", ns_f / 1e3)
-    } else if ns < 1_000_000_000 {
-        format!("{:.2}ms", ns_f / 1e6)
-    } else {
-        format!("{:.2}s", ns_f / 1e9)
-    }
-}
-
-/// `HH:MM:SS.micros` in local time.
-pub fn format_time_of_day(wall_ns: u64) -> String {
-    let secs = (wall_ns / 1_000_000_000) as i64;
-    let micros = (wall_ns % 1_000_000_000) / 1_000;
-    let (h, m, s) = sys::local_time_of_day(secs);
-    format!("{h:02}:{m:02}:{s:02}.{micros:06}")
-}
 
 /// ANSI styling, or none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,9 +71,11 @@ pub fn human_line(
     out.push_str(">\n");
 }
 
-/// One JSON Lines record. Field names are a stable schema.
+/// One call as JSON: the `--json` schema (DESIGN.md, "The command line"), shared by the live
+/// trace, `export --format jsonl` and the slowest calls of `report --json`. Field names are a
+/// stable schema.
 #[derive(Serialize)]
-struct JsonCall<'a> {
+pub struct JsonCall<'a> {
     ts_ns: u64,
     pid: u32,
     tid: u32,
@@ -138,26 +87,45 @@ struct JsonCall<'a> {
     latency_ns: u64,
 }
 
-/// Appends the JSON line for `event` (with a newline) to `out`.
-pub fn json_line(out: &mut String, event: &CallEvent, probe: &ProbeInfo, clock: &WallClock) {
-    let args = decode_args(&event.payload, &probe.args)
+impl<'a> JsonCall<'a> {
+    pub fn new(event: &CallEvent, probe: &'a ProbeInfo, clock: &WallClock) -> Self {
+        Self {
+            ts_ns: clock.wall_ns(event.entry_ns),
+            pid: event.pid,
+            tid: event.tid,
+            function: &probe.function,
+            object: &probe.object,
+            args: json_args(event, probe),
+            ret: json_return(event, probe),
+            latency_ns: event.latency_ns(),
+        }
+    }
+}
+
+/// The arguments of a call as a JSON object, in plan order.
+pub fn json_args(
+    event: &CallEvent,
+    probe: &ProbeInfo,
+) -> serde_json::Map<String, serde_json::Value> {
+    decode_args(&event.payload, &probe.args)
         .into_iter()
         .map(|(name, value)| (name.to_string(), value.to_json()))
-        .collect();
-    let record = JsonCall {
-        ts_ns: clock.wall_ns(event.entry_ns),
-        pid: event.pid,
-        tid: event.tid,
-        function: &probe.function,
-        object: &probe.object,
-        args,
-        ret: probe.ret.as_ref().map_or(serde_json::Value::Null, |ret| {
-            decode_return(event.ret, ret).to_json()
-        }),
-        latency_ns: event.latency_ns(),
-    };
+        .collect()
+}
+
+/// The return value of a call as JSON; `null` for functions that return nothing.
+pub fn json_return(event: &CallEvent, probe: &ProbeInfo) -> serde_json::Value {
+    probe.ret.as_ref().map_or(serde_json::Value::Null, |ret| {
+        decode_return(event.ret, ret).to_json()
+    })
+}
+
+/// Appends the JSON line for `event` (with a newline) to `out`.
+pub fn json_line(out: &mut String, event: &CallEvent, probe: &ProbeInfo, clock: &WallClock) {
     // Serializing plain values into a String cannot fail.
-    out.push_str(&serde_json::to_string(&record).expect("JSON of plain data"));
+    out.push_str(
+        &serde_json::to_string(&JsonCall::new(event, probe, clock)).expect("JSON of plain data"),
+    );
     out.push('\n');
 }
 
@@ -190,7 +158,7 @@ mod tests {
             address: 0x1139,
             file_offset: 0x1139,
             probe_offset: 0x1139,
-            cost: crate::symbols::x86::CostClass::Emulated,
+            cost: crate::symbols::placement::CostClass::Emulated,
             source: None,
             args: plan.args,
             ret: plan.ret,
@@ -255,20 +223,5 @@ mod tests {
             .map(|kv| kv.split(':').next().unwrap().trim_matches('"'))
             .collect();
         assert_eq!(keys, ["arg0", "arg1", "arg2"]);
-    }
-
-    #[test]
-    fn durations_read_at_a_glance() {
-        assert_eq!(format_duration_ns(850), "850ns");
-        assert_eq!(format_duration_ns(12_345), "12.3µs");
-        assert_eq!(format_duration_ns(10_123_456), "10.12ms");
-        assert_eq!(format_duration_ns(1_234_000_000), "1.23s");
-    }
-
-    #[test]
-    fn wall_clock_applies_the_anchor_offset() {
-        let clock = WallClock::from_anchor(10_000, 4_000);
-        assert_eq!(clock.wall_ns(5_000), 11_000);
-        assert_eq!(WallClock::from_anchor(0, 10).wall_ns(5), 0);
     }
 }

@@ -9,6 +9,7 @@
 
 use tracer_ebpf::reg;
 
+use super::registers;
 use crate::symbols::{
     dwarf::{EntryLocation, FunctionDebug, Language},
     types::Type,
@@ -33,34 +34,6 @@ pub enum ArgPlace {
 const GP_ARGS: [u8; 6] = reg::SYSV_ARGS;
 /// SSE argument registers (xmm0-7) System V uses before the stack.
 const SSE_ARGS: usize = 8;
-
-/// Our register index for DWARF register `dwarf`, if it is a general register.
-pub fn register_from_dwarf(dwarf: u16) -> Option<u8> {
-    Some(match dwarf {
-        0 => reg::RAX,
-        1 => reg::RDX,
-        2 => reg::RCX,
-        3 => reg::RBX,
-        4 => reg::RSI,
-        5 => reg::RDI,
-        6 => reg::RBP,
-        7 => reg::RSP,
-        8 => reg::R8,
-        9 => reg::R9,
-        10 => reg::R10,
-        11 => reg::R11,
-        12 => reg::R12,
-        13 => reg::R13,
-        14 => reg::R14,
-        15 => reg::R15,
-        _ => return None,
-    })
-}
-
-/// DWARF registers 17–32 are xmm0–15.
-fn is_vector_register(dwarf: u16) -> bool {
-    (17..=32).contains(&dwarf)
-}
 
 /// The class of one eightbyte of a value (System V).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,9 +231,11 @@ impl Allocator {
 fn dwarf_place(location: &EntryLocation) -> ArgPlace {
     const UNKNOWN_REGISTER: ArgPlace = ArgPlace::Unavailable("unknown register");
     const OPTIMIZED_OUT: ArgPlace = ArgPlace::Unavailable("optimized out");
-    let register = |r: u16| register_from_dwarf(r).map_or(UNKNOWN_REGISTER, ArgPlace::Register);
+    let register = |r: u16| registers::from_dwarf(r).map_or(UNKNOWN_REGISTER, ArgPlace::Register);
     match location {
-        EntryLocation::Register(r) if is_vector_register(*r) => ArgPlace::Unavailable("xmm"),
+        EntryLocation::Register(r) if registers::is_vector_dwarf(*r) => {
+            ArgPlace::Unavailable("xmm")
+        }
         EntryLocation::Register(r) => register(*r),
         EntryLocation::Stack(offset) => {
             i32::try_from(*offset).map_or(ArgPlace::Unavailable("stack offset"), ArgPlace::Stack)
@@ -268,7 +243,7 @@ fn dwarf_place(location: &EntryLocation) -> ArgPlace {
         EntryLocation::OptimizedOut => OPTIMIZED_OUT,
         EntryLocation::Pieces(pieces) => match pieces.as_slice() {
             [(Some(a), 8), (Some(b), 8)] => {
-                match (register_from_dwarf(*a), register_from_dwarf(*b)) {
+                match (registers::from_dwarf(*a), registers::from_dwarf(*b)) {
                     (Some(a), Some(b)) => ArgPlace::RegisterPair(a, b),
                     _ => UNKNOWN_REGISTER,
                 }

@@ -545,7 +545,9 @@ impl<'a> DebugInfo<'a> {
                 Operation::RegisterOffset {
                     register, offset, ..
                 },
-            ] if register.0 == DWARF_RSP && *offset >= 8 => Some(EntryLocation::Stack(*offset)),
+            ] if register.0 == crate::plan::registers::DWARF_RSP && *offset >= 8 => {
+                Some(EntryLocation::Stack(*offset))
+            }
             [] => Some(EntryLocation::OptimizedOut),
             pieces
                 if pieces
@@ -1069,9 +1071,6 @@ impl<'a> DebugInfo<'a> {
         Ok(abstract_found)
     }
 }
-
-/// The DWARF register number of the stack pointer on x86-64.
-pub const DWARF_RSP: u16 = 7;
 
 /// What a source position resolved to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

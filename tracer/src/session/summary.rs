@@ -6,24 +6,12 @@ use std::{fmt::Write as _, time::Duration};
 use tracer_ebpf::Counter;
 
 use crate::{
-    events::CallEvent, format::format_duration_ns, probe_table::ProbeTable, stats::Histogram,
+    events::{CallEvent, probe_table::ProbeTable},
+    sinks::{
+        histogram::Histogram,
+        units::{format_bytes, format_duration_ns},
+    },
 };
-
-/// `812 B`, `20.6 KiB`, `3.1 MiB`, `1.2 GiB`.
-pub fn format_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
 
 /// Why tracing stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,11 +84,6 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Total of every drop: kernel counters and undecodable records.
-    pub fn drops(&self) -> u64 {
-        self.kernel_counters.iter().map(|(_, n)| n).sum::<u64>() + self.undecodable
-    }
-
     /// The summary as text for stderr.
     pub fn render(&self, table: &ProbeTable) -> String {
         let mut out = String::new();
@@ -253,7 +236,6 @@ mod tests {
             stop: StopReason::MaxEvents,
             recorded: None,
         };
-        assert_eq!(summary.drops(), 4);
         let text = summary.render(&table());
         assert!(
             text.contains("100 calls of 1 function in 2.00s; stopped: max events reached"),

@@ -4,10 +4,13 @@
 //! A [`Plan`] pairs the kernel's half (the `#[repr(C)]` [`CapturePlan`] written into the plans
 //! map) with the user's half (which argument each payload slot holds and how to show it). Both
 //! halves are built together here, from the function's parameters, their types and where each
-//! is at the entry ([`crate::abi`]), so they cannot disagree about offsets.
+//! is at the entry ([`crate::plan::calling_convention`]), so they cannot disagree about offsets.
 //!
 //! Must never emit a step the kernel cannot bound: every slot ends below `MAX_PAYLOAD`, every
 //! copy is at most `MAX_CHUNK` bytes, every chain at most `MAX_DEREFS` pointers.
+
+pub(crate) mod calling_convention;
+pub(crate) mod registers;
 
 use serde::{Deserialize, Serialize};
 use tracer_ebpf::{
@@ -16,8 +19,8 @@ use tracer_ebpf::{
 };
 
 use crate::{
-    abi::{ArgPlace, entry_places},
     error::{Error, Result},
+    plan::calling_convention::{ArgPlace, entry_places},
     symbols::{
         dwarf::FunctionDebug,
         types::{Field, Type},
@@ -568,7 +571,7 @@ fn render_of(ty: &Type) -> Option<Render> {
 /// for functions without DWARF.
 pub fn raw_register_args(count: usize) -> Result<Plan> {
     if count > reg::SYSV_ARGS.len() {
-        return Err(Error::Usage(format!(
+        return Err(Error::internal(format!(
             "only the first {} arguments are passed in registers; {count} asked",
             reg::SYSV_ARGS.len()
         )));

@@ -5,6 +5,8 @@
 //! without wake-ups below a threshold) and otherwise drains on a short timer, so a hot function
 //! costs no wake-up per call (DESIGN.md, "What a probe costs").
 
+pub(crate) mod summary;
+
 use std::{
     io::{self, Write},
     path::PathBuf,
@@ -21,18 +23,20 @@ use tracer_ebpf::Counter;
 
 use crate::{
     error::{Error, Result},
-    events::decode,
-    format::{Style, WallClock, human_line, json_line},
+    events::{decode, probe_table::ProbeTable},
     plan::{DEFAULT_RAW_ARGS, Plan, PlanOptions, check_selection, compile, raw_register_args},
-    probe_table::ProbeTable,
-    probes::{AttachMode, AttachReport, Probes},
+    probes::{AttachMode, Attached, Probes},
     record::{
-        format::{CountersRecord, EndRecord},
+        file_format::{CountersRecord, EndRecord},
         header_for,
         writer::{TraceWriter, WriterOptions},
     },
-    summary::{CallStats, StopReason, Summary},
-    symbols::{FunctionSpec, ProbeSite, resolve, x86::CostClass},
+    session::summary::{CallStats, StopReason, Summary},
+    sinks::{
+        clock::WallClock,
+        line::{Style, human_line, json_line},
+    },
+    symbols::{FunctionSpec, ProbeSite, placement::CostClass, resolve},
     sys,
     target::Target,
 };
@@ -237,7 +241,7 @@ fn cost_classes(table: &ProbeTable) -> String {
         .join(", ")
 }
 
-fn attach_status(table: &ProbeTable, report: &AttachReport, target: &Target) -> String {
+fn attach_status(table: &ProbeTable, report: &Attached, target: &Target) -> String {
     let functions = table.len();
     format!(
         "Tracing {functions} function{} in {} object{} of {} ({}, attached in {}; probes: {}). \
@@ -247,7 +251,7 @@ fn attach_status(table: &ProbeTable, report: &AttachReport, target: &Target) -> 
         if report.objects == 1 { "" } else { "s" },
         describe_target(target),
         report.mode,
-        crate::format::format_duration_ns(report.elapsed.as_nanos() as u64),
+        crate::sinks::units::format_duration_ns(report.elapsed.as_nanos() as u64),
         cost_classes(table),
     )
 }
@@ -279,7 +283,7 @@ pub async fn trace(
     probes.set_plans(&kernel_plans)?;
     let ring = probes
         .take_ring()
-        .ok_or_else(|| Error::Usage("the event ring buffer was already taken".into()))?;
+        .ok_or_else(|| Error::internal("the event ring buffer was already taken"))?;
     let mut ring =
         sys::async_readable(ring).map_err(|err| Error::io("the event ring buffer", err))?;
 

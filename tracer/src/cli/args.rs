@@ -1,27 +1,23 @@
-//! The command line: clap definitions and the glue from arguments to library calls.
-//! `main.rs` only maps the result to an exit code.
+//! The command line's shape: clap definitions, the `--help` text that teaches, and the
+//! conversion of arguments into the library's options. Parsing only: nothing here runs.
 
-use std::{
-    io::{IsTerminal as _, Write as _},
-    path::PathBuf,
-    time::Duration,
-};
+use std::{io::IsTerminal as _, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use tracer_ebpf::MAX_CHUNK;
 
+use super::parse::{parse_duration, parse_size};
 use crate::{
-    error::{Error, exit_code},
     plan::{ArgPath, DEFAULT_STRING_SIZE, PlanOptions},
     probes::AttachMode,
     record::{
         filter::CallFilter,
         writer::{Rotation, WriterOptions},
     },
-    session::{RecordOptions, TraceOptions, trace},
-    symbols::{Detail, FunctionSpec, Resolver, open_objects},
+    session::{RecordOptions, TraceOptions},
+    symbols::FunctionSpec,
     target::Target,
 };
-use tracer_ebpf::MAX_CHUNK;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -295,68 +291,8 @@ pub struct TraceArgs {
     pub no_compress: bool,
 }
 
-/// Parses `64MiB`, `1GiB`, `500KiB`, `10MB`, `4096` (bytes).
-pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size (try 64MiB)"))?;
-    let unit_bytes: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1_000,
-        "kib" => 1 << 10,
-        "m" | "mb" => 1_000_000,
-        "mib" => 1 << 20,
-        "g" | "gb" => 1_000_000_000,
-        "gib" => 1 << 30,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{text}` (KiB, MiB, GiB)"
-            ));
-        }
-    };
-    value
-        .checked_mul(unit_bytes)
-        .filter(|&bytes| bytes >= 4096)
-        .ok_or_else(|| format!("`{text}`: a size of at least 4KiB is needed"))
-}
-
-/// Parses `250ms`, `10s`, `1.5s`, `5m`, `1h`, `100us`/`100µs`, `10ns`; a bare number is seconds.
-pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (try 500ms, 10s, 5m)"))?;
-    let seconds_per_unit = match unit.trim() {
-        "" | "s" | "sec" | "secs" => 1.0,
-        "ms" => 1e-3,
-        "us" | "µs" => 1e-6,
-        "ns" => 1e-9,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{text}` (ns, us, ms, s, m, h)"
-            ));
-        }
-    };
-    let seconds = value * seconds_per_unit;
-    if !seconds.is_finite() || seconds > 1e9 {
-        return Err(format!("`{text}` is too long"));
-    }
-    Ok(Duration::from_secs_f64(seconds))
-}
-
 impl TargetArgs {
-    fn target(&self) -> Target {
+    pub(super) fn target(&self) -> Target {
         match (&self.pid, &self.binary) {
             (Some(pid), _) => Target::Process { pid: *pid },
             (None, Some(path)) => Target::Binary { path: path.clone() },
@@ -366,7 +302,7 @@ impl TargetArgs {
 }
 
 impl TraceArgs {
-    fn options(&self) -> TraceOptions {
+    pub(super) fn options(&self) -> TraceOptions {
         let target = self.target.target();
         let color = self.color.for_stdout();
         TraceOptions {
@@ -398,62 +334,6 @@ impl TraceArgs {
             quiet: self.quiet,
         }
     }
-}
-
-/// Runs the parsed command line; returns the exit code.
-pub fn run(cli: Cli) -> anyhow::Result<i32> {
-    let args = match cli.command {
-        Some(Command::Trace(args)) => args,
-        Some(Command::List(args)) => return list(&args),
-        Some(Command::Replay(args)) => return crate::review::replay(&args),
-        Some(Command::Report(args)) => return crate::review::report(&args),
-        Some(Command::Export(args)) => return crate::review::export(&args),
-        Some(Command::Merge(args)) => return crate::review::merge(&args),
-        None => cli.trace,
-    };
-    let options = args.options();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let mut stdout = std::io::stdout().lock();
-    let mut stderr = std::io::stderr();
-    let traced = runtime.block_on(trace(&options, &mut stdout, &mut stderr))?;
-    let _ = write!(stderr, "{}", traced.summary.render(&traced.table));
-    Ok(exit_code::OK)
-}
-
-/// `koolkit-trace list`.
-fn list(args: &ListArgs) -> anyhow::Result<i32> {
-    let target = args.target.target();
-    let (object, pattern) = match &args.pattern {
-        FunctionSpec::Symbol { object, pattern } => (object.clone(), pattern.clone()),
-        FunctionSpec::Line { .. } => {
-            return Err(Error::Usage("list takes a name pattern, not FILE:LINE".into()).into());
-        }
-    };
-    let specs = [args.pattern.clone()];
-    let objects = open_objects(&target, &specs)?;
-    let detail = if args.params {
-        Detail::Parameters
-    } else {
-        Detail::Source
-    };
-    let sites = Resolver::new(&target, &objects).list(object.as_deref(), &pattern, detail)?;
-    let mut out = std::io::stdout().lock();
-    let text = if args.json {
-        crate::listing::json_lines(&sites)
-    } else {
-        crate::listing::table(&sites)
-    };
-    match out.write_all(text.as_bytes()) {
-        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => return Err(err.into()),
-        _ => {}
-    }
-    if sites.is_empty() {
-        eprintln!("koolkit-trace: no function matches `{}`", args.pattern);
-        return Ok(exit_code::USAGE);
-    }
-    Ok(exit_code::OK)
 }
 
 #[cfg(test)]
@@ -532,19 +412,5 @@ mod tests {
             let err = parse(args).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
         }
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("100µs"), Ok(Duration::from_micros(100)));
-        assert_eq!(parse_duration("100us"), Ok(Duration::from_micros(100)));
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("5 parsecs").is_err());
-        assert!(parse_duration("1e999s").is_err());
     }
 }

@@ -15,7 +15,7 @@ pub fn build_id_paths(root: &Path, id: &[u8]) -> Vec<PathBuf> {
     if id.len() < 2 {
         return Vec::new();
     }
-    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = super::elf::hex(id);
     vec![root.join(format!(
         "usr/lib/debug/.build-id/{}/{}.debug",
         &hex[..2],

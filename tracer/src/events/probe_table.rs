@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     plan::{ArgSlot, Plan, ReturnValue},
-    symbols::{ProbeSite, SourceLocation, x86::CostClass},
+    symbols::{ProbeSite, SourceLocation, placement::CostClass},
 };
 
 /// One probe: id `id` fires at the entry of `function` in `object`.
@@ -35,7 +35,7 @@ pub struct ProbeInfo {
 impl ProbeInfo {
     /// The object's file name.
     pub fn object_name(&self) -> &str {
-        self.object.rsplit('/').next().unwrap_or(&self.object)
+        crate::symbols::file_name(&self.object)
     }
 }
 

@@ -14,7 +14,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{error::Error, events::CallEvent, probe_table::ProbeTable};
+use crate::{
+    events::{CallEvent, probe_table::ProbeTable},
+    sinks::clock::WallClock,
+};
 
 pub const MAGIC: [u8; 8] = *b"KOOLKTRC";
 /// The format version this build writes and the newest it reads.
@@ -110,6 +113,13 @@ pub struct TraceHeader {
     /// For merged traces: the traces this one was made from (their headers without probes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub merged_from: Vec<String>,
+}
+
+impl TraceHeader {
+    /// The wall clock of the traced machine, from the anchor taken when recording started.
+    pub fn clock(&self) -> WallClock {
+        WallClock::from_anchor(self.start_realtime_ns, self.start_monotonic_ns)
+    }
 }
 
 /// Drops counted so far (cumulative), written periodically.
@@ -259,13 +269,17 @@ impl EventColumns {
     }
 }
 
-/// Why an event batch did not decode.
-fn bad(reason: &str) -> Error {
-    Error::Usage(format!("corrupt event batch: {reason}"))
+/// Why an event batch did not decode: the reader skips the frame and says so.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("corrupt event batch: {0}")]
+pub struct CorruptBatch(&'static str);
+
+fn bad(reason: &'static str) -> CorruptBatch {
+    CorruptBatch(reason)
 }
 
 /// Decodes a batch made by [`EventColumns::take_encoded`].
-pub fn decode_events(bytes: &[u8]) -> Result<Vec<CallEvent>, Error> {
+pub fn decode_events(bytes: &[u8]) -> Result<Vec<CallEvent>, CorruptBatch> {
     let mut cursor = Cursor { bytes };
     let count = cursor.varint().ok_or_else(|| bad("count"))?;
     // Every call takes at least one byte in each of 8 columns: bound the count before

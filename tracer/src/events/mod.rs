@@ -3,6 +3,9 @@
 //! Records come from the kernel, so every length is checked before it is trusted: a record
 //! that does not parse is counted and skipped, never a panic.
 
+pub(crate) mod payload;
+pub(crate) mod probe_table;
+
 use std::mem::offset_of;
 
 use bytes::Bytes;

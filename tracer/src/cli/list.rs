@@ -1,46 +1,56 @@
 //! The output of `koolkit-trace list`: which functions can be traced, where they come from and
 //! what a probe on each costs (like `bpftrace -l`, plus source positions and cost classes).
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, io::Write as _};
 
 use serde_json::json;
 
+use super::args::ListArgs;
 use crate::{
-    abi::{ArgPlace, entry_places},
-    symbols::ProbeSite,
+    error::{Error, exit_code},
+    plan::{
+        calling_convention::{ArgPlace, entry_places},
+        registers,
+    },
+    symbols::{Detail, FunctionSpec, ProbeSite, Resolver, open_objects},
 };
-use tracer_ebpf::reg;
 
-/// A register's name.
-fn register_name(index: u8) -> &'static str {
-    match index {
-        reg::RDI => "rdi",
-        reg::RSI => "rsi",
-        reg::RDX => "rdx",
-        reg::RCX => "rcx",
-        reg::R8 => "r8",
-        reg::R9 => "r9",
-        reg::RAX => "rax",
-        reg::RBX => "rbx",
-        reg::R10 => "r10",
-        reg::R11 => "r11",
-        reg::R12 => "r12",
-        reg::R13 => "r13",
-        reg::R14 => "r14",
-        reg::R15 => "r15",
-        reg::RBP => "rbp",
-        reg::RSP => "rsp",
-        _ => "?",
+/// `koolkit-trace list`: the table (or JSON Lines) of what matches; exit 2 when nothing does.
+pub(super) fn run(args: &ListArgs) -> anyhow::Result<i32> {
+    let target = args.target.target();
+    let FunctionSpec::Symbol { object, pattern } = &args.pattern else {
+        return Err(Error::Usage("list takes a name pattern, not FILE:LINE".into()).into());
+    };
+    let objects = open_objects(&target, std::slice::from_ref(&args.pattern))?;
+    let detail = if args.params {
+        Detail::Parameters
+    } else {
+        Detail::Source
+    };
+    let sites = Resolver::new(&target, &objects).list(object.as_deref(), pattern, detail)?;
+    let text = if args.json {
+        json_lines(&sites)
+    } else {
+        table(&sites)
+    };
+    std::io::stdout()
+        .lock()
+        .write_all(text.as_bytes())
+        .map_err(|err| Error::write("standard output", err))?;
+    if sites.is_empty() {
+        eprintln!("koolkit-trace: no function matches `{}`", args.pattern);
+        return Ok(exit_code::USAGE);
     }
+    Ok(exit_code::OK)
 }
 
 /// Where a parameter is at the entry, as text: `rdi`, `rdi+rsi`, `[rsp+8]`, `*rcx`, `<xmm>`.
 pub fn describe_place(place: &ArgPlace) -> String {
     match place {
-        ArgPlace::Register(r) => register_name(*r).into(),
-        ArgPlace::RegisterPair(a, b) => format!("{}+{}", register_name(*a), register_name(*b)),
+        ArgPlace::Register(r) => registers::name(*r).into(),
+        ArgPlace::RegisterPair(a, b) => format!("{}+{}", registers::name(*a), registers::name(*b)),
         ArgPlace::Stack(offset) => format!("[rsp+{offset}]"),
-        ArgPlace::Indirect(r) => format!("*{}", register_name(*r)),
+        ArgPlace::Indirect(r) => format!("*{}", registers::name(*r)),
         ArgPlace::Unavailable(reason) => format!("<{reason}>"),
     }
 }
@@ -160,7 +170,7 @@ pub fn json_lines(sites: &[ProbeSite]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::symbols::{ProbeObject, SourceLocation, x86::CostClass};
+    use crate::symbols::{ProbeObject, SourceLocation, placement::CostClass};
 
     fn site(name: &str, skip: u64) -> ProbeSite {
         ProbeSite {

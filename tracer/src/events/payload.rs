@@ -54,7 +54,8 @@ fn word(bytes: &[u8], size: usize) -> Option<u64> {
     Some(u64::from_le_bytes(buffer))
 }
 
-fn sign_extend(value: u64, size: u8) -> i64 {
+/// The low `size` bytes of `value` as a signed integer.
+pub fn sign_extend(value: u64, size: u8) -> i64 {
     let bits = u32::from(size.clamp(1, 8)) * 8;
     let shift = 64 - bits;
     ((value << shift) as i64) >> shift

@@ -27,10 +27,9 @@ pub static EBPF_OBJECT: &[u8] = &[];
 /// The object's bytes, or an error saying this build has none.
 pub fn ebpf_object() -> Result<&'static [u8]> {
     if EBPF_OBJECT.is_empty() {
-        return Err(Error::Usage(
+        return Err(Error::internal(
             "this koolkit-trace was built with AYA_BUILD_SKIP=1 and embeds no eBPF programs; \
-             rebuild it without that variable"
-                .into(),
+             rebuild it without that variable",
         ));
     }
     Ok(EBPF_OBJECT)
@@ -82,9 +81,9 @@ pub fn link_programs(
     let maps: Vec<(String, aya_obj::Map)> = object.maps.drain().collect();
     let mut with_fds = Vec::with_capacity(maps.len());
     for (name, map) in &maps {
-        let fd = map_fds
-            .get(name)
-            .ok_or_else(|| Error::Usage(format!("the eBPF object's map {name} was not created")))?;
+        let fd = map_fds.get(name).ok_or_else(|| {
+            Error::internal(format!("the eBPF object's map {name} was not created"))
+        })?;
         with_fds.push((name.as_str(), fd.as_raw_fd(), map));
     }
     let text_sections: HashSet<usize> = object
@@ -102,13 +101,13 @@ pub fn link_programs(
     let mut linked = HashMap::new();
     for &name in programs {
         let program = object.programs.get(name).ok_or_else(|| {
-            Error::Usage(format!("the embedded eBPF object has no program {name}"))
+            Error::internal(format!("the embedded eBPF object has no program {name}"))
         })?;
         let function = object
             .functions
             .get(&program.function_key())
             .ok_or_else(|| {
-                Error::Usage(format!("the embedded eBPF object has no code for {name}"))
+                Error::internal(format!("the embedded eBPF object has no code for {name}"))
             })?;
         linked.insert(
             name.to_string(),

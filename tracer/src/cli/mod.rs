@@ -1,0 +1,100 @@
+//! The command line, and the only module that knows clap and anyhow: [`args`] is its shape,
+//! [`parse`] the values clap cannot parse alone, and each command has its room: tracing here,
+//! [`list`], and the review commands over trace files in [`review`]. `main.rs` parses, calls
+//! [`run`], and turns the outcome into an exit code with [`exit_code_of`].
+//!
+//! Every line this tool writes on stderr about itself starts with `koolkit-trace:` ([`warn`],
+//! [`exit_code_of`]); a closed standard output ends any command quietly, with success.
+
+mod args;
+mod list;
+mod parse;
+mod review;
+
+use std::{fmt::Display, io};
+
+pub use args::Cli;
+use args::Command;
+
+use crate::{
+    error::{Error, exit_code},
+    session::trace,
+};
+
+/// Runs the parsed command line; returns the exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    let args = match cli.command {
+        Some(Command::Trace(args)) => args,
+        Some(Command::List(args)) => return list::run(&args),
+        Some(Command::Replay(args)) => return review::replay(&args),
+        Some(Command::Report(args)) => return review::report(&args),
+        Some(Command::Export(args)) => return review::export(&args),
+        Some(Command::Merge(args)) => return review::merge(&args),
+        None => cli.trace,
+    };
+    let options = args.options();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| Error::internal(format!("cannot start the event loop: {err}")))?;
+    let mut stdout = io::stdout().lock();
+    let mut stderr = io::stderr();
+    let traced = runtime.block_on(trace(&options, &mut stdout, &mut stderr))?;
+    eprint!("{}", traced.summary.render(&traced.table));
+    Ok(exit_code::OK)
+}
+
+/// The exit code for the outcome of [`run`]. An error is printed as one line with its causes;
+/// a closed standard output (`koolkit-trace ... | head`) is success, as for other CLI tools.
+pub fn exit_code_of(outcome: anyhow::Result<i32>) -> i32 {
+    match outcome {
+        Ok(code) => code,
+        Err(err) if is_broken_pipe(&err) => exit_code::OK,
+        Err(err) => {
+            eprintln!("koolkit-trace: error: {err:#}");
+            err.chain()
+                .find_map(|cause| cause.downcast_ref::<Error>())
+                .map_or(exit_code::RUNTIME, Error::exit_code)
+        }
+    }
+}
+
+/// Whether any cause of `err` is a write to a pipe whose reader has gone.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// `koolkit-trace: warning: ...` on stderr.
+fn warn(message: impl Display) {
+    eprintln!("koolkit-trace: warning: {message}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_pipe_is_success_and_errors_keep_their_code() {
+        let pipe = Error::io(
+            "standard output",
+            io::Error::from(io::ErrorKind::BrokenPipe),
+        );
+        assert_eq!(exit_code_of(Err(pipe.into())), exit_code::OK);
+        let wrapped = anyhow::Error::from(io::Error::from(io::ErrorKind::BrokenPipe))
+            .context("writing the report");
+        assert_eq!(exit_code_of(Err(wrapped)), exit_code::OK);
+        let usage = Error::NoSuchProcess { pid: 7 };
+        assert_eq!(exit_code_of(Err(usage.into())), exit_code::USAGE);
+        let context = anyhow::Error::from(Error::NoSuchProcess { pid: 7 }).context("tracing");
+        assert_eq!(exit_code_of(Err(context)), exit_code::USAGE);
+        assert_eq!(
+            exit_code_of(Err(anyhow::anyhow!("odd"))),
+            exit_code::RUNTIME
+        );
+        assert_eq!(exit_code_of(Ok(3)), 3);
+    }
+}

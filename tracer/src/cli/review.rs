@@ -1,0 +1,109 @@
+//! The review commands over trace files: `replay`, `report`, `export` and `merge`. No kernel,
+//! no privilege, no access to the traced binaries: everything comes from the file. The work
+//! is `record`'s; this is the glue from arguments to it and to stdout and stderr.
+
+use std::{
+    fs::File,
+    io::{self, BufWriter, Write},
+    path::Path,
+};
+
+use super::{
+    args::{ExportArgs, ExportChoice, MergeArgs, ReplayArgs, ReportArgs},
+    warn,
+};
+use crate::{
+    error::{Error, exit_code},
+    record::{
+        export::{ExportFormat, export as export_calls},
+        merge::merge as merge_files,
+        reader::{ReadOutcome, TraceReader},
+        replay::{ReplayOptions, replay as replay_calls},
+        report::Report,
+    },
+    sinks::{line::Style, units::format_bytes},
+};
+
+/// Prints what the reader skipped, on stderr.
+fn print_notes(outcome: &ReadOutcome, path: &Path) {
+    for note in outcome.notes(path) {
+        warn(note);
+    }
+}
+
+/// An error writing `what`, as the user should read it.
+fn write_error(what: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |err| Error::write(what, err)
+}
+
+pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<i32> {
+    let reader = TraceReader::open(&args.file)?;
+    let options = ReplayOptions {
+        filter: args.filter.filter(),
+        json: args.json,
+        style: Style {
+            color: args.color.for_stdout(),
+        },
+    };
+    let mut out = BufWriter::new(io::stdout().lock());
+    let outcome = replay_calls(&reader, &options, &mut out)
+        .map_err(write_error(Path::new("standard output")))?;
+    print_notes(&outcome, &args.file);
+    Ok(exit_code::OK)
+}
+
+pub(super) fn report(args: &ReportArgs) -> anyhow::Result<i32> {
+    let reader = TraceReader::open(&args.file)?;
+    let report = Report::build(&reader, &args.filter.filter());
+    let clock = reader.header().clock();
+    let text = if args.json {
+        format!("{}\n", report.render_json(&clock))
+    } else {
+        report.render_text(&clock)
+    };
+    io::stdout()
+        .lock()
+        .write_all(text.as_bytes())
+        .map_err(write_error(Path::new("standard output")))?;
+    print_notes(&report.read, &args.file);
+    Ok(exit_code::OK)
+}
+
+pub(super) fn export(args: &ExportArgs) -> anyhow::Result<i32> {
+    let reader = TraceReader::open(&args.file)?;
+    let format = match args.format {
+        ExportChoice::Chrome => ExportFormat::Chrome,
+        ExportChoice::Jsonl => ExportFormat::JsonLines,
+    };
+    let (mut out, name): (Box<dyn Write>, &Path) = match &args.output {
+        Some(path) => (
+            Box::new(BufWriter::new(
+                File::create(path).map_err(write_error(path))?,
+            )),
+            path,
+        ),
+        None => (
+            Box::new(BufWriter::new(io::stdout().lock())),
+            Path::new("standard output"),
+        ),
+    };
+    let outcome = export_calls(&reader, &args.filter.filter(), format, &mut out)
+        .map_err(write_error(name))?;
+    print_notes(&outcome, &args.file);
+    Ok(exit_code::OK)
+}
+
+pub(super) fn merge(args: &MergeArgs) -> anyhow::Result<i32> {
+    let summary = merge_files(&args.files, &args.output)?;
+    for note in &summary.notes {
+        warn(note);
+    }
+    eprintln!(
+        "merged {} from {} into {} ({})",
+        crate::sinks::units::count(summary.stats.events, "call"),
+        crate::sinks::units::count(args.files.len() as u64, "file"),
+        args.output.display(),
+        format_bytes(summary.stats.bytes)
+    );
+    Ok(exit_code::OK)
+}
