@@ -23,7 +23,7 @@ pub mod maps {
     /// `Array<CapturePlan>` indexed by probe id (the BPF cookie of every attach point).
     pub const PLANS: &str = "PLANS";
     /// LRU hash of calls that entered and have not returned yet: [`InflightKey`](super::InflightKey)
-    /// → [`CallRecord`](super::CallRecord). Bounded and LRU so missed returns cannot fill it.
+    /// → [`InFlightCall`](super::InFlightCall). Bounded and LRU so missed returns cannot fill it.
     pub const INFLIGHT: &str = "INFLIGHT";
     /// Per-CPU `u64` counters indexed by [`Counter`](super::Counter).
     pub const COUNTERS: &str = "COUNTERS";
@@ -110,12 +110,12 @@ const _: () = assert!(offset_of!(EventHeader, ret) == 40);
 /// emitted into the ring buffer as its first `EVENT_HEADER_SIZE + header.payload_len` bytes.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct CallRecord {
+pub struct InFlightCall {
     pub header: EventHeader,
     pub payload: [u8; PAYLOAD_BUFFER],
 }
 
-impl CallRecord {
+impl InFlightCall {
     /// The all-zero record every in-flight call starts from.
     pub const ZERO: Self = Self {
         header: EventHeader {
@@ -135,7 +135,7 @@ impl CallRecord {
 
 /// Largest ring-buffer record.
 pub const MAX_RECORD_SIZE: usize = EVENT_HEADER_SIZE + MAX_PAYLOAD;
-const _: () = assert!(size_of::<CallRecord>() == EVENT_HEADER_SIZE + PAYLOAD_BUFFER);
+const _: () = assert!(size_of::<InFlightCall>() == EVENT_HEADER_SIZE + PAYLOAD_BUFFER);
 const _: () = assert!(MAX_PAYLOAD.is_power_of_two() && MAX_CHUNK.is_power_of_two());
 const _: () = assert!(PAYLOAD_BUFFER.is_multiple_of(8));
 // The ring buffer rounds records to 8 bytes; capture steps write 8-byte words.
@@ -342,7 +342,7 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for super::InflightKey {}
     // SAFETY: as above: a header and a byte array.
-    unsafe impl aya::Pod for super::CallRecord {}
+    unsafe impl aya::Pod for super::InFlightCall {}
 }
 
 #[cfg(test)]
@@ -362,12 +362,12 @@ mod tests {
         assert_eq!(offset_of!(EventHeader, exit_ns), 32);
         assert_eq!(offset_of!(EventHeader, ret), 40);
         assert_eq!(size_of::<EventHeader>(), EVENT_HEADER_SIZE);
-        assert_eq!(offset_of!(CallRecord, payload), EVENT_HEADER_SIZE);
+        assert_eq!(offset_of!(InFlightCall, payload), EVENT_HEADER_SIZE);
     }
 
     #[test]
     fn records_are_8_byte_aligned() {
-        assert_eq!(core::mem::align_of::<CallRecord>(), 8);
+        assert_eq!(core::mem::align_of::<InFlightCall>(), 8);
     }
 
     #[test]

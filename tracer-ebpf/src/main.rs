@@ -34,10 +34,10 @@ mod programs {
     use core::ffi::c_void;
     use core::intrinsics::{AtomicOrdering, atomic_xadd};
     use tracer_ebpf::{
-        COUNTER_SLOTS, CallRecord, CapturePlan, CaptureStep, Config, Counter, EVENT_HEADER_SIZE,
-        EventKind, INFLIGHT_ENTRIES, InflightKey, MAX_CHUNK, MAX_DEREFS, MAX_PAYLOAD, MAX_PROBES,
-        MAX_STEPS, PAYLOAD_BUFFER, RETURN_SP_ADJUST, RING_BYTES, config_flags, location,
-        plan_flags, reg, step_status, value,
+        COUNTER_SLOTS, CapturePlan, CaptureStep, Config, Counter, EVENT_HEADER_SIZE, EventKind,
+        INFLIGHT_ENTRIES, InFlightCall, InflightKey, MAX_CHUNK, MAX_DEREFS, MAX_PAYLOAD,
+        MAX_PROBES, MAX_STEPS, PAYLOAD_BUFFER, RETURN_SP_ADJUST, RING_BYTES, config_flags,
+        location, plan_flags, reg, step_status, value,
     };
 
     #[map]
@@ -47,11 +47,11 @@ mod programs {
     static PLANS: Array<CapturePlan> = Array::with_max_entries(MAX_PROBES, 0);
 
     #[map]
-    static INFLIGHT: LruHashMap<InflightKey, CallRecord> =
+    static INFLIGHT: LruHashMap<InflightKey, InFlightCall> =
         LruHashMap::with_max_entries(INFLIGHT_ENTRIES, 0);
 
-    /// What every in-flight record starts as (read-only data).
-    static ZERO_RECORD: CallRecord = CallRecord::ZERO;
+    /// What every in-flight call starts as (read-only data).
+    static ZERO_CALL: InFlightCall = InFlightCall::ZERO;
 
     #[map]
     static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
@@ -116,8 +116,8 @@ mod programs {
     #[inline(always)]
     fn copy_user(destination: *mut u8, size: usize, source: u64) -> bool {
         let size = if size > MAX_CHUNK { MAX_CHUNK } else { size };
-        // SAFETY: callers pass a destination inside the record with `MAX_CHUNK` bytes after
-        // it (`PAYLOAD_BUFFER` has the slack); the helper checks the source.
+        // SAFETY: callers pass a destination inside the in-flight call with `MAX_CHUNK` bytes
+        // after it (`PAYLOAD_BUFFER` has the slack); the helper checks the source.
         unsafe { raw_read_user(destination.cast(), size as u32, source as *const c_void) == 0 }
     }
 
@@ -200,15 +200,15 @@ mod programs {
         }
     }
 
-    /// Runs the plan's steps, writing each step's slot and status into `record.payload`.
+    /// Runs the plan's steps, writing each step's slot and status into `call.payload`.
     #[inline(always)]
-    fn capture(plan: &CapturePlan, regs: *const pt_regs, record: &mut CallRecord) {
+    fn capture(plan: &CapturePlan, regs: *const pt_regs, call: &mut InFlightCall) {
         for index in 0..MAX_STEPS {
             if index as u32 >= plan.step_count {
                 break;
             }
-            if !capture_step(&plan.steps[index], regs, &mut record.payload) {
-                record.payload[index] = step_status::FAULT;
+            if !capture_step(&plan.steps[index], regs, &mut call.payload) {
+                call.payload[index] = step_status::FAULT;
             }
         }
     }
@@ -236,27 +236,27 @@ mod programs {
             probe_id: probe,
             _pad: 0,
         };
-        // Park a zeroed record under this thread's key, then fill it in place: only this
+        // Park a zeroed call under this thread's key, then fill it in place: only this
         // thread's return can reach the key, so preemption cannot mix two calls' data.
-        if INFLIGHT.insert(&key, &ZERO_RECORD, 0).is_err() {
+        if INFLIGHT.insert(&key, &ZERO_CALL, 0).is_err() {
             count(Counter::InflightFull);
             return 0;
         }
-        let Some(record) = INFLIGHT.get_ptr_mut(&key) else {
+        let Some(call) = INFLIGHT.get_ptr_mut(&key) else {
             count(Counter::InflightFull);
             return 0;
         };
         // SAFETY: the value was just inserted under a key only this thread uses.
-        let record = unsafe { &mut *record };
-        record.header.kind = EventKind::Call as u32;
-        record.header.probe_id = probe;
-        record.header.pid = (pid_tgid >> 32) as u32;
-        record.header.tid = pid_tgid as u32;
-        record.header.payload_len = plan.payload_len.min(MAX_PAYLOAD as u32);
-        capture(plan, ctx.regs, record);
+        let call = unsafe { &mut *call };
+        call.header.kind = EventKind::Call as u32;
+        call.header.probe_id = probe;
+        call.header.pid = (pid_tgid >> 32) as u32;
+        call.header.tid = pid_tgid as u32;
+        call.header.payload_len = plan.payload_len.min(MAX_PAYLOAD as u32);
+        capture(plan, ctx.regs, call);
         // SAFETY: reading the monotonic clock has no preconditions. Stamped last, so the
         // capture is not part of the latency.
-        record.header.entry_ns = unsafe { bpf_ktime_get_ns() };
+        call.header.entry_ns = unsafe { bpf_ktime_get_ns() };
         0
     }
 
@@ -278,7 +278,7 @@ mod programs {
             probe_id: probe,
             _pad: 0,
         };
-        let Some(record) = INFLIGHT.get_ptr_mut(&key) else {
+        let Some(call) = INFLIGHT.get_ptr_mut(&key) else {
             // Outside the enabled window (while attaching, after the stop) entries are not
             // parked, so a return without one is expected then.
             if enabled {
@@ -288,18 +288,18 @@ mod programs {
         };
         // SAFETY: the in-flight value stays valid until we remove it below; only this thread's
         // return can complete this key.
-        let record = unsafe { &mut *record };
-        record.header.exit_ns = exit_ns;
-        record.header.ret = ret;
+        let call = unsafe { &mut *call };
+        call.header.exit_ns = exit_ns;
+        call.header.ret = ret;
         // SAFETY: no preconditions.
-        record.header.cpu = unsafe { bpf_get_smp_processor_id() };
+        call.header.cpu = unsafe { bpf_get_smp_processor_id() };
 
-        let payload_len = record.header.payload_len as usize;
+        let payload_len = call.header.payload_len as usize;
         if payload_len <= MAX_PAYLOAD {
             let len = EVENT_HEADER_SIZE + payload_len;
-            // SAFETY: `len <= size_of::<CallRecord>()`, so the slice stays inside the record.
+            // SAFETY: `len <= size_of::<InFlightCall>()`, so the slice stays inside the call.
             let bytes = unsafe {
-                core::slice::from_raw_parts((record as *const CallRecord).cast::<u8>(), len)
+                core::slice::from_raw_parts((call as *const InFlightCall).cast::<u8>(), len)
             };
             let pending = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
             let wake = if pending >= wakeup_bytes as u64 {

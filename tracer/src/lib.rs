@@ -5,7 +5,12 @@
 //! [`sinks`] and [`record`]. [`session`] runs that path for a live trace; [`cli`] is the
 //! command line on top; [`error`] and [`sys`] serve every stage.
 
+// Unsafe code only in the rooms that need it: the syscall wrappers (`sys`, and
+// `probes::uprobe_multi`); the event ABI's layouts live in `tracer-ebpf`.
+#![deny(unsafe_code)]
+
 pub mod error;
+#[allow(unsafe_code)]
 pub(crate) mod sys;
 
 pub(crate) mod target;
@@ -25,6 +30,9 @@ pub mod record;
 pub(crate) mod session;
 
 pub mod cli;
+
+#[cfg(test)]
+mod test_support;
 
 // The library's public face: what the binary, the benchmarks and the end-to-end tests use.
 // Everything else is crate-private, so the compiler sees dead code.

@@ -73,10 +73,11 @@ pub fn release_fds_in_child() -> io::Result<()> {
     if unsafe { libc::pipe(pipe.as_mut_ptr()) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: the child only makes async-signal-safe calls (signal, open, dup2, close, read,
-    // _exit) and never returns into Rust code.
+    // SAFETY: fork has no memory preconditions; what the child may do is below.
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
+        // SAFETY: the child only makes async-signal-safe calls (signal, open, dup2, close,
+        // read, _exit) on fds and a stack byte it owns, and never returns into Rust code.
         0 => unsafe {
             libc::signal(libc::SIGINT, libc::SIG_IGN);
             libc::signal(libc::SIGTERM, libc::SIG_IGN);

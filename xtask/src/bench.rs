@@ -180,7 +180,7 @@ pub fn bench() -> Result<(), String> {
         150.0,
     );
 
-    let function = "tracer::symbols::dwarf::path_ends_with";
+    let function = "tracer::symbols::dwarf::lines::path_ends_with";
     let ours = measure(
         &tracer,
         &["list", "--params", "--binary", target_str, function],

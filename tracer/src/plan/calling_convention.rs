@@ -309,21 +309,19 @@ pub fn entry_places(function: &FunctionDebug) -> Vec<ArgPlace> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::symbols::{dwarf::Parameter, types::Field};
+    use crate::{symbols::types::Field, test_support::double};
 
     fn int(size: u8) -> Type {
-        Type::Int {
-            name: "int".into(),
-            size,
-            signed: true,
-        }
+        crate::test_support::int(size, true)
     }
 
-    fn double() -> Type {
-        Type::Float {
-            name: "double".into(),
-            size: 8,
-        }
+    fn function(language: Language, params: Vec<Type>, ret: Type) -> FunctionDebug {
+        let named = params
+            .into_iter()
+            .enumerate()
+            .map(|(i, ty)| (format!("p{i}"), ty))
+            .collect();
+        crate::test_support::function(language, named, ret)
     }
 
     fn strukt(size: u64, fields: Vec<Type>) -> Type {
@@ -345,27 +343,6 @@ mod tests {
                 .collect(),
             union: false,
             trivial: Some(true),
-        }
-    }
-
-    fn function(language: Language, params: Vec<Type>, ret: Type) -> FunctionDebug {
-        FunctionDebug {
-            name: "f".into(),
-            file: None,
-            line: None,
-            language,
-            params: params
-                .into_iter()
-                .enumerate()
-                .map(|(i, ty)| Parameter {
-                    name: format!("p{i}"),
-                    ty,
-                    artificial: false,
-                    entry_location: None,
-                })
-                .collect(),
-            return_type: ret,
-            standard_convention: true,
         }
     }
 

@@ -7,6 +7,7 @@
 //! fall back to aya's perf-event links elsewhere (DESIGN.md, "Attaching").
 
 pub(crate) mod ebpf_object;
+#[allow(unsafe_code)]
 pub(crate) mod uprobe_multi;
 
 use std::{
@@ -27,7 +28,7 @@ use aya::{
     },
 };
 use tracer_ebpf::{
-    CallRecord, CapturePlan, Config, Counter, ENTRY_PROGRAM, InflightKey, MAX_PROBES,
+    CapturePlan, Config, Counter, ENTRY_PROGRAM, InFlightCall, InflightKey, MAX_PROBES,
     RETURN_PROGRAM, config_flags, maps,
 };
 
@@ -64,7 +65,6 @@ impl fmt::Display for AttachMode {
 pub struct Attached {
     /// The mode actually used (never `Auto`).
     pub mode: AttachMode,
-    pub sites: usize,
     pub objects: usize,
     pub elapsed: Duration,
 }
@@ -128,7 +128,7 @@ pub struct Probes {
     ebpf: Ebpf,
     map_fds: HashMap<String, OwnedFd>,
     plans: Array<MapData, CapturePlan>,
-    inflight: aya::maps::HashMap<MapData, InflightKey, CallRecord>,
+    inflight: aya::maps::HashMap<MapData, InflightKey, InFlightCall>,
     config: Array<MapData, Config>,
     counters: PerCpuArray<MapData, u64>,
     ring: Option<RingBuf<MapData>>,
@@ -296,7 +296,6 @@ impl Probes {
         }
         Ok(Attached {
             mode,
-            sites: sites.len(),
             objects: groups.len(),
             elapsed: started.elapsed(),
         })

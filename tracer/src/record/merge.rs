@@ -70,105 +70,32 @@ pub fn merge(inputs: &[PathBuf], output: &Path) -> Result<MergeSummary> {
         .map(TraceReader::header)
         .min_by_key(|h| h.start_realtime_ns)
         .expect("at least one input");
-    let offset =
-        |h: &TraceHeader| i128::from(h.start_realtime_ns) - i128::from(h.start_monotonic_ns);
-    let anchor_offset = offset(anchor);
-
     let mut probes: Vec<ProbeInfo> = Vec::new();
-    let mut inputs_state = Vec::new();
+    let mut sources = Vec::new();
     let mut merged_from = Vec::new();
     for (reader, path) in readers.iter().zip(inputs) {
         let header = reader.header();
-        merged_from.push(format!(
-            "{} ({} on {}, {})",
-            path.display(),
-            header
-                .target
-                .binary
-                .clone()
-                .or(header.target.pid.map(|p| format!("pid {p}")))
-                .unwrap_or_default(),
-            header.hostname,
-            header.tool
-        ));
-        let ids = header
-            .probes
-            .iter()
-            .map(|probe| {
-                let same = probes.iter().position(|p| {
-                    ProbeInfo {
-                        id: p.id,
-                        ..probe.clone()
-                    } == *p
-                });
-                match same {
-                    Some(index) => index as u32,
-                    None => {
-                        let id = probes.len() as u32;
-                        probes.push(ProbeInfo {
-                            id,
-                            ..probe.clone()
-                        });
-                        id
-                    }
-                }
-            })
-            .collect();
-        inputs_state.push(Input {
+        merged_from.push(describe_input(path, header));
+        sources.push(Input {
             batches: reader.batches(),
             pending: Vec::new().into_iter(),
-            ids,
-            shift: offset(header) - anchor_offset,
+            ids: join_probes(&mut probes, &header.probes),
+            shift: clock_offset(header) - clock_offset(anchor),
         });
     }
-    let header = TraceHeader {
-        tool: format!("koolkit-trace {}", env!("CARGO_PKG_VERSION")),
-        hostname: "merged".into(),
-        kernel: String::new(),
-        start_realtime_ns: anchor.start_realtime_ns,
-        start_monotonic_ns: anchor.start_monotonic_ns,
-        target: TargetInfo {
-            kind: "merged".into(),
-            pid: None,
-            binary: None,
-            command: anchor.target.command.clone(),
-        },
-        probes: ProbeTable::from_probes(probes),
-        merged_from,
-    };
+    let header = merged_header(anchor, ProbeTable::from_probes(probes), merged_from);
     let mut writer = TraceWriter::create(output, &header, WriterOptions::default())?;
-
-    // k-way merge on return time: each file is in the order its calls returned.
-    let mut heads = BinaryHeap::new();
-    for (index, input) in inputs_state.iter_mut().enumerate() {
-        if let Some(event) = input.next_event() {
-            heads.push(Reverse((event.exit_ns, index, HeapEvent(event))));
-        }
-    }
-    while let Some(Reverse((_, index, HeapEvent(event)))) = heads.pop() {
-        writer.push(&event)?;
-        if let Some(next) = inputs_state[index].next_event() {
-            heads.push(Reverse((next.exit_ns, index, HeapEvent(next))));
-        }
-    }
+    interleave(&mut sources, &mut writer)?;
 
     let mut counters = CountersRecord::default();
     let mut notes = Vec::new();
     let mut unfinished = 0;
-    for (input, path) in inputs_state.into_iter().zip(inputs) {
-        let report = input.batches.finish();
-        notes.extend(report.notes(path));
-        if let Some(end) = &report.end {
-            unfinished += end.unfinished;
-        }
-        if let Some(input_counters) = report.counters {
-            counters.undecodable += input_counters.undecodable;
-            for (name, n) in input_counters.kernel {
-                match counters.kernel.iter_mut().find(|(k, _)| *k == name) {
-                    Some((_, total)) => *total += n,
-                    None => counters.kernel.push((name, n)),
-                }
-            }
+    for (input, path) in sources.into_iter().zip(inputs) {
+        let outcome = input.batches.finish();
+        notes.extend(outcome.notes(path));
+        unfinished += outcome.end.as_ref().map_or(0, |end| end.unfinished);
+        if let Some(input_counters) = outcome.counters {
+            add_counters(&mut counters, input_counters);
         }
     }
     let events = writer.stats().events;
@@ -181,6 +108,106 @@ pub fn merge(inputs: &[PathBuf], output: &Path) -> Result<MergeSummary> {
         },
     )?;
     Ok(MergeSummary { stats, notes })
+}
+
+/// Realtime minus monotonic at a trace's anchor: what shifts its timestamps onto another's.
+fn clock_offset(header: &TraceHeader) -> i128 {
+    i128::from(header.start_realtime_ns) - i128::from(header.start_monotonic_ns)
+}
+
+/// `a.kt (/usr/bin/shop on node-1, koolkit-trace 0.1.0)`: where an input came from.
+fn describe_input(path: &Path, header: &TraceHeader) -> String {
+    format!(
+        "{} ({} on {}, {})",
+        path.display(),
+        header
+            .target
+            .binary
+            .clone()
+            .or(header.target.pid.map(|p| format!("pid {p}")))
+            .unwrap_or_default(),
+        header.hostname,
+        header.tool
+    )
+}
+
+/// Adds the probes of `table` to `merged`, joining those identical to one already there (same
+/// function, object, plan); returns the merged id of each of `table`'s probes.
+fn join_probes(merged: &mut Vec<ProbeInfo>, table: &ProbeTable) -> Vec<u32> {
+    table
+        .iter()
+        .map(|probe| {
+            let same = merged.iter().position(|p| {
+                ProbeInfo {
+                    id: p.id,
+                    ..probe.clone()
+                } == *p
+            });
+            match same {
+                Some(index) => index as u32,
+                None => {
+                    let id = merged.len() as u32;
+                    merged.push(ProbeInfo {
+                        id,
+                        ..probe.clone()
+                    });
+                    id
+                }
+            }
+        })
+        .collect()
+}
+
+/// The header of the merged trace, on the clock of `anchor` (the earliest input).
+fn merged_header(
+    anchor: &TraceHeader,
+    probes: ProbeTable,
+    merged_from: Vec<String>,
+) -> TraceHeader {
+    TraceHeader {
+        tool: super::tool_version(),
+        hostname: "merged".into(),
+        kernel: String::new(),
+        start_realtime_ns: anchor.start_realtime_ns,
+        start_monotonic_ns: anchor.start_monotonic_ns,
+        target: TargetInfo {
+            kind: "merged".into(),
+            pid: None,
+            binary: None,
+            command: anchor.target.command.clone(),
+        },
+        probes,
+        merged_from,
+    }
+}
+
+/// Writes the calls of every input in the order they returned (a k-way merge: each file is
+/// already in that order).
+fn interleave(inputs: &mut [Input<'_>], writer: &mut TraceWriter) -> Result<()> {
+    let mut heads = BinaryHeap::new();
+    for (index, input) in inputs.iter_mut().enumerate() {
+        if let Some(event) = input.next_event() {
+            heads.push(Reverse((event.exit_ns, index, HeapEvent(event))));
+        }
+    }
+    while let Some(Reverse((_, index, HeapEvent(event)))) = heads.pop() {
+        writer.push(&event)?;
+        if let Some(next) = inputs[index].next_event() {
+            heads.push(Reverse((next.exit_ns, index, HeapEvent(next))));
+        }
+    }
+    Ok(())
+}
+
+/// Adds one input's drop counters to the merged ones, counter by counter.
+fn add_counters(total: &mut CountersRecord, input: CountersRecord) {
+    total.undecodable += input.undecodable;
+    for (name, n) in input.kernel {
+        match total.kernel.iter_mut().find(|(k, _)| *k == name) {
+            Some((_, sum)) => *sum += n,
+            None => total.kernel.push((name, n)),
+        }
+    }
 }
 
 /// A call ordered by nothing: the heap orders by (time, input), which are unique per input.

@@ -29,6 +29,11 @@ fn read_trimmed(path: &str) -> String {
         .unwrap_or_default()
 }
 
+/// `koolkit-trace 0.1.0`: which tool wrote a trace file.
+fn tool_version() -> String {
+    format!("koolkit-trace {}", env!("CARGO_PKG_VERSION"))
+}
+
 /// The header of a trace of `target` with `probes`, anchored at `start` (realtime, monotonic).
 pub fn header_for(target: &Target, probes: &ProbeTable, start: (u64, u64)) -> TraceHeader {
     let target = match target {
@@ -48,7 +53,7 @@ pub fn header_for(target: &Target, probes: &ProbeTable, start: (u64, u64)) -> Tr
         },
     };
     TraceHeader {
-        tool: format!("koolkit-trace {}", env!("CARGO_PKG_VERSION")),
+        tool: tool_version(),
         hostname: read_trimmed("/proc/sys/kernel/hostname"),
         kernel: read_trimmed("/proc/sys/kernel/osrelease"),
         start_realtime_ns: start.0,

@@ -1,45 +1,45 @@
-//! One live trace, from request to summary: resolve the functions, plan, load, attach, stream
-//! events until something says stop, then switch off, drain, detach and summarise.
+//! One live trace, from request to summary, in four steps: [`prepare`] (resolve the functions,
+//! plan their captures), [`arm`] (load, attach, switch on), [`stream`] (drain events into the
+//! [`sink`] until something says stop) and [`finish`] (switch off, let calls under way return,
+//! detach, drain, summarise).
 //!
 //! The reader is woken by the kernel only when plenty of data is pending (the programs submit
 //! without wake-ups below a threshold) and otherwise drains on a short timer, so a hot function
 //! costs no wake-up per call (DESIGN.md, "What a probe costs").
 
+pub(crate) mod sink;
+mod status;
 pub(crate) mod summary;
 
-use std::{
-    io::{self, Write},
-    path::PathBuf,
-    time::Duration,
-};
+use std::{io::Write, os::fd::OwnedFd, path::PathBuf, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::{
-    signal::unix::{SignalKind, signal},
+    io::unix::AsyncFd,
+    signal::unix::{Signal, SignalKind, signal},
     time::{Instant, MissedTickBehavior},
 };
 use tracer_ebpf::Counter;
 
 use crate::{
     error::{Error, Result},
-    events::{decode, probe_table::ProbeTable},
-    plan::{DEFAULT_RAW_ARGS, Plan, PlanOptions, check_selection, compile, raw_register_args},
+    events::probe_table::ProbeTable,
+    plan::{PlanOptions, plan_sites},
     probes::{AttachMode, Attached, Probes},
     record::{
         file_format::{CountersRecord, EndRecord},
         header_for,
         writer::{TraceWriter, WriterOptions},
     },
-    session::summary::{CallStats, StopReason, Summary},
-    sinks::{
-        clock::WallClock,
-        line::{Style, human_line, json_line},
-    },
-    symbols::{FunctionSpec, ProbeSite, placement::CostClass, resolve},
+    sinks::{clock::WallClock, line::Style},
+    symbols::{FunctionSpec, ProbeSite, resolve},
     sys,
     target::Target,
 };
+use sink::{LiveLines, Sink};
+use status::attach_status;
+use summary::{StopReason, Summary};
 
 /// How often the ring buffer is drained when the kernel does not wake us.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
@@ -87,22 +87,6 @@ fn counters_record(counters: &[(Counter, u64)], undecodable: u64) -> CountersRec
     }
 }
 
-/// The capture plan of every site: typed from DWARF where the function has it, raw argument
-/// registers where it does not.
-pub fn plan_sites(sites: &[ProbeSite], options: &PlanOptions) -> Result<Vec<Plan>> {
-    if let Some(selection) = &options.selection {
-        let described: Vec<_> = sites.iter().filter_map(|s| s.debug.as_ref()).collect();
-        check_selection(selection, &described)?;
-    }
-    sites
-        .iter()
-        .map(|site| match &site.debug {
-            Some(debug) => Ok(compile(debug, options)),
-            None => raw_register_args(DEFAULT_RAW_ARGS),
-        })
-        .collect()
-}
-
 /// The outcome of a trace.
 #[derive(Debug)]
 pub struct Traced {
@@ -110,95 +94,8 @@ pub struct Traced {
     pub summary: Summary,
 }
 
-/// Turns records into output lines and statistics.
-struct Sink<'a> {
-    out: &'a mut dyn Write,
-    buffer: String,
-    json: bool,
-    style: Style,
-    clock: WallClock,
-    table: &'a ProbeTable,
-    stats: CallStats,
-    max_events: Option<u64>,
-    shown: u64,
-    not_shown: u64,
-    undecodable: u64,
-    closed: bool,
-    /// No live lines (`--quiet`).
-    quiet: bool,
-    recorder: Option<TraceWriter>,
-}
-
-impl Sink<'_> {
-    fn handle(&mut self, record: &Bytes) -> Result<()> {
-        let event = match decode(record) {
-            Ok(event) => event,
-            Err(err) => {
-                self.undecodable += 1;
-                log::debug!("undecodable record: {err}");
-                return Ok(());
-            }
-        };
-        let Some(probe) = self.table.get(event.probe_id) else {
-            self.undecodable += 1;
-            log::debug!("record for unknown probe {}", event.probe_id);
-            return Ok(());
-        };
-        if self.max_events.is_some_and(|max| self.shown >= max) {
-            self.not_shown += 1;
-            return Ok(());
-        }
-        self.stats.record(&event);
-        self.shown += 1;
-        if let Some(recorder) = &mut self.recorder {
-            recorder.push(&event)?;
-        }
-        if self.quiet || self.closed {
-            return Ok(());
-        }
-        if self.json {
-            json_line(&mut self.buffer, &event, probe, &self.clock);
-        } else {
-            human_line(&mut self.buffer, &event, probe, &self.clock, self.style);
-        }
-        Ok(())
-    }
-
-    /// Writes what is buffered. A closed pipe ends the trace quietly, like other CLI tools.
-    fn flush(&mut self) -> Result<()> {
-        if self.buffer.is_empty() || self.closed {
-            self.buffer.clear();
-            return Ok(());
-        }
-        let result = self
-            .out
-            .write_all(self.buffer.as_bytes())
-            .and_then(|()| self.out.flush());
-        self.buffer.clear();
-        match result {
-            Ok(()) => Ok(()),
-            Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {
-                self.closed = true;
-                Ok(())
-            }
-            Err(err) => Err(Error::io("standard output", err)),
-        }
-    }
-
-    fn stop_reason(&self) -> Option<StopReason> {
-        // A closed pipe ends a live trace; one being recorded goes on into its file.
-        if self.closed && self.recorder.is_none() {
-            Some(StopReason::OutputClosed)
-        } else if self.max_events.is_some_and(|max| self.shown >= max) {
-            Some(StopReason::MaxEvents)
-        } else {
-            None
-        }
-    }
-}
-
-/// Reads up to [`DRAIN_BATCH`] records into one buffer and hands them to the sink. Returns
-/// whether records may remain.
+/// Reads up to [`DRAIN_BATCH`] items into one buffer and hands them to the sink. Returns
+/// whether items may remain.
 fn drain(ring: &mut RingBuf<MapData>, sink: &mut Sink<'_>) -> Result<bool> {
     let mut batch = BytesMut::new();
     let mut bounds = Vec::new();
@@ -217,52 +114,15 @@ fn drain(ring: &mut RingBuf<MapData>, sink: &mut Sink<'_>) -> Result<bool> {
     Ok(more)
 }
 
-fn describe_target(target: &Target) -> String {
-    match target {
-        Target::Process { pid } => format!("process {pid}"),
-        Target::Binary { path } => format!("every process running {}", path.display()),
-    }
+/// What to probe: the sites, their plans, and the probe table both make.
+struct Prepared {
+    sites: Vec<ProbeSite>,
+    kernel_plans: Vec<tracer_ebpf::CapturePlan>,
+    table: ProbeTable,
 }
 
-/// "2 emulated, 1 single-step": how many entry probes fall in each cost class.
-fn cost_classes(table: &ProbeTable) -> String {
-    let mut classes: Vec<(CostClass, usize)> = Vec::new();
-    for probe in table.iter() {
-        match classes.iter_mut().find(|(class, _)| *class == probe.cost) {
-            Some((_, n)) => *n += 1,
-            None => classes.push((probe.cost, 1)),
-        }
-    }
-    classes.sort_by_key(|(class, _)| *class as u8);
-    classes
-        .iter()
-        .map(|(class, n)| format!("{n} {class}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn attach_status(table: &ProbeTable, report: &Attached, target: &Target) -> String {
-    let functions = table.len();
-    format!(
-        "Tracing {functions} function{} in {} object{} of {} ({}, attached in {}; probes: {}). \
-         Ctrl-C to stop.",
-        if functions == 1 { "" } else { "s" },
-        report.objects,
-        if report.objects == 1 { "" } else { "s" },
-        describe_target(target),
-        report.mode,
-        crate::sinks::units::format_duration_ns(report.elapsed.as_nanos() as u64),
-        cost_classes(table),
-    )
-}
-
-/// Runs a trace to its end. Events go to `out`; progress and the summary are the caller's
-/// (the summary is returned), status lines go to `status`.
-pub async fn trace(
-    options: &TraceOptions,
-    out: &mut dyn Write,
-    status: &mut dyn Write,
-) -> Result<Traced> {
+/// Resolves the functions and plans what each probe captures. Touches no kernel.
+fn prepare(options: &TraceOptions) -> Result<Prepared> {
     let sites = resolve(&options.target, &options.functions)?;
     let plans = plan_sites(&sites, &options.plan)?;
     let table = ProbeTable::new(&sites, &plans);
@@ -277,16 +137,33 @@ pub async fn trace(
             site.cost
         );
     }
+    Ok(Prepared {
+        sites,
+        kernel_plans: plans.iter().map(|p| p.kernel).collect(),
+        table,
+    })
+}
 
+/// Probes in place and switched on, with everything the live loop waits on.
+struct Armed {
+    probes: Probes,
+    ring: AsyncFd<RingBuf<MapData>>,
+    /// Readable once the traced process exits (`--pid` only).
+    pidfd: Option<AsyncFd<OwnedFd>>,
+    sigint: Signal,
+    sigterm: Signal,
+    attached: Attached,
+    started: Instant,
+}
+
+/// Loads the eBPF object, writes the plans, attaches every probe and switches recording on.
+fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
     let mut probes = Probes::load()?;
-    let kernel_plans: Vec<_> = plans.iter().map(|p| p.kernel).collect();
-    probes.set_plans(&kernel_plans)?;
+    probes.set_plans(&prepared.kernel_plans)?;
     let ring = probes
         .take_ring()
         .ok_or_else(|| Error::internal("the event ring buffer was already taken"))?;
-    let mut ring =
-        sys::async_readable(ring).map_err(|err| Error::io("the event ring buffer", err))?;
-
+    let ring = sys::async_readable(ring).map_err(|err| Error::io("the event ring buffer", err))?;
     // Watch the target before attaching, so an exit during attach is not missed.
     let pidfd = match options.target.pid() {
         Some(pid) => Some(
@@ -296,50 +173,44 @@ pub async fn trace(
         ),
         None => None,
     };
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|err| Error::io("SIGINT", err))?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|err| Error::io("SIGTERM", err))?;
-
-    let report = probes.attach(&sites, options.target.pid(), options.attach_mode)?;
+    let sigint = signal(SignalKind::interrupt()).map_err(|err| Error::io("SIGINT", err))?;
+    let sigterm = signal(SignalKind::terminate()).map_err(|err| Error::io("SIGTERM", err))?;
+    let attached = probes.attach(&prepared.sites, options.target.pid(), options.attach_mode)?;
     // Recording starts once every probe is in place, so no call is seen half (an entry
     // without its return probe, or a return whose entry fired before its probe existed).
     probes.enable(WAKEUP_BYTES)?;
-    let started = Instant::now();
-    let _ = writeln!(
-        status,
-        "{}",
-        attach_status(&table, &report, &options.target)
-    );
-    let _ = status.flush();
+    Ok(Armed {
+        probes,
+        ring,
+        pidfd,
+        sigint,
+        sigterm,
+        attached,
+        started: Instant::now(),
+    })
+}
 
-    let clock = WallClock::anchor_now();
-    let recorder = match &options.record {
-        Some(record) => {
-            let header = header_for(&options.target, &table, clock.anchor());
-            Some(TraceWriter::create(&record.path, &header, record.writer)?)
-        }
-        None => None,
+/// The trace file, when `-o` asks for one, with its header written.
+fn open_recorder(
+    options: &TraceOptions,
+    table: &ProbeTable,
+    clock: WallClock,
+) -> Result<Option<TraceWriter>> {
+    let Some(record) = &options.record else {
+        return Ok(None);
     };
-    let mut sink = Sink {
-        out,
-        buffer: String::new(),
-        json: options.json,
-        style: Style {
-            color: options.color,
-        },
-        clock,
-        table: &table,
-        stats: CallStats::new(table.len()),
-        max_events: options.max_events,
-        shown: 0,
-        not_shown: 0,
-        undecodable: 0,
-        closed: false,
-        quiet: options.quiet,
-        recorder,
-    };
-    let mut last_record_flush = Instant::now();
+    let header = header_for(&options.target, table, clock.anchor());
+    TraceWriter::create(&record.path, &header, record.writer).map(Some)
+}
 
-    let deadline = options.duration.map(|d| started + d);
+/// Drains events into `sink` until a signal, the duration, the target's exit or the sink
+/// says stop; flushes the trace file every [`RECORD_FLUSH_INTERVAL`] on the way.
+async fn stream(
+    options: &TraceOptions,
+    armed: &mut Armed,
+    sink: &mut Sink<'_>,
+) -> Result<StopReason> {
+    let deadline = options.duration.map(|d| armed.started + d);
     let sleep = async {
         match deadline {
             Some(deadline) => tokio::time::sleep_until(deadline).await,
@@ -347,8 +218,9 @@ pub async fn trace(
         }
     };
     tokio::pin!(sleep);
+    let pidfd = armed.pidfd.as_ref();
     let exited = async {
-        match &pidfd {
+        match pidfd {
             Some(fd) => {
                 let _ = fd.readable().await;
             }
@@ -358,45 +230,59 @@ pub async fn trace(
     tokio::pin!(exited);
     let mut ticker = tokio::time::interval(DRAIN_INTERVAL);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-
-    let stop = loop {
+    let mut last_record_flush = Instant::now();
+    loop {
         let requested = tokio::select! {
             biased;
-            _ = sigint.recv() => Some(StopReason::Interrupted),
-            _ = sigterm.recv() => Some(StopReason::Terminated),
+            _ = armed.sigint.recv() => Some(StopReason::Interrupted),
+            _ = armed.sigterm.recv() => Some(StopReason::Terminated),
             () = &mut sleep => Some(StopReason::DurationElapsed),
             () = &mut exited => Some(StopReason::TargetExited {
                 pid: options.target.pid().unwrap_or_default(),
             }),
-            ready = ring.readable_mut() => {
+            ready = armed.ring.readable_mut() => {
                 ready.map_err(|err| Error::io("the event ring buffer", err))?.clear_ready();
                 None
             }
             _ = ticker.tick() => None,
         };
         if let Some(reason) = requested {
-            break reason;
+            return Ok(reason);
         }
-        if drain(ring.get_mut(), &mut sink)? {
+        if drain(armed.ring.get_mut(), sink)? {
             ticker.reset_immediately();
         }
-        if let Some(logger) = probes.logger_mut() {
+        if let Some(logger) = armed.probes.logger_mut() {
             logger.flush();
         }
         if sink.recorder.is_some() && last_record_flush.elapsed() >= RECORD_FLUSH_INTERVAL {
-            let counters = counters_record(&probes.counters()?, sink.undecodable);
+            let counters = counters_record(&armed.probes.counters()?, sink.undecodable);
             if let Some(recorder) = &mut sink.recorder {
                 recorder.flush(Some(&counters))?;
             }
             last_record_flush = Instant::now();
         }
         if let Some(reason) = sink.stop_reason() {
-            break reason;
+            return Ok(reason);
         }
-    };
+    }
+}
 
-    // Stop new calls; give the ones under way a moment to return; detach (closing a link
-    // waits for handlers still running); then read everything they wrote.
+/// Stops new calls, gives the ones under way a moment to return, detaches (closing a link
+/// waits for handlers still running), reads everything they wrote, closes the trace file and
+/// summarises.
+async fn finish(
+    options: &TraceOptions,
+    armed: Armed,
+    mut sink: Sink<'_>,
+    stop: StopReason,
+) -> Result<Summary> {
+    let Armed {
+        mut probes,
+        mut ring,
+        started,
+        ..
+    } = armed;
     probes.disable()?;
     let grace_end = Instant::now() + STOP_GRACE;
     while probes.calls_in_flight() > 0 && Instant::now() < grace_end {
@@ -408,27 +294,22 @@ pub async fn trace(
     while drain(ring.get_mut(), &mut sink)? {}
     let kernel_counters = probes.counters()?;
     let unfinished = probes.calls_in_flight();
-    let recorded = match sink.recorder.take() {
-        Some(recorder) => {
+    let recorded = match (sink.recorder.take(), &options.record) {
+        (Some(recorder), Some(record)) => {
             let counters = counters_record(&kernel_counters, sink.undecodable);
             let end = EndRecord {
                 stop: stop.to_string(),
                 events: sink.shown,
                 unfinished,
             };
-            let path = options
-                .record
-                .as_ref()
-                .map(|r| r.path.clone())
-                .unwrap_or_default();
-            Some((path, recorder.finish(&counters, &end)?))
+            Some((record.path.clone(), recorder.finish(&counters, &end)?))
         }
-        None => None,
+        _ => None,
     };
     drop(ring);
     let elapsed = started.elapsed();
     probes.detach();
-    let summary = Summary {
+    Ok(Summary {
         stats: sink.stats,
         kernel_counters,
         undecodable: sink.undecodable,
@@ -438,6 +319,45 @@ pub async fn trace(
         detach_time: detach_started.elapsed(),
         stop,
         recorded,
+    })
+}
+
+/// Runs a trace to its end. Events go to `out`, the start line to `status`; the summary is
+/// returned for the caller to print.
+pub async fn trace(
+    options: &TraceOptions,
+    out: &mut dyn Write,
+    status: &mut dyn Write,
+) -> Result<Traced> {
+    let prepared = prepare(options)?;
+    let mut armed = arm(options, &prepared)?;
+    let _ = writeln!(
+        status,
+        "{}",
+        attach_status(&prepared.table, &armed.attached, &options.target)
+    );
+    let _ = status.flush();
+    let clock = WallClock::anchor_now();
+    let recorder = open_recorder(options, &prepared.table, clock)?;
+    let lines = match (options.quiet, options.json) {
+        (true, _) => LiveLines::Off,
+        (false, true) => LiveLines::Json,
+        (false, false) => LiveLines::Human(Style {
+            color: options.color,
+        }),
     };
-    Ok(Traced { table, summary })
+    let mut sink = Sink::new(
+        out,
+        lines,
+        clock,
+        &prepared.table,
+        options.max_events,
+        recorder,
+    );
+    let stop = stream(options, &mut armed, &mut sink).await?;
+    let summary = finish(options, armed, sink, stop).await?;
+    Ok(Traced {
+        table: prepared.table,
+        summary,
+    })
 }

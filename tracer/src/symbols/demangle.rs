@@ -5,7 +5,7 @@
 //! first filter mangled names by the identifiers they must contain (mangling keeps
 //! identifiers verbatim), and only the survivors are demangled.
 
-use super::{glob_match, is_glob};
+use super::glob::{glob_match, is_glob};
 
 /// A symbol's readable forms.
 #[derive(Debug, Clone, PartialEq, Eq)]

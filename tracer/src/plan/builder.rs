@@ -1,0 +1,409 @@
+//! Builds both halves of a plan together: each kernel read step and the payload slot it fills,
+//! so offsets cannot disagree. The builder enforces the kernel's bounds (steps, payload bytes,
+//! chunk size, dereference depth) and marks what does not fit as missing.
+
+use tracer_ebpf::{
+    CapturePlan, CaptureStep, MAX_CHUNK, MAX_DEREFS, MAX_PAYLOAD, MAX_STEPS, STATUS_BYTES,
+    location, plan_flags, value,
+};
+
+use super::{
+    Plan,
+    slots::{ArgSlot, Render, ReturnValue, SlotValue},
+};
+use crate::symbols::types::{Field, Type};
+
+/// How a value is reached at the entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Access {
+    /// The value is the register.
+    Register(u8),
+    /// The value is 16 bytes in two registers.
+    RegisterPair(u8, u8),
+    /// The value is in memory: start from `reg`, follow pointers after adding each of
+    /// `derefs`, then add `offset`.
+    Memory {
+        reg: u8,
+        derefs: Vec<i32>,
+        offset: i32,
+    },
+}
+
+impl Access {
+    /// The access to what the pointer stored at this place points to, plus `offset`.
+    fn through_pointer(&self, offset: i32) -> Option<Self> {
+        match self {
+            Self::Register(r) => Some(Self::Memory {
+                reg: *r,
+                derefs: Vec::new(),
+                offset,
+            }),
+            Self::Memory {
+                reg,
+                derefs,
+                offset: at,
+            } if derefs.len() < MAX_DEREFS => {
+                let mut derefs = derefs.clone();
+                derefs.push(*at);
+                Some(Self::Memory {
+                    reg: *reg,
+                    derefs,
+                    offset,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// The access to a field at `offset` of a value in memory.
+    fn field(&self, offset: u64) -> Option<Self> {
+        match self {
+            Self::Memory {
+                reg,
+                derefs,
+                offset: at,
+            } => Some(Self::Memory {
+                reg: *reg,
+                derefs: derefs.clone(),
+                offset: at.checked_add(i32::try_from(offset).ok()?)?,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Builds a plan step by step, placing each slot in the payload.
+#[derive(Debug)]
+pub(super) struct PlanBuilder {
+    kernel: CapturePlan,
+    string_size: u16,
+    pub(super) full: bool,
+}
+
+pub(super) const PLAN_FULL: &str = "plan full";
+
+impl PlanBuilder {
+    pub(super) fn new(string_size: u16) -> Self {
+        Self {
+            kernel: CapturePlan::default(),
+            string_size: string_size.clamp(1, MAX_CHUNK as u16),
+            full: false,
+        }
+    }
+
+    /// Adds a step whose slot takes `slot_size` payload bytes; `None` when the plan is full.
+    fn step(&mut self, mut step: CaptureStep, slot_size: usize) -> Option<(u8, u16)> {
+        let index = self.kernel.step_count as usize;
+        let offset = (self.kernel.payload_len as usize).max(STATUS_BYTES);
+        if index >= MAX_STEPS || offset + slot_size > MAX_PAYLOAD {
+            self.full = true;
+            return None;
+        }
+        step.location = location::REGISTER;
+        step.out_offset = offset as u16;
+        self.kernel.steps[index] = step;
+        self.kernel.step_count += 1;
+        self.kernel.payload_len = (offset + slot_size) as u32;
+        Some((index as u8, offset as u16))
+    }
+
+    /// A step reading `access` (register, or memory through its pointers) with `kind`.
+    fn read(
+        &mut self,
+        access: &Access,
+        kind: u8,
+        size: u16,
+        slot_size: usize,
+    ) -> Option<(u8, u16)> {
+        let mut step = CaptureStep {
+            value: kind,
+            size,
+            ..CaptureStep::default()
+        };
+        match access {
+            Access::Register(r) => step.reg = *r,
+            Access::RegisterPair(..) => return None,
+            Access::Memory {
+                reg,
+                derefs,
+                offset,
+            } => {
+                step.reg = *reg;
+                step.derefs = derefs.len() as u8;
+                for (slot, deref) in step.deref_offsets.iter_mut().zip(derefs) {
+                    *slot = *deref;
+                }
+                step.offset = *offset;
+            }
+        }
+        self.step(step, slot_size)
+    }
+
+    fn missing(&self, reason: &str) -> SlotValue {
+        SlotValue::Missing {
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The value of a scalar (or anything shown as its first bytes) at `access`.
+    pub(super) fn scalar(&mut self, access: &Access, size: u64, render: Render) -> SlotValue {
+        let size = size.clamp(1, 8) as u16;
+        let placed = match access {
+            Access::Register(_) => self.read(access, value::WORD, 8, 8),
+            Access::Memory { .. } => self.read(access, value::BYTES, size, size as usize),
+            Access::RegisterPair(..) => None,
+        };
+        match placed {
+            Some((step, offset)) => SlotValue::Captured {
+                offset,
+                size,
+                step,
+                render,
+            },
+            None => self.missing(PLAN_FULL),
+        }
+    }
+
+    /// A C string whose pointer is the value at `access`.
+    fn c_string(&mut self, access: &Access) -> SlotValue {
+        let string = match access {
+            Access::Register(r) => Some(Access::Memory {
+                reg: *r,
+                derefs: Vec::new(),
+                offset: 0,
+            }),
+            other => other.through_pointer(0),
+        };
+        let Some(string) = string else {
+            return self.missing("pointer chain too deep");
+        };
+        // Room for one byte more than shown (to tell a string of exactly `string_size` bytes
+        // from a longer one) and the NUL the kernel writes after it.
+        let size = (self.string_size + 2).min(MAX_CHUNK as u16);
+        match self.read(&string, value::C_STRING, size, 4 + size as usize) {
+            Some((step, offset)) => SlotValue::Captured {
+                offset,
+                size: 4 + size,
+                step,
+                render: Render::CString,
+            },
+            None => self.missing(PLAN_FULL),
+        }
+    }
+
+    /// A (pointer, length) pair at `access`, copying at most `bytes` of what it points to.
+    fn pointer_and_length(&mut self, access: &Access, bytes: u16, render: Render) -> SlotValue {
+        let placed = match access {
+            Access::RegisterPair(pointer, length) => {
+                let step = CaptureStep {
+                    value: value::PTR_LEN_IN_REGISTERS,
+                    reg: *pointer,
+                    len_reg: *length,
+                    size: bytes,
+                    ..CaptureStep::default()
+                };
+                self.step(step, 8 + bytes as usize)
+            }
+            Access::Memory { .. } => {
+                self.read(access, value::PTR_LEN_IN_MEMORY, bytes, 8 + bytes as usize)
+            }
+            Access::Register(_) => None,
+        };
+        match placed {
+            Some((step, offset)) => SlotValue::Captured {
+                offset,
+                size: 8 + bytes,
+                step,
+                render,
+            },
+            None => self.missing(PLAN_FULL),
+        }
+    }
+
+    /// The value of type `ty` at `access`. `expand` says whether a struct (or a pointer to one)
+    /// shows its fields; `fields` limits which.
+    pub(super) fn value(
+        &mut self,
+        access: &Access,
+        ty: &Type,
+        expand: bool,
+        fields: Option<&[String]>,
+    ) -> SlotValue {
+        match ty {
+            Type::Void => self.missing("void"),
+            _ if ty.is_c_string() => self.c_string(access),
+            Type::Pointer { pointee } if expand && matches!(**pointee, Type::Struct { .. }) => {
+                let pointer = self.scalar(access, 8, Render::Pointer);
+                let Type::Struct {
+                    fields: members, ..
+                } = &**pointee
+                else {
+                    unreachable!()
+                };
+                let fields = self.fields(members, fields, |field| {
+                    access.through_pointer(field.offset as i32)
+                });
+                SlotValue::Struct {
+                    pointer: Some(Box::new(pointer)),
+                    fields,
+                }
+            }
+            Type::Struct {
+                fields: members, ..
+            } if expand => {
+                let fields = match access {
+                    Access::Memory { .. } => {
+                        self.fields(members, fields, |field| access.field(field.offset))
+                    }
+                    Access::Register(r) => self.fields_in_registers(members, fields, &[*r]),
+                    Access::RegisterPair(a, b) => {
+                        self.fields_in_registers(members, fields, &[*a, *b])
+                    }
+                };
+                SlotValue::Struct {
+                    pointer: None,
+                    fields,
+                }
+            }
+            Type::Str => self.pointer_and_length(access, self.string_size, Render::Str),
+            Type::Slice { element } => {
+                let bytes = element.size() == 1;
+                let copy = if bytes { self.string_size.min(32) } else { 0 };
+                self.pointer_and_length(access, copy, Render::Slice { bytes })
+            }
+            Type::Array { element, count } => {
+                let element_size = element.size();
+                let Some(render) = render_of(element) else {
+                    return self.missing("array of aggregates");
+                };
+                if element_size == 0 || element_size > 8 {
+                    return self.missing("array of aggregates");
+                }
+                let count = (*count).min(MAX_CHUNK as u64 / element_size) as u16;
+                let size = count * element_size as u16;
+                let text = matches!(**element, Type::Char { size: 1, .. })
+                    || matches!(&**element, Type::Int { size: 1, name, .. } if name == "u8");
+                match self.read(access, value::BYTES, size, size as usize) {
+                    Some((step, offset)) => SlotValue::Captured {
+                        offset,
+                        size,
+                        step,
+                        render: Render::Array {
+                            element: Box::new(render),
+                            element_size: element_size as u8,
+                            count,
+                            text,
+                        },
+                    },
+                    None => self.missing(PLAN_FULL),
+                }
+            }
+            other => match render_of(other) {
+                Some(render) => self.scalar(access, other.size(), render),
+                None => self.missing("aggregate"),
+            },
+        }
+    }
+
+    /// Fields of a struct in memory, each at the access `field_access` gives.
+    fn fields(
+        &mut self,
+        members: &[Field],
+        wanted: Option<&[String]>,
+        field_access: impl Fn(&Field) -> Option<Access>,
+    ) -> Vec<ArgSlot> {
+        members
+            .iter()
+            .filter(|f| wanted.is_none_or(|w| w.contains(&f.name)))
+            .map(|field| ArgSlot {
+                name: field.name.clone(),
+                value: match field_access(field) {
+                    Some(access) => self.value(&access, &field.ty, false, None),
+                    None => self.missing("pointer chain too deep"),
+                },
+            })
+            .collect()
+    }
+
+    /// Fields of a struct passed in registers: each register is captured once, fields are
+    /// views of its bytes; strings are read through the register holding their pointer.
+    fn fields_in_registers(
+        &mut self,
+        members: &[Field],
+        wanted: Option<&[String]>,
+        regs: &[u8],
+    ) -> Vec<ArgSlot> {
+        let mut words: Vec<Option<(u8, u16)>> = vec![None; regs.len()];
+        let mut slots = Vec::new();
+        for field in members
+            .iter()
+            .filter(|f| wanted.is_none_or(|w| w.contains(&f.name)))
+        {
+            let word = (field.offset / 8) as usize;
+            let within = field.offset % 8;
+            let size = field.ty.size();
+            let value = if word >= regs.len() || within + size > 8 {
+                self.missing("straddles registers")
+            } else if field.ty.is_c_string() || matches!(field.ty, Type::Str) {
+                self.value(&Access::Register(regs[word]), &field.ty, false, None)
+            } else if let Some(render) = render_of(&field.ty) {
+                if words[word].is_none() {
+                    words[word] = self.read(&Access::Register(regs[word]), value::WORD, 8, 8);
+                }
+                match words[word] {
+                    Some((step, offset)) => SlotValue::Captured {
+                        offset: offset + within as u16,
+                        size: size as u16,
+                        step,
+                        render,
+                    },
+                    None => self.missing(PLAN_FULL),
+                }
+            } else {
+                self.missing("aggregate")
+            };
+            slots.push(ArgSlot {
+                name: field.name.clone(),
+                value,
+            });
+        }
+        slots
+    }
+
+    pub(super) fn finish(mut self, args: Vec<ArgSlot>, ret: Option<ReturnValue>) -> Plan {
+        self.kernel.flags |= plan_flags::PRESENT;
+        Plan {
+            kernel: self.kernel,
+            args,
+            ret,
+        }
+    }
+}
+
+/// How a scalar of type `ty` is shown, if it is one.
+pub(super) fn render_of(ty: &Type) -> Option<Render> {
+    Some(match ty {
+        Type::Int { size, signed, .. } => Render::Int {
+            size: *size,
+            signed: *signed,
+        },
+        Type::Bool { .. } => Render::Bool,
+        Type::Char { size, signed, .. } => Render::Char {
+            size: *size,
+            signed: *signed,
+        },
+        Type::Enum {
+            size,
+            signed,
+            enumerators,
+            ..
+        } => Render::Enum {
+            size: *size,
+            signed: *signed,
+            enumerators: enumerators.clone(),
+        },
+        Type::Pointer { .. } => Render::Pointer,
+        Type::Float { size, .. } => Render::Float { size: *size },
+        _ => return None,
+    })
+}

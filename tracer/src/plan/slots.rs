@@ -1,0 +1,86 @@
+//! The user's half of a plan, as trace files store it: which argument each payload slot holds
+//! and how to show it. These types are part of the trace-file schema (`docs/trace-format.md`;
+//! `tracer/tests/golden.rs` pins them): rename nothing here without a new format version.
+
+use serde::{Deserialize, Serialize};
+
+/// How captured bytes are shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Render {
+    /// A raw 64-bit register whose type is unknown: small values in decimal, others in hex.
+    RawWord,
+    Int {
+        size: u8,
+        signed: bool,
+    },
+    Bool,
+    Char {
+        size: u8,
+        signed: bool,
+    },
+    Enum {
+        size: u8,
+        signed: bool,
+        enumerators: Vec<(i64, String)>,
+    },
+    Pointer,
+    Float {
+        size: u8,
+    },
+    /// `u32` length then bytes (`u32::MAX` length: a NULL pointer).
+    CString,
+    /// `u64` length then up to the slot's size of UTF-8 bytes.
+    Str,
+    /// `u64` length of a slice, then (for byte slices) its first bytes.
+    Slice {
+        bytes: bool,
+    },
+    /// A fixed array of `count` elements of `element` bytes each.
+    Array {
+        element: Box<Render>,
+        element_size: u8,
+        count: u16,
+        text: bool,
+    },
+}
+
+/// One argument (or struct field) and where its value is in the payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArgSlot {
+    pub name: String,
+    pub value: SlotValue,
+}
+
+/// What an argument slot holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SlotValue {
+    /// `size` bytes at `offset` of the payload, valid when step `step`'s status is OK.
+    Captured {
+        offset: u16,
+        size: u16,
+        step: u8,
+        render: Render,
+    },
+    /// A struct: its fields, and the pointer it was reached through, if any.
+    Struct {
+        pointer: Option<Box<SlotValue>>,
+        fields: Vec<ArgSlot>,
+    },
+    /// Not captured, and why (`xmm`, `plan full`, ...).
+    Missing { reason: String },
+}
+
+/// How the return register is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ReturnValue {
+    Register {
+        render: Render,
+    },
+    /// Returned where a probe cannot read it (a vector register, a struct).
+    Missing {
+        reason: String,
+    },
+}

@@ -1,0 +1,234 @@
+//! Where a live trace's ring-buffer items go: decoded into calls, counted into per-function
+//! latency statistics, recorded to the trace file, and printed as human or JSON lines, up to
+//! `--max-events`. Knows nothing of the kernel: it is fed item bytes, so it is tested without
+//! one.
+
+use std::io::{self, Write};
+
+use bytes::Bytes;
+
+use super::summary::{CallStats, StopReason};
+use crate::{
+    error::{Error, Result},
+    events::{decode, probe_table::ProbeTable},
+    record::writer::TraceWriter,
+    sinks::{
+        clock::WallClock,
+        line::{Style, human_line, json_line},
+    },
+};
+
+/// How calls are shown live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveLines {
+    Human(Style),
+    Json,
+    /// `--quiet`: none.
+    Off,
+}
+
+/// Turns ring-buffer items into output lines, statistics and recorded calls.
+pub struct Sink<'a> {
+    out: &'a mut dyn Write,
+    buffer: String,
+    lines: LiveLines,
+    clock: WallClock,
+    table: &'a ProbeTable,
+    pub stats: CallStats,
+    max_events: Option<u64>,
+    /// Calls taken (shown, counted and recorded).
+    pub shown: u64,
+    /// Calls that arrived after `--max-events` was reached.
+    pub not_shown: u64,
+    /// Items that did not decode or named no known probe.
+    pub undecodable: u64,
+    /// Standard output was closed by its reader.
+    closed: bool,
+    pub recorder: Option<TraceWriter>,
+}
+
+impl<'a> Sink<'a> {
+    pub fn new(
+        out: &'a mut dyn Write,
+        lines: LiveLines,
+        clock: WallClock,
+        table: &'a ProbeTable,
+        max_events: Option<u64>,
+        recorder: Option<TraceWriter>,
+    ) -> Self {
+        Self {
+            out,
+            buffer: String::new(),
+            lines,
+            clock,
+            table,
+            stats: CallStats::new(table.len()),
+            max_events,
+            shown: 0,
+            not_shown: 0,
+            undecodable: 0,
+            closed: false,
+            recorder,
+        }
+    }
+
+    /// Takes one ring-buffer item. What does not decode is counted, never a failure; only
+    /// the trace file can fail.
+    pub fn handle(&mut self, item: &Bytes) -> Result<()> {
+        let event = match decode(item) {
+            Ok(event) => event,
+            Err(err) => {
+                self.undecodable += 1;
+                log::debug!("undecodable ring-buffer item: {err}");
+                return Ok(());
+            }
+        };
+        let Some(probe) = self.table.get(event.probe_id) else {
+            self.undecodable += 1;
+            log::debug!("ring-buffer item for unknown probe {}", event.probe_id);
+            return Ok(());
+        };
+        if self.max_events.is_some_and(|max| self.shown >= max) {
+            self.not_shown += 1;
+            return Ok(());
+        }
+        self.stats.record(&event);
+        self.shown += 1;
+        if let Some(recorder) = &mut self.recorder {
+            recorder.push(&event)?;
+        }
+        if self.closed {
+            return Ok(());
+        }
+        match self.lines {
+            LiveLines::Human(style) => {
+                human_line(&mut self.buffer, &event, probe, &self.clock, style);
+            }
+            LiveLines::Json => json_line(&mut self.buffer, &event, probe, &self.clock),
+            LiveLines::Off => {}
+        }
+        Ok(())
+    }
+
+    /// Writes what is buffered. A closed pipe ends the live lines quietly, like other CLI
+    /// tools; a trace being recorded goes on into its file.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.buffer.is_empty() || self.closed {
+            self.buffer.clear();
+            return Ok(());
+        }
+        let result = self
+            .out
+            .write_all(self.buffer.as_bytes())
+            .and_then(|()| self.out.flush());
+        self.buffer.clear();
+        match result {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            Err(err) => Err(Error::write("standard output", err)),
+        }
+    }
+
+    /// Whether what the sink saw ends the trace.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        // A closed pipe ends a live trace; one being recorded goes on into its file.
+        if self.closed && self.recorder.is_none() {
+            Some(StopReason::OutputClosed)
+        } else if self.max_events.is_some_and(|max| self.shown >= max) {
+            Some(StopReason::MaxEvents)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracer_ebpf::{EventHeader, EventKind, STATUS_BYTES};
+
+    use super::*;
+    use crate::{events::encode, plan::raw_register_args, symbols::ProbeSite};
+
+    fn table() -> ProbeTable {
+        let plans = vec![raw_register_args(1).unwrap()];
+        ProbeTable::new(&[ProbeSite::named("compute", "/bin/demo")], &plans)
+    }
+
+    fn item(probe_id: u32, arg: u64) -> Bytes {
+        let mut payload = vec![0u8; STATUS_BYTES];
+        payload.extend_from_slice(&arg.to_le_bytes());
+        let header = EventHeader {
+            kind: EventKind::Call as u32,
+            probe_id,
+            pid: 7,
+            tid: 8,
+            cpu: 0,
+            payload_len: payload.len() as u32,
+            entry_ns: 1_000,
+            exit_ns: 3_500,
+            ret: 42,
+        };
+        Bytes::from(encode(&header, &payload))
+    }
+
+    /// A writer whose reader has gone.
+    struct ClosedPipe;
+
+    impl Write for ClosedPipe {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn prints_counts_and_stops_at_max_events() {
+        let table = table();
+        let mut out = Vec::new();
+        let clock = WallClock::from_anchor(0, 0);
+        let mut sink = Sink::new(&mut out, LiveLines::Json, clock, &table, Some(2), None);
+        for arg in [5, 6, 7] {
+            sink.handle(&item(0, arg)).unwrap();
+        }
+        sink.handle(&item(9, 0)).unwrap(); // an unknown probe
+        sink.handle(&Bytes::from_static(&[1, 2, 3])).unwrap(); // not an event
+        sink.flush().unwrap();
+        assert_eq!((sink.shown, sink.not_shown, sink.undecodable), (2, 1, 2));
+        assert_eq!(sink.stats.total_calls(), 2);
+        assert_eq!(sink.stop_reason(), Some(StopReason::MaxEvents));
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[1]["args"]["arg0"], 6);
+        assert_eq!(lines[1]["ret"], 42);
+        assert_eq!(lines[1]["latency_ns"], 2_500);
+    }
+
+    #[test]
+    fn quiet_prints_nothing_and_a_closed_pipe_ends_a_live_trace() {
+        let table = table();
+        let clock = WallClock::from_anchor(0, 0);
+        let mut out = Vec::new();
+        let mut quiet = Sink::new(&mut out, LiveLines::Off, clock, &table, None, None);
+        quiet.handle(&item(0, 1)).unwrap();
+        quiet.flush().unwrap();
+        assert_eq!(quiet.shown, 1);
+        assert!(out.is_empty());
+
+        let mut pipe = ClosedPipe;
+        let style = LiveLines::Human(Style { color: false });
+        let mut sink = Sink::new(&mut pipe, style, clock, &table, None, None);
+        sink.handle(&item(0, 1)).unwrap();
+        assert_eq!(sink.stop_reason(), None);
+        sink.flush().unwrap();
+        assert_eq!(sink.stop_reason(), Some(StopReason::OutputClosed));
+    }
+}

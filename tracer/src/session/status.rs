@@ -1,0 +1,76 @@
+//! The start line of a live trace: what is traced, how the probes were attached and what each
+//! costs (`Tracing 3 functions in 1 object of process 4242 (uprobe-multi, attached in 2.1ms;
+//! probes: 1 emulated, 2 single-step). Ctrl-C to stop.`).
+
+use crate::{
+    events::probe_table::ProbeTable,
+    probes::Attached,
+    sinks::units::{count, format_duration_ns},
+    symbols::placement::CostClass,
+    target::Target,
+};
+
+fn describe_target(target: &Target) -> String {
+    match target {
+        Target::Process { pid } => format!("process {pid}"),
+        Target::Binary { path } => format!("every process running {}", path.display()),
+    }
+}
+
+/// "2 emulated, 1 single-step": how many entry probes fall in each cost class.
+fn cost_classes(table: &ProbeTable) -> String {
+    let mut classes: Vec<(CostClass, usize)> = Vec::new();
+    for probe in table.iter() {
+        match classes.iter_mut().find(|(class, _)| *class == probe.cost) {
+            Some((_, n)) => *n += 1,
+            None => classes.push((probe.cost, 1)),
+        }
+    }
+    classes.sort_by_key(|(class, _)| *class as u8);
+    classes
+        .iter()
+        .map(|(class, n)| format!("{n} {class}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The line printed once every probe is attached.
+pub fn attach_status(table: &ProbeTable, attached: &Attached, target: &Target) -> String {
+    format!(
+        "Tracing {} in {} of {} ({}, attached in {}; probes: {}). Ctrl-C to stop.",
+        count(table.len() as u64, "function"),
+        count(attached.objects as u64, "object"),
+        describe_target(target),
+        attached.mode,
+        format_duration_ns(attached.elapsed.as_nanos() as u64),
+        cost_classes(table),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{plan::raw_register_args, probes::AttachMode, symbols::ProbeSite};
+
+    #[test]
+    fn the_start_line_counts_functions_objects_and_cost_classes() {
+        let mut emulated = ProbeSite::named("compute", "/bin/demo");
+        emulated.cost = CostClass::Emulated;
+        let mut trapped = ProbeSite::named("sleepy", "/bin/demo");
+        trapped.cost = CostClass::SingleStep;
+        let plans = vec![raw_register_args(0).unwrap(); 2];
+        let table = ProbeTable::new(&[emulated, trapped], &plans);
+        let attached = Attached {
+            mode: AttachMode::Multi,
+            objects: 1,
+            elapsed: Duration::from_micros(2100),
+        };
+        assert_eq!(
+            attach_status(&table, &attached, &Target::Process { pid: 4242 }),
+            "Tracing 2 functions in 1 object of process 4242 (uprobe-multi, attached in \
+             2.10ms; probes: 1 emulated, 1 single-step). Ctrl-C to stop."
+        );
+    }
+}

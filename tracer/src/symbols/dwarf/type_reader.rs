@@ -1,0 +1,476 @@
+//! DWARF types into [`Type`]s: base types, pointers, enums, structs and classes (with their
+//! triviality for calls, which decides how C++ passes them), arrays, and Rust's fat pointers.
+//! Bounded in depth, fields and enumerators, so a huge or cyclic type graph stays cheap.
+
+use gimli::{AttributeValue, UnitOffset, constants};
+
+use super::{DebugInfo, Die, R, Unit};
+use crate::symbols::types::{Field, Type};
+
+/// Deepest type nesting resolved: parameter → pointee struct → field → field's pointee.
+const MAX_TYPE_DEPTH: usize = 4;
+/// Struct fields kept per struct.
+const MAX_FIELDS: usize = 32;
+/// Enumerators kept per enum.
+const MAX_ENUMERATORS: usize = 512;
+
+impl<'a> DebugInfo<'a> {
+    pub(super) fn resolve_type_attr(
+        &self,
+        unit: &Unit<'a>,
+        value: AttributeValue<R<'a>>,
+        depth: usize,
+    ) -> gimli::Result<Type> {
+        match value {
+            AttributeValue::UnitRef(offset) => self.resolve_type(unit, offset, depth),
+            _ => Ok(Type::Opaque {
+                name: "?".into(),
+                size: 0,
+            }),
+        }
+    }
+
+    /// Builds the [`Type`] at `offset`, through typedefs and qualifiers, `depth` levels deep:
+    /// one reader per kind of DWARF type.
+    pub(super) fn resolve_type(
+        &self,
+        unit: &Unit<'a>,
+        offset: UnitOffset<usize>,
+        depth: usize,
+    ) -> gimli::Result<Type> {
+        let Some(entry) = skip_typedefs_and_qualifiers(unit, unit.entry(offset)?)? else {
+            return Ok(Type::Void);
+        };
+        let name = self.name_of(unit, &entry)?.unwrap_or_default();
+        let byte_size = entry
+            .attr_value(constants::DW_AT_byte_size)
+            .and_then(|v| v.udata_value())
+            .unwrap_or(0);
+        Ok(match entry.tag() {
+            constants::DW_TAG_base_type => base_type(&entry, name, byte_size),
+            // Rust names its fat pointers like structs: `&str`, `&[u8]` (see `rust_fat_pointer`).
+            constants::DW_TAG_pointer_type
+            | constants::DW_TAG_reference_type
+            | constants::DW_TAG_rvalue_reference_type => Type::Pointer {
+                pointee: Box::new(self.pointee(unit, &entry, depth)?),
+            },
+            constants::DW_TAG_enumeration_type => {
+                self.enumeration(unit, &entry, name, byte_size)?
+            }
+            constants::DW_TAG_structure_type
+            | constants::DW_TAG_class_type
+            | constants::DW_TAG_union_type => {
+                self.structure(unit, &entry, name, byte_size, depth)?
+            }
+            constants::DW_TAG_array_type => self.array(unit, &entry, depth)?,
+            constants::DW_TAG_unspecified_type if name == "void" || name.is_empty() => Type::Void,
+            _ => Type::Opaque {
+                name,
+                size: byte_size,
+            },
+        })
+    }
+
+    /// The type `entry` points to or holds (`DW_AT_type`), one level deeper, or `…` past the
+    /// depth limit.
+    fn pointee(&self, unit: &Unit<'a>, entry: &Die<'a>, depth: usize) -> gimli::Result<Type> {
+        match entry.attr_value(constants::DW_AT_type) {
+            Some(value) if depth < MAX_TYPE_DEPTH => self.resolve_type_attr(unit, value, depth + 1),
+            Some(_) => Ok(Type::Opaque {
+                name: "…".into(),
+                size: 0,
+            }),
+            None => Ok(Type::Void),
+        }
+    }
+
+    /// An enum with its enumerators (at most [`MAX_ENUMERATORS`]) and the signedness of its
+    /// underlying type.
+    fn enumeration(
+        &self,
+        unit: &Unit<'a>,
+        entry: &Die<'a>,
+        name: String,
+        byte_size: u64,
+    ) -> gimli::Result<Type> {
+        let mut signed = false;
+        if let Some(AttributeValue::UnitRef(base)) = entry.attr_value(constants::DW_AT_type)
+            && let Ok(Type::Int { signed: s, .. }) = self.resolve_type(unit, base, MAX_TYPE_DEPTH)
+        {
+            signed = s;
+        }
+        let mut enumerators = Vec::new();
+        self.for_each_child(unit, entry.offset(), |child| {
+            if enumerators.len() >= MAX_ENUMERATORS {
+                return Ok(false);
+            }
+            if child.tag() == constants::DW_TAG_enumerator
+                && let Some(value) = enumerator_value(child)
+                && let Some(label) = self.name_of(unit, child)?
+            {
+                enumerators.push((value, label));
+            }
+            Ok(true)
+        })?;
+        Ok(Type::Enum {
+            name,
+            size: small(byte_size),
+            signed,
+            enumerators,
+        })
+    }
+
+    /// A struct, class or union with its fields, or a Rust fat pointer that DWARF spells as a
+    /// struct; opaque past the depth limit.
+    fn structure(
+        &self,
+        unit: &Unit<'a>,
+        entry: &Die<'a>,
+        name: String,
+        byte_size: u64,
+        depth: usize,
+    ) -> gimli::Result<Type> {
+        if depth >= MAX_TYPE_DEPTH - 1 {
+            return Ok(Type::Opaque {
+                name,
+                size: byte_size,
+            });
+        }
+        let (fields, trivial) = self.members(unit, entry.offset(), &name, depth)?;
+        Ok(match rust_fat_pointer(&name, &fields) {
+            Some(fat) => fat,
+            None => Type::Struct {
+                name,
+                size: byte_size,
+                fields,
+                union: entry.tag() == constants::DW_TAG_union_type,
+                trivial,
+            },
+        })
+    }
+
+    /// A fixed array: its element type and the count of its first dimension.
+    fn array(&self, unit: &Unit<'a>, entry: &Die<'a>, depth: usize) -> gimli::Result<Type> {
+        let element = self.pointee(unit, entry, depth)?;
+        let mut count = 0;
+        self.for_each_child(unit, entry.offset(), |child| {
+            if child.tag() == constants::DW_TAG_subrange_type {
+                if let Some(n) = child
+                    .attr_value(constants::DW_AT_count)
+                    .and_then(|v| v.udata_value())
+                {
+                    count = n;
+                } else if let Some(upper) = child
+                    .attr_value(constants::DW_AT_upper_bound)
+                    .and_then(|v| v.udata_value())
+                {
+                    count = upper.saturating_add(1);
+                }
+            }
+            // Only the first child can be the first dimension.
+            Ok(false)
+        })?;
+        Ok(Type::Array {
+            element: Box::new(element),
+            count,
+        })
+    }
+
+    /// The data members and base classes of the struct at `offset` (bases as fields named
+    /// after their type), and whether the struct is trivial for calls (see [`Type::Struct`]).
+    fn members(
+        &self,
+        unit: &Unit<'a>,
+        offset: UnitOffset<usize>,
+        name: &str,
+        depth: usize,
+    ) -> gimli::Result<(Vec<Field>, Option<bool>)> {
+        let mut fields = Vec::new();
+        let mut trivial = Some(true);
+        self.for_each_child(unit, offset, |child| {
+            let child_name = self.name_of(unit, child)?;
+            match child.tag() {
+                constants::DW_TAG_subprogram
+                    if self.is_special_member(
+                        unit,
+                        child,
+                        child_name.as_deref(),
+                        name,
+                        offset,
+                    )? =>
+                {
+                    trivial = Some(false);
+                }
+                constants::DW_TAG_member | constants::DW_TAG_inheritance => {
+                    let inheritance = child.tag() == constants::DW_TAG_inheritance;
+                    let virtual_base =
+                        inheritance && child.attr_value(constants::DW_AT_virtuality).is_some();
+                    let vtable = child_name
+                        .as_deref()
+                        .is_some_and(|n| n.starts_with("_vptr"));
+                    if virtual_base || vtable {
+                        trivial = Some(false);
+                    }
+                    if fields.len() < MAX_FIELDS
+                        && let Some(field) =
+                            self.field(unit, child, child_name, inheritance, fields.len(), depth)?
+                    {
+                        trivial = with_member(trivial, &field.ty);
+                        fields.push(field);
+                    }
+                }
+                _ => {}
+            }
+            Ok(true)
+        })?;
+        Ok((fields, trivial))
+    }
+
+    /// Whether the member function `child` of the class `class` (named `class_name`) is a
+    /// user-declared destructor, copy or move constructor, which makes the class non-trivial
+    /// for calls (unless defaulted in the class).
+    fn is_special_member(
+        &self,
+        unit: &Unit<'a>,
+        child: &Die<'a>,
+        child_name: Option<&str>,
+        class_name: &str,
+        class: UnitOffset<usize>,
+    ) -> gimli::Result<bool> {
+        let declared = child.attr_value(constants::DW_AT_artificial).is_none()
+            && child.attr_value(constants::DW_AT_defaulted).is_none();
+        Ok(declared
+            && match child_name {
+                Some(n) if n.starts_with('~') => true,
+                Some(n) if n == class_name => self.is_copy_or_move(unit, child.offset(), class)?,
+                _ => false,
+            })
+    }
+
+    /// The field a member or base class entry describes; `None` for static members (no
+    /// location) and bit fields (not captured).
+    fn field(
+        &self,
+        unit: &Unit<'a>,
+        child: &Die<'a>,
+        child_name: Option<String>,
+        inheritance: bool,
+        index: usize,
+        depth: usize,
+    ) -> gimli::Result<Option<Field>> {
+        if child.attr_value(constants::DW_AT_bit_size).is_some() {
+            return Ok(None);
+        }
+        let Some(offset) = child
+            .attr_value(constants::DW_AT_data_member_location)
+            .and_then(|v| v.udata_value())
+        else {
+            return Ok(None);
+        };
+        let ty = match child.attr_value(constants::DW_AT_type) {
+            Some(v) => self.resolve_type_attr(unit, v, depth + 1)?,
+            None => Type::Opaque {
+                name: "?".into(),
+                size: 0,
+            },
+        };
+        let name = match (inheritance, child_name) {
+            (_, Some(n)) => n,
+            (true, None) => ty.name(),
+            (false, None) => format!("_{index}"),
+        };
+        Ok(Some(Field { name, offset, ty }))
+    }
+
+    /// Whether the member function at `function` is a copy or move constructor of the class at
+    /// `class`: one parameter besides `this`, a reference to the class.
+    fn is_copy_or_move(
+        &self,
+        unit: &Unit<'a>,
+        function: UnitOffset<usize>,
+        class: UnitOffset<usize>,
+    ) -> gimli::Result<bool> {
+        let mut children = unit.entries_at_offset(function)?;
+        let depth = children.next_dfs()?.map_or(0, |e| e.depth());
+        let mut params = Vec::new();
+        while let Some(child) = children.next_dfs()? {
+            if child.depth() <= depth {
+                break;
+            }
+            if child.depth() == depth + 1
+                && child.tag() == constants::DW_TAG_formal_parameter
+                && child.attr_value(constants::DW_AT_artificial).is_none()
+            {
+                params.push(child.attr_value(constants::DW_AT_type));
+            }
+        }
+        let [Some(AttributeValue::UnitRef(reference))] = params.as_slice() else {
+            return Ok(false);
+        };
+        let reference = unit.entry(*reference)?;
+        if !matches!(
+            reference.tag(),
+            constants::DW_TAG_reference_type | constants::DW_TAG_rvalue_reference_type
+        ) {
+            return Ok(false);
+        }
+        // Through `const` to the class itself.
+        let mut target = reference.attr_value(constants::DW_AT_type);
+        for _ in 0..4 {
+            let Some(AttributeValue::UnitRef(offset)) = target else {
+                return Ok(false);
+            };
+            if offset == class {
+                return Ok(true);
+            }
+            let entry = unit.entry(offset)?;
+            if entry.tag() != constants::DW_TAG_const_type
+                && entry.tag() != constants::DW_TAG_volatile_type
+            {
+                // A declaration of the class elsewhere in the unit names it too.
+                let same_name = match (
+                    entry.attr_value(constants::DW_AT_name),
+                    unit.entry(class)?.attr_value(constants::DW_AT_name),
+                ) {
+                    (Some(a), Some(b)) => {
+                        self.dwarf.attr_string(unit, a)?.slice()
+                            == self.dwarf.attr_string(unit, b)?.slice()
+                    }
+                    _ => false,
+                };
+                return Ok(same_name);
+            }
+            target = entry.attr_value(constants::DW_AT_type);
+        }
+        Ok(false)
+    }
+}
+
+/// Rust's `&str` and `&[T]` are structs `{ data_ptr, length }` in DWARF.
+fn rust_fat_pointer(name: &str, fields: &[Field]) -> Option<Type> {
+    let [data, length] = fields else { return None };
+    if data.name != "data_ptr" || length.name != "length" {
+        return None;
+    }
+    if name == "&str" || name == "&mut str" {
+        return Some(Type::Str);
+    }
+    let Type::Pointer { pointee } = &data.ty else {
+        return None;
+    };
+    (name.starts_with("&[") || name.starts_with("&mut [")).then(|| Type::Slice {
+        element: pointee.clone(),
+    })
+}
+
+/// Follows typedefs and qualifiers (at most a few in a row) to the type they name; `None` for
+/// one that names nothing (`const void`).
+fn skip_typedefs_and_qualifiers<'a>(
+    unit: &Unit<'a>,
+    mut entry: Die<'a>,
+) -> gimli::Result<Option<Die<'a>>> {
+    for _ in 0..8 {
+        let transparent = matches!(
+            entry.tag(),
+            constants::DW_TAG_typedef
+                | constants::DW_TAG_const_type
+                | constants::DW_TAG_volatile_type
+                | constants::DW_TAG_restrict_type
+                | constants::DW_TAG_atomic_type
+        );
+        if !transparent {
+            break;
+        }
+        match entry.attr_value(constants::DW_AT_type) {
+            Some(AttributeValue::UnitRef(next)) => entry = unit.entry(next)?,
+            _ => return Ok(None),
+        }
+    }
+    Ok(Some(entry))
+}
+
+/// A size in bytes as the small sizes of scalar types hold it.
+fn small(size: u64) -> u8 {
+    u8::try_from(size).unwrap_or(u8::MAX)
+}
+
+/// A base type by its DWARF encoding.
+fn base_type(entry: &Die<'_>, name: String, byte_size: u64) -> Type {
+    let encoding = match entry.attr_value(constants::DW_AT_encoding) {
+        Some(AttributeValue::Encoding(e)) => e,
+        _ => constants::DW_ATE_unsigned,
+    };
+    let size = small(byte_size);
+    match encoding {
+        constants::DW_ATE_boolean => Type::Bool { size },
+        constants::DW_ATE_float => Type::Float { name, size },
+        // A complex number is two floats side by side.
+        constants::DW_ATE_complex_float => Type::Array {
+            element: Box::new(Type::Float {
+                name: name.replace("complex ", "").replace("_Complex ", ""),
+                size: small(byte_size / 2),
+            }),
+            count: 2,
+        },
+        constants::DW_ATE_signed_char => Type::Char {
+            name,
+            size,
+            signed: true,
+        },
+        // Rust's u8 is an unsigned char in DWARF; it is a number, not a letter.
+        constants::DW_ATE_unsigned_char | constants::DW_ATE_UTF if name == "u8" => Type::Int {
+            name,
+            size: 1,
+            signed: false,
+        },
+        constants::DW_ATE_unsigned_char | constants::DW_ATE_UTF => Type::Char {
+            name,
+            size,
+            signed: false,
+        },
+        constants::DW_ATE_signed => Type::Int {
+            name,
+            size,
+            signed: true,
+        },
+        _ => Type::Int {
+            name,
+            size,
+            signed: false,
+        },
+    }
+}
+
+/// The value of an enumerator, in whichever form the compiler wrote it.
+fn enumerator_value(entry: &Die<'_>) -> Option<i64> {
+    Some(match entry.attr_value(constants::DW_AT_const_value)? {
+        AttributeValue::Sdata(v) => v,
+        AttributeValue::Udata(v) => v as i64,
+        AttributeValue::Data1(v) => i64::from(v),
+        AttributeValue::Data2(v) => i64::from(v),
+        AttributeValue::Data4(v) => i64::from(v),
+        AttributeValue::Data8(v) => v as i64,
+        _ => return None,
+    })
+}
+
+/// The triviality of a class so far (`trivial`), after a member of type `member`: a
+/// non-trivial member class makes it non-trivial; one of unknown kind makes it unknown.
+fn with_member(trivial: Option<bool>, member: &Type) -> Option<bool> {
+    match (trivial, member) {
+        (Some(false), _) => Some(false),
+        (
+            _,
+            Type::Struct {
+                trivial: member, ..
+            },
+        ) => match (trivial, *member) {
+            (_, Some(false)) => Some(false),
+            (Some(true), Some(true)) => Some(true),
+            _ => None,
+        },
+        // A member whose type was not resolved could be a class of any kind.
+        (_, Type::Opaque { .. }) => trivial.and(None),
+        (t, _) => t,
+    }
+}
