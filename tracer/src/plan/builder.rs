@@ -271,37 +271,40 @@ impl PlanBuilder {
                 let copy = if bytes { self.string_size.min(32) } else { 0 };
                 self.pointer_and_length(access, copy, Render::Slice { bytes })
             }
-            Type::Array { element, count } => {
-                let element_size = element.size();
-                let Some(render) = render_of(element) else {
-                    return self.missing("array of aggregates");
-                };
-                if element_size == 0 || element_size > 8 {
-                    return self.missing("array of aggregates");
-                }
-                let count = (*count).min(MAX_CHUNK as u64 / element_size) as u16;
-                let size = count * element_size as u16;
-                let text = matches!(**element, Type::Char { size: 1, .. })
-                    || matches!(&**element, Type::Int { size: 1, name, .. } if name == "u8");
-                match self.read(access, value::BYTES, size, size as usize) {
-                    Some((step, offset)) => SlotValue::Captured {
-                        offset,
-                        size,
-                        step,
-                        render: Render::Array {
-                            element: Box::new(render),
-                            element_size: element_size as u8,
-                            count,
-                            text,
-                        },
-                    },
-                    None => self.missing(PLAN_FULL),
-                }
-            }
+            Type::Array { element, count } => self.array(access, element, *count),
             other => match render_of(other) {
                 Some(render) => self.scalar(access, other.size(), render),
                 None => self.missing("aggregate"),
             },
+        }
+    }
+
+    /// A fixed array of scalars, copied whole up to one chunk; arrays of bytes show as text.
+    fn array(&mut self, access: &Access, element: &Type, count: u64) -> SlotValue {
+        let element_size = element.size();
+        let Some(render) = render_of(element) else {
+            return self.missing("array of aggregates");
+        };
+        if element_size == 0 || element_size > 8 {
+            return self.missing("array of aggregates");
+        }
+        let count = count.min(MAX_CHUNK as u64 / element_size) as u16;
+        let size = count * element_size as u16;
+        let text = matches!(element, Type::Char { size: 1, .. })
+            || matches!(element, Type::Int { size: 1, name, .. } if name == "u8");
+        match self.read(access, value::BYTES, size, size as usize) {
+            Some((step, offset)) => SlotValue::Captured {
+                offset,
+                size,
+                step,
+                render: Render::Array {
+                    element: Box::new(render),
+                    element_size: element_size as u8,
+                    count,
+                    text,
+                },
+            },
+            None => self.missing(PLAN_FULL),
         }
     }
 

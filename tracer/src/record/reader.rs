@@ -164,18 +164,8 @@ impl<'a> Frames<'a> {
                 ));
                 continue;
             };
-            let payload = if flags & frame_flags::ZSTD != 0 {
-                match zstd::bulk::decompress(stored_bytes, raw) {
-                    Ok(bytes) => Cow::Owned(bytes),
-                    Err(err) => {
-                        self.report.warnings.push(format!(
-                            "frame at offset {pos}: does not decompress ({err}); skipped"
-                        ));
-                        continue;
-                    }
-                }
-            } else {
-                Cow::Borrowed(stored_bytes)
+            let Some(payload) = self.payload(pos, flags, stored_bytes, raw) else {
+                continue;
             };
             self.report.frames += 1;
             return Some(Frame {
@@ -183,6 +173,29 @@ impl<'a> Frames<'a> {
                 offset: pos as u64,
                 payload,
             });
+        }
+    }
+
+    /// The payload of the frame at `pos` as stored, decompressed when its flags say so; `None`
+    /// (with a warning) when it does not decompress.
+    fn payload(
+        &mut self,
+        pos: usize,
+        flags: u8,
+        stored: &'a [u8],
+        raw: usize,
+    ) -> Option<Cow<'a, [u8]>> {
+        if flags & frame_flags::ZSTD == 0 {
+            return Some(Cow::Borrowed(stored));
+        }
+        match zstd::bulk::decompress(stored, raw) {
+            Ok(bytes) => Some(Cow::Owned(bytes)),
+            Err(err) => {
+                self.report.warnings.push(format!(
+                    "frame at offset {pos}: does not decompress ({err}); skipped"
+                ));
+                None
+            }
         }
     }
 

@@ -9,7 +9,7 @@ use crate::{
     events::{CallEvent, probe_table::ProbeTable},
     sinks::{
         histogram::Histogram,
-        units::{format_bytes, format_duration_ns},
+        units::{count, count_irregular, format_bytes, format_duration_ns},
     },
 };
 
@@ -84,7 +84,8 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// The summary as text for stderr.
+    /// The summary as text for stderr: a headline, a table of calls and latency per
+    /// function, every drop, and what else the user should know.
     pub fn render(&self, table: &ProbeTable) -> String {
         let mut out = String::new();
         let functions = table
@@ -93,13 +94,26 @@ impl Summary {
             .count();
         let _ = writeln!(
             out,
-            "\n{} calls of {} function{} in {:.2}s; stopped: {}",
+            "\n{} calls of {} in {:.2}s; stopped: {}",
             self.stats.total_calls(),
-            functions,
-            if functions == 1 { "" } else { "s" },
+            count(functions as u64, "function"),
             self.elapsed.as_secs_f64(),
             self.stop
         );
+        self.render_table(table, &mut out);
+        let _ = writeln!(out, "drops: {}", self.drops());
+        self.render_notes(&mut out);
+        let _ = writeln!(
+            out,
+            "detached {} in {}",
+            count(table.len() as u64, "probe"),
+            format_duration_ns(self.detach_time.as_nanos() as u64)
+        );
+        out
+    }
+
+    /// One row per function: calls, p50, p99, max.
+    fn render_table(&self, table: &ProbeTable, out: &mut String) {
         let width = table
             .iter()
             .map(|p| p.function.len())
@@ -115,25 +129,22 @@ impl Summary {
             let Some(h) = self.stats.probe(probe.id) else {
                 continue;
             };
-            let (p50, p99, max) = if h.count() == 0 {
-                ("-".to_string(), "-".to_string(), "-".to_string())
+            let [p50, p99, max] = if h.count() == 0 {
+                ["-".to_string(), "-".to_string(), "-".to_string()]
             } else {
-                (
-                    format_duration_ns(h.quantile(0.5)),
-                    format_duration_ns(h.quantile(0.99)),
-                    format_duration_ns(h.max()),
-                )
+                [h.quantile(0.5), h.quantile(0.99), h.max()].map(format_duration_ns)
             };
             let _ = writeln!(
                 out,
-                "{:<width$} {:>10} {:>10} {:>10} {:>10}",
+                "{:<width$} {:>10} {p50:>10} {p99:>10} {max:>10}",
                 probe.function,
                 h.count(),
-                p50,
-                p99,
-                max
             );
         }
+    }
+
+    /// Every drop the kernel or the decoder counted, or `none`.
+    fn drops(&self) -> String {
         let mut drops: Vec<String> = self
             .kernel_counters
             .iter()
@@ -144,20 +155,19 @@ impl Summary {
             drops.push(format!("{} undecodable records", self.undecodable));
         }
         if drops.is_empty() {
-            out.push_str("drops: none\n");
+            "none".into()
         } else {
-            let _ = writeln!(out, "drops: {}", drops.join(", "));
+            drops.join(", ")
         }
+    }
+
+    /// Calls still running, calls not shown, and the trace file written.
+    fn render_notes(&self, out: &mut String) {
         if self.unfinished > 0 {
             let _ = writeln!(
                 out,
-                "{} call{} still running at stop (entered, never returned while traced)",
-                self.unfinished,
-                if self.unfinished == 1 {
-                    " was"
-                } else {
-                    "s were"
-                }
+                "{} still running at stop (entered, never returned while traced)",
+                count_irregular(self.unfinished, "call was", "calls were"),
             );
         }
         if self.not_shown > 0 {
@@ -181,14 +191,6 @@ impl Summary {
                 }
             );
         }
-        let _ = writeln!(
-            out,
-            "detached {} probe{} in {}",
-            table.len(),
-            if table.len() == 1 { "" } else { "s" },
-            format_duration_ns(self.detach_time.as_nanos() as u64)
-        );
-        out
     }
 }
 

@@ -676,7 +676,7 @@ mod tests {
         assert!(
             listed
                 .iter()
-                .all(|s| s.function.starts_with("tracer::symbols::spec::"))
+                .all(|s| s.function.starts_with("tracer::symbols::glob::"))
         );
         assert!(listed.iter().all(|s| s.debug.is_none()));
     }
