@@ -133,8 +133,6 @@ impl InFlightCall {
     };
 }
 
-/// Largest ring-buffer record.
-pub const MAX_RECORD_SIZE: usize = EVENT_HEADER_SIZE + MAX_PAYLOAD;
 const _: () = assert!(size_of::<InFlightCall>() == EVENT_HEADER_SIZE + PAYLOAD_BUFFER);
 const _: () = assert!(MAX_PAYLOAD.is_power_of_two() && MAX_CHUNK.is_power_of_two());
 const _: () = assert!(PAYLOAD_BUFFER.is_multiple_of(8));

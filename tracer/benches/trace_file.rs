@@ -106,7 +106,7 @@ fn main() {
     let trace_bytes = fs::metadata(&trace).unwrap().len();
 
     let jsonl = dir.join("bench.jsonl");
-    let clock = WallClock::from_anchor(header.start_realtime_ns, header.start_monotonic_ns);
+    let clock = header.clock();
     let started = Instant::now();
     let mut out = BufWriter::with_capacity(1 << 20, fs::File::create(&jsonl).unwrap());
     let mut line = String::new();

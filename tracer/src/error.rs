@@ -168,3 +168,43 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_of_error_has_its_exit_code() {
+        let missing = || io::Error::from(io::ErrorKind::NotFound);
+        let denied = || io::Error::from(io::ErrorKind::PermissionDenied);
+        let cases = [
+            (Error::internal("a bug"), exit_code::RUNTIME),
+            (
+                Error::write("t.kt", io::Error::other("disk full")),
+                exit_code::RUNTIME,
+            ),
+            (Error::io("x", io::Error::other("odd")), exit_code::RUNTIME),
+            (Error::io("x", missing()), exit_code::USAGE),
+            (Error::io("x", denied()), exit_code::PRIVILEGE),
+            (
+                Error::bad_trace_file("t.kt", "not a trace"),
+                exit_code::USAGE,
+            ),
+            (Error::Unsupported("Go".into()), exit_code::USAGE),
+            (Error::Usage("bad".into()), exit_code::USAGE),
+            (Error::NoSuchProcess { pid: 1 }, exit_code::USAGE),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.exit_code(), code, "{error}");
+        }
+        assert_eq!(
+            Error::bad_trace_file("t.kt", "not a koolkit-trace file").to_string(),
+            "t.kt: not a koolkit-trace file"
+        );
+        assert!(
+            Error::internal("x")
+                .to_string()
+                .starts_with("internal error")
+        );
+    }
+}

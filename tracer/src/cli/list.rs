@@ -38,7 +38,7 @@ pub(super) fn run(args: &ListArgs) -> anyhow::Result<i32> {
         .write_all(text.as_bytes())
         .map_err(|err| Error::write("standard output", err))?;
     if sites.is_empty() {
-        eprintln!("koolkit-trace: no function matches `{}`", args.pattern);
+        super::say("", format_args!("no function matches `{}`", args.pattern));
         return Ok(exit_code::USAGE);
     }
     Ok(exit_code::OK)

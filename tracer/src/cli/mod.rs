@@ -51,7 +51,7 @@ pub fn exit_code_of(outcome: anyhow::Result<i32>) -> i32 {
         Ok(code) => code,
         Err(err) if is_broken_pipe(&err) => exit_code::OK,
         Err(err) => {
-            eprintln!("koolkit-trace: error: {err:#}");
+            say("error: ", format_args!("{err:#}"));
             err.chain()
                 .find_map(|cause| cause.downcast_ref::<Error>())
                 .map_or(exit_code::RUNTIME, Error::exit_code)
@@ -68,9 +68,14 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// One line about the tool itself on stderr: `koolkit-trace: {label}{message}`.
+fn say(label: &str, message: impl Display) {
+    eprintln!("koolkit-trace: {label}{message}");
+}
+
 /// `koolkit-trace: warning: ...` on stderr.
 fn warn(message: impl Display) {
-    eprintln!("koolkit-trace: warning: {message}");
+    say("warning: ", message);
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 
 use tracer_ebpf::reg;
 
+use crate::symbols::dwarf::location::DWARF_RSP;
+
 /// (capture-step index, DWARF register number, name), for every general register.
 const GENERAL: [(u8, u16, &str); 16] = [
     (reg::RAX, 0, "rax"),
@@ -23,9 +25,6 @@ const GENERAL: [(u8, u16, &str); 16] = [
     (reg::R14, 14, "r14"),
     (reg::R15, 15, "r15"),
 ];
-
-/// DWARF's number for the stack pointer: stack arguments are `DW_OP_breg7` (or CFA) offsets.
-pub const DWARF_RSP: u16 = 7;
 
 /// The capture-step index of DWARF register `dwarf`, if it is a general register.
 pub fn from_dwarf(dwarf: u16) -> Option<u8> {

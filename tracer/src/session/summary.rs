@@ -70,7 +70,7 @@ impl CallStats {
 pub struct Summary {
     pub stats: CallStats,
     pub kernel_counters: Vec<(Counter, u64)>,
-    /// Records from the ring buffer that did not decode.
+    /// Ring-buffer items that did not decode.
     pub undecodable: u64,
     /// Calls read after `--max-events` was reached, not shown.
     pub not_shown: u64,

@@ -5,7 +5,9 @@
 use gimli::{AttributeValue, Operation};
 
 use super::{DebugInfo, R, Unit};
-use crate::plan::registers::DWARF_RSP;
+
+/// DWARF's number for the stack pointer: stack arguments are `DW_OP_breg7` (or CFA) offsets.
+pub const DWARF_RSP: u16 = 7;
 
 /// Where a parameter is at the function's entry, as DWARF says.
 #[derive(Debug, Clone, PartialEq, Eq)]
