@@ -12,7 +12,7 @@ use std::{
 
 use bytes::Bytes;
 use tracer::{
-    CallEvent, ProbeSite, ProbeTable, WallClock, json_line, raw_register_args,
+    CallEvent, ProbeSite, ProbeTable, json_line, raw_register_args,
     record::{
         CallFilter, CountersRecord, EndRecord, Report, TargetInfo, TraceHeader, TraceReader,
         TraceWriter, WriterOptions,

@@ -13,118 +13,15 @@ pub(crate) mod glob;
 pub(crate) mod object_files;
 pub(crate) mod placement;
 mod resolver;
+mod site;
 pub(crate) mod spec;
 pub(crate) mod types;
 
-use std::path::PathBuf;
-
 use crate::{error::Result, target::Target};
-use dwarf::FunctionDebug;
 pub use glob::glob_match;
-use placement::CostClass;
 pub use resolver::{Detail, Resolver, open_objects};
+pub use site::{ProbeObject, ProbeSite, SourceLocation, file_name, group_by_object};
 pub use spec::FunctionSpec;
-
-/// An object file probes go into.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProbeObject {
-    /// The path users know it by (the process's view, or the path they gave).
-    pub path: String,
-    /// The path that opens it from here; uprobes are attached through it.
-    pub open_path: PathBuf,
-}
-
-impl ProbeObject {
-    pub fn file_name(&self) -> &str {
-        file_name(&self.path)
-    }
-}
-
-/// Where a function is in its source.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SourceLocation {
-    pub file: String,
-    pub line: u64,
-}
-
-impl std::fmt::Display for SourceLocation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.file, self.line)
-    }
-}
-
-/// A place to put a probe: one function in one object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProbeSite {
-    /// The function's name as shown to the user (demangled, without hashes).
-    pub function: String,
-    /// The symbol as the symbol table has it (mangled).
-    pub symbol: String,
-    pub object: ProbeObject,
-    /// Virtual address of the function in the object.
-    pub address: u64,
-    /// Size of the function in bytes (0 when the symbol does not say).
-    pub size: u64,
-    /// File offset of the function's first instruction.
-    pub file_offset: u64,
-    /// File offset the probes are attached at: the entry, or the first instruction the kernel
-    /// emulates when only side-effect-free instructions precede it (see [`x86`]).
-    pub probe_offset: u64,
-    /// What one hit of the entry probe costs.
-    pub cost: CostClass,
-    /// The instruction at the probe site.
-    pub probe_instruction: String,
-    /// Where the function is defined, from DWARF.
-    pub source: Option<SourceLocation>,
-    /// Parameters and types from DWARF, when resolved for tracing.
-    pub debug: Option<FunctionDebug>,
-    /// The object's GNU build-id, in hex.
-    pub build_id: Option<String>,
-}
-
-impl ProbeSite {
-    /// A site known only by name, with no object file behind it: for trace files made
-    /// elsewhere, tests and benchmarks.
-    pub fn named(function: &str, object: &str) -> Self {
-        Self {
-            function: function.into(),
-            symbol: function.into(),
-            object: ProbeObject {
-                path: object.into(),
-                open_path: object.into(),
-            },
-            address: 0,
-            size: 0,
-            file_offset: 0,
-            probe_offset: 0,
-            cost: CostClass::Unknown,
-            probe_instruction: String::new(),
-            source: None,
-            debug: None,
-            build_id: None,
-        }
-    }
-}
-
-/// The last component of `path`, e.g. `libc.so.6`: how objects are named to users.
-pub fn file_name(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
-}
-
-/// Probe sites grouped by object, in first-seen order: one attach call per object.
-pub fn group_by_object(sites: &[ProbeSite]) -> Vec<(&ProbeObject, Vec<usize>)> {
-    let mut groups: Vec<(&ProbeObject, Vec<usize>)> = Vec::new();
-    for (index, site) in sites.iter().enumerate() {
-        match groups
-            .iter_mut()
-            .find(|(o, _)| o.open_path == site.object.open_path)
-        {
-            Some((_, members)) => members.push(index),
-            None => groups.push((&site.object, vec![index])),
-        }
-    }
-    groups
-}
 
 /// Opens the target's objects and resolves `specs` in one step.
 pub fn resolve(target: &Target, specs: &[FunctionSpec]) -> Result<Vec<ProbeSite>> {

@@ -10,8 +10,9 @@ use std::{
 };
 
 use super::{
-    ProbeObject, debug_file,
+    debug_file,
     elf::{ElfFile, FunctionSymbol},
+    site::ProbeObject,
 };
 use crate::error::{Error, Result};
 

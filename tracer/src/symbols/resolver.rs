@@ -9,14 +9,14 @@ use std::{
 };
 
 use super::{
-    FunctionSpec, ProbeObject, ProbeSite, SourceLocation,
     demangle::{self, NamePattern},
     dwarf::{DebugInfo, FunctionDebug},
     elf::{FunctionKind, FunctionSymbol},
-    file_name,
     glob::{closest_names, is_glob},
     object_files::ObjectFiles,
     placement::{Emulation, place_entry_probe},
+    site::{ProbeObject, ProbeSite, SourceLocation, file_name},
+    spec::FunctionSpec,
 };
 use crate::{
     error::{Error, Result},
