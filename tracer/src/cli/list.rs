@@ -170,7 +170,7 @@ pub fn json_lines(sites: &[ProbeSite]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::symbols::{ProbeObject, SourceLocation, placement::CostClass};
+    use crate::symbols::{SourceLocation, placement::CostClass, site::ProbeObject};
 
     fn site(name: &str, skip: u64) -> ProbeSite {
         ProbeSite {

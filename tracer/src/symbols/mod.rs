@@ -13,14 +13,14 @@ pub(crate) mod glob;
 pub(crate) mod object_files;
 pub(crate) mod placement;
 mod resolver;
-mod site;
+pub(crate) mod site;
 pub(crate) mod spec;
 pub(crate) mod types;
 
 use crate::{error::Result, target::Target};
 pub use glob::glob_match;
 pub use resolver::{Detail, Resolver, open_objects};
-pub use site::{ProbeObject, ProbeSite, SourceLocation, file_name, group_by_object};
+pub use site::{ProbeSite, SourceLocation, file_name, group_by_object};
 pub use spec::FunctionSpec;
 
 /// Opens the target's objects and resolves `specs` in one step.
