@@ -13,6 +13,8 @@ pub mod error;
 #[allow(unsafe_code)]
 pub(crate) mod sys;
 
+// The stages, in path order (one group each, so rustfmt keeps the order): each imports only
+// those above it.
 pub(crate) mod target;
 
 pub(crate) mod symbols;
