@@ -320,7 +320,7 @@ fn merge_joins_identical_probes_and_orders_calls_on_one_clock() {
         .unwrap();
 
     let merged = dir.join("all.kt");
-    let summary = merge(&[a.clone(), b.clone()], &merged).unwrap();
+    let summary = merge(&[a.clone(), b.clone()], &merged, false).unwrap();
     assert_eq!(summary.stats.events, 1000);
     let reader = TraceReader::open(&merged).unwrap();
     let names: Vec<&str> = reader
@@ -349,4 +349,84 @@ fn merge_joins_identical_probes_and_orders_calls_on_one_clock() {
     assert_eq!(from_b, 500);
     let report = Report::build(&reader, &CallFilter::default());
     assert_eq!(report.calls, 1000);
+}
+
+#[test]
+fn a_file_cut_short_while_it_is_read_reads_as_a_torn_tail() {
+    let dir = scratch("shrink");
+    let path = dir.join("t.kt");
+    let events: Vec<CallEvent> = (0..5 * CHUNK_EVENTS).map(|i| call(i, 2)).collect();
+    write(&path, &events, WriterOptions::default(), 0);
+    let reader = TraceReader::open(&path).unwrap();
+    let bytes = fs::read(&path).unwrap();
+    let offsets = frame_offsets(&bytes);
+    // Truncated after the reader opened it: a mapped file would fault (SIGBUS) here.
+    let cut = offsets[2] + 100;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(cut as u64)
+        .unwrap();
+    let (read, outcome) = reader.read_all();
+    assert_eq!(
+        read.len() as u64,
+        CHUNK_EVENTS,
+        "the one whole events frame"
+    );
+    assert_eq!(outcome.torn_tail.map(|(at, _)| at), Some(offsets[2] as u64));
+}
+
+#[test]
+fn directories_pipes_and_devices_are_refused_without_waiting() {
+    let dir = scratch("special");
+    let err = TraceReader::open(&dir).err().unwrap().to_string();
+    assert!(err.contains("a directory, not a trace file"), "{err}");
+    let fifo = dir.join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // Opening a named pipe with no writer would block: the reader must say no first.
+    let err = TraceReader::open(&fifo).err().unwrap().to_string();
+    assert!(err.contains("not a regular file"), "{err}");
+    let err = TraceReader::open(Path::new("/dev/null")).err().unwrap();
+    assert_eq!(err.exit_code(), 2, "{err}");
+}
+
+#[test]
+fn a_frame_claiming_a_huge_size_is_skipped_not_allocated() {
+    let dir = scratch("bomb");
+    let path = dir.join("t.kt");
+    let events: Vec<CallEvent> = (0..100).map(|i| call(i, 2)).collect();
+    write(&path, &events, WriterOptions::default(), 0);
+    let mut bytes = fs::read(&path).unwrap();
+    let events_frame = frame_offsets(&bytes)[1];
+    // 200 MiB decompressed, claimed by a frame of a few hundred bytes.
+    bytes[events_frame + 12..events_frame + 16].copy_from_slice(&(200u32 << 20).to_le_bytes());
+    fs::write(&path, &bytes).unwrap();
+    let (read, outcome) = TraceReader::open(&path).unwrap().read_all();
+    assert!(read.is_empty());
+    assert!(
+        outcome
+            .warnings
+            .iter()
+            .any(|w| w.contains("impossible frame length")),
+        "{outcome:?}"
+    );
+
+    // A frame that decompresses to more than it claims is skipped too.
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[events_frame + 12..events_frame + 16].copy_from_slice(&16u32.to_le_bytes());
+    fs::write(&path, &bytes).unwrap();
+    let (read, outcome) = TraceReader::open(&path).unwrap().read_all();
+    assert!(read.is_empty());
+    assert!(
+        outcome
+            .warnings
+            .iter()
+            .any(|w| w.contains("does not decompress")),
+        "{outcome:?}"
+    );
 }

@@ -157,9 +157,12 @@ pub struct MergeArgs {
     /// The trace files to merge.
     #[arg(required = true, num_args = 1..)]
     pub files: Vec<PathBuf>,
-    /// The merged trace file.
+    /// The merged trace file (never one of the inputs).
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
+    /// Merge a file given twice (each of its calls then counts twice).
+    #[arg(long)]
+    pub allow_duplicates: bool,
 }
 
 #[derive(Debug, Clone, Args)]

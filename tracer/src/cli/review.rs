@@ -17,6 +17,7 @@ use crate::{
     record::{
         export::{ExportFormat, export as export_calls},
         merge::merge as merge_files,
+        output::{StagedOutput, refuse_input_as_output},
         reader::{ReadOutcome, TraceReader},
         replay::{ReplayOptions, replay as replay_calls},
         report::Report,
@@ -75,26 +76,31 @@ pub(super) fn export(args: &ExportArgs) -> anyhow::Result<i32> {
         ExportChoice::Chrome => ExportFormat::Chrome,
         ExportChoice::Jsonl => ExportFormat::JsonLines,
     };
-    let (mut out, name): (Box<dyn Write>, &Path) = match &args.output {
-        Some(path) => (
-            Box::new(BufWriter::new(
-                File::create(path).map_err(write_error(path))?,
-            )),
-            path,
-        ),
-        None => (
-            Box::new(BufWriter::new(io::stdout().lock())),
-            Path::new("standard output"),
-        ),
+    let filter = args.filter.filter();
+    let outcome = match &args.output {
+        Some(path) => {
+            refuse_input_as_output(std::slice::from_ref(&args.file), path)?;
+            let staged = StagedOutput::new(path);
+            let file = File::create(staged.path()).map_err(write_error(path))?;
+            let mut out = BufWriter::new(file);
+            let outcome =
+                export_calls(&reader, &filter, format, &mut out).map_err(write_error(path))?;
+            drop(out);
+            staged.commit()?;
+            outcome
+        }
+        None => {
+            let mut out = BufWriter::new(io::stdout().lock());
+            export_calls(&reader, &filter, format, &mut out)
+                .map_err(write_error(Path::new("standard output")))?
+        }
     };
-    let outcome = export_calls(&reader, &args.filter.filter(), format, &mut out)
-        .map_err(write_error(name))?;
     print_notes(&outcome, &args.file);
     Ok(exit_code::OK)
 }
 
 pub(super) fn merge(args: &MergeArgs) -> anyhow::Result<i32> {
-    let summary = merge_files(&args.files, &args.output)?;
+    let summary = merge_files(&args.files, &args.output, args.allow_duplicates)?;
     for note in &summary.notes {
         warn(note);
     }

@@ -26,7 +26,7 @@ pub const FILE_HEADER: usize = 12;
 pub const FRAME_MAGIC: [u8; 4] = *b"KTCK";
 pub const FRAME_HEADER: usize = 20;
 /// No frame is larger, stored or raw: a bound on what a corrupt length can make us allocate.
-pub const MAX_FRAME_BYTES: usize = 256 << 20;
+pub const MAX_FRAME_BYTES: usize = 32 << 20;
 
 /// What a frame holds. Never renumber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

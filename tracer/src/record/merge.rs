@@ -5,11 +5,13 @@
 use std::{
     cmp::Reverse,
     collections::BinaryHeap,
+    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
 };
 
 use super::{
     file_format::{CountersRecord, EndRecord, TargetInfo, TraceHeader},
+    output::{StagedOutput, refuse_input_as_output},
     reader::{Batches, TraceReader},
     writer::{TraceWriter, WriterOptions, WriterStats},
 };
@@ -56,9 +58,15 @@ impl Input<'_> {
 }
 
 /// Merges `inputs` into `output`.
-pub fn merge(inputs: &[PathBuf], output: &Path) -> Result<MergeSummary> {
+/// The same file given twice would count each of its calls twice; `allow_duplicates` says
+/// that is what the user wants.
+pub fn merge(inputs: &[PathBuf], output: &Path, allow_duplicates: bool) -> Result<MergeSummary> {
     if inputs.is_empty() {
         return Err(Error::Usage("merge needs at least one trace file".into()));
+    }
+    refuse_input_as_output(inputs, output)?;
+    if !allow_duplicates {
+        refuse_duplicates(inputs)?;
     }
     let readers = inputs
         .iter()
@@ -84,7 +92,8 @@ pub fn merge(inputs: &[PathBuf], output: &Path) -> Result<MergeSummary> {
         });
     }
     let header = merged_header(anchor, ProbeTable::from_probes(probes), merged_from);
-    let mut writer = TraceWriter::create(output, &header, WriterOptions::default())?;
+    let staged = StagedOutput::new(output);
+    let mut writer = TraceWriter::create(staged.path(), &header, WriterOptions::default())?;
     interleave(&mut sources, &mut writer)?;
 
     let mut counters = CountersRecord::default();
@@ -107,7 +116,27 @@ pub fn merge(inputs: &[PathBuf], output: &Path) -> Result<MergeSummary> {
             unfinished,
         },
     )?;
+    staged.commit()?;
     Ok(MergeSummary { stats, notes })
+}
+
+/// Refuses inputs that are one file twice (by device and inode, whatever the paths).
+fn refuse_duplicates(inputs: &[PathBuf]) -> Result<()> {
+    let mut seen: Vec<((u64, u64), &PathBuf)> = Vec::new();
+    for input in inputs {
+        let meta = std::fs::metadata(input).map_err(|source| Error::io(input, source))?;
+        let id = (meta.dev(), meta.ino());
+        if let Some((_, first)) = seen.iter().find(|(seen_id, _)| *seen_id == id) {
+            return Err(Error::Usage(format!(
+                "{} and {} are the same file: merging it twice would count each of its calls \
+                 twice (--allow-duplicates if that is what you want)",
+                first.display(),
+                input.display()
+            )));
+        }
+        seen.push((id, input));
+    }
+    Ok(())
 }
 
 /// Realtime minus monotonic at a trace's anchor: what shifts its timestamps onto another's.

@@ -7,6 +7,7 @@ pub(crate) mod export;
 pub(crate) mod file_format;
 pub(crate) mod filter;
 pub(crate) mod merge;
+pub(crate) mod output;
 pub(crate) mod reader;
 pub(crate) mod replay;
 pub(crate) mod report;

@@ -1,9 +1,13 @@
 //! Reading trace files, whole or broken: every whole frame before a torn tail is read, a frame
-//! whose checksum fails is skipped with a warning, and the reader says what it skipped.
+//! whose checksum fails is skipped with a warning, and the reader says what it skipped. Files
+//! are read, not mapped, so one that changes under the reader cannot kill it.
 
-use std::{borrow::Cow, fs::File, path::Path};
-
-use memmap2::Mmap;
+use std::{
+    fs::{self, File},
+    io::{self, Read as _},
+    os::unix::fs::FileExt as _,
+    path::Path,
+};
 
 use super::file_format::{
     CountersRecord, EndRecord, FILE_HEADER, FRAME_HEADER, FRAME_MAGIC, FrameKind, MAGIC,
@@ -13,7 +17,6 @@ use super::filter::CallFilter;
 use crate::{
     error::{Error, Result},
     events::{CallEvent, probe_table::ProbeInfo},
-    sys,
 };
 
 /// What reading a file found besides the calls.
@@ -76,76 +79,124 @@ impl ReadOutcome {
 }
 
 /// One frame, its payload decompressed.
-struct Frame<'a> {
+struct Frame {
     kind: FrameKind,
     offset: u64,
-    payload: Cow<'a, [u8]>,
+    payload: Vec<u8>,
+}
+
+/// The bytes of a trace file, read with positioned reads (never mapped): a file truncated,
+/// rewritten or still being written while it is read gives short reads, which read as a torn
+/// tail, never a fault that kills the reader.
+struct Source {
+    file: File,
+    /// The file's length when it was opened; frames appended later are not read.
+    len: u64,
+}
+
+impl Source {
+    /// Up to `len` bytes at `pos`: fewer at the end of the file, or where it shrank or failed
+    /// to read.
+    fn read(&self, pos: u64, len: usize) -> Vec<u8> {
+        let available = self.len.saturating_sub(pos).min(len as u64) as usize;
+        let mut buffer = vec![0; available];
+        let mut got = 0;
+        while got < buffer.len() {
+            match self.file.read_at(&mut buffer[got..], pos + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    log::debug!("reading at offset {}: {err}", pos + got as u64);
+                    break;
+                }
+            }
+        }
+        buffer.truncate(got);
+        buffer
+    }
+
+    /// The offset of the first frame magic at or after `from`.
+    fn find_magic(&self, from: u64) -> Option<u64> {
+        const WINDOW: usize = 64 << 10;
+        let mut at = from;
+        while at < self.len {
+            let window = self.read(at, WINDOW + FRAME_MAGIC.len() - 1);
+            if let Some(found) = window
+                .windows(FRAME_MAGIC.len())
+                .position(|w| w == FRAME_MAGIC)
+            {
+                return Some(at + found as u64);
+            }
+            if window.len() < WINDOW + FRAME_MAGIC.len() - 1 {
+                return None;
+            }
+            at += WINDOW as u64;
+        }
+        None
+    }
 }
 
 /// An open trace file.
 pub struct TraceReader {
-    data: Mmap,
+    source: Source,
     header: TraceHeader,
     /// Where the frames after the header start.
-    body: usize,
+    body: u64,
 }
 
 fn u32_at(data: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(data[at..at + 4].try_into().expect("4 bytes"))
 }
 
-/// Walks the frames of `data` from `start`.
+/// Walks the frames of a file from `pos`.
 struct Frames<'a> {
-    data: &'a [u8],
-    pos: usize,
+    source: &'a Source,
+    pos: u64,
     report: ReadOutcome,
 }
 
-impl<'a> Frames<'a> {
+impl Frames<'_> {
     /// The next whole, valid frame; records what it skips.
-    fn next_frame(&mut self) -> Option<Frame<'a>> {
-        let data = self.data;
+    fn next_frame(&mut self) -> Option<Frame> {
         loop {
             let pos = self.pos;
-            if pos >= data.len() {
+            if pos >= self.source.len {
                 return None;
             }
-            let left = data.len() - pos;
-            if left < FRAME_HEADER {
-                self.torn(pos, left);
+            let head = self.source.read(pos, FRAME_HEADER);
+            if head.len() < FRAME_HEADER {
+                self.torn(pos);
                 return None;
             }
-            if data[pos..pos + 4] != FRAME_MAGIC {
+            if head[..4] != FRAME_MAGIC {
                 self.resync(pos, "no frame starts here");
                 continue;
             }
-            let kind = FrameKind::from_u8(data[pos + 4]);
-            let flags = data[pos + 5];
-            let stored = u32_at(data, pos + 8) as usize;
-            let raw = u32_at(data, pos + 12) as usize;
-            let crc = u32_at(data, pos + 16);
+            let (kind, flags) = (head[4], head[5]);
+            let stored = u32_at(&head, 8) as usize;
+            let raw = u32_at(&head, 12) as usize;
+            let crc = u32_at(&head, 16);
             if stored > MAX_FRAME_BYTES || raw > MAX_FRAME_BYTES {
                 self.resync(pos, "impossible frame length");
                 continue;
             }
-            let end = pos + FRAME_HEADER + stored;
-            if end > data.len() {
+            let end = pos + (FRAME_HEADER + stored) as u64;
+            let stored_bytes = self.source.read(pos + FRAME_HEADER as u64, stored);
+            if stored_bytes.len() < stored {
                 // The length is not covered by the checksum: a frame further on means this
                 // one's length is corrupt, not that the file was cut short.
-                if data[pos + 1..]
-                    .windows(FRAME_MAGIC.len())
-                    .any(|w| w == FRAME_MAGIC)
-                {
+                if self.source.find_magic(pos + 1).is_some() {
                     self.resync(pos, "a frame length past the end of the file");
                     continue;
                 }
-                self.torn(pos, left);
+                self.torn(pos);
                 return None;
             }
-            let stored_bytes = &data[pos + FRAME_HEADER..end];
-            if checksum(stored_bytes) != crc {
+            if checksum(&stored_bytes) != crc {
                 // Trust the length only if the next frame (or the end) is where it says.
-                let next_is_frame = end == data.len() || data[end..].starts_with(&FRAME_MAGIC);
+                let next_is_frame = end == self.source.len
+                    || self.source.read(end, FRAME_MAGIC.len()) == FRAME_MAGIC;
                 self.report
                     .warnings
                     .push(format!("frame at offset {pos}: checksum mismatch; skipped"));
@@ -157,10 +208,9 @@ impl<'a> Frames<'a> {
                 continue;
             }
             self.pos = end;
-            let Some(kind) = kind else {
+            let Some(kind) = FrameKind::from_u8(kind) else {
                 self.report.warnings.push(format!(
-                    "frame at offset {pos}: unknown kind {}; skipped",
-                    data[pos + 4]
+                    "frame at offset {pos}: unknown kind {kind}; skipped"
                 ));
                 continue;
             };
@@ -170,26 +220,20 @@ impl<'a> Frames<'a> {
             self.report.frames += 1;
             return Some(Frame {
                 kind,
-                offset: pos as u64,
+                offset: pos,
                 payload,
             });
         }
     }
 
     /// The payload of the frame at `pos` as stored, decompressed when its flags say so; `None`
-    /// (with a warning) when it does not decompress.
-    fn payload(
-        &mut self,
-        pos: usize,
-        flags: u8,
-        stored: &'a [u8],
-        raw: usize,
-    ) -> Option<Cow<'a, [u8]>> {
+    /// (with a warning) when it does not decompress to the size its header claims.
+    fn payload(&mut self, pos: u64, flags: u8, stored: Vec<u8>, raw: usize) -> Option<Vec<u8>> {
         if flags & frame_flags::ZSTD == 0 {
-            return Some(Cow::Borrowed(stored));
+            return Some(stored);
         }
-        match zstd::bulk::decompress(stored, raw) {
-            Ok(bytes) => Some(Cow::Owned(bytes)),
+        match decompress(&stored, raw) {
+            Ok(bytes) => Some(bytes),
             Err(err) => {
                 self.report.warnings.push(format!(
                     "frame at offset {pos}: does not decompress ({err}); skipped"
@@ -199,37 +243,63 @@ impl<'a> Frames<'a> {
         }
     }
 
-    fn torn(&mut self, pos: usize, left: usize) {
-        self.report.torn_tail = Some((pos as u64, left as u64));
-        self.pos = self.data.len();
+    fn torn(&mut self, pos: u64) {
+        self.report.torn_tail = Some((pos, self.source.len - pos));
+        self.pos = self.source.len;
     }
 
     /// Skips to the next frame magic after `pos`.
-    fn resync(&mut self, pos: usize, why: &str) {
-        let next = self.data[pos + 1..]
-            .windows(FRAME_MAGIC.len())
-            .position(|w| w == FRAME_MAGIC)
-            .map(|at| pos + 1 + at);
-        let skipped = next.unwrap_or(self.data.len()) - pos;
+    fn resync(&mut self, pos: u64, why: &str) {
+        let next = self.source.find_magic(pos + 1);
+        let skipped = next.unwrap_or(self.source.len) - pos;
         self.report
             .warnings
             .push(format!("{skipped} bytes at offset {pos} skipped ({why})"));
-        self.pos = next.unwrap_or(self.data.len());
+        self.pos = next.unwrap_or(self.source.len);
     }
+}
+
+/// Decompresses a zstd frame payload that claims `raw` bytes. Memory grows with what really
+/// comes out, never with the claim, and never past it: a crafted frame cannot make the reader
+/// allocate more than [`MAX_FRAME_BYTES`].
+fn decompress(stored: &[u8], raw: usize) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    zstd::stream::read::Decoder::new(stored)?
+        .take(raw as u64 + 1)
+        .read_to_end(&mut out)?;
+    if out.len() != raw {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} bytes, not the {raw} its header says", out.len()),
+        ));
+    }
+    Ok(out)
 }
 
 impl TraceReader {
     /// Opens `path` and reads its header.
     pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|source| Error::io(path, source))?;
-        // Trace files are not rewritten in place: a live writer only appends, and a torn tail
-        // is handled.
-        let data = sys::map_read_only(&file).map_err(|source| Error::io(path, source))?;
-        let not_a_trace = || Error::bad_trace_file(path, "not a koolkit-trace file");
-        if data.len() < FILE_HEADER || data[..8] != MAGIC {
-            return Err(not_a_trace());
+        // Checked before opening: opening a named pipe would wait for a writer.
+        let meta = fs::metadata(path).map_err(|source| Error::io(path, source))?;
+        if meta.is_dir() {
+            return Err(Error::bad_trace_file(path, "a directory, not a trace file"));
         }
-        let version = u32_at(&data, 8);
+        if !meta.is_file() {
+            return Err(Error::bad_trace_file(
+                path,
+                "not a regular file (a pipe or a device): trace files are read from disk",
+            ));
+        }
+        let file = File::open(path).map_err(|source| Error::io(path, source))?;
+        let source = Source {
+            file,
+            len: meta.len(),
+        };
+        let preamble = source.read(0, FILE_HEADER);
+        if preamble.len() < FILE_HEADER || preamble[..8] != MAGIC {
+            return Err(Error::bad_trace_file(path, "not a koolkit-trace file"));
+        }
+        let version = u32_at(&preamble, 8);
         if version > VERSION || version == 0 {
             return Err(Error::bad_trace_file(
                 path,
@@ -239,23 +309,25 @@ impl TraceReader {
                 ),
             ));
         }
-        let (header, body) = {
-            let mut frames = Frames {
-                data: &data,
-                pos: FILE_HEADER,
-                report: ReadOutcome::default(),
-            };
-            let damaged = || Error::bad_trace_file(path, "the trace header is missing or damaged");
-            let frame = frames.next_frame().ok_or_else(damaged)?;
-            if frame.kind != FrameKind::Header || frame.offset != FILE_HEADER as u64 {
-                return Err(damaged());
-            }
-            let header: TraceHeader = serde_json::from_slice(&frame.payload).map_err(|e| {
-                Error::bad_trace_file(path, format!("the trace header does not parse: {e}"))
-            })?;
-            (header, frames.pos)
+        let mut frames = Frames {
+            source: &source,
+            pos: FILE_HEADER as u64,
+            report: ReadOutcome::default(),
         };
-        Ok(Self { data, header, body })
+        let damaged = || Error::bad_trace_file(path, "the trace header is missing or damaged");
+        let frame = frames.next_frame().ok_or_else(damaged)?;
+        if frame.kind != FrameKind::Header || frame.offset != FILE_HEADER as u64 {
+            return Err(damaged());
+        }
+        let header: TraceHeader = serde_json::from_slice(&frame.payload).map_err(|e| {
+            Error::bad_trace_file(path, format!("the trace header does not parse: {e}"))
+        })?;
+        let body = frames.pos;
+        Ok(Self {
+            source,
+            header,
+            body,
+        })
     }
 
     pub fn header(&self) -> &TraceHeader {
@@ -266,7 +338,7 @@ impl TraceReader {
     pub fn batches(&self) -> Batches<'_> {
         Batches {
             frames: Frames {
-                data: &self.data,
+                source: &self.source,
                 pos: self.body,
                 report: ReadOutcome::default(),
             },
