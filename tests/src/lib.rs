@@ -350,6 +350,11 @@ impl Tracer {
         self.child.id()
     }
 
+    /// Whether the tracer has ended by itself.
+    pub fn has_exited(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
+    }
+
     pub fn signal(&self, signal: i32) {
         // SAFETY: sending a signal to our own child process.
         let rc = unsafe { libc::kill(self.child.id() as i32, signal) };

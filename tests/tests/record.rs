@@ -166,3 +166,109 @@ fn a_killed_recorder_leaves_a_readable_file() {
     assert!(calls <= 200);
     assert_eq!(calls % 100, 0, "whole rounds: {report}");
 }
+
+#[test]
+fn an_existing_trace_file_is_replaced_only_with_force() {
+    let binary = c_fixture("calls", &["-g", "-O1"]);
+    let fixture = Fixture::start(&binary, &["10"]);
+    let dir = private_dir("force");
+    let file = dir.join("kept.kt");
+    std::fs::write(&file, b"an older trace").unwrap();
+    let pid = fixture.pid.to_string();
+    let path = file.to_str().unwrap();
+    let refused = run_tracer(&["--pid", &pid, "--fn", "compute", "-o", path, "-d", "1s"]);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    assert!(refused.stderr.contains("--force"), "{}", refused.stderr);
+    assert_eq!(std::fs::read(&file).unwrap(), b"an older trace");
+
+    let forced = run_tracer(&[
+        "--pid", &pid, "--fn", "compute", "-o", path, "-d", "200ms", "--force",
+    ]);
+    assert!(forced.status.success(), "{forced:?}");
+    let report = run_tracer(&["report", path, "--json"]);
+    assert!(report.status.success(), "{report:?}");
+}
+
+#[test]
+fn the_header_is_on_disk_before_the_first_call() {
+    let binary = c_fixture("calls", &["-g", "-O1"]);
+    let fixture = Fixture::start(&binary, &["10"]);
+    let dir = private_dir("early");
+    let file = dir.join("early.kt");
+    let pid = fixture.pid.to_string();
+    let path = file.to_str().unwrap();
+    let tracer = Tracer::start(&["--pid", &pid, "--fn", "compute", "-o", path, "--quiet"]);
+    // Read while the trace runs, and again after a kill well inside the first second.
+    let live = run_tracer(&["report", path, "--json"]);
+    tracer.signal(libc::SIGKILL);
+    let _ = tracer.wait(Duration::from_secs(10));
+    let killed = run_tracer(&["report", path, "--json"]);
+    for report in [live, killed] {
+        assert!(report.status.success(), "{report:?}");
+        let report: Value = serde_json::from_str(&report.stdout).unwrap();
+        assert_eq!(report["calls"], 0, "{report}");
+    }
+    drop(fixture);
+}
+
+#[test]
+fn a_full_disk_stops_the_recording_cleanly_with_its_summary() {
+    let binary = c_fixture("calls", &["-g", "-O1"]);
+    let mut fixture = Fixture::start(&binary, &["1000"]);
+    let dir = private_dir("full");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mounting a small tmpfs (root needed)");
+    struct Unmount<'a>(&'a std::path::Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(&dir);
+    let file = dir.join("full.kt");
+    let path = file.to_str().unwrap();
+    let pid = fixture.pid.to_string();
+    let mut tracer = Tracer::start(&[
+        "--pid",
+        &pid,
+        "--fn",
+        "compute",
+        "--fn",
+        "negate",
+        "-o",
+        path,
+        "--quiet",
+        "--no-compress",
+    ]);
+    // 2,000 calls a round, about 100 KiB uncompressed: a few rounds fill 256 KiB.
+    for _ in 0..20 {
+        fixture.round();
+        thread::sleep(Duration::from_millis(1100));
+        if tracer.has_exited() {
+            break;
+        }
+    }
+    let output = tracer.wait(Duration::from_secs(30));
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        output.stderr.contains("cannot write") && output.stderr.contains("No space left"),
+        "{}",
+        output.stderr
+    );
+    assert!(
+        output
+            .stderr
+            .contains("stopped: the trace file could not be written"),
+        "the summary: {}",
+        output.stderr
+    );
+    assert!(output.stderr.contains("detached"), "{}", output.stderr);
+    let report = run_tracer(&["report", path, "--json"]);
+    assert!(report.status.success(), "{report:?}");
+    let report: Value = serde_json::from_str(&report.stdout).unwrap();
+    assert!(report["calls"].as_u64().unwrap() > 0, "{report}");
+}

@@ -6,7 +6,7 @@ use std::{io::IsTerminal as _, path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracer_ebpf::MAX_CHUNK;
 
-use super::parse::{parse_duration, parse_size};
+use super::parse::{parse_duration, parse_nonzero_duration, parse_size};
 use crate::{
     plan::{ArgPath, DEFAULT_STRING_SIZE, PlanOptions},
     probes::AttachMode,
@@ -246,11 +246,11 @@ pub struct TraceArgs {
     pub json: bool,
 
     /// Stop after this long (e.g. 500ms, 10s, 5m).
-    #[arg(short, long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(short, long, value_name = "DURATION", value_parser = parse_nonzero_duration)]
     pub duration: Option<Duration>,
 
     /// Stop after this many calls.
-    #[arg(short = 'n', long, value_name = "N")]
+    #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_events: Option<u64>,
 
     /// When to colour human output.
@@ -275,6 +275,10 @@ pub struct TraceArgs {
     /// export; no access to the binaries needed).
     #[arg(short, long, value_name = "FILE.kt")]
     pub output: Option<PathBuf>,
+
+    /// With --output: replace FILE if it exists (without it, an existing file is refused).
+    #[arg(long, requires = "output")]
+    pub force: bool,
 
     /// With --output: print no calls, only the status and the summary.
     #[arg(short, long, requires = "output")]
@@ -326,6 +330,7 @@ impl TraceArgs {
             },
             record: self.output.as_ref().map(|path| RecordOptions {
                 path: path.clone(),
+                replace: self.force,
                 writer: WriterOptions {
                     compress: !self.no_compress,
                     rotation: self.rotate_size.map(|size| Rotation {
@@ -411,6 +416,9 @@ mod tests {
             &["--pid", "x", "--fn", "f"][..],                          // pid not a number
             &["--pid", "1", "--fn", ":bad"][..],                       // malformed spec
             &["--pid", "1", "--fn", "f", "-d", "soon"][..],            // bad duration
+            &["--pid", "1", "--fn", "f", "-d", "0"][..],               // nothing to trace
+            &["--pid", "1", "--fn", "f", "--max-events", "0"][..],     // nothing to show
+            &["--pid", "1", "--fn", "f", "--force"][..],               // --force without -o
         ] {
             let err = parse(args).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}: {err}");

@@ -41,7 +41,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let mut stderr = io::stderr();
     let traced = runtime.block_on(trace(&options, &mut stdout, &mut stderr))?;
     eprint!("{}", traced.summary.render(&traced.table));
-    Ok(exit_code::OK)
+    match traced.summary.recording_failed {
+        Some(err) => Err(err.into()),
+        None => Ok(exit_code::OK),
+    }
 }
 
 /// The exit code for the outcome of [`run`]. An error is printed as one line with its causes;

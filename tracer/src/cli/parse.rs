@@ -62,6 +62,15 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// [`parse_duration`] for what must last a while (`--duration`): zero is refused.
+pub fn parse_nonzero_duration(text: &str) -> std::result::Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() {
+        return Err(format!("`{text}`: a duration of zero would trace nothing"));
+    }
+    Ok(duration)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +87,9 @@ mod tests {
         assert!(parse_duration("").is_err());
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("1e999s").is_err());
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_nonzero_duration("0").is_err());
+        assert!(parse_nonzero_duration("0ms").is_err());
+        assert_eq!(parse_nonzero_duration("1ns"), Ok(Duration::from_nanos(1)));
     }
 }

@@ -94,7 +94,7 @@ pub fn merge(inputs: &[PathBuf], output: &Path, allow_duplicates: bool) -> Resul
     let header = merged_header(anchor, ProbeTable::from_probes(probes), merged_from);
     let staged = StagedOutput::new(output);
     let mut writer = TraceWriter::create(staged.path(), &header, WriterOptions::default())?;
-    interleave(&mut sources, &mut writer)?;
+    let events = interleave(&mut sources, &mut writer)?;
 
     let mut counters = CountersRecord::default();
     let mut notes = Vec::new();
@@ -107,7 +107,6 @@ pub fn merge(inputs: &[PathBuf], output: &Path, allow_duplicates: bool) -> Resul
             add_counters(&mut counters, input_counters);
         }
     }
-    let events = writer.stats().events;
     let stats = writer.finish(
         &counters,
         &EndRecord {
@@ -211,8 +210,9 @@ fn merged_header(
 }
 
 /// Writes the calls of every input in the order they returned (a k-way merge: each file is
-/// already in that order).
-fn interleave(inputs: &mut [Input<'_>], writer: &mut TraceWriter) -> Result<()> {
+/// already in that order); returns how many.
+fn interleave(inputs: &mut [Input<'_>], writer: &mut TraceWriter) -> Result<u64> {
+    let mut written = 0;
     let mut heads = BinaryHeap::new();
     for (index, input) in inputs.iter_mut().enumerate() {
         if let Some(event) = input.next_event() {
@@ -221,11 +221,12 @@ fn interleave(inputs: &mut [Input<'_>], writer: &mut TraceWriter) -> Result<()> 
     }
     while let Some(Reverse((_, index, HeapEvent(event)))) = heads.pop() {
         writer.push(&event)?;
+        written += 1;
         if let Some(next) = inputs[index].next_event() {
             heads.push(Reverse((next.exit_ns, index, HeapEvent(next))));
         }
     }
-    Ok(())
+    Ok(written)
 }
 
 /// Adds one input's drop counters to the merged ones, counter by counter.

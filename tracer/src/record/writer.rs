@@ -11,7 +11,7 @@ use std::{
 
 use super::file_format::{
     CountersRecord, EndRecord, EventColumns, FILE_HEADER, FRAME_HEADER, FrameKind, MAGIC,
-    TraceHeader, VERSION, checksum, frame_flags, frame_header,
+    MAX_FRAME_BYTES, TraceHeader, VERSION, checksum, frame_flags, frame_header,
 };
 use crate::{
     error::{Error, Result},
@@ -51,6 +51,7 @@ impl Default for WriterOptions {
 /// What a writer did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriterStats {
+    /// Calls in frames written (pushed calls count once their frame is written).
     pub events: u64,
     pub bytes: u64,
     pub files: u32,
@@ -70,7 +71,7 @@ pub struct TraceWriter {
 }
 
 fn create_file(path: &Path) -> Result<BufWriter<File>> {
-    let file = File::create(path).map_err(|source| Error::io(path, source))?;
+    let file = File::create(path).map_err(|source| Error::write(path, source))?;
     Ok(BufWriter::with_capacity(1 << 20, file))
 }
 
@@ -89,6 +90,14 @@ impl TraceWriter {
     pub fn create(path: &Path, header: &TraceHeader, options: WriterOptions) -> Result<Self> {
         let header = serde_json::to_vec(header)
             .map_err(|e| Error::internal(format!("trace header: {e}")))?;
+        if header.len() > MAX_FRAME_BYTES {
+            return Err(Error::Usage(format!(
+                "the probe table takes {} MiB, more than a trace file holds ({} MiB): trace \
+                 fewer functions",
+                header.len() >> 20,
+                MAX_FRAME_BYTES >> 20
+            )));
+        }
         let mut writer = Self {
             path: path.to_path_buf(),
             out: create_file(path)?,
@@ -100,6 +109,9 @@ impl TraceWriter {
             last_counters: None,
         };
         writer.start_file()?;
+        // On disk before anything is traced: a reader or a tracer killed early sees a trace
+        // of no calls, not an empty file.
+        writer.flush_to_disk()?;
         Ok(writer)
     }
 
@@ -120,7 +132,7 @@ impl TraceWriter {
     fn write_bytes(&mut self, bytes: &[u8]) -> Result<()> {
         self.out
             .write_all(bytes)
-            .map_err(|source| Error::io(&self.path, source))?;
+            .map_err(|source| Error::write(&self.path, source))?;
         self.file_bytes += bytes.len() as u64;
         self.stats.bytes += bytes.len() as u64;
         Ok(())
@@ -130,7 +142,7 @@ impl TraceWriter {
         let compressed;
         let (stored, flags) = if compress {
             compressed = zstd::bulk::compress(raw, ZSTD_LEVEL)
-                .map_err(|source| Error::io(&self.path, source))?;
+                .map_err(|source| Error::write(&self.path, source))?;
             (&compressed[..], frame_flags::ZSTD)
         } else {
             (raw, 0)
@@ -151,7 +163,6 @@ impl TraceWriter {
     /// Adds a call; writes a frame when the batch is full.
     pub fn push(&mut self, event: &CallEvent) -> Result<()> {
         self.columns.push(event);
-        self.stats.events += 1;
         if self.columns.len() >= CHUNK_EVENTS {
             self.write_events()?;
         }
@@ -162,9 +173,17 @@ impl TraceWriter {
         if self.columns.is_empty() {
             return Ok(());
         }
+        let calls = self.columns.len();
         let raw = self.columns.take_encoded();
         self.write_frame(FrameKind::Events, &raw, self.options.compress)?;
+        self.stats.events += calls;
         self.rotate_if_due()
+    }
+
+    fn flush_to_disk(&mut self) -> Result<()> {
+        self.out
+            .flush()
+            .map_err(|source| Error::write(&self.path, source))
     }
 
     fn rotate_if_due(&mut self) -> Result<()> {
@@ -179,7 +198,7 @@ impl TraceWriter {
         }
         self.out
             .flush()
-            .map_err(|source| Error::io(&self.path, source))?;
+            .map_err(|source| Error::write(&self.path, source))?;
         // trace.{keep}.kt drops off; every other file moves one up; the current becomes .1.
         if rotation.keep == 0 {
             let _ = fs::remove_file(&self.path);
@@ -192,7 +211,7 @@ impl TraceWriter {
                 );
             }
             fs::rename(&self.path, rotated_path(&self.path, 1))
-                .map_err(|source| Error::io(&self.path, source))?;
+                .map_err(|source| Error::write(&self.path, source))?;
         }
         self.out = create_file(&self.path)?;
         self.file_bytes = 0;
@@ -216,7 +235,7 @@ impl TraceWriter {
         }
         self.out
             .flush()
-            .map_err(|source| Error::io(&self.path, source))
+            .map_err(|source| Error::write(&self.path, source))
     }
 
     /// Ends the trace cleanly.
@@ -225,11 +244,11 @@ impl TraceWriter {
         self.write_json(FrameKind::End, end)?;
         self.out
             .flush()
-            .map_err(|source| Error::io(&self.path, source))?;
+            .map_err(|source| Error::write(&self.path, source))?;
         self.out
             .get_ref()
             .sync_data()
-            .map_err(|source| Error::io(&self.path, source))?;
+            .map_err(|source| Error::write(&self.path, source))?;
         Ok(self.stats)
     }
 

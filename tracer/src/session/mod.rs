@@ -11,7 +11,7 @@ pub(crate) mod sink;
 mod status;
 pub(crate) mod summary;
 
-use std::{io::Write, os::fd::OwnedFd, path::PathBuf, time::Duration};
+use std::{fs, io::Write, os::fd::OwnedFd, path::PathBuf, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
 use bytes::BytesMut;
@@ -71,6 +71,8 @@ pub struct TraceOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordOptions {
     pub path: PathBuf,
+    /// Replace `path` if it exists (`--force`); otherwise an existing file is refused.
+    pub replace: bool,
     pub writer: WriterOptions,
 }
 
@@ -108,7 +110,7 @@ fn drain(ring: &mut RingBuf<MapData>, sink: &mut Sink<'_>) -> Result<bool> {
     let more = bounds.len() == DRAIN_BATCH;
     let batch = batch.freeze();
     for range in bounds {
-        sink.handle(&batch.slice(range))?;
+        sink.handle(&batch.slice(range));
     }
     sink.flush()?;
     Ok(more)
@@ -152,6 +154,7 @@ struct Armed {
     pidfd: Option<AsyncFd<OwnedFd>>,
     sigint: Signal,
     sigterm: Signal,
+    sighup: Signal,
     attached: Attached,
     started: Instant,
 }
@@ -175,6 +178,7 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
     };
     let sigint = signal(SignalKind::interrupt()).map_err(|err| Error::io("SIGINT", err))?;
     let sigterm = signal(SignalKind::terminate()).map_err(|err| Error::io("SIGTERM", err))?;
+    let sighup = signal(SignalKind::hangup()).map_err(|err| Error::io("SIGHUP", err))?;
     let attached = probes.attach(&prepared.sites, options.target.pid(), options.attach_mode)?;
     // Recording starts once every probe is in place, so no call is seen half (an entry
     // without its return probe, or a return whose entry fired before its probe existed).
@@ -185,12 +189,14 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
         pidfd,
         sigint,
         sigterm,
+        sighup,
         attached,
         started: Instant::now(),
     })
 }
 
-/// The trace file, when `-o` asks for one, with its header written.
+/// The trace file, when `-o` asks for one, with its header written (and on disk, before any
+/// probe is attached). An existing file is replaced only when asked.
 fn open_recorder(
     options: &TraceOptions,
     table: &ProbeTable,
@@ -199,6 +205,12 @@ fn open_recorder(
     let Some(record) = &options.record else {
         return Ok(None);
     };
+    if !record.replace && fs::symlink_metadata(&record.path).is_ok() {
+        return Err(Error::Usage(format!(
+            "{} exists: choose another file, or add --force to replace it",
+            record.path.display()
+        )));
+    }
     let header = header_for(&options.target, table, clock.anchor());
     TraceWriter::create(&record.path, &header, record.writer).map(Some)
 }
@@ -236,6 +248,7 @@ async fn stream(
             biased;
             _ = armed.sigint.recv() => Some(StopReason::Interrupted),
             _ = armed.sigterm.recv() => Some(StopReason::Terminated),
+            _ = armed.sighup.recv() => Some(StopReason::HungUp),
             () = &mut sleep => Some(StopReason::DurationElapsed),
             () = &mut exited => Some(StopReason::TargetExited {
                 pid: options.target.pid().unwrap_or_default(),
@@ -257,9 +270,7 @@ async fn stream(
         }
         if sink.recorder.is_some() && last_record_flush.elapsed() >= RECORD_FLUSH_INTERVAL {
             let counters = counters_record(&armed.probes.counters()?, sink.undecodable);
-            if let Some(recorder) = &mut sink.recorder {
-                recorder.flush(Some(&counters))?;
-            }
+            sink.flush_recording(&counters);
             last_record_flush = Instant::now();
         }
         if let Some(reason) = sink.stop_reason() {
@@ -302,7 +313,14 @@ async fn finish(
                 events: sink.shown,
                 unfinished,
             };
-            Some((record.path.clone(), recorder.finish(&counters, &end)?))
+            let written = recorder.stats();
+            match recorder.finish(&counters, &end) {
+                Ok(stats) => Some((record.path.clone(), stats)),
+                Err(err) => {
+                    sink.recording_failed.get_or_insert(err);
+                    Some((record.path.clone(), written))
+                }
+            }
         }
         _ => None,
     };
@@ -310,6 +328,7 @@ async fn finish(
     let elapsed = started.elapsed();
     probes.detach();
     Ok(Summary {
+        recording_failed: sink.recording_failed.take(),
         stats: sink.stats,
         kernel_counters,
         undecodable: sink.undecodable,
@@ -330,15 +349,25 @@ pub async fn trace(
     status: &mut dyn Write,
 ) -> Result<Traced> {
     let prepared = prepare(options)?;
-    let mut armed = arm(options, &prepared)?;
+    let clock = WallClock::anchor_now();
+    let recorder = open_recorder(options, &prepared.table, clock)?;
+    let mut armed = match arm(options, &prepared) {
+        Ok(armed) => armed,
+        Err(err) => {
+            // Nothing was traced: leave no trace file behind.
+            if let (Some(recorder), Some(record)) = (recorder, &options.record) {
+                drop(recorder);
+                let _ = fs::remove_file(&record.path);
+            }
+            return Err(err);
+        }
+    };
     let _ = writeln!(
         status,
         "{}",
         attach_status(&prepared.table, &armed.attached, &options.target)
     );
     let _ = status.flush();
-    let clock = WallClock::anchor_now();
-    let recorder = open_recorder(options, &prepared.table, clock)?;
     let lines = match (options.quiet, options.json) {
         (true, _) => LiveLines::Off,
         (false, true) => LiveLines::Json,

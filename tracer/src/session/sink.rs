@@ -11,7 +11,7 @@ use super::summary::{CallStats, StopReason};
 use crate::{
     error::{Error, Result},
     events::{decode, probe_table::ProbeTable},
-    record::writer::TraceWriter,
+    record::{file_format::CountersRecord, writer::TraceWriter},
     sinks::{
         clock::WallClock,
         line::{Style, human_line, json_line},
@@ -45,6 +45,9 @@ pub struct Sink<'a> {
     /// Standard output was closed by its reader.
     closed: bool,
     pub recorder: Option<TraceWriter>,
+    /// Why recording stopped before the end (the trace file could not be written); the trace
+    /// then stops too, cleanly, and says so.
+    pub recording_failed: Option<Error>,
 }
 
 impl<'a> Sink<'a> {
@@ -69,36 +72,55 @@ impl<'a> Sink<'a> {
             undecodable: 0,
             closed: false,
             recorder,
+            recording_failed: None,
         }
     }
 
-    /// Takes one ring-buffer item. What does not decode is counted, never a failure; only
-    /// the trace file can fail.
-    pub fn handle(&mut self, item: &Bytes) -> Result<()> {
+    /// Writes what the trace file holds back and the drop counters; a failure ends recording.
+    pub fn flush_recording(&mut self, counters: &CountersRecord) {
+        if let Some(recorder) = &mut self.recorder
+            && let Err(err) = recorder.flush(Some(counters))
+        {
+            self.recording_failed(err);
+        }
+    }
+
+    /// Recording ends here: what the file holds stays readable, and the trace stops.
+    fn recording_failed(&mut self, err: Error) {
+        log::debug!("recording stopped: {err}");
+        self.recorder = None;
+        self.recording_failed = Some(err);
+    }
+
+    /// Takes one ring-buffer item. What does not decode is counted, and a trace file that
+    /// cannot be written ends recording: nothing here fails the trace.
+    pub fn handle(&mut self, item: &Bytes) {
         let event = match decode(item) {
             Ok(event) => event,
             Err(err) => {
                 self.undecodable += 1;
                 log::debug!("undecodable ring-buffer item: {err}");
-                return Ok(());
+                return;
             }
         };
         let Some(probe) = self.table.get(event.probe_id) else {
             self.undecodable += 1;
             log::debug!("ring-buffer item for unknown probe {}", event.probe_id);
-            return Ok(());
+            return;
         };
         if self.max_events.is_some_and(|max| self.shown >= max) {
             self.not_shown += 1;
-            return Ok(());
+            return;
         }
         self.stats.record(&event);
         self.shown += 1;
-        if let Some(recorder) = &mut self.recorder {
-            recorder.push(&event)?;
+        if let Some(recorder) = &mut self.recorder
+            && let Err(err) = recorder.push(&event)
+        {
+            self.recording_failed(err);
         }
         if self.closed {
-            return Ok(());
+            return;
         }
         match self.lines {
             LiveLines::Human(style) => {
@@ -107,7 +129,6 @@ impl<'a> Sink<'a> {
             LiveLines::Json => json_line(&mut self.buffer, &event, probe, &self.clock),
             LiveLines::Off => {}
         }
-        Ok(())
     }
 
     /// Writes what is buffered. A closed pipe ends the live lines quietly, like other CLI
@@ -135,7 +156,9 @@ impl<'a> Sink<'a> {
     /// Whether what the sink saw ends the trace.
     pub fn stop_reason(&self) -> Option<StopReason> {
         // A closed pipe ends a live trace; one being recorded goes on into its file.
-        if self.closed && self.recorder.is_none() {
+        if self.recording_failed.is_some() {
+            Some(StopReason::RecordingFailed)
+        } else if self.closed && self.recorder.is_none() {
             Some(StopReason::OutputClosed)
         } else if self.max_events.is_some_and(|max| self.shown >= max) {
             Some(StopReason::MaxEvents)
@@ -193,10 +216,10 @@ mod tests {
         let clock = WallClock::from_anchor(0, 0);
         let mut sink = Sink::new(&mut out, LiveLines::Json, clock, &table, Some(2), None);
         for arg in [5, 6, 7] {
-            sink.handle(&item(0, arg)).unwrap();
+            sink.handle(&item(0, arg));
         }
-        sink.handle(&item(9, 0)).unwrap(); // an unknown probe
-        sink.handle(&Bytes::from_static(&[1, 2, 3])).unwrap(); // not an event
+        sink.handle(&item(9, 0)); // an unknown probe
+        sink.handle(&Bytes::from_static(&[1, 2, 3])); // not an event
         sink.flush().unwrap();
         assert_eq!((sink.shown, sink.not_shown, sink.undecodable), (2, 1, 2));
         assert_eq!(sink.stats.total_calls(), 2);
@@ -218,7 +241,7 @@ mod tests {
         let clock = WallClock::from_anchor(0, 0);
         let mut out = Vec::new();
         let mut quiet = Sink::new(&mut out, LiveLines::Off, clock, &table, None, None);
-        quiet.handle(&item(0, 1)).unwrap();
+        quiet.handle(&item(0, 1));
         quiet.flush().unwrap();
         assert_eq!(quiet.shown, 1);
         assert!(out.is_empty());
@@ -226,7 +249,7 @@ mod tests {
         let mut pipe = ClosedPipe;
         let style = LiveLines::Human(Style { color: false });
         let mut sink = Sink::new(&mut pipe, style, clock, &table, None, None);
-        sink.handle(&item(0, 1)).unwrap();
+        sink.handle(&item(0, 1));
         assert_eq!(sink.stop_reason(), None);
         sink.flush().unwrap();
         assert_eq!(sink.stop_reason(), Some(StopReason::OutputClosed));

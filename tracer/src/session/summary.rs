@@ -20,8 +20,14 @@ pub enum StopReason {
     Terminated,
     DurationElapsed,
     MaxEvents,
-    TargetExited { pid: u32 },
+    TargetExited {
+        pid: u32,
+    },
     OutputClosed,
+    /// SIGHUP: the terminal went away.
+    HungUp,
+    /// The trace file could not be written (a full disk); what it holds stays readable.
+    RecordingFailed,
 }
 
 impl std::fmt::Display for StopReason {
@@ -33,6 +39,8 @@ impl std::fmt::Display for StopReason {
             Self::MaxEvents => f.write_str("max events reached"),
             Self::TargetExited { pid } => write!(f, "process {pid} exited"),
             Self::OutputClosed => f.write_str("output closed"),
+            Self::HungUp => f.write_str("hung up"),
+            Self::RecordingFailed => f.write_str("the trace file could not be written"),
         }
     }
 }
@@ -66,7 +74,7 @@ impl CallStats {
 }
 
 /// Everything the summary reports.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Summary {
     pub stats: CallStats,
     pub kernel_counters: Vec<(Counter, u64)>,
@@ -81,6 +89,8 @@ pub struct Summary {
     pub stop: StopReason,
     /// The trace file written, and what went into it.
     pub recorded: Option<(std::path::PathBuf, crate::record::writer::WriterStats)>,
+    /// Why recording stopped early; the caller reports it after the summary.
+    pub recording_failed: Option<crate::error::Error>,
 }
 
 impl Summary {
@@ -191,6 +201,12 @@ impl Summary {
                 }
             );
         }
+        if self.recording_failed.is_some() {
+            out.push_str(
+                "recording stopped early: the trace file holds the calls up to then, and reads \
+                 back whole\n",
+            );
+        }
     }
 }
 
@@ -237,6 +253,7 @@ mod tests {
             detach_time: Duration::from_millis(3),
             stop: StopReason::MaxEvents,
             recorded: None,
+            recording_failed: None,
         };
         let text = summary.render(&table());
         assert!(
