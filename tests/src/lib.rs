@@ -253,9 +253,19 @@ impl Fixture {
 
     /// Runs one round of calls and returns its checksum.
     pub fn round(&mut self) -> i64 {
+        self.start_round();
+        self.round_done()
+    }
+
+    /// Starts a round of calls without waiting for it.
+    pub fn start_round(&mut self) {
         let stdin = self.stdin.as_mut().expect("stdin open");
         writeln!(stdin, "go").unwrap();
         stdin.flush().unwrap();
+    }
+
+    /// Waits for the round under way to end; returns its checksum.
+    pub fn round_done(&mut self) -> i64 {
         let done = self.stdout.wait_for("done ", Duration::from_secs(60));
         done.trim_start_matches("done ").trim().parse().unwrap()
     }

@@ -15,6 +15,12 @@ use core::mem::{offset_of, size_of};
 pub const ENTRY_PROGRAM: &str = "koolkit_entry";
 /// Name of the return program (a uretprobe) in the eBPF object.
 pub const RETURN_PROGRAM: &str = "koolkit_return";
+/// Name of the program on the `sched:sched_process_fork` tracepoint that adds the children of
+/// selected processes to [`maps::TGIDS`] (`--children`).
+pub const FORK_PROGRAM: &str = "koolkit_fork";
+/// Name of the program on `sched:sched_process_exit` that drops exited tasks from
+/// [`maps::TGIDS`].
+pub const EXIT_PROGRAM: &str = "koolkit_exit";
 
 /// Names of the maps in the eBPF object; user space opens them by these names.
 pub mod maps {
@@ -29,12 +35,25 @@ pub mod maps {
     pub const COUNTERS: &str = "COUNTERS";
     /// `Array<Config>` with one element.
     pub const CONFIG: &str = "CONFIG";
+    /// `HashMap<u32, u8>`: the processes (TGIDs) traced when
+    /// [`config_flags::SELECT_TGIDS`](super::config_flags::SELECT_TGIDS) is set.
+    pub const TGIDS: &str = "TGIDS";
+    /// LRU hash `pid_tgid` → [`ThreadCalls`](super::ThreadCalls): each thread's parked
+    /// calls, which tell abandoned calls (longjmp, exceptions) from running ones.
+    pub const THREADS: &str = "THREADS";
 }
 
 /// Capacity of [`maps::PLANS`]: the highest probe id is `MAX_PROBES - 1`.
 pub const MAX_PROBES: u32 = 16384;
 /// Default capacity of [`maps::INFLIGHT`] (user space may size it differently at load time).
 pub const INFLIGHT_ENTRIES: u32 = 8192;
+/// Capacity of [`maps::TGIDS`].
+pub const MAX_TGIDS: u32 = 16384;
+/// Capacity of [`maps::THREADS`]: threads with calls in flight at once.
+pub const MAX_THREADS: u32 = 4096;
+/// Parked calls per thread that [`ThreadCalls`] remembers (deeper ones are still traced, but
+/// cannot be told abandoned).
+pub const THREAD_DEPTH: usize = 32;
 /// Default size of the ring buffer in bytes (a power of two, a multiple of the page size).
 pub const RING_BYTES: u32 = 8 << 20;
 /// Steps a capture plan can hold.
@@ -166,6 +185,34 @@ const _: () = assert!(size_of::<InflightKey>() == 24);
 /// stack pointer plus this.
 pub const RETURN_SP_ADJUST: u64 = 8;
 
+/// One thread's parked calls, outermost first: `frames[i]` is the entry stack pointer of the
+/// call of probe `probes[i]`, and frames only get deeper (smaller) towards `depth - 1`.
+///
+/// A new call at frame F, or a return to F, proves that every parked call deeper than F has
+/// ended without its return probe firing (`longjmp`, an exception unwinding, a killed thread):
+/// those are abandoned. A return whose entry is not here was entered before tracing started.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadCalls {
+    pub depth: u32,
+    pub _pad: u32,
+    pub frames: [u64; THREAD_DEPTH],
+    pub probes: [u32; THREAD_DEPTH],
+}
+const _: () = assert!(size_of::<ThreadCalls>() == 8 + 12 * THREAD_DEPTH);
+// The programs mask indexes with `THREAD_DEPTH - 1`.
+const _: () = assert!(THREAD_DEPTH.is_power_of_two());
+
+impl ThreadCalls {
+    /// No call parked.
+    pub const EMPTY: Self = Self {
+        depth: 0,
+        _pad: 0,
+        frames: [0; THREAD_DEPTH],
+        probes: [0; THREAD_DEPTH],
+    };
+}
+
 /// General registers a plan can read, as indexes (not `pt_regs` offsets: the eBPF side maps
 /// each to its field with a constant offset, which the verifier requires for context reads).
 pub mod reg {
@@ -280,14 +327,23 @@ pub struct Config {
     /// Wake the ring-buffer reader only once this many bytes are pending; below it, events are
     /// submitted without a wake-up and user space drains them on its timer.
     pub wakeup_bytes: u32,
+    /// The tracer's own process, never traced (it may map the very library it traces).
+    pub self_tgid: u32,
+    /// Where `child_pid` is in a `sched_process_fork` tracepoint record (the kernel's format
+    /// file says; it moved across kernel versions).
+    pub fork_child_pid_offset: u32,
 }
-const _: () = assert!(size_of::<Config>() == 8);
+const _: () = assert!(size_of::<Config>() == 16);
 
 /// Bits of [`Config::flags`].
 pub mod config_flags {
     /// The entry program parks new calls. Cleared at stop so no new call starts while links
     /// are torn down; returns of calls already parked still complete and are emitted.
     pub const ENABLED: u32 = 1;
+    /// Only processes in [`maps::TGIDS`](super::maps::TGIDS) are traced.
+    pub const SELECT_TGIDS: u32 = 2;
+    /// Children forked by processes in [`maps::TGIDS`](super::maps::TGIDS) join it.
+    pub const FOLLOW_FORKS: u32 = 4;
 }
 
 /// Per-CPU counters of everything the programs could not do, indexes of [`maps::COUNTERS`].
@@ -303,6 +359,11 @@ pub enum Counter {
     InflightFull = 2,
     /// A probe fired whose id has no plan (a bug, never expected).
     NoPlan = 3,
+    /// A call ended without its return probe firing: a newer call or a return of the same
+    /// thread reached a shallower frame (`longjmp`, an exception). Not a drop.
+    Abandoned = 4,
+    /// A child could not join [`maps::TGIDS`]: the map was full.
+    TgidsFull = 5,
 }
 
 /// Capacity of [`maps::COUNTERS`].
@@ -310,12 +371,20 @@ pub const COUNTER_SLOTS: u32 = 8;
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 6] = [
         Self::RingFull,
         Self::LostEntry,
         Self::InflightFull,
         Self::NoPlan,
+        Self::Abandoned,
+        Self::TgidsFull,
     ];
+
+    /// Whether the counter counts calls lost to the trace (a drop), not calls that ended in
+    /// an unusual way.
+    pub const fn is_drop(self) -> bool {
+        !matches!(self, Self::Abandoned)
+    }
 
     /// What the counter means, for summaries.
     pub const fn describe(self) -> &'static str {
@@ -324,6 +393,8 @@ impl Counter {
             Self::LostEntry => "returns without a recorded entry",
             Self::InflightFull => "entries not recorded: in-flight map full",
             Self::NoPlan => "probes without a plan",
+            Self::Abandoned => "calls abandoned (left by longjmp or an exception)",
+            Self::TgidsFull => "child processes not traced: process set full",
         }
     }
 }
@@ -341,6 +412,8 @@ mod pod {
     unsafe impl aya::Pod for super::InflightKey {}
     // SAFETY: as above: a header and a byte array.
     unsafe impl aya::Pod for super::InFlightCall {}
+    // SAFETY: as above: integers and arrays of integers, padded explicitly.
+    unsafe impl aya::Pod for super::ThreadCalls {}
 }
 
 #[cfg(test)]

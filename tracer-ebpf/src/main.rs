@@ -26,9 +26,9 @@ mod programs {
                 bpf_probe_read_user as raw_read_user, bpf_probe_read_user_str as raw_read_user_str,
             },
         },
-        macros::{map, uprobe, uretprobe},
-        maps::{Array, LruHashMap, PerCpuArray, RingBuf},
-        programs::{ProbeContext, RetProbeContext},
+        macros::{map, tracepoint, uprobe, uretprobe},
+        maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+        programs::{ProbeContext, RetProbeContext, TracePointContext},
     };
     use aya_log_ebpf::warn;
     use core::ffi::c_void;
@@ -36,8 +36,9 @@ mod programs {
     use tracer_ebpf::{
         COUNTER_SLOTS, CapturePlan, CaptureStep, Config, Counter, EVENT_HEADER_SIZE, EventKind,
         INFLIGHT_ENTRIES, InFlightCall, InflightKey, MAX_CHUNK, MAX_DEREFS, MAX_PAYLOAD,
-        MAX_PROBES, MAX_STEPS, PAYLOAD_BUFFER, RETURN_SP_ADJUST, RING_BYTES, config_flags,
-        location, plan_flags, reg, step_status, value,
+        MAX_PROBES, MAX_STEPS, MAX_TGIDS, MAX_THREADS, PAYLOAD_BUFFER, RETURN_SP_ADJUST,
+        RING_BYTES, THREAD_DEPTH, ThreadCalls, config_flags, location, plan_flags, reg,
+        step_status, value,
     };
 
     #[map]
@@ -59,13 +60,102 @@ mod programs {
     #[map]
     static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 
+    #[map]
+    static TGIDS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_TGIDS, 0);
+
+    #[map]
+    static THREADS: LruHashMap<u64, ThreadCalls> = LruHashMap::with_max_entries(MAX_THREADS, 0);
+
+    /// What every thread's parked calls start as (read-only data).
+    static NO_CALLS: ThreadCalls = ThreadCalls::EMPTY;
+
+    /// Marks, in an in-flight call's `exit_ns` until its return stamps it, that its thread's
+    /// [`ThreadCalls`] holds it.
+    const TRACKED: u64 = 1;
+
+    /// Adds `delta` (wrapping: `u64::MAX` takes one away) to a counter.
     #[inline(always)]
-    fn count(counter: Counter) {
+    fn add(counter: Counter, delta: u64) {
         if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
             // SAFETY: the slot is a valid, aligned u64 of this CPU's counters. Uprobe programs
             // can be preempted by another on the same CPU, so the add is atomic.
-            unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(slot, 1) };
+            unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(slot, delta) };
         }
+    }
+
+    /// Whether calls of process `tgid` are traced.
+    #[inline(always)]
+    fn traced(config: &Config, tgid: u32) -> bool {
+        if tgid == config.self_tgid {
+            return false;
+        }
+        // SAFETY: the value is only tested for presence.
+        config.flags & config_flags::SELECT_TGIDS == 0 || unsafe { TGIDS.get(&tgid) }.is_some()
+    }
+
+    /// Pops the parked calls of `thread` that a new call at `frame` proves ended without
+    /// returning: every deeper one, and one at the same frame of the same probe (its frame
+    /// was reused). Their in-flight entries stay: if the thread had only switched stacks and
+    /// such a call returns after all, the return finds it and takes the count back.
+    #[inline(always)]
+    fn settle_entry(thread: &mut ThreadCalls, frame: u64, probe: u32) {
+        for _ in 0..THREAD_DEPTH {
+            let depth = thread.depth as usize;
+            if depth == 0 || depth > THREAD_DEPTH {
+                return;
+            }
+            // Masked, not only compared: the verifier must see the index bounded.
+            let top = (depth - 1) & (THREAD_DEPTH - 1);
+            let deeper = thread.frames[top] < frame;
+            let reused = thread.frames[top] == frame && thread.probes[top] == probe;
+            if !deeper && !reused {
+                return;
+            }
+            thread.depth -= 1;
+            add(Counter::Abandoned, 1);
+        }
+    }
+
+    /// Pops the parked calls of `thread` deeper than a return to `frame` (abandoned), then the
+    /// returning call itself; returns whether it was parked (entered while tracing).
+    #[inline(always)]
+    fn settle_return(thread: &mut ThreadCalls, frame: u64, probe: u32) -> bool {
+        for _ in 0..THREAD_DEPTH {
+            let depth = thread.depth as usize;
+            if depth == 0 || depth > THREAD_DEPTH {
+                return false;
+            }
+            let top = (depth - 1) & (THREAD_DEPTH - 1);
+            if thread.frames[top] >= frame {
+                break;
+            }
+            thread.depth -= 1;
+            add(Counter::Abandoned, 1);
+        }
+        let depth = thread.depth as usize;
+        if depth == 0 || depth > THREAD_DEPTH {
+            return false;
+        }
+        let top = (depth - 1) & (THREAD_DEPTH - 1);
+        if thread.frames[top] == frame && thread.probes[top] == probe {
+            thread.depth -= 1;
+            return true;
+        }
+        // A function and the one it tail-called share a frame; their returns may come in
+        // either order.
+        let below = (depth.wrapping_sub(2)) & (THREAD_DEPTH - 1);
+        if depth >= 2 && thread.frames[below] == frame && thread.probes[below] == probe {
+            thread.frames[below] = thread.frames[top];
+            thread.probes[below] = thread.probes[top];
+            thread.depth -= 1;
+            return true;
+        }
+        false
+    }
+
+    #[inline(always)]
+    fn count(counter: Counter) {
+        add(counter, 1);
     }
 
     #[inline(always)]
@@ -215,7 +305,14 @@ mod programs {
 
     #[uprobe]
     pub fn koolkit_entry(ctx: ProbeContext) -> u32 {
-        if config().is_none_or(|c| c.flags & config_flags::ENABLED == 0) {
+        let Some(config) = config() else {
+            return 0;
+        };
+        if config.flags & config_flags::ENABLED == 0 {
+            return 0;
+        }
+        let pid_tgid = bpf_get_current_pid_tgid();
+        if !traced(config, (pid_tgid >> 32) as u32) {
             return 0;
         }
         let probe = probe_id(ctx.regs.cast());
@@ -227,7 +324,6 @@ mod programs {
                 return 0;
             }
         };
-        let pid_tgid = bpf_get_current_pid_tgid();
         // SAFETY: `ctx.regs` is the program context.
         let frame = unsafe { (*ctx.regs).rsp };
         let key = InflightKey {
@@ -248,6 +344,9 @@ mod programs {
         };
         // SAFETY: the value was just inserted under a key only this thread uses.
         let call = unsafe { &mut *call };
+        if park_in_thread(pid_tgid, frame, probe) {
+            call.header.exit_ns = TRACKED;
+        }
         call.header.kind = EventKind::Call as u32;
         call.header.probe_id = probe;
         call.header.pid = (pid_tgid >> 32) as u32;
@@ -258,6 +357,32 @@ mod programs {
         // capture is not part of the latency.
         call.header.entry_ns = unsafe { bpf_ktime_get_ns() };
         0
+    }
+
+    /// Settles the thread's parked calls for a new call at `frame` and parks this one; returns
+    /// whether it is now tracked there.
+    #[inline(always)]
+    fn park_in_thread(pid_tgid: u64, frame: u64, probe: u32) -> bool {
+        if THREADS.get_ptr_mut(&pid_tgid).is_none()
+            && THREADS.insert(&pid_tgid, &NO_CALLS, 0).is_err()
+        {
+            return false;
+        }
+        let Some(thread) = THREADS.get_ptr_mut(&pid_tgid) else {
+            return false;
+        };
+        // SAFETY: the value belongs to this thread's key; only this thread's probes use it.
+        let thread = unsafe { &mut *thread };
+        settle_entry(thread, frame, probe);
+        let depth = thread.depth as usize;
+        if depth >= THREAD_DEPTH {
+            return false;
+        }
+        let slot = depth & (THREAD_DEPTH - 1);
+        thread.frames[slot] = frame;
+        thread.probes[slot] = probe;
+        thread.depth += 1;
+        true
     }
 
     #[uretprobe]
@@ -272,16 +397,22 @@ mod programs {
         let probe = probe_id(ctx.regs.cast());
         // SAFETY: `ctx.regs` is the program context.
         let (sp, ret) = unsafe { ((*ctx.regs).rsp, (*ctx.regs).rax) };
+        let pid_tgid = bpf_get_current_pid_tgid();
         let key = InflightKey {
-            pid_tgid: bpf_get_current_pid_tgid(),
+            pid_tgid,
             frame: sp.wrapping_sub(RETURN_SP_ADJUST),
             probe_id: probe,
             _pad: 0,
         };
+        let parked = match THREADS.get_ptr_mut(&pid_tgid) {
+            // SAFETY: the value belongs to this thread's key; only this thread's probes use it.
+            Some(thread) => settle_return(unsafe { &mut *thread }, key.frame, probe),
+            None => false,
+        };
         let Some(call) = INFLIGHT.get_ptr_mut(&key) else {
-            // Outside the enabled window (while attaching, after the stop) entries are not
-            // parked, so a return without one is expected then.
-            if enabled {
+            // A call its thread parked whose entry is gone was evicted from the in-flight
+            // map; any other was entered before tracing started (or after it stopped).
+            if enabled && parked {
                 count(Counter::LostEntry);
             }
             return 0;
@@ -289,6 +420,10 @@ mod programs {
         // SAFETY: the in-flight value stays valid until we remove it below; only this thread's
         // return can complete this key.
         let call = unsafe { &mut *call };
+        if call.header.exit_ns == TRACKED && !parked {
+            // Counted abandoned when its thread seemed to leave it; it returned after all.
+            add(Counter::Abandoned, u64::MAX);
+        }
         call.header.exit_ns = exit_ns;
         call.header.ret = ret;
         // SAFETY: no preconditions.
@@ -312,6 +447,44 @@ mod programs {
             }
         }
         let _ = INFLIGHT.remove(&key);
+        0
+    }
+
+    /// `sched:sched_process_fork`: a child of a selected process is selected too.
+    #[tracepoint]
+    pub fn koolkit_fork(ctx: TracePointContext) -> u32 {
+        let Some(config) = config() else {
+            return 0;
+        };
+        if config.flags & config_flags::FOLLOW_FORKS == 0 {
+            return 0;
+        }
+        let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
+        // SAFETY: the value is only tested for presence.
+        if unsafe { TGIDS.get(&parent) }.is_none() {
+            return 0;
+        }
+        // SAFETY: the helper behind `read_at` checks the address; the offset comes from the
+        // tracepoint's format file.
+        let Ok(child) = (unsafe { ctx.read_at::<i32>(config.fork_child_pid_offset as usize) })
+        else {
+            return 0;
+        };
+        // A new thread's id lands here too; the exit program takes it out again.
+        if TGIDS.insert(&(child as u32), &1, 0).is_err() {
+            count(Counter::TgidsFull);
+        }
+        0
+    }
+
+    /// `sched:sched_process_exit`, in the exiting thread: forget it.
+    #[tracepoint]
+    pub fn koolkit_exit(_ctx: TracePointContext) -> u32 {
+        let pid_tgid = bpf_get_current_pid_tgid();
+        let _ = THREADS.remove(&pid_tgid);
+        if config().is_some_and(|c| c.flags & config_flags::FOLLOW_FORKS != 0) {
+            let _ = TGIDS.remove(&(pid_tgid as u32));
+        }
         0
     }
 

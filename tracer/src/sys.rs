@@ -53,6 +53,26 @@ pub fn map_read_only(file: &std::fs::File) -> io::Result<memmap2::Mmap> {
     unsafe { memmap2::Mmap::map(file) }
 }
 
+/// Mounts tracefs at `/sys/kernel/tracing` (what systemd does at boot on most distributions),
+/// for the tracepoints that follow forks.
+pub fn mount_tracefs() -> io::Result<()> {
+    // SAFETY: every pointer is a NUL-terminated string literal; no data argument.
+    let rc = unsafe {
+        libc::mount(
+            c"tracefs".as_ptr(),
+            c"/sys/kernel/tracing".as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// A pidfd for `pid`: readable once the process exits.
 pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     // SAFETY: plain syscall with integer arguments.

@@ -46,16 +46,84 @@ impl Target {
     }
 }
 
-/// Errors with [`Error::NoSuchProcess`] unless `/proc/PID` exists.
+/// Why process `pid` cannot be traced, if it cannot: it does not exist, is a thread of
+/// another process, has exited (a zombie), or is a kernel thread.
 pub fn process_exists(pid: u32) -> Result<()> {
     if pid == 0 {
         return Err(Error::NoSuchProcess { pid });
     }
-    if Path::new(&format!("/proc/{pid}")).exists() {
-        Ok(())
-    } else {
-        Err(Error::NoSuchProcess { pid })
+    let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return Err(Error::NoSuchProcess { pid });
+    };
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .map(str::trim)
+    };
+    if let Some(tgid) = field("Tgid:").and_then(|t| t.parse::<u32>().ok())
+        && tgid != pid
+    {
+        return Err(Error::Usage(format!(
+            "{pid} is a thread of process {tgid}: trace the process (--pid {tgid})"
+        )));
     }
+    if field("State:").is_some_and(|state| state.starts_with('Z')) {
+        return Err(Error::Usage(format!(
+            "process {pid} is a zombie: it has exited and only waits for its parent to reap it"
+        )));
+    }
+    if is_kernel_thread(pid) {
+        return Err(Error::Usage(format!(
+            "process {pid} is a kernel thread: it runs no user-space code to trace"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `pid` is a kernel thread (`PF_KTHREAD` in the flags of `/proc/PID/stat`).
+fn is_kernel_thread(pid: u32) -> bool {
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    stat_fields(pid)
+        .and_then(|fields| fields.get(6)?.parse::<u64>().ok())
+        .is_some_and(|flags| flags & PF_KTHREAD != 0)
+}
+
+/// The fields of `/proc/PID/stat` after the command name (which may hold spaces and
+/// parentheses): `state` is field 0, `ppid` field 1, `flags` field 6.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// Every process below `pid` (children, their children, ...), from the parents
+/// `/proc/*/stat` names.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let parents: Vec<(u32, u32)> = entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|child| {
+            let ppid = stat_fields(child)?.get(1)?.parse().ok()?;
+            Some((child, ppid))
+        })
+        .collect();
+    let mut found = vec![pid];
+    let mut next = 0;
+    while next < found.len() {
+        let parent = found[next];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, ppid)| *ppid == parent)
+                .map(|(child, _)| *child),
+        );
+        next += 1;
+    }
+    found.remove(0);
+    found
 }
 
 /// A file a process maps with execute permission: a place where uprobes can go.
@@ -108,17 +176,32 @@ pub(crate) fn parse_maps_line(line: &str) -> Option<MapsLine<'_>> {
 
 const DELETED_SUFFIX: &str = " (deleted)";
 
+/// The privilege needed to look into another user's process.
+fn not_permitted(pid: u32, path: &str) -> Error {
+    Error::Privilege {
+        what: format!("cannot read {path}: process {pid} belongs to another user"),
+        hint: "reading its memory map and its files (/proc/PID/root) needs root, or \
+               CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH besides CAP_BPF and CAP_PERFMON"
+            .into(),
+    }
+}
+
 /// The objects process `pid` maps executable, main executable first, each once.
 pub fn mapped_objects(pid: u32) -> Result<Vec<MappedObject>> {
     let maps_path = format!("/proc/{pid}/maps");
-    let maps = fs::read_to_string(&maps_path).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            Error::NoSuchProcess { pid }
-        } else {
-            Error::io(&maps_path, source)
-        }
+    let maps = fs::read_to_string(&maps_path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => Error::NoSuchProcess { pid },
+        std::io::ErrorKind::PermissionDenied => not_permitted(pid, &maps_path),
+        _ => Error::io(&maps_path, source),
     })?;
-    let exe = fs::read_link(format!("/proc/{pid}/exe")).ok();
+    let exe_path = format!("/proc/{pid}/exe");
+    let exe = match fs::read_link(&exe_path) {
+        Ok(exe) => Some(exe),
+        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(not_permitted(pid, &exe_path));
+        }
+        Err(_) => None,
+    };
     let exe = exe
         .as_deref()
         .and_then(Path::to_str)
@@ -203,6 +286,44 @@ mod tests {
         assert!(objects[0].is_main, "{objects:?}");
         assert!(objects.iter().skip(1).all(|o| !o.is_main));
         assert!(objects[0].open_path.exists());
+    }
+
+    #[test]
+    fn threads_kernel_threads_and_children_are_told_apart() {
+        // A thread of this process.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            // `/proc/thread-self` is `PID/task/TID`.
+            let link = fs::read_link("/proc/thread-self").unwrap();
+            let tid: u32 = link.file_name().unwrap().to_str().unwrap().parse().unwrap();
+            tx.send(tid).unwrap();
+            let _ = done_rx.recv();
+        });
+        let tid = rx.recv().unwrap();
+        let err = process_exists(tid).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("is a thread of process {}", std::process::id())),
+            "{err}"
+        );
+        done_tx.send(()).unwrap();
+        thread.join().unwrap();
+        // kthreadd is pid 2 on Linux.
+        let err = process_exists(2).unwrap_err().to_string();
+        assert!(err.contains("kernel thread"), "{err}");
+        assert!(process_exists(std::process::id()).is_ok());
+
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        assert!(descendants(std::process::id()).contains(&child.id()));
+        child.kill().unwrap();
+        // Killed but not reaped: a zombie.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let err = process_exists(child.id()).unwrap_err().to_string();
+        assert!(err.contains("zombie"), "{err}");
+        child.wait().unwrap();
     }
 
     #[test]

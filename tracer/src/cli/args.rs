@@ -235,6 +235,12 @@ pub struct TraceArgs {
     #[command(flatten)]
     pub target: TargetArgs,
 
+    /// With --pid: also trace the process's descendants, present and future (pre-fork servers
+    /// run their work in children). Selected in the kernel; probes in shared libraries then
+    /// fire in every process that maps them, so prefer functions of the program itself.
+    #[arg(long, requires = "pid")]
+    pub children: bool,
+
     /// Function(s) to trace: NAME (C, demangled Rust or C++ path, or mangled), a glob
     /// ('myapp::db::*'), OBJECT:NAME (libc.so.6:malloc), or FILE:LINE (the function holding
     /// that source line). Repeatable.
@@ -315,6 +321,7 @@ impl TraceArgs {
         TraceOptions {
             target,
             functions: self.functions.clone(),
+            children: self.children,
             json: self.json,
             color,
             duration: self.duration,

@@ -129,7 +129,12 @@ mod tests {
     #[test]
     fn embedded_object_has_every_program_and_map_user_space_names() {
         let object = aya_obj::Object::parse(ebpf_object().unwrap()).unwrap();
-        for program in [tracer_ebpf::ENTRY_PROGRAM, tracer_ebpf::RETURN_PROGRAM] {
+        for program in [
+            tracer_ebpf::ENTRY_PROGRAM,
+            tracer_ebpf::RETURN_PROGRAM,
+            tracer_ebpf::FORK_PROGRAM,
+            tracer_ebpf::EXIT_PROGRAM,
+        ] {
             assert!(object.programs.contains_key(program), "program {program}");
         }
         for map in [
@@ -138,6 +143,8 @@ mod tests {
             maps::INFLIGHT,
             maps::COUNTERS,
             maps::CONFIG,
+            maps::TGIDS,
+            maps::THREADS,
         ] {
             assert!(object.maps.contains_key(map), "map {map}");
         }

@@ -23,13 +23,13 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, MapData, PerCpuArray, RingBuf},
     programs::{
-        UProbe,
+        TracePoint, UProbe,
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
     },
 };
 use tracer_ebpf::{
-    CapturePlan, Config, Counter, ENTRY_PROGRAM, InFlightCall, InflightKey, MAX_PROBES,
-    RETURN_PROGRAM, config_flags, maps,
+    CapturePlan, Config, Counter, ENTRY_PROGRAM, EXIT_PROGRAM, FORK_PROGRAM, InFlightCall,
+    InflightKey, MAX_PROBES, MAX_TGIDS, RETURN_PROGRAM, ThreadCalls, config_flags, maps,
 };
 
 use crate::{
@@ -109,9 +109,21 @@ fn is_permission_error(err: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Whether `err` carries the verifier's log: the kernel refused the program itself (which it
+/// reports as EACCES too), not the caller's privilege.
+fn is_verifier_rejection(err: &(dyn std::error::Error + 'static)) -> bool {
+    let text = err.to_string().to_ascii_lowercase();
+    text.contains("verifier") && text.contains("processed")
+}
+
 /// Wraps a BPF failure, turning permission errors into [`Error::Privilege`].
 fn bpf_error(context: &str, err: impl std::error::Error + Send + Sync + 'static) -> Error {
-    if is_permission_error(&err) {
+    if is_verifier_rejection(&err) {
+        Error::internal(format!(
+            "{context}: the kernel's verifier rejected koolkit-trace's eBPF program (a bug of \
+             koolkit-trace on this kernel; RUST_LOG=debug shows more): {err}"
+        ))
+    } else if is_permission_error(&err) {
         Error::Privilege {
             what: format!("{context}: {err}"),
             hint: "run as root, or with CAP_BPF and CAP_PERFMON; in a container, also allow \
@@ -129,7 +141,11 @@ pub struct Probes {
     map_fds: HashMap<String, OwnedFd>,
     plans: Array<MapData, CapturePlan>,
     inflight: aya::maps::HashMap<MapData, InflightKey, InFlightCall>,
+    threads: aya::maps::HashMap<MapData, u64, ThreadCalls>,
+    tgids: aya::maps::HashMap<MapData, u32, u8>,
     config: Array<MapData, Config>,
+    /// What `enable` writes, besides switching recording on.
+    settings: Config,
     counters: PerCpuArray<MapData, u64>,
     ring: Option<RingBuf<MapData>>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
@@ -163,12 +179,21 @@ impl Probes {
         let counters = take_map(&mut ebpf, maps::COUNTERS)?;
         let ring = take_map(&mut ebpf, maps::EVENTS)?;
         let inflight = take_map(&mut ebpf, maps::INFLIGHT)?;
+        let threads = take_map(&mut ebpf, maps::THREADS)?;
+        let tgids = take_map(&mut ebpf, maps::TGIDS)?;
         Ok(Self {
             ebpf,
             map_fds,
             plans,
             inflight,
+            threads,
+            tgids,
             config,
+            settings: Config {
+                // The tracer may map the very library it traces: never trace itself.
+                self_tgid: std::process::id(),
+                ..Config::default()
+            },
             counters,
             ring: Some(ring),
             logger,
@@ -195,18 +220,60 @@ impl Probes {
         Ok(())
     }
 
+    /// Traces only the processes `tgids` (selected in the kernel, whatever the probes fire
+    /// in), and with `follow_forks` the children they fork from now on.
+    pub fn select_processes(&mut self, tgids: &[u32], follow_forks: bool) -> Result<()> {
+        if tgids.len() > MAX_TGIDS as usize {
+            return Err(Error::Usage(format!(
+                "{} processes selected; at most {MAX_TGIDS} can be traced at once",
+                tgids.len()
+            )));
+        }
+        for &tgid in tgids {
+            self.tgids
+                .insert(tgid, 1, 0)
+                .map_err(|err| bpf_error("selecting processes", err))?;
+        }
+        self.settings.flags |= config_flags::SELECT_TGIDS;
+        if follow_forks {
+            self.settings.fork_child_pid_offset = fork_child_pid_offset()?;
+            self.settings.flags |= config_flags::FOLLOW_FORKS;
+            for (program, event) in [
+                (FORK_PROGRAM, "sched_process_fork"),
+                (EXIT_PROGRAM, "sched_process_exit"),
+            ] {
+                let tracepoint: &mut TracePoint = self
+                    .ebpf
+                    .program_mut(program)
+                    .ok_or_else(|| {
+                        Error::internal(format!("the embedded eBPF object has no {program}"))
+                    })?
+                    .try_into()
+                    .map_err(|err| bpf_error(&format!("program {program}"), err))?;
+                tracepoint
+                    .load()
+                    .map_err(|err| bpf_error(&format!("loading {program}"), err))?;
+                tracepoint
+                    .attach("sched", event)
+                    .map_err(|err| bpf_error(&format!("attaching to sched:{event}"), err))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Turns recording on, waking the reader once `wakeup_bytes` are pending.
     pub fn enable(&mut self, wakeup_bytes: u32) -> Result<()> {
         self.write_config(Config {
-            flags: config_flags::ENABLED,
+            flags: self.settings.flags | config_flags::ENABLED,
             wakeup_bytes,
+            ..self.settings
         })
     }
 
     /// Stops new calls from being recorded; calls already entered still complete and are
     /// emitted when they return.
     pub fn disable(&mut self) -> Result<()> {
-        self.write_config(Config::default())
+        self.write_config(self.settings)
     }
 
     fn write_config(&mut self, config: Config) -> Result<()> {
@@ -225,9 +292,28 @@ impl Probes {
         self.logger.as_mut()
     }
 
-    /// Calls that entered and have not returned (bounded by the in-flight map's size).
+    /// Calls that entered and have not returned (bounded by the in-flight map's size), not
+    /// counting those already known abandoned: parked by their thread, which has since left
+    /// their frame.
     pub fn calls_in_flight(&self) -> u64 {
-        self.inflight.keys().filter(Result::is_ok).count() as u64
+        self.inflight
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(key, call)| !self.is_abandoned(key, call))
+            .count() as u64
+    }
+
+    fn is_abandoned(&self, key: &InflightKey, call: &InFlightCall) -> bool {
+        // The entry program marks calls it parked with their thread (see `koolkit_entry`).
+        const TRACKED: u64 = 1;
+        if call.header.exit_ns != TRACKED {
+            return false;
+        }
+        let Ok(thread) = self.threads.get(&key.pid_tgid, 0) else {
+            return true;
+        };
+        let depth = (thread.depth as usize).min(thread.frames.len());
+        !(0..depth).any(|i| thread.frames[i] == key.frame && thread.probes[i] == key.probe_id)
     }
 
     /// Sums of the per-CPU counters, by [`Counter`].
@@ -239,7 +325,9 @@ impl Probes {
                     .counters
                     .get(&(counter as u32), 0)
                     .map_err(|err| bpf_error("reading counters", err))?;
-                Ok((counter, per_cpu.iter().sum()))
+                // Wrapping: the programs take a count back by adding u64::MAX.
+                let total = per_cpu.iter().fold(0u64, |sum, n| sum.wrapping_add(*n));
+                Ok((counter, total))
             })
             .collect()
     }
@@ -439,6 +527,49 @@ impl Probes {
     }
 }
 
+/// Where `child_pid` is in a `sched_process_fork` record, from the tracepoint's format file
+/// (the field moved when the comm fields became dynamic).
+fn fork_child_pid_offset() -> Result<u32> {
+    const FORMATS: [&str; 2] = [
+        "/sys/kernel/tracing/events/sched/sched_process_fork/format",
+        "/sys/kernel/debug/tracing/events/sched/sched_process_fork/format",
+    ];
+    if !FORMATS.iter().any(|path| Path::new(path).exists()) {
+        match crate::sys::mount_tracefs() {
+            Ok(()) => log::info!("mounted tracefs at /sys/kernel/tracing"),
+            Err(err) => log::debug!("mounting tracefs: {err}"),
+        }
+    }
+    let format = FORMATS
+        .iter()
+        .find_map(|path| fs::read_to_string(path).ok())
+        .ok_or_else(|| Error::KernelFeature {
+            what: "follow forked children".into(),
+            hint: "the sched:sched_process_fork tracepoint is not visible: mount tracefs \
+                   (mount -t tracefs nodev /sys/kernel/tracing)"
+                .into(),
+        })?;
+    parse_field_offset(&format, "child_pid").ok_or_else(|| Error::KernelFeature {
+        what: "follow forked children".into(),
+        hint: "the sched_process_fork tracepoint has no child_pid field".into(),
+    })
+}
+
+/// The `offset:` of `field` in a tracepoint format file.
+fn parse_field_offset(format: &str, field: &str) -> Option<u32> {
+    format.lines().find_map(|line| {
+        let (declaration, rest) = line.trim().strip_prefix("field:")?.split_once(';')?;
+        let name = declaration.rsplit([' ', '*']).next()?;
+        if name != field {
+            return None;
+        }
+        rest.split(';')
+            .find_map(|part| part.trim().strip_prefix("offset:"))?
+            .parse()
+            .ok()
+    })
+}
+
 fn take_map<T>(ebpf: &mut Ebpf, name: &str) -> Result<T>
 where
     T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
@@ -452,6 +583,21 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tracepoint_fields_are_found_by_name() {
+        let format = "name: sched_process_fork\nformat:\n\
+            \tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\
+            \tfield:__data_loc char[] parent_comm;\toffset:8;\tsize:4;\tsigned:0;\n\
+            \tfield:pid_t parent_pid;\toffset:12;\tsize:4;\tsigned:1;\n\
+            \tfield:pid_t child_pid;\toffset:20;\tsize:4;\tsigned:1;\n";
+        assert_eq!(parse_field_offset(format, "child_pid"), Some(20));
+        assert_eq!(parse_field_offset(format, "parent_pid"), Some(12));
+        assert_eq!(parse_field_offset(format, "pid"), None);
+        let old = "\tfield:char child_comm[16];\toffset:28;\tsize:16;\tsigned:0;\n\
+            \tfield:pid_t child_pid;\toffset:44;\tsize:4;\tsigned:1;\n";
+        assert_eq!(parse_field_offset(old, "child_pid"), Some(44));
+    }
 
     #[test]
     fn permission_errors_are_found_in_the_cause_chain() {

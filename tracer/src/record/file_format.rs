@@ -125,9 +125,16 @@ impl TraceHeader {
 /// Drops counted so far (cumulative), written periodically.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CountersRecord {
-    /// Kernel counters by their description.
+    /// Kernel counters of lost calls, by their description.
     pub kernel: Vec<(String, u64)>,
     pub undecodable: u64,
+    /// Calls that ended without returning (`longjmp`, exceptions): not lost, not drops.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub abandoned: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The last frame of a trace that ended cleanly.

@@ -232,6 +232,7 @@ fn interleave(inputs: &mut [Input<'_>], writer: &mut TraceWriter) -> Result<u64>
 /// Adds one input's drop counters to the merged ones, counter by counter.
 fn add_counters(total: &mut CountersRecord, input: CountersRecord) {
     total.undecodable += input.undecodable;
+    total.abandoned += input.abandoned;
     for (name, n) in input.kernel {
         match total.kernel.iter_mut().find(|(k, _)| *k == name) {
             Some((_, sum)) => *sum += n,

@@ -35,10 +35,10 @@ use crate::{
     sinks::{clock::WallClock, line::Style},
     symbols::{FunctionSpec, ProbeSite, resolve},
     sys,
-    target::Target,
+    target::{self, Target},
 };
 use sink::{LiveLines, Sink};
-use status::attach_status;
+use status::{Family, attach_status};
 use summary::{StopReason, Summary};
 
 /// How often the ring buffer is drained when the kernel does not wake us.
@@ -55,6 +55,8 @@ const DRAIN_BATCH: usize = 16 << 10;
 pub struct TraceOptions {
     pub target: Target,
     pub functions: Vec<FunctionSpec>,
+    /// With a process target: its descendants too, present and future.
+    pub children: bool,
     pub json: bool,
     pub color: bool,
     pub duration: Option<Duration>,
@@ -83,9 +85,15 @@ fn counters_record(counters: &[(Counter, u64)], undecodable: u64) -> CountersRec
     CountersRecord {
         kernel: counters
             .iter()
+            .filter(|(counter, _)| counter.is_drop())
             .map(|(counter, n)| (counter.describe().to_string(), *n))
             .collect(),
         undecodable,
+        abandoned: counters
+            .iter()
+            .filter(|(counter, _)| *counter == Counter::Abandoned)
+            .map(|(_, n)| n)
+            .sum(),
     }
 }
 
@@ -179,7 +187,17 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
     let sigint = signal(SignalKind::interrupt()).map_err(|err| Error::io("SIGINT", err))?;
     let sigterm = signal(SignalKind::terminate()).map_err(|err| Error::io("SIGTERM", err))?;
     let sighup = signal(SignalKind::hangup()).map_err(|err| Error::io("SIGHUP", err))?;
-    let attached = probes.attach(&prepared.sites, options.target.pid(), options.attach_mode)?;
+    // The kernel's pid filter takes one process; a family is selected by the programs.
+    let attach_pid = match options.target.pid() {
+        Some(pid) if options.children => {
+            let mut family = vec![pid];
+            family.extend(target::descendants(pid));
+            probes.select_processes(&family, true)?;
+            None
+        }
+        pid => pid,
+    };
+    let attached = probes.attach(&prepared.sites, attach_pid, options.attach_mode)?;
     // Recording starts once every probe is in place, so no call is seen half (an entry
     // without its return probe, or a return whose entry fired before its probe existed).
     probes.enable(WAKEUP_BYTES)?;
@@ -213,6 +231,21 @@ fn open_recorder(
     }
     let header = header_for(&options.target, table, clock.anchor());
     TraceWriter::create(&record.path, &header, record.writer).map(Some)
+}
+
+/// Who of the target's family is traced, for the start line.
+fn family(options: &TraceOptions) -> Family {
+    match options.target.pid() {
+        Some(pid) => {
+            let descendants = target::descendants(pid).len();
+            if options.children {
+                Family::Traced { descendants }
+            } else {
+                Family::NotTraced { descendants }
+            }
+        }
+        None => Family::NotTraced { descendants: 0 },
+    }
 }
 
 /// Drains events into `sink` until a signal, the duration, the target's exit or the sink
@@ -365,7 +398,12 @@ pub async fn trace(
     let _ = writeln!(
         status,
         "{}",
-        attach_status(&prepared.table, &armed.attached, &options.target)
+        attach_status(
+            &prepared.table,
+            &armed.attached,
+            &options.target,
+            family(options)
+        )
     );
     let _ = status.flush();
     let lines = match (options.quiet, options.json) {

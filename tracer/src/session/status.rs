@@ -5,15 +5,26 @@
 use crate::{
     events::probe_table::ProbeTable,
     probes::Attached,
-    sinks::units::{count, format_duration_ns},
+    sinks::units::{count, count_irregular, format_duration_ns},
     symbols::placement::CostClass,
     target::Target,
 };
 
-fn describe_target(target: &Target) -> String {
-    match target {
-        Target::Process { pid } => format!("process {pid}"),
-        Target::Binary { path } => format!("every process running {}", path.display()),
+/// The traced process's descendants, when it was started: traced with it or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Traced { descendants: usize },
+    NotTraced { descendants: usize },
+}
+
+fn describe_target(target: &Target, family: Family) -> String {
+    match (target, family) {
+        (Target::Process { pid }, Family::Traced { descendants }) => format!(
+            "process {pid} and its descendants ({} now)",
+            count_irregular(descendants as u64, "process", "processes")
+        ),
+        (Target::Process { pid }, _) => format!("process {pid}"),
+        (Target::Binary { path }, _) => format!("every process running {}", path.display()),
     }
 }
 
@@ -35,12 +46,27 @@ fn cost_classes(table: &ProbeTable) -> String {
 }
 
 /// The line printed once every probe is attached.
-pub fn attach_status(table: &ProbeTable, attached: &Attached, target: &Target) -> String {
+pub fn attach_status(
+    table: &ProbeTable,
+    attached: &Attached,
+    target: &Target,
+    family: Family,
+) -> String {
+    let untraced = match (target, family) {
+        (Target::Process { pid }, Family::NotTraced { descendants }) if descendants > 0 => {
+            format!(
+                " Process {pid} has {} that {} not traced (--children traces them too).",
+                count_irregular(descendants as u64, "child process", "child processes"),
+                if descendants == 1 { "is" } else { "are" }
+            )
+        }
+        _ => String::new(),
+    };
     format!(
-        "Tracing {} in {} of {} ({}, attached in {}; probes: {}). Ctrl-C to stop.",
+        "Tracing {} in {} of {} ({}, attached in {}; probes: {}).{untraced} Ctrl-C to stop.",
         count(table.len() as u64, "function"),
         count(attached.objects as u64, "object"),
-        describe_target(target),
+        describe_target(target, family),
         attached.mode,
         format_duration_ns(attached.elapsed.as_nanos() as u64),
         cost_classes(table),
@@ -67,10 +93,22 @@ mod tests {
             objects: 1,
             elapsed: Duration::from_micros(2100),
         };
+        let process = Target::Process { pid: 4242 };
+        let alone = Family::NotTraced { descendants: 0 };
         assert_eq!(
-            attach_status(&table, &attached, &Target::Process { pid: 4242 }),
+            attach_status(&table, &attached, &process, alone),
             "Tracing 2 functions in 1 object of process 4242 (uprobe-multi, attached in \
              2.10ms; probes: 1 emulated, 1 single-step). Ctrl-C to stop."
+        );
+        let parent = Family::NotTraced { descendants: 3 };
+        assert!(attach_status(&table, &attached, &process, parent).contains(
+            "). Process 4242 has 3 child processes that are not traced (--children traces \
+                 them too). Ctrl-C"
+        ));
+        let family = Family::Traced { descendants: 1 };
+        assert!(
+            attach_status(&table, &attached, &process, family)
+                .contains("of process 4242 and its descendants (1 process now) (")
         );
     }
 }

@@ -158,7 +158,7 @@ impl Summary {
         let mut drops: Vec<String> = self
             .kernel_counters
             .iter()
-            .filter(|(_, n)| *n > 0)
+            .filter(|(counter, n)| counter.is_drop() && *n > 0)
             .map(|(counter, n)| format!("{n} {}", counter.describe()))
             .collect();
         if self.undecodable > 0 {
@@ -171,8 +171,20 @@ impl Summary {
         }
     }
 
-    /// Calls still running, calls not shown, and the trace file written.
+    /// Calls abandoned and still running, calls not shown, and the trace file written.
     fn render_notes(&self, out: &mut String) {
+        let abandoned = self
+            .kernel_counters
+            .iter()
+            .find(|(counter, _)| *counter == Counter::Abandoned)
+            .map_or(0, |(_, n)| *n);
+        if abandoned > 0 {
+            let _ = writeln!(
+                out,
+                "{} (left by longjmp or an exception, never returned)",
+                count_irregular(abandoned, "call was abandoned", "calls were abandoned"),
+            );
+        }
         if self.unfinished > 0 {
             let _ = writeln!(
                 out,

@@ -1,0 +1,141 @@
+//! End-to-end: what broke when the tool was tried as a new user would (the hardening issue),
+//! each case checked against real processes. Run as root through `cargo xtask test`.
+
+use std::{collections::BTreeSet, thread, time::Duration};
+
+use tests::{Fixture, Tracer, c_fixture, run_tracer};
+
+const O1: &[&str] = &["-g", "-O1"];
+
+/// The number a line of `text` holding `words` starts with (`"594 calls were abandoned"`).
+fn count_on_line(text: &str, words: &str) -> Option<u64> {
+    let line = text.lines().find(|line| line.contains(words))?;
+    line.split_whitespace().next()?.parse().ok()
+}
+
+#[test]
+fn children_of_a_pre_fork_server_are_traced_with_children_only() {
+    let binary = c_fixture("prefork", O1);
+    let mut server = Fixture::start(&binary, &["2", "100"]);
+    let pid = server.pid.to_string();
+
+    // Without --children: nothing of the workers, and the start line says why.
+    let alone = Tracer::start(&["--pid", &pid, "--fn", "work", "--json"]);
+    assert!(
+        alone.stderr.seen().iter().any(|l| l.contains(&format!(
+            "Process {pid} has 2 child processes that are not traced (--children"
+        ))),
+        "{:?}",
+        alone.stderr.seen()
+    );
+    let alone_out = {
+        let tracer = alone;
+        // Keep the workers waiting: only the parent runs while this tracer is attached.
+        thread::sleep(Duration::from_millis(200));
+        tracer.interrupt()
+    };
+    assert!(alone_out.calls_of("work").is_empty(), "{alone_out:?}");
+
+    // With --children: the two workers forked before and the one forked after attaching.
+    let family = Tracer::start(&["--pid", &pid, "--children", "--fn", "work", "--json"]);
+    assert!(
+        family
+            .stderr
+            .seen()
+            .iter()
+            .any(|l| l.contains("and its descendants (2 processes now)")),
+        "{:?}",
+        family.stderr.seen()
+    );
+    assert_eq!(server.round(), 3, "three workers ran");
+    let output = family.interrupt();
+    let calls = output.calls_of("work");
+    assert_eq!(calls.len(), 300, "{}", output.stderr);
+    let pids: BTreeSet<u64> = calls.iter().map(|c| c["pid"].as_u64().unwrap()).collect();
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    assert!(
+        !pids.contains(&u64::from(server.pid)),
+        "the parent never calls work()"
+    );
+    for call in &calls {
+        let n = call["args"]["n"].as_i64().unwrap();
+        assert_eq!(call["ret"].as_i64().unwrap(), n * 2 + 1, "{call}");
+    }
+}
+
+#[test]
+fn calls_abandoned_by_longjmp_are_counted_as_such() {
+    let binary = c_fixture("jumps", O1);
+    let mut fixture = Fixture::start(&binary, &["100", "5"]);
+    let pid = fixture.pid.to_string();
+    let tracer = Tracer::start(&["--pid", &pid, "--fn", "dive", "--fn", "leaf", "--json"]);
+    assert_eq!(fixture.round(), 100);
+    let output = tracer.interrupt();
+    assert_eq!(output.calls_of("leaf").len(), 100, "{}", output.stderr);
+    assert!(output.calls_of("dive").is_empty(), "no dive() returns");
+    // 100 rounds of 6 dive() calls: all abandoned, the last round's perhaps not known yet.
+    let abandoned = count_on_line(&output.stderr, "abandoned (left by longjmp").unwrap_or(0);
+    let running = count_on_line(&output.stderr, "still running at stop").unwrap_or(0);
+    assert!(abandoned >= 594, "{}", output.stderr);
+    assert_eq!(abandoned + running, 600, "{}", output.stderr);
+    assert!(output.stderr.contains("drops: none"), "{}", output.stderr);
+}
+
+#[test]
+fn a_call_under_way_at_attach_is_not_a_lost_entry() {
+    let binary = c_fixture("calls", O1);
+    let mut fixture = Fixture::start(&binary, &["1", "1500"]);
+    let pid = fixture.pid.to_string();
+    // sleepy(1500) is sleeping when the probes go in; its return has no entry to pair.
+    fixture.start_round();
+    thread::sleep(Duration::from_millis(200));
+    let tracer = Tracer::start(&["--pid", &pid, "--fn", "sleepy", "--json"]);
+    fixture.round_done();
+    fixture.round();
+    let output = tracer.interrupt();
+    assert_eq!(output.calls_of("sleepy").len(), 1, "{}", output.stderr);
+    assert!(output.stderr.contains("drops: none"), "{}", output.stderr);
+}
+
+#[test]
+fn the_tracer_never_traces_itself() {
+    // Every process mapping libc hits these probes, the tracer among them (it allocates for
+    // every line it prints).
+    let libc = "/usr/lib/x86_64-linux-gnu/libc.so.6";
+    let binary = c_fixture("calls", O1);
+    let mut fixture = Fixture::start(&binary, &["50"]);
+    let tracer = Tracer::start(&["--binary", libc, "--fn", "malloc", "--json"]);
+    let tracer_pid = u64::from(tracer.pid());
+    fixture.round();
+    let output = tracer.interrupt();
+    let calls = output.calls_of("malloc");
+    assert!(
+        calls
+            .iter()
+            .any(|c| c["pid"] == fixture.pid && c["args"]["bytes"] == 4242),
+        "the fixture's malloc(4242) was seen: {}",
+        output.stderr
+    );
+    assert!(
+        calls.iter().all(|c| c["pid"].as_u64() != Some(tracer_pid)),
+        "no call of the tracer's own"
+    );
+}
+
+#[test]
+fn targets_that_are_not_processes_say_what_they_are() {
+    let binary = c_fixture("calls", O1);
+    let fixture = Fixture::start(&binary, &["1"]);
+    let kernel = run_tracer(&["--pid", "2", "--fn", "compute"]);
+    assert_eq!(kernel.status.code(), Some(2));
+    assert!(
+        kernel.stderr.contains("is a kernel thread"),
+        "{}",
+        kernel.stderr
+    );
+    let zero = run_tracer(&["--pid", "1", "--fn", "compute", "--max-events", "0"]);
+    assert_eq!(zero.status.code(), Some(2), "{}", zero.stderr);
+    let none = run_tracer(&["--pid", "1", "--fn", "compute", "--duration", "0s"]);
+    assert_eq!(none.status.code(), Some(2), "{}", none.stderr);
+    drop(fixture);
+}
