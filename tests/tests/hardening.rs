@@ -139,3 +139,36 @@ fn targets_that_are_not_processes_say_what_they_are() {
     assert_eq!(none.status.code(), Some(2), "{}", none.stderr);
     drop(fixture);
 }
+
+#[test]
+fn processes_still_running_a_replaced_binary_are_traced_too() {
+    let built = c_fixture("calls", O1);
+    let dir = tests::private_dir("replaced");
+    let path = dir.join("app");
+    std::fs::copy(&built, &path).unwrap();
+    let mut old = Fixture::start(&path, &["20"]);
+    // Replaced the way installers do it: a new file renamed over the old name.
+    let staged = dir.join("app.new");
+    std::fs::copy(&built, &staged).unwrap();
+    std::fs::rename(&staged, &path).unwrap();
+    let mut new = Fixture::start(&path, &["30"]);
+
+    let app = path.to_str().unwrap();
+    let tracer = Tracer::start(&["--binary", app, "--fn", "compute", "--json"]);
+    assert!(
+        tracer
+            .stderr
+            .seen()
+            .iter()
+            .any(|l| l.contains("Also probing 1 replaced copy of the file")),
+        "{:?}",
+        tracer.stderr.seen()
+    );
+    old.round();
+    new.round();
+    let output = tracer.interrupt();
+    let calls = output.calls_of("compute");
+    let of = |pid: u32| calls.iter().filter(|c| c["pid"] == pid).count();
+    assert_eq!(of(old.pid), 20, "the process running the replaced copy");
+    assert_eq!(of(new.pid), 30, "the process running the new file");
+}

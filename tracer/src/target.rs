@@ -174,7 +174,52 @@ pub(crate) fn parse_maps_line(line: &str) -> Option<MapsLine<'_>> {
     })
 }
 
-const DELETED_SUFFIX: &str = " (deleted)";
+/// How `/proc/PID/maps` marks a file replaced or deleted since it was mapped.
+pub const DELETED_SUFFIX: &str = " (deleted)";
+
+/// The copies of `path` that running processes still map after the file was replaced (`mv
+/// new PATH`, a package upgrade): each distinct deleted inode once, opened through the
+/// `/proc/PID/map_files` entry of one process that maps it. Uprobes live on inodes, so these
+/// need probes of their own.
+pub fn deleted_copies(path: &Path) -> Vec<(u32, MappedObject)> {
+    let Some(wanted) = path.to_str() else {
+        return Vec::new();
+    };
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut copies: Vec<(u32, MappedObject)> = Vec::new();
+    for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()) {
+        let Ok(maps) = fs::read_to_string(format!("/proc/{pid}/maps")) else {
+            continue;
+        };
+        for line in maps.lines().filter_map(parse_maps_line) {
+            if !line.perms.contains('x') || line.path.strip_suffix(DELETED_SUFFIX) != Some(wanted) {
+                continue;
+            }
+            if copies
+                .iter()
+                .any(|(_, o)| o.inode == line.inode && o.dev == line.dev)
+            {
+                continue;
+            }
+            copies.push((
+                pid,
+                MappedObject {
+                    path: line.path.to_string(),
+                    open_path: PathBuf::from(format!(
+                        "/proc/{pid}/map_files/{:x}-{:x}",
+                        line.start, line.end
+                    )),
+                    dev: line.dev.to_string(),
+                    inode: line.inode,
+                    is_main: true,
+                },
+            ));
+        }
+    }
+    copies
+}
 
 /// The privilege needed to look into another user's process.
 fn not_permitted(pid: u32, path: &str) -> Error {

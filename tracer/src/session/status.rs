@@ -52,6 +52,23 @@ pub fn attach_status(
     target: &Target,
     family: Family,
 ) -> String {
+    let copies: std::collections::BTreeSet<&str> = table
+        .iter()
+        .map(|p| p.object.as_str())
+        .filter(|o| o.ends_with(crate::target::DELETED_SUFFIX))
+        .collect();
+    let copies = if copies.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " Also probing {} that running processes still use.",
+            count_irregular(
+                copies.len() as u64,
+                "replaced copy of the file",
+                "replaced copies of the file"
+            )
+        )
+    };
     let untraced = match (target, family) {
         (Target::Process { pid }, Family::NotTraced { descendants }) if descendants > 0 => {
             format!(
@@ -63,7 +80,8 @@ pub fn attach_status(
         _ => String::new(),
     };
     format!(
-        "Tracing {} in {} of {} ({}, attached in {}; probes: {}).{untraced} Ctrl-C to stop.",
+        "Tracing {} in {} of {} ({}, attached in {}; probes: {}).{copies}{untraced} Ctrl-C to \
+         stop.",
         count(table.len() as u64, "function"),
         count(attached.objects as u64, "object"),
         describe_target(target, family),

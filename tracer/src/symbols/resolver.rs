@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
-    target::{Target, mapped_objects},
+    target::{Target, deleted_copies, mapped_objects},
 };
 
 /// Function bodies larger than this are not decoded to check where the entry probe goes.
@@ -71,6 +71,21 @@ pub fn open_objects(target: &Target, specs: &[FunctionSpec]) -> Result<Vec<Objec
                 open_path: path.clone(),
             };
             push(ObjectFiles::open(own, root)?, &mut opened);
+            // Processes still running a copy the file replaced need probes on that copy.
+            let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+            for (pid, copy) in deleted_copies(&canonical) {
+                let object = ProbeObject {
+                    path: copy.path.clone(),
+                    open_path: copy.open_path.clone(),
+                };
+                match ObjectFiles::open(object, root) {
+                    Ok(files) => {
+                        log::info!("process {pid} runs a replaced copy: {}", copy.path);
+                        push(files, &mut opened);
+                    }
+                    Err(err) => log::warn!("skipping the copy process {pid} runs: {err}"),
+                }
+            }
             for spec in specs {
                 if let FunctionSpec::Symbol {
                     object: Some(wanted),
@@ -216,8 +231,13 @@ impl<'a> Resolver<'a> {
         let matcher = NamePattern::new(pattern);
         let mut sites = Vec::new();
         let mut ifuncs = Vec::new();
+        let mut hit = false;
         for &index in candidates {
             let files = &self.objects[index];
+            // After the first hit only the copies of that object a replaced file left running.
+            if hit && first_hit_only && !files.object.is_replaced_copy() {
+                continue;
+            }
             let functions = files.functions()?;
             // file offset → (symbol, shown name); BTreeMap keeps sites in address order.
             let mut by_offset: BTreeMap<u64, (&FunctionSymbol, String)> = BTreeMap::new();
@@ -250,15 +270,12 @@ impl<'a> Resolver<'a> {
                     })
                     .or_insert((function, shown));
             }
-            let found = !by_offset.is_empty();
+            hit |= !by_offset.is_empty();
             for (file_offset, (function, shown)) in by_offset {
                 sites.push((
                     index,
                     self.site(index, function, shown, file_offset, detail)?,
                 ));
-            }
-            if found && first_hit_only {
-                break;
             }
         }
         if !sites.is_empty() {
@@ -559,11 +576,12 @@ fn preferred_alias(pattern: &str, candidate: &str, chosen: &str) -> bool {
 /// parameter types (from the mangled name) instead.
 fn disambiguate_overloads(sites: &mut [ProbeSite]) {
     let mut counts = std::collections::HashMap::new();
-    for site in sites.iter() {
+    // A replaced copy still running holds the same functions as the file: not overloads.
+    for site in sites.iter().filter(|s| !s.object.is_replaced_copy()) {
         *counts.entry(site.function.clone()).or_insert(0) += 1;
     }
     for site in sites.iter_mut() {
-        if counts[&site.function] < 2 {
+        if counts.get(&site.function).is_none_or(|n| *n < 2) {
             continue;
         }
         if let Some(demangled) = demangle::demangle(&site.symbol)

@@ -15,6 +15,12 @@ pub struct ProbeObject {
 }
 
 impl ProbeObject {
+    /// Whether this is a copy of a replaced file that processes still run (its path is the
+    /// file's, marked ` (deleted)`).
+    pub fn is_replaced_copy(&self) -> bool {
+        self.path.ends_with(crate::target::DELETED_SUFFIX)
+    }
+
     pub fn file_name(&self) -> &str {
         file_name(&self.path)
     }
