@@ -172,3 +172,52 @@ fn processes_still_running_a_replaced_binary_are_traced_too() {
     assert_eq!(of(old.pid), 20, "the process running the replaced copy");
     assert_eq!(of(new.pid), 30, "the process running the new file");
 }
+
+#[test]
+fn functions_the_kernel_cannot_probe_are_skipped_by_name() {
+    let binary = c_fixture("calls", O1);
+    let mut fixture = Fixture::start(&binary, &["5"]);
+    let pid = fixture.pid.to_string();
+    let listed = run_tracer(&["list", "--pid", &pid, "libc.so.6:pthread_spin_lock"]);
+    assert!(listed.status.success(), "{listed:?}");
+    assert!(
+        listed.stdout.contains("not probeable (lock dec)"),
+        "{}",
+        listed.stdout
+    );
+
+    // Every function of libc: a glob reaching pthread_spin_lock (`lock decl`) and vector
+    // code the kernel refuses must not fail the rest.
+    let tracer = Tracer::start(&[
+        "--pid",
+        &pid,
+        "--fn",
+        "libc.so.6:*",
+        "--fn",
+        "compute",
+        "--json",
+    ]);
+    let warnings: Vec<&String> = tracer
+        .stderr
+        .seen()
+        .iter()
+        .filter(|l| l.starts_with("koolkit-trace: warning: not tracing "))
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("pthread_spin_lock (libc.so.6)")),
+        "{warnings:?}"
+    );
+    fixture.round();
+    let output = tracer.interrupt();
+    assert!(output.status.success(), "{}", output.stderr);
+    assert_eq!(output.calls_of("compute").len(), 5, "{}", output.stderr);
+    assert!(
+        output
+            .calls_of("malloc")
+            .iter()
+            .any(|c| c["args"]["bytes"] == 4242),
+        "libc's own functions are traced"
+    );
+}

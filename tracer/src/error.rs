@@ -169,6 +169,12 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A line about the tool itself for stderr: `koolkit-trace: {label}{message}` (`label` is
+/// `"error: "`, `"warning: "` or empty). Every such line is made here.
+pub fn tool_line(label: &str, message: impl std::fmt::Display) -> String {
+    format!("koolkit-trace: {label}{message}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

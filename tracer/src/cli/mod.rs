@@ -73,7 +73,7 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 
 /// One line about the tool itself on stderr: `koolkit-trace: {label}{message}`.
 fn say(label: &str, message: impl Display) {
-    eprintln!("koolkit-trace: {label}{message}");
+    eprintln!("{}", crate::error::tool_line(label, message));
 }
 
 /// `koolkit-trace: warning: ...` on stderr.

@@ -379,6 +379,7 @@ impl PlanBuilder {
             kernel: self.kernel,
             args,
             ret,
+            full: self.full,
         }
     }
 }

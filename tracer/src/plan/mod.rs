@@ -32,6 +32,8 @@ pub struct Plan {
     pub args: Vec<ArgSlot>,
     /// How to show the return register; `None` for functions returning nothing.
     pub ret: Option<ReturnValue>,
+    /// Not every argument fitted the kernel's limits; the rest show as missing (`plan full`).
+    pub full: bool,
 }
 
 /// How many System V argument registers are captured when nothing says how many parameters
@@ -166,13 +168,6 @@ pub fn compile(function: &FunctionDebug, options: &PlanOptions) -> Plan {
             value,
         });
     }
-    if builder.full {
-        log::warn!(
-            "{}: not every argument fits one capture plan ({MAX_STEPS} reads, {MAX_PAYLOAD} \
-             bytes); use --args to choose",
-            function.name
-        );
-    }
     let ret = match &function.return_type {
         Type::Void => None,
         Type::Float { .. } => Some(ReturnValue::Missing {
@@ -186,6 +181,25 @@ pub fn compile(function: &FunctionDebug, options: &PlanOptions) -> Plan {
         }),
     };
     builder.finish(args, ret)
+}
+
+/// The warning for the functions whose arguments did not all fit one plan, if any.
+pub fn full_plans_warning(sites: &[ProbeSite], plans: &[Plan]) -> Option<String> {
+    let full: Vec<&str> = sites
+        .iter()
+        .zip(plans)
+        .filter(|(_, plan)| plan.full)
+        .map(|(site, _)| site.function.as_str())
+        .collect();
+    let (first, rest) = full.split_first()?;
+    let which = match rest.len() {
+        0 => (*first).to_string(),
+        n => format!("{first} and {n} more functions"),
+    };
+    Some(format!(
+        "not every argument of {which} fits one capture plan ({MAX_STEPS} reads, {MAX_PAYLOAD} \
+         bytes): the rest show as <plan full>; --args chooses which to capture"
+    ))
 }
 
 /// The capture plan of every site: typed from DWARF where the function has it, raw argument

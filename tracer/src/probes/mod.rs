@@ -67,7 +67,12 @@ pub struct Attached {
     pub mode: AttachMode,
     pub objects: usize,
     pub elapsed: Duration,
+    /// Sites (probe ids) the kernel refused to probe; the others are attached.
+    pub refused: Vec<usize>,
 }
+
+/// `ENOTSUPP`, the kernel's answer to a uprobe on an instruction it cannot single-step.
+const ENOTSUPP: i32 = 524;
 
 /// Checks the caller may load BPF programs and attach uprobes, before anything is loaded, so
 /// the user gets one clear line instead of a syscall error.
@@ -93,6 +98,56 @@ pub fn check_privileges() -> Result<()> {
                 .into(),
         })
     }
+}
+
+/// The cookies of the sites among `offsets` the kernel refuses to probe, found by halving:
+/// a link over a group of sites either attaches (none refused; dropped at once) or fails with
+/// `ENOTSUPP` (some refused). A few refused sites among thousands cost a few dozen links.
+fn refused_sites(
+    program: std::os::fd::BorrowedFd<'_>,
+    path: &Path,
+    offsets: &[u64],
+    cookies: &[u64],
+    pid: Option<u32>,
+) -> io::Result<Vec<u64>> {
+    let mut refused = Vec::new();
+    let half = offsets.len() / 2;
+    let mut groups = vec![(0, half), (half, offsets.len())];
+    while let Some((start, end)) = groups.pop() {
+        if start == end {
+            continue;
+        }
+        let group = (&offsets[start..end], &cookies[start..end]);
+        match uprobe_multi::attach(program, path, group.0, group.1, pid, LinkKind::Entry) {
+            Ok(_link) => {}
+            Err(err) if err.raw_os_error() == Some(ENOTSUPP) => {
+                if end - start == 1 {
+                    refused.push(cookies[start]);
+                } else {
+                    let middle = start + (end - start) / 2;
+                    groups.push((start, middle));
+                    groups.push((middle, end));
+                }
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(refused)
+}
+
+/// Whether `err` or one of its causes is the OS error `code`.
+fn has_os_error(err: &(dyn std::error::Error + 'static), code: i32) -> bool {
+    let mut current = Some(err);
+    while let Some(err) = current {
+        if err
+            .downcast_ref::<io::Error>()
+            .is_some_and(|io| io.raw_os_error() == Some(code))
+        {
+            return true;
+        }
+        current = err.source();
+    }
+    false
 }
 
 /// Whether `err` or one of its causes is a permission error from the kernel.
@@ -367,6 +422,7 @@ impl Probes {
             });
         }
         let groups = group_by_object(sites);
+        let mut refused = Vec::new();
         for (object, members) in &groups {
             let offsets: Vec<u64> = members.iter().map(|&i| sites[i].probe_offset).collect();
             let cookies: Vec<u64> = members.iter().map(|&i| i as u64).collect();
@@ -374,18 +430,20 @@ impl Probes {
                 AttachMode::Multi => self.attach_multi(&object.open_path, &offsets, &cookies, pid),
                 _ => self.attach_perf(&object.open_path, &offsets, &cookies, pid),
             };
-            result.map_err(|err| match err {
+            let object_refused = result.map_err(|err| match err {
                 Error::Bpf { context, source } => Error::Bpf {
                     context: format!("attaching to {} ({context})", object.path),
                     source,
                 },
                 other => other,
             })?;
+            refused.extend(object_refused.into_iter().map(|cookie| cookie as usize));
         }
         Ok(Attached {
             mode,
             objects: groups.len(),
             elapsed: started.elapsed(),
+            refused,
         })
     }
 
@@ -436,33 +494,68 @@ impl Probes {
         Ok(true)
     }
 
+    /// One entry and one return link for the sites of one object; returns the cookies of the
+    /// sites the kernel refused to probe (the rest are attached).
     fn attach_multi(
         &mut self,
         path: &Path,
         offsets: &[u64],
         cookies: &[u64],
         pid: Option<u32>,
-    ) -> Result<()> {
+    ) -> Result<Vec<u64>> {
         let (entry, ret) = self
             .multi_programs
             .as_ref()
             .ok_or_else(|| Error::internal("uprobe-multi programs are not loaded"))?;
+        let mut offsets = offsets.to_vec();
+        let mut cookies = cookies.to_vec();
+        let mut refused = Vec::new();
+        let first =
+            uprobe_multi::attach(ret.as_fd(), path, &offsets, &cookies, pid, LinkKind::Return);
+        let ret_link = match first {
+            Ok(link) => link,
+            // One site the kernel cannot probe fails the whole link: find it and go without.
+            Err(err) if err.raw_os_error() == Some(ENOTSUPP) => {
+                refused = refused_sites(entry.as_fd(), path, &offsets, &cookies, pid)
+                    .map_err(|err| bpf_error("uprobe-multi link", err))?;
+                let kept: (Vec<u64>, Vec<u64>) = offsets
+                    .iter()
+                    .zip(&cookies)
+                    .filter(|(_, cookie)| !refused.contains(cookie))
+                    .unzip();
+                (offsets, cookies) = kept;
+                if offsets.is_empty() {
+                    return Ok(refused);
+                }
+                uprobe_multi::attach(ret.as_fd(), path, &offsets, &cookies, pid, LinkKind::Return)
+                    .map_err(|err| bpf_error("uprobe-multi link", err))?
+            }
+            Err(err) => return Err(bpf_error("uprobe-multi link", err)),
+        };
         // Return probes first: an entry without its return would park calls that never finish.
-        for (program, kind) in [(ret, LinkKind::Return), (entry, LinkKind::Entry)] {
-            let link = uprobe_multi::attach(program.as_fd(), path, offsets, cookies, pid, kind)
-                .map_err(|err| bpf_error("uprobe-multi link", err))?;
-            self.multi_links.push(link);
-        }
-        Ok(())
+        self.multi_links.push(ret_link);
+        let entry_link = uprobe_multi::attach(
+            entry.as_fd(),
+            path,
+            &offsets,
+            &cookies,
+            pid,
+            LinkKind::Entry,
+        )
+        .map_err(|err| bpf_error("uprobe-multi link", err))?;
+        self.multi_links.push(entry_link);
+        Ok(refused)
     }
 
+    /// Perf-event links, one per site and kind; returns the cookies of the sites the kernel
+    /// refused to probe.
     fn attach_perf(
         &mut self,
         path: &Path,
         offsets: &[u64],
         cookies: &[u64],
         pid: Option<u32>,
-    ) -> Result<()> {
+    ) -> Result<Vec<u64>> {
         if !self.perf_loaded {
             for name in [ENTRY_PROGRAM, RETURN_PROGRAM] {
                 self.uprobe(name)?
@@ -475,19 +568,27 @@ impl Probes {
             Some(pid) => UProbeScope::OneProcess(pid),
             None => UProbeScope::AllProcesses,
         };
+        let mut refused = Vec::new();
         for name in [RETURN_PROGRAM, ENTRY_PROGRAM] {
             let program = self.uprobe(name)?;
             for (&offset, &cookie) in offsets.iter().zip(cookies) {
+                if refused.contains(&cookie) {
+                    continue;
+                }
                 let point = UProbeAttachPoint {
                     location: UProbeAttachLocation::AbsoluteOffset(offset),
                     cookie: Some(cookie),
                 };
-                program
-                    .attach(point, path, scope)
-                    .map_err(|err| bpf_error(&format!("perf-event uprobe at {offset:#x}"), err))?;
+                match program.attach(point, path, scope) {
+                    Ok(_) => {}
+                    Err(err) if has_os_error(&err, ENOTSUPP) => refused.push(cookie),
+                    Err(err) => {
+                        return Err(bpf_error(&format!("perf-event uprobe at {offset:#x}"), err));
+                    }
+                }
             }
         }
-        Ok(())
+        Ok(refused)
     }
 
     fn uprobe(&mut self, name: &str) -> Result<&mut UProbe> {

@@ -23,9 +23,9 @@ use tokio::{
 use tracer_ebpf::Counter;
 
 use crate::{
-    error::{Error, Result},
+    error::{Error, Result, tool_line},
     events::probe_table::ProbeTable,
-    plan::{PlanOptions, plan_sites},
+    plan::{PlanOptions, full_plans_warning, plan_sites},
     probes::{AttachMode, Attached, Probes},
     record::{
         file_format::{CountersRecord, EndRecord},
@@ -33,7 +33,7 @@ use crate::{
         writer::{TraceWriter, WriterOptions},
     },
     sinks::{clock::WallClock, line::Style},
-    symbols::{FunctionSpec, ProbeSite, resolve},
+    symbols::{FunctionSpec, ProbeSite, placement::CostClass, resolve},
     sys,
     target::{self, Target},
 };
@@ -131,10 +131,42 @@ struct Prepared {
     table: ProbeTable,
 }
 
-/// Resolves the functions and plans what each probe captures. Touches no kernel.
-fn prepare(options: &TraceOptions) -> Result<Prepared> {
-    let sites = resolve(&options.target, &options.functions)?;
+/// Resolves the functions and plans what each probe captures. Touches no kernel. Functions
+/// the kernel cannot probe are left out, each with a warning on `status`.
+fn prepare(options: &TraceOptions, status: &mut dyn Write) -> Result<Prepared> {
+    let resolved = resolve(&options.target, &options.functions)?;
+    let (refused, sites): (Vec<ProbeSite>, Vec<ProbeSite>) = resolved
+        .into_iter()
+        .partition(|site| site.cost == CostClass::Refused);
+    for site in &refused {
+        let _ = writeln!(
+            status,
+            "{}",
+            tool_line(
+                "warning: ",
+                format_args!(
+                    "not tracing {} ({}): the kernel cannot probe its first instruction ({})",
+                    site.function,
+                    site.object.file_name(),
+                    site.probe_instruction
+                )
+            )
+        );
+    }
+    if sites.is_empty() {
+        return Err(Error::Usage(format!(
+            "nothing left to trace: the kernel cannot probe the first instruction of {}",
+            refused
+                .iter()
+                .map(|s| s.function.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
     let plans = plan_sites(&sites, &options.plan)?;
+    if let Some(warning) = full_plans_warning(&sites, &plans) {
+        let _ = writeln!(status, "{}", tool_line("warning: ", warning));
+    }
     let table = ProbeTable::new(&sites, &plans);
     for site in &sites {
         log::info!(
@@ -198,6 +230,11 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
         pid => pid,
     };
     let attached = probes.attach(&prepared.sites, attach_pid, options.attach_mode)?;
+    if attached.refused.len() == prepared.sites.len() {
+        return Err(Error::Usage(
+            "nothing left to trace: the kernel refused a probe on every function".into(),
+        ));
+    }
     // Recording starts once every probe is in place, so no call is seen half (an entry
     // without its return probe, or a return whose entry fired before its probe existed).
     probes.enable(WAKEUP_BYTES)?;
@@ -381,7 +418,7 @@ pub async fn trace(
     out: &mut dyn Write,
     status: &mut dyn Write,
 ) -> Result<Traced> {
-    let prepared = prepare(options)?;
+    let prepared = prepare(options, status)?;
     let clock = WallClock::anchor_now();
     let recorder = open_recorder(options, &prepared.table, clock)?;
     let mut armed = match arm(options, &prepared) {
@@ -395,6 +432,23 @@ pub async fn trace(
             return Err(err);
         }
     };
+    for &id in &armed.attached.refused {
+        let site = &prepared.sites[id];
+        let _ = writeln!(
+            status,
+            "{}",
+            tool_line(
+                "warning: ",
+                format_args!(
+                    "not tracing {} ({}): the kernel refused a probe on its first instruction \
+                     ({})",
+                    site.function,
+                    site.object.file_name(),
+                    site.probe_instruction
+                )
+            )
+        );
+    }
     let _ = writeln!(
         status,
         "{}",

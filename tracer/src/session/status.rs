@@ -29,9 +29,9 @@ fn describe_target(target: &Target, family: Family) -> String {
 }
 
 /// "2 emulated, 1 single-step": how many entry probes fall in each cost class.
-fn cost_classes(table: &ProbeTable) -> String {
+fn cost_classes(table: &ProbeTable, refused: &[usize]) -> String {
     let mut classes: Vec<(CostClass, usize)> = Vec::new();
-    for probe in table.iter() {
+    for probe in table.iter().filter(|p| !refused.contains(&(p.id as usize))) {
         match classes.iter_mut().find(|(class, _)| *class == probe.cost) {
             Some((_, n)) => *n += 1,
             None => classes.push((probe.cost, 1)),
@@ -82,12 +82,12 @@ pub fn attach_status(
     format!(
         "Tracing {} in {} of {} ({}, attached in {}; probes: {}).{copies}{untraced} Ctrl-C to \
          stop.",
-        count(table.len() as u64, "function"),
+        count((table.len() - attached.refused.len()) as u64, "function"),
         count(attached.objects as u64, "object"),
         describe_target(target, family),
         attached.mode,
         format_duration_ns(attached.elapsed.as_nanos() as u64),
-        cost_classes(table),
+        cost_classes(table, &attached.refused),
     )
 }
 
@@ -110,6 +110,7 @@ mod tests {
             mode: AttachMode::Multi,
             objects: 1,
             elapsed: Duration::from_micros(2100),
+            refused: Vec::new(),
         };
         let process = Target::Process { pid: 4242 };
         let alone = Family::NotTraced { descendants: 0 };

@@ -23,6 +23,9 @@ pub enum CostClass {
     SingleStep,
     /// The bytes could not be decoded (not code, or truncated).
     Unknown,
+    /// The kernel refuses a uprobe on this instruction (a `lock` prefix, `in`/`out`, ...):
+    /// the function cannot be traced.
+    Refused,
 }
 
 impl std::fmt::Display for CostClass {
@@ -31,6 +34,7 @@ impl std::fmt::Display for CostClass {
             Self::Emulated => "emulated",
             Self::SingleStep => "single-step",
             Self::Unknown => "unknown",
+            Self::Refused => "not probeable",
         })
     }
 }
@@ -78,6 +82,71 @@ fn decode_all(code: &[u8], address: u64) -> (Vec<Instruction>, bool) {
         instructions.push(instruction);
     }
     (instructions, true)
+}
+
+/// One-byte opcodes the kernel's uprobe decoder refuses on x86-64 (`good_insns_64` in
+/// `arch/x86/kernel/uprobes.c`): former 32-bit-only opcodes, `int3`/`int`/`into`/`iret`,
+/// `in`/`out`/`ins`/`outs`, `hlt`, `cli`/`sti`, `int1`. Bit `n` of word `n / 64` is opcode `n`.
+const REFUSED_OPCODES: [u64; 4] = {
+    let refused: [u8; 32] = [
+        0x06, 0x07, 0x0e, 0x16, 0x17, 0x1e, 0x1f, 0x27, 0x2f, 0x37, 0x3f, 0x60, 0x61, 0x6c, 0x6d,
+        0x6e, 0x6f, 0x82, 0x9a, 0xcc, 0xcd, 0xce, 0xcf, 0xd4, 0xd5, 0xd6, 0xe4, 0xe5, 0xe6, 0xe7,
+        0xea, 0xf1,
+    ];
+    let more: [u8; 7] = [0xec, 0xed, 0xee, 0xef, 0xf4, 0xfa, 0xfb];
+    let mut words = [0u64; 4];
+    let mut i = 0;
+    while i < refused.len() {
+        words[(refused[i] / 64) as usize] |= 1 << (refused[i] % 64);
+        i += 1;
+    }
+    let mut i = 0;
+    while i < more.len() {
+        words[(more[i] / 64) as usize] |= 1 << (more[i] % 64);
+        i += 1;
+    }
+    words
+};
+
+/// Why the kernel refuses a uprobe on the instruction starting `bytes`, if it does
+/// (`uprobe_init_insn`): a `lock` or ES/CS/SS/DS segment prefix, an instruction that masks
+/// exceptions (`mov` to SS), or an opcode it never single-steps. Two-byte (`0f`) and VEX
+/// opcodes pass its first check, as here.
+fn kernel_refuses(bytes: &[u8]) -> Option<&'static str> {
+    let mut at = 0;
+    while let Some(&byte) = bytes.get(at) {
+        match byte {
+            0xf0 => return Some("lock prefix"),
+            0x26 | 0x2e | 0x36 | 0x3e => return Some("segment prefix"),
+            0x64 | 0x65 | 0x66 | 0x67 | 0xf2 | 0xf3 => at += 1,
+            _ => break,
+        }
+    }
+    // A REX prefix (40-4f) comes last, just before the opcode.
+    if bytes.get(at).is_some_and(|b| b & 0xf0 == 0x40) {
+        at += 1;
+    }
+    let mut opcode = *bytes.get(at)?;
+    // VEX (c5 + 1 byte, c4 + 2) and EVEX (62 + 3) start vector instructions in 64-bit mode.
+    // The kernel checks the opcode byte after them against the same one-byte table, without
+    // the opcode map the prefix implies, so `vpxor` (ef) and `vmovd` (6e) are refused like
+    // `out` and `outs` (seen on 6.18), while `vpbroadcastb` (78) is not.
+    let vector = match opcode {
+        0xc5 => Some(2),
+        0xc4 => Some(3),
+        0x62 => Some(4),
+        _ => None,
+    };
+    if let Some(length) = vector {
+        opcode = *bytes.get(at + length)?;
+        return (REFUSED_OPCODES[(opcode / 64) as usize] & (1 << (opcode % 64)) != 0)
+            .then_some("a vector opcode uprobes cannot step");
+    }
+    if opcode == 0x8e && bytes.get(at + 1).is_some_and(|modrm| (modrm >> 3) & 7 == 2) {
+        return Some("mov to ss");
+    }
+    (REFUSED_OPCODES[(opcode / 64) as usize] & (1 << (opcode % 64)) != 0)
+        .then_some("an opcode uprobes cannot step")
 }
 
 /// Whether the kernel emulates `instruction` (whose first byte is `first_byte`) at a probe
@@ -144,6 +213,17 @@ pub fn place_entry_probe(
             instruction: "?".into(),
         };
     };
+    if kernel_refuses(code).is_some() {
+        return EntryPlacement {
+            skip: 0,
+            cost: CostClass::Refused,
+            instruction: if first.has_lock_prefix() {
+                format!("lock {}", mnemonic_name(first))
+            } else {
+                mnemonic_name(first)
+            },
+        };
+    }
     let at_entry = EntryPlacement {
         skip: 0,
         cost: cost_of(first, byte_at(first), emulation),
@@ -197,6 +277,44 @@ mod tests {
     const PUSH_RBP: u8 = 0x55;
     const MOV_RBP_RSP: [u8; 3] = [0x48, 0x89, 0xe5];
     const RET: u8 = 0xc3;
+
+    #[test]
+    fn instructions_the_kernel_refuses_are_not_probeable() {
+        // pthread_spin_lock: lock decl (%rdi)
+        let lock_dec = [0xf0, 0xff, 0x0f, 0x75, 0x0b, RET];
+        let placement = place_entry_probe(&lock_dec, 0x1000, true, Emulation::default());
+        assert_eq!(placement.cost, CostClass::Refused);
+        assert_eq!(placement.instruction, "lock dec");
+        for (bytes, why) in [
+            (&[0xf0, 0x48, 0x0f, 0xb1, 0x17][..], "lock prefix"), // lock cmpxchg
+            (&[0x3e, 0xff, 0xe0][..], "segment prefix"),          // notrack jmp *%rax
+            (&[0xf4][..], "an opcode uprobes cannot step"),       // hlt
+            (&[0xcd, 0x80][..], "an opcode uprobes cannot step"), // int 0x80
+            (&[0x8e, 0xd0][..], "mov to ss"),                     // mov %eax,%ss
+            (
+                &[0xc5, 0xf9, 0xef, 0xc0][..],
+                "a vector opcode uprobes cannot step",
+            ), // vpxor
+            (
+                &[0xc5, 0xf9, 0x6e, 0xc6][..],
+                "a vector opcode uprobes cannot step",
+            ), // vmovd
+        ] {
+            assert_eq!(kernel_refuses(bytes), Some(why), "{bytes:x?}");
+        }
+        for ok in [
+            &ENDBR64[..],
+            &[PUSH_RBP],
+            &MOV_RBP_RSP[..],
+            &[0x64, 0x48, 0x8b, 0x04, 0x25, 0x28, 0, 0, 0], // mov %fs:0x28,%rax
+            &[0x0f, 0x05],                                  // syscall: two-byte, passes
+            &[0xc5, 0xf8, 0x77],                            // vzeroupper (77 passes)
+            &[0x62, 0xb2, 0x7d, 0x48, 0x7a, 0xc6],          // vpbroadcastb (EVEX)
+            &[0x8e, 0xd8],                                  // mov %eax,%ds
+        ] {
+            assert_eq!(kernel_refuses(ok), None, "{ok:x?}");
+        }
+    }
 
     #[test]
     fn moves_past_endbr64_onto_push() {
