@@ -221,3 +221,26 @@ fn functions_the_kernel_cannot_probe_are_skipped_by_name() {
         "libc's own functions are traced"
     );
 }
+
+#[test]
+fn stripped_and_32_bit_binaries_say_so() {
+    let binary = c_fixture("calls", O1);
+    let stripped = tests::private_copy(&binary, "stripped");
+    tests::run_ok("strip", &[stripped.to_str().unwrap()]);
+    let output = run_tracer(&["--binary", stripped.to_str().unwrap(), "--fn", "compute"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        output.stderr.contains("is stripped (no symbol table) and has no debug file (none at /usr/lib/debug/.build-id/"),
+        "{}",
+        output.stderr
+    );
+
+    // A 64-bit file with its ELF class byte set to 32-bit reads as a 32-bit file.
+    let narrow = tests::private_copy(&binary, "narrow");
+    let mut bytes = std::fs::read(&narrow).unwrap();
+    bytes[4] = 1;
+    std::fs::write(&narrow, bytes).unwrap();
+    let output = run_tracer(&["--binary", narrow.to_str().unwrap(), "--fn", "compute"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stderr.contains("is a 32-bit ELF file"), "{}", output.stderr);
+}

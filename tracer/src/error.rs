@@ -50,13 +50,16 @@ pub enum Error {
     BadFunctionSpec { spec: String, reason: String },
 
     #[error(
-        "no function matches `{pattern}` in {searched}{}",
-        suggestions_hint(suggestions)
+        "no function matches `{pattern}` in {searched}{}{}",
+        suggestions_hint(suggestions),
+        notes.iter().map(|n| format!("; {n}")).collect::<String>()
     )]
     UnknownFunction {
         pattern: String,
         searched: String,
         suggestions: Vec<String>,
+        /// Why the search may have come up short (a stripped binary, ...).
+        notes: Vec<String>,
     },
 
     #[error(

@@ -54,12 +54,29 @@ pub fn exit_code_of(outcome: anyhow::Result<i32>) -> i32 {
         Ok(code) => code,
         Err(err) if is_broken_pipe(&err) => exit_code::OK,
         Err(err) => {
-            say("error: ", format_args!("{err:#}"));
+            say("error: ", causes(&err));
             err.chain()
                 .find_map(|cause| cause.downcast_ref::<Error>())
                 .map_or(exit_code::RUNTIME, Error::exit_code)
         }
     }
+}
+
+/// `err` and its causes in one line, each said once: an error that already quotes its cause
+/// (`cannot read x: No such file`) is not followed by that cause again.
+fn causes(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// Whether any cause of `err` is a write to a pipe whose reader has gone.
@@ -84,6 +101,18 @@ fn warn(message: impl Display) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_cause_is_said_once() {
+        let missing = io::Error::from_raw_os_error(libc::ENOENT);
+        let err = anyhow::Error::from(Error::io("/x", missing));
+        assert_eq!(
+            causes(&err),
+            "cannot read /x: No such file or directory (os error 2)"
+        );
+        let wrapped = anyhow::anyhow!("inner cause").context("outer");
+        assert_eq!(causes(&wrapped), "outer: inner cause");
+    }
 
     #[test]
     fn a_closed_pipe_is_success_and_errors_keep_their_code() {

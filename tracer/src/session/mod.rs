@@ -229,7 +229,9 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
         }
         pid => pid,
     };
-    let attached = probes.attach(&prepared.sites, attach_pid, options.attach_mode)?;
+    let attached = probes
+        .attach(&prepared.sites, attach_pid, options.attach_mode)
+        .map_err(|err| explain_attach_error(err, options.target.pid()))?;
     if attached.refused.len() == prepared.sites.len() {
         return Err(Error::Usage(
             "nothing left to trace: the kernel refused a probe on every function".into(),
@@ -248,6 +250,16 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
         attached,
         started: Instant::now(),
     })
+}
+
+/// An attach that failed because the traced process exited meanwhile says so.
+fn explain_attach_error(err: Error, pid: Option<u32>) -> Error {
+    match pid {
+        Some(pid) if !std::path::Path::new(&format!("/proc/{pid}")).exists() => {
+            Error::Usage(format!("process {pid} exited while the probes were being attached"))
+        }
+        _ => err,
+    }
 }
 
 /// The trace file, when `-o` asks for one, with its header written (and on disk, before any
@@ -481,4 +493,19 @@ pub async fn trace(
         table: prepared.table,
         summary,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attach_failing_because_the_target_exited_says_so() {
+        let enoent = || Error::bpf("uprobe-multi link", std::io::Error::from_raw_os_error(2));
+        let gone = explain_attach_error(enoent(), Some(4_194_305)).to_string();
+        assert_eq!(gone, "process 4194305 exited while the probes were being attached");
+        let alive = explain_attach_error(enoent(), Some(std::process::id()));
+        assert!(matches!(alive, Error::Bpf { .. }), "{alive}");
+        assert!(matches!(explain_attach_error(enoent(), None), Error::Bpf { .. }));
+    }
 }

@@ -44,6 +44,18 @@ pub fn debuglink_crc(data: &[u8]) -> u32 {
     CRC.checksum(data)
 }
 
+/// Every path [`find_debug_file`] tries for `binary`, in order.
+pub fn candidates(binary: &ElfFile, binary_path: &str, root: &Path) -> Vec<PathBuf> {
+    let mut paths = binary
+        .build_id()
+        .map(|id| build_id_paths(root, &id))
+        .unwrap_or_default();
+    if let Some((link, _)) = binary.debuglink() {
+        paths.extend(debuglink_paths(root, binary_path, &link));
+    }
+    paths
+}
+
 /// Finds and opens the separate debug file of `binary` (opened from `binary_path`, the path the
 /// target knows it by), looking under `root`.
 pub fn find_debug_file(binary: &ElfFile, binary_path: &str, root: &Path) -> Option<ElfFile> {

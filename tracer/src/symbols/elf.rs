@@ -158,6 +158,13 @@ impl ElfFile {
                 path: self.path.clone(),
             });
         }
+        // e_ident[EI_CLASS]: 1 is 32-bit, 2 is 64-bit.
+        if self.data.get(4) == Some(&1) {
+            return Err(Error::Unsupported(format!(
+                "{} is a 32-bit ELF file: koolkit-trace traces 64-bit x86-64 programs",
+                self.path.display()
+            )));
+        }
         let elf = ElfFile64::parse(&*self.data).map_err(|err| Error::BadElf {
             path: self.path.clone(),
             reason: err.to_string(),

@@ -76,6 +76,35 @@ impl ObjectFiles {
             .as_ref()
     }
 
+    /// Why few functions may be found here: the binary is stripped and no debug information
+    /// was found for it (with the paths looked at).
+    pub fn stripped_note(&self) -> Option<String> {
+        if self.elf.has_section(".symtab") || self.debug_file().is_some() {
+            return None;
+        }
+        if self.elf.mini_debuginfo().is_ok_and(|mini| mini.is_some()) {
+            return None;
+        }
+        let looked: Vec<String> = debug_file::candidates(&self.elf, &self.object.path, &self.root)
+            .iter()
+            .map(|path| {
+                let seen = path.strip_prefix(&self.root).unwrap_or(path);
+                format!("/{}", seen.display())
+            })
+            .collect();
+        let looked = if looked.is_empty() {
+            "it has no build-id or debuglink to find one by".to_string()
+        } else {
+            format!("none at {}", looked.join(", "))
+        };
+        Some(format!(
+            "{} is stripped (no symbol table) and has no debug file ({looked}): only the \
+             functions it exports can be traced; install its debug symbols (the -dbgsym or \
+             -debuginfo package) or trace a build with them",
+            self.object.path
+        ))
+    }
+
     /// The file whose DWARF describes this object: itself or its debug file.
     pub fn dwarf_file(&self) -> Option<&ElfFile> {
         if self.elf.has_dwarf() {

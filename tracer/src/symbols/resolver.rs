@@ -318,6 +318,13 @@ impl<'a> Resolver<'a> {
             pattern: pattern.to_string(),
             searched,
             suggestions: closest_names(pattern, names.iter().map(String::as_str), 5),
+            // The first object searched is the one meant (the main executable, or the one
+            // OBJECT named); a stripped system library behind it is no news.
+            notes: candidates
+                .first()
+                .and_then(|&i| self.objects[i].stripped_note())
+                .into_iter()
+                .collect(),
         }
     }
 
