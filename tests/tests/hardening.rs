@@ -230,7 +230,9 @@ fn stripped_and_32_bit_binaries_say_so() {
     let output = run_tracer(&["--binary", stripped.to_str().unwrap(), "--fn", "compute"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(
-        output.stderr.contains("is stripped (no symbol table) and has no debug file (none at /usr/lib/debug/.build-id/"),
+        output.stderr.contains(
+            "is stripped (no symbol table) and has no debug file (none at /usr/lib/debug/.build-id/"
+        ),
         "{}",
         output.stderr
     );
@@ -242,5 +244,33 @@ fn stripped_and_32_bit_binaries_say_so() {
     std::fs::write(&narrow, bytes).unwrap();
     let output = run_tracer(&["--binary", narrow.to_str().unwrap(), "--fn", "compute"]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(output.stderr.contains("is a 32-bit ELF file"), "{}", output.stderr);
+    assert!(
+        output.stderr.contains("is a 32-bit ELF file"),
+        "{}",
+        output.stderr
+    );
+}
+
+#[test]
+fn globs_take_classes_and_alternatives() {
+    let binary = c_fixture("calls", O1);
+    let path = binary.to_str().unwrap();
+    let listed = run_tracer(&["list", "--binary", path, "{compute,neg[a-e]te}", "--json"]);
+    assert!(listed.status.success(), "{listed:?}");
+    let names: BTreeSet<String> = listed
+        .stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["fn"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["compute".to_string(), "negate".to_string()])
+    );
+    let none = run_tracer(&["list", "--binary", path, "neg[!a]te"]);
+    assert_eq!(none.status.code(), Some(2), "{none:?}");
 }

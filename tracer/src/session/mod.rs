@@ -255,9 +255,9 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
 /// An attach that failed because the traced process exited meanwhile says so.
 fn explain_attach_error(err: Error, pid: Option<u32>) -> Error {
     match pid {
-        Some(pid) if !std::path::Path::new(&format!("/proc/{pid}")).exists() => {
-            Error::Usage(format!("process {pid} exited while the probes were being attached"))
-        }
+        Some(pid) if !std::path::Path::new(&format!("/proc/{pid}")).exists() => Error::Usage(
+            format!("process {pid} exited while the probes were being attached"),
+        ),
         _ => err,
     }
 }
@@ -503,9 +503,15 @@ mod tests {
     fn an_attach_failing_because_the_target_exited_says_so() {
         let enoent = || Error::bpf("uprobe-multi link", std::io::Error::from_raw_os_error(2));
         let gone = explain_attach_error(enoent(), Some(4_194_305)).to_string();
-        assert_eq!(gone, "process 4194305 exited while the probes were being attached");
+        assert_eq!(
+            gone,
+            "process 4194305 exited while the probes were being attached"
+        );
         let alive = explain_attach_error(enoent(), Some(std::process::id()));
         assert!(matches!(alive, Error::Bpf { .. }), "{alive}");
-        assert!(matches!(explain_attach_error(enoent(), None), Error::Bpf { .. }));
+        assert!(matches!(
+            explain_attach_error(enoent(), None),
+            Error::Bpf { .. }
+        ));
     }
 }

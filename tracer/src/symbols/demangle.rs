@@ -62,6 +62,26 @@ pub fn demangle(name: &str) -> Option<Demangled> {
     None
 }
 
+/// `pattern` without its `[...]` classes and `{...}` groups (each replaced by `*`).
+fn without_groups(pattern: &str) -> String {
+    let mut out = String::new();
+    let mut depth = 0;
+    for c in pattern.chars() {
+        match c {
+            '[' | '{' => {
+                if depth == 0 {
+                    out.push('*');
+                }
+                depth += 1;
+            }
+            ']' | '}' if depth > 0 => depth -= 1,
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// A compiled `--fn` pattern over symbol names.
 #[derive(Debug, Clone)]
 pub struct NamePattern {
@@ -75,8 +95,10 @@ impl NamePattern {
     pub fn new(pattern: &str) -> Self {
         // Parameter types are encoded (`int` is `i`), so only the path before `(` counts.
         let path = pattern.split('(').next().unwrap_or(pattern);
-        let required = path
-            .split(['*', '?', '<', '>', ' ', '&'])
+        // Classes and alternatives say nothing certain about the name's letters.
+        let literal = without_groups(path);
+        let required = literal
+            .split(['*', '?', '<', '>', ' ', '&', '\\'])
             .flat_map(|piece| piece.split("::"))
             .filter(|piece| piece.len() >= 2)
             .map(str::to_string)
@@ -89,11 +111,8 @@ impl NamePattern {
     }
 
     fn matches_text(&self, text: &str) -> bool {
-        if self.glob {
-            glob_match(&self.pattern, text)
-        } else {
-            self.pattern == text
-        }
+        // Names hold brackets of their own (`[abi:cxx11]`): an equal name always matches.
+        self.pattern == text || (self.glob && glob_match(&self.pattern, text))
     }
 
     /// Matches `name` (as in the symbol table) and its demangled forms; returns the readable

@@ -1,24 +1,206 @@
-//! Glob patterns over function names (`myapp::db::*`, `handle_?`), and the closest names to
-//! suggest when a pattern matches nothing.
+//! Glob patterns over function names, as a shell reads them: `*` (any run), `?` (any one
+//! character), `[abc]`, `[a-z]` and `[!0-9]` (one character of a class, or not of it), `{a,b}`
+//! (either alternative), and `\` before any of these to take it literally. Also the closest
+//! names to suggest when a pattern matches nothing.
+//!
+//! Names hold brackets of their own (`foo[abi:cxx11]`, `<[T]>::len`): a pattern equal to a name
+//! always matches it, so exact names never need escaping.
 
-/// Whether `pattern` has glob metacharacters.
+/// Alternatives a pattern's braces may expand to, at most: `{a,b}{c,d}{e,f}...` stays cheap.
+const MAX_ALTERNATIVES: usize = 256;
+
+/// Whether `pattern` has glob syntax (`*`, `?`, a closed `[...]` class, a `{...,...}` group).
 pub fn is_glob(pattern: &str) -> bool {
     pattern.contains(['*', '?'])
+        || pattern
+            .find('[')
+            .is_some_and(|open| pattern[open + 1..].contains(']'))
+        || pattern
+            .find('{')
+            .is_some_and(|open| pattern[open..].contains(',') && pattern[open..].contains('}'))
 }
 
-/// Matches `name` against a glob of `*` (any run) and `?` (any one character).
+/// Matches `name` against the glob `pattern` (see the module's syntax).
 pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let name: Vec<char> = name.chars().collect();
+    expand_braces(pattern)
+        .iter()
+        .any(|alternative| match_chars(&alternative.chars().collect::<Vec<_>>(), &name))
+}
+
+/// The patterns `{a,b}` groups expand to (`x{a,b}y` → `xay`, `xby`); nested groups expand
+/// too. Unclosed braces and escaped ones stay literal.
+fn expand_braces(pattern: &str) -> Vec<String> {
+    let chars: Vec<char> = pattern.chars().collect();
+    let Some((open, close, parts)) = first_group(&chars) else {
+        return vec![pattern.to_string()];
+    };
+    let head: String = chars[..open].iter().collect();
+    let tail: String = chars[close + 1..].iter().collect();
+    let mut out = Vec::new();
+    for part in parts {
+        for expanded in expand_braces(&format!("{head}{part}{tail}")) {
+            if out.len() == MAX_ALTERNATIVES {
+                return out;
+            }
+            out.push(expanded);
+        }
+    }
+    out
+}
+
+/// The first top-level `{...}` group with a comma: its bounds and its comma-separated parts.
+fn first_group(chars: &[char]) -> Option<(usize, usize, Vec<String>)> {
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '\\' => i += 2,
+            '{' => {
+                let mut depth = 0;
+                let mut parts = vec![String::new()];
+                let mut j = i;
+                while j < chars.len() {
+                    let c = chars[j];
+                    match c {
+                        '\\' if j + 1 < chars.len() => {
+                            let last = parts.last_mut().expect("one part");
+                            last.push(c);
+                            last.push(chars[j + 1]);
+                            j += 2;
+                            continue;
+                        }
+                        '{' => depth += 1,
+                        '}' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                return (parts.len() > 1).then_some((i, j, parts));
+                            }
+                        }
+                        ',' if depth == 1 => {
+                            parts.push(String::new());
+                            j += 1;
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    if j > i {
+                        parts.last_mut().expect("one part").push(c);
+                    }
+                    j += 1;
+                }
+                return None;
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// One pattern element.
+enum Element {
+    Literal(char),
+    AnyOne,
+    AnyRun,
+    Class {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
+}
+
+/// `[...]` at `chars[start]` as a class, and where it ends; `None` when it does not close.
+fn class_at(chars: &[char], start: usize) -> Option<(Element, usize)> {
+    let mut i = start + 1;
+    let negated = matches!(chars.get(i), Some('!' | '^'));
+    if negated {
+        i += 1;
+    }
+    let mut ranges = Vec::new();
+    let first = i;
+    while i < chars.len() {
+        let c = chars[i];
+        // A `]` first in the class is a member, not its end.
+        if c == ']' && i > first {
+            return Some((Element::Class { negated, ranges }, i + 1));
+        }
+        let (low, next) = if c == '\\' && i + 1 < chars.len() {
+            (chars[i + 1], i + 2)
+        } else {
+            (c, i + 1)
+        };
+        if chars.get(next) == Some(&'-') && chars.get(next + 1).is_some_and(|&c| c != ']') {
+            ranges.push((low, chars[next + 1]));
+            i = next + 2;
+        } else {
+            ranges.push((low, low));
+            i = next;
+        }
+    }
+    None
+}
+
+fn elements(pattern: &[char]) -> Vec<Element> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < pattern.len() {
+        let c = pattern[i];
+        match c {
+            '*' => {
+                out.push(Element::AnyRun);
+                i += 1;
+            }
+            '?' => {
+                out.push(Element::AnyOne);
+                i += 1;
+            }
+            '\\' if i + 1 < pattern.len() => {
+                out.push(Element::Literal(pattern[i + 1]));
+                i += 2;
+            }
+            '[' => match class_at(pattern, i) {
+                Some((class, next)) => {
+                    out.push(class);
+                    i = next;
+                }
+                None => {
+                    out.push(Element::Literal('['));
+                    i += 1;
+                }
+            },
+            _ => {
+                out.push(Element::Literal(c));
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+impl Element {
+    fn matches_one(&self, c: char) -> bool {
+        match self {
+            Self::Literal(l) => *l == c,
+            Self::AnyOne => true,
+            Self::AnyRun => false,
+            Self::Class { negated, ranges } => {
+                ranges.iter().any(|&(low, high)| low <= c && c <= high) != *negated
+            }
+        }
+    }
+}
+
+/// Matches with backtracking to the last `*` (linear in practice, like a shell's).
+fn match_chars(pattern: &[char], name: &[char]) -> bool {
+    let p = elements(pattern);
     let (mut pi, mut ni) = (0, 0);
     // Position of the last `*` and the name index it was tried at, for backtracking.
     let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
+    while ni < name.len() {
         match p.get(pi) {
-            Some('*') => {
+            Some(Element::AnyRun) => {
                 star = Some((pi, ni));
                 pi += 1;
             }
-            Some(&c) if c == '?' || c == n[ni] => {
+            Some(element) if element.matches_one(name[ni]) => {
                 pi += 1;
                 ni += 1;
             }
@@ -32,7 +214,7 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
             },
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p[pi..].iter().all(|e| matches!(e, Element::AnyRun))
 }
 
 /// Up to `limit` names closest to `wanted`: those containing it first, then by similarity.
@@ -81,6 +263,29 @@ mod tests {
         assert!(!glob_match("a*b*c", "aXXbYY"));
         assert!(glob_match("*aab", "aaab"));
         assert!(!glob_match("exact", "exactly"));
+    }
+
+    #[test]
+    fn classes_braces_and_escapes() {
+        for n in 0..=5 {
+            assert!(glob_match("handler_[0-5]", &format!("handler_{n}")));
+        }
+        assert!(!glob_match("handler_[0-5]", "handler_6"));
+        assert!(glob_match("handler_[!0-5]", "handler_7"));
+        assert!(!glob_match("handler_[^0-5]", "handler_3"));
+        assert!(glob_match("[ab]*", "beta"));
+        assert!(glob_match("[]x]", "]"));
+        assert!(glob_match("{get,put}_item", "get_item"));
+        assert!(glob_match("{get,put}_item", "put_item"));
+        assert!(!glob_match("{get,put}_item", "del_item"));
+        assert!(glob_match("db::{read,write{,_all}}", "db::write_all"));
+        assert!(glob_match("db::{read,write{,_all}}", "db::write"));
+        assert!(glob_match("a\\*b", "a*b"));
+        assert!(!glob_match("a\\*b", "axb"));
+        assert!(glob_match("f[", "f["), "an unclosed class is literal");
+        assert!(glob_match("{x", "{x"), "an unclosed group is literal");
+        assert!(is_glob("handler_[0-5]") && is_glob("{a,b}") && is_glob("x*"));
+        assert!(!is_glob("foo[abi") && !is_glob("{solo}") && !is_glob("plain"));
     }
 
     #[test]
