@@ -274,3 +274,110 @@ fn globs_take_classes_and_alternatives() {
     let none = run_tracer(&["list", "--binary", path, "neg[!a]te"]);
     assert_eq!(none.status.code(), Some(2), "{none:?}");
 }
+
+#[test]
+fn a_string_before_an_unmapped_page_shows_what_can_be_read() {
+    let binary = c_fixture("edge", O1);
+    let mut fixture = Fixture::start(&binary, &[]);
+    let pid = fixture.pid.to_string();
+    for size in ["15", "16", "64"] {
+        let tracer = Tracer::start(&[
+            "--pid",
+            &pid,
+            "--fn",
+            "show",
+            "--json",
+            "--string-size",
+            size,
+        ]);
+        assert_eq!(fixture.round(), 16);
+        let output = tracer.interrupt();
+        let call = output.only_call("show");
+        let expected = &"0123456789abcdef"[..size.parse::<usize>().unwrap().min(16)];
+        assert_eq!(
+            call["args"]["s"],
+            serde_json::json!({"text": expected, "truncated": true}),
+            "--string-size {size}: {call}"
+        );
+    }
+}
+
+#[test]
+fn times_are_written_as_asked_and_the_zone_is_named_once() {
+    let binary = c_fixture("calls", O1);
+    let mut fixture = Fixture::start(&binary, &["3"]);
+    let pid = fixture.pid.to_string();
+    let local = Tracer::start(&["--pid", &pid, "--fn", "compute"]);
+    assert!(
+        local
+            .stderr
+            .seen()
+            .iter()
+            .any(|l| l.contains(" Times are UTC")),
+        "{:?}",
+        local.stderr.seen()
+    );
+    fixture.round();
+    let local = local.interrupt();
+    for line in local.stdout.lines() {
+        let time = line.split(' ').next().unwrap();
+        assert_eq!(time.len(), "12:04:05.123456".len(), "{line}");
+        assert!(line.ends_with("us>"), "not a UTF-8 terminal: {line}");
+    }
+
+    let iso = Tracer::start(&["--pid", &pid, "--fn", "compute", "--time", "iso"]);
+    fixture.round();
+    let iso = iso.interrupt();
+    let first = iso.stdout.lines().next().expect("a line");
+    let time = first.split(' ').next().unwrap();
+    assert_eq!(
+        time.len(),
+        "2026-12-01T12:04:05.123456+00:00".len(),
+        "{first}"
+    );
+    assert_eq!(&time[10..11], "T");
+
+    let relative = Tracer::start(&["--pid", &pid, "--fn", "compute", "--time", "relative"]);
+    fixture.round();
+    let relative = relative.interrupt();
+    for line in relative.stdout.lines() {
+        assert!(line.starts_with('+'), "{line}");
+    }
+
+    let json = Tracer::start(&["--pid", &pid, "--fn", "compute", "--json"]);
+    fixture.round();
+    let json = json.interrupt();
+    for call in json.calls_of("compute") {
+        let time = call["time"].as_str().unwrap();
+        assert_eq!(
+            time.len(),
+            "2026-12-01T12:04:05.123456789+00:00".len(),
+            "{call}"
+        );
+        assert!(call["ts_ns"].is_u64());
+    }
+}
+
+#[test]
+fn a_truncated_string_says_so_in_json() {
+    let binary = c_fixture("typed", O1);
+    let mut fixture = Fixture::start(&binary, &[]);
+    let pid = fixture.pid.to_string();
+    let tracer = Tracer::start(&[
+        "--pid",
+        &pid,
+        "--fn",
+        "greet",
+        "--json",
+        "--string-size",
+        "3",
+    ]);
+    fixture.round();
+    let output = tracer.interrupt();
+    let greet = output.only_call("greet");
+    assert_eq!(
+        greet["args"]["name"],
+        serde_json::json!({"text": "wor", "truncated": true}),
+        "{greet}"
+    );
+}

@@ -60,6 +60,9 @@ pub const RING_BYTES: u32 = 8 << 20;
 pub const MAX_STEPS: usize = 16;
 /// Pointers a capture step can follow before its final read (`req->user->name` is 2).
 pub const MAX_DEREFS: usize = 4;
+/// Size of a page of user memory: reads split at page ends to save what comes before an
+/// unreadable page.
+pub const PAGE_SIZE: u64 = 4096;
 /// Bytes of captured argument data one call can carry. A power of two: the programs mask
 /// offsets with it.
 pub const MAX_PAYLOAD: usize = 512;
@@ -269,6 +272,9 @@ pub mod step_status {
     /// A read of user memory faulted (bad pointer, or a page not present): the step's slot
     /// holds nothing meaningful.
     pub const FAULT: u8 = 1;
+    /// A string ran into a page that cannot be read: its length field holds how many bytes
+    /// before that page were copied, and the value is cut short there.
+    pub const PARTIAL: u8 = 2;
 }
 
 /// One step of a capture plan (see [`value`] for what each kind does).

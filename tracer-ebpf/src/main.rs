@@ -36,7 +36,7 @@ mod programs {
     use tracer_ebpf::{
         COUNTER_SLOTS, CapturePlan, CaptureStep, Config, Counter, EVENT_HEADER_SIZE, EventKind,
         INFLIGHT_ENTRIES, InFlightCall, InflightKey, MAX_CHUNK, MAX_DEREFS, MAX_PAYLOAD,
-        MAX_PROBES, MAX_STEPS, MAX_TGIDS, MAX_THREADS, PAYLOAD_BUFFER, RETURN_SP_ADJUST,
+        MAX_PROBES, MAX_STEPS, MAX_TGIDS, MAX_THREADS, PAGE_SIZE, PAYLOAD_BUFFER, RETURN_SP_ADJUST,
         RING_BYTES, THREAD_DEPTH, ThreadCalls, config_flags, location, plan_flags, reg,
         step_status, value,
     };
@@ -211,16 +211,23 @@ mod programs {
         unsafe { raw_read_user(destination.cast(), size as u32, source as *const c_void) == 0 }
     }
 
+    /// Bytes from `address` to the end of its page, at most `size`.
+    #[inline(always)]
+    fn to_page_end(address: u64, size: usize) -> usize {
+        let left = (PAGE_SIZE - (address & (PAGE_SIZE - 1))) as usize;
+        if left < size { left } else { size }
+    }
+
     /// One capture step: follow the step's pointers from its register, then copy what it asks
-    /// into its payload slot. `false` when user memory could not be read.
+    /// into its payload slot. Returns the step's [`step_status`].
     #[inline(always)]
     fn capture_step(
         step: &CaptureStep,
         regs: *const pt_regs,
         payload: &mut [u8; PAYLOAD_BUFFER],
-    ) -> bool {
+    ) -> u8 {
         if step.location != location::REGISTER {
-            return false;
+            return step_status::FAULT;
         }
         let mut value = register(regs, step.reg);
         for index in 0..MAX_DEREFS {
@@ -230,7 +237,7 @@ mod programs {
             let address = value.wrapping_add(step.deref_offsets[index] as i64 as u64);
             match read_user_u64(address) {
                 Some(next) => value = next,
-                None => return false,
+                None => return step_status::FAULT,
             }
         }
         let out = (step.out_offset as usize) & (MAX_PAYLOAD - 1);
@@ -239,19 +246,26 @@ mod programs {
         // SAFETY: `out < MAX_PAYLOAD` and every write below stays within `out + 8 + MAX_CHUNK`,
         // which `PAYLOAD_BUFFER` holds.
         let slot = unsafe { payload.as_mut_ptr().add(out) };
+        let status = |ok: bool| {
+            if ok {
+                step_status::OK
+            } else {
+                step_status::FAULT
+            }
+        };
         match step.value {
             value::WORD => {
                 // SAFETY: see `slot`; unaligned writes are fine.
                 unsafe { slot.cast::<u64>().write_unaligned(value) };
-                true
+                step_status::OK
             }
-            value::BYTES => copy_user(slot, size, source),
+            value::BYTES => status(copy_user(slot, size, source)),
             value::C_STRING => {
                 if source == 0 {
                     // A NULL pointer: say so instead of reporting a fault.
                     // SAFETY: see `slot`.
                     unsafe { slot.cast::<u32>().write_unaligned(u32::MAX) };
-                    return true;
+                    return step_status::OK;
                 }
                 let size = if size > MAX_CHUNK { MAX_CHUNK } else { size };
                 // SAFETY: as `copy_user`, four bytes further in.
@@ -259,19 +273,27 @@ mod programs {
                     raw_read_user_str(slot.add(4).cast(), size as u32, source as *const c_void)
                 };
                 if copied < 0 {
-                    return false;
+                    // No NUL before an unreadable page: keep what the first page holds.
+                    let first = to_page_end(source, size);
+                    // SAFETY: see `slot`, four bytes further in.
+                    if first == size || !copy_user(unsafe { slot.add(4) }, first, source) {
+                        return step_status::FAULT;
+                    }
+                    // SAFETY: see `slot`.
+                    unsafe { slot.cast::<u32>().write_unaligned(first as u32) };
+                    return step_status::PARTIAL;
                 }
                 // The helper counts the NUL it writes.
                 let length = if copied > 0 { copied as u32 - 1 } else { 0 };
                 // SAFETY: see `slot`.
                 unsafe { slot.cast::<u32>().write_unaligned(length) };
-                true
+                step_status::OK
             }
             value::PTR_LEN_IN_MEMORY | value::PTR_LEN_IN_REGISTERS => {
                 let (pointer, length) = if step.value == value::PTR_LEN_IN_MEMORY {
                     match (read_user_u64(source), read_user_u64(source.wrapping_add(8))) {
                         (Some(pointer), Some(length)) => (pointer, length),
-                        _ => return false,
+                        _ => return step_status::FAULT,
                     }
                 } else {
                     (source, register(regs, step.len_reg))
@@ -284,9 +306,20 @@ mod programs {
                     size
                 };
                 // SAFETY: see `slot`; the bytes go after the 8-byte length.
-                copy_user(unsafe { slot.add(8) }, take, pointer)
+                if copy_user(unsafe { slot.add(8) }, take, pointer) {
+                    return step_status::OK;
+                }
+                // The bytes run into an unreadable page: keep those before it.
+                let first = to_page_end(pointer, take);
+                // SAFETY: see `slot`; the bytes go after the 8-byte length.
+                if first == take || !copy_user(unsafe { slot.add(8) }, first, pointer) {
+                    return step_status::FAULT;
+                }
+                // SAFETY: see `slot`.
+                unsafe { slot.cast::<u64>().write_unaligned(first as u64) };
+                step_status::PARTIAL
             }
-            _ => false,
+            _ => step_status::FAULT,
         }
     }
 
@@ -297,8 +330,9 @@ mod programs {
             if index as u32 >= plan.step_count {
                 break;
             }
-            if !capture_step(&plan.steps[index], regs, &mut call.payload) {
-                call.payload[index] = step_status::FAULT;
+            let status = capture_step(&plan.steps[index], regs, &mut call.payload);
+            if status != step_status::OK {
+                call.payload[index] = status;
             }
         }
     }

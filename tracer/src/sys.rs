@@ -27,18 +27,52 @@ pub fn realtime_ns() -> u64 {
     clock_ns(libc::CLOCK_REALTIME)
 }
 
-/// Local wall-clock time of day for `unix_secs`: (hours, minutes, seconds).
-pub fn local_time_of_day(unix_secs: i64) -> (u32, u32, u32) {
+/// A moment in the local time zone, as `localtime_r` gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalTime {
+    pub year: i32,
+    /// 1 to 12.
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+    /// Seconds east of UTC.
+    pub utc_offset: i64,
+    /// The zone's abbreviation (`CET`, `UTC`).
+    pub zone: String,
+}
+
+/// The local time at `unix_secs` (UTC when the zone cannot be read).
+pub fn local_time(unix_secs: i64) -> LocalTime {
     let t: libc::time_t = unix_secs;
     // SAFETY: `tm` is plain data; `localtime_r` fills it and is thread-safe.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     // SAFETY: both pointers are valid for the call.
     let ok = !unsafe { libc::localtime_r(&t, &mut tm) }.is_null();
-    if ok {
-        (tm.tm_hour as u32, tm.tm_min as u32, tm.tm_sec as u32)
+    if !ok {
+        // SAFETY: as above; gmtime_r cannot fail for a time_t of this range.
+        unsafe { libc::gmtime_r(&t, &mut tm) };
+        tm.tm_gmtoff = 0;
+        tm.tm_zone = std::ptr::null();
+    }
+    let zone = if tm.tm_zone.is_null() {
+        "UTC".to_string()
     } else {
-        let day = unix_secs.rem_euclid(86_400) as u32;
-        (day / 3600, day / 60 % 60, day % 60)
+        // SAFETY: a non-NULL `tm_zone` points at a NUL-terminated name owned by libc.
+        unsafe { std::ffi::CStr::from_ptr(tm.tm_zone) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    LocalTime {
+        year: tm.tm_year + 1900,
+        month: (tm.tm_mon + 1) as u32,
+        day: tm.tm_mday as u32,
+        hour: tm.tm_hour as u32,
+        minute: tm.tm_min as u32,
+        second: tm.tm_sec as u32,
+        utc_offset: tm.tm_gmtoff,
+        zone,
     }
 }
 
@@ -155,9 +189,13 @@ mod tests {
     }
 
     #[test]
-    fn time_of_day_is_in_range() {
-        let (h, m, s) = local_time_of_day(1_700_000_000);
-        assert!(h < 24 && m < 60 && s < 61);
+    fn local_time_is_a_real_date() {
+        let t = local_time(1_700_000_000);
+        assert!(t.hour < 24 && t.minute < 60 && t.second < 61);
+        // 2023-11-14T22:13:20Z, give or take a day for the zone.
+        assert_eq!((t.year, t.month), (2023, 11));
+        assert!((14..=15).contains(&t.day), "{t:?}");
+        assert!(t.utc_offset.abs() <= 14 * 3600 && !t.zone.is_empty());
     }
 
     #[test]

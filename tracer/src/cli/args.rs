@@ -15,6 +15,7 @@ use crate::{
         writer::{Rotation, WriterOptions},
     },
     session::{RecordOptions, TraceOptions},
+    sinks::clock::TimeFormat,
     symbols::FunctionSpec,
     target::Target,
 };
@@ -117,6 +118,9 @@ pub struct ReplayArgs {
     /// When to colour human output.
     #[arg(long, value_enum, default_value_t, value_name = "WHEN")]
     pub color: ColorChoice,
+    /// How human lines write the time of a call.
+    #[arg(long, value_enum, default_value_t, value_name = "FORMAT")]
+    pub time: TimeChoice,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -201,7 +205,36 @@ impl ColorChoice {
         match self {
             Self::Always => true,
             Self::Never => false,
-            Self::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            Self::Auto => {
+                std::io::stdout().is_terminal() && !no_color(std::env::var_os("NO_COLOR"))
+            }
+        }
+    }
+}
+
+/// Whether `NO_COLOR` asks for no colour: set and not empty (no-color.org).
+fn no_color(value: Option<std::ffi::OsString>) -> bool {
+    value.is_some_and(|v| !v.is_empty())
+}
+
+/// How human lines write the time of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum TimeChoice {
+    /// Local time of day, `12:04:05.123456` (the start line names the zone).
+    #[default]
+    Local,
+    /// Date, time and UTC offset, `2026-12-01T12:04:05.123456+01:00` (RFC 3339).
+    Iso,
+    /// Seconds since the trace started, `+3.141593`.
+    Relative,
+}
+
+impl TimeChoice {
+    pub fn format(self) -> TimeFormat {
+        match self {
+            Self::Local => TimeFormat::Local,
+            Self::Iso => TimeFormat::Iso,
+            Self::Relative => TimeFormat::Relative,
         }
     }
 }
@@ -262,6 +295,10 @@ pub struct TraceArgs {
     /// When to colour human output.
     #[arg(long, value_enum, default_value_t, value_name = "WHEN")]
     pub color: ColorChoice,
+
+    /// How human lines write the time of a call.
+    #[arg(long, value_enum, default_value_t, value_name = "FORMAT")]
+    pub time: TimeChoice,
 
     /// Capture only these parameters, or fields of them (one level): --args name,req.path.
     /// The default is every parameter that fits one capture plan.
@@ -324,6 +361,7 @@ impl TraceArgs {
             children: self.children,
             json: self.json,
             color,
+            time: self.time.format(),
             duration: self.duration,
             max_events: self.max_events,
             attach_mode: match self.attach {
@@ -412,6 +450,13 @@ mod tests {
         );
         assert_eq!(options.duration, Some(Duration::from_secs(2)));
         assert!(options.json);
+    }
+
+    #[test]
+    fn an_empty_no_color_leaves_colour_on() {
+        assert!(!no_color(None));
+        assert!(!no_color(Some("".into())));
+        assert!(no_color(Some("1".into())));
     }
 
     #[test]

@@ -11,7 +11,10 @@ mod list;
 mod parse;
 mod review;
 
-use std::{fmt::Display, io};
+use std::{
+    fmt::Display,
+    io::{self, IsTerminal as _},
+};
 
 pub use args::Cli;
 use args::Command;
@@ -23,6 +26,10 @@ use crate::{
 
 /// Runs the parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    // `µs` only where it shows as such: a terminal whose locale is UTF-8.
+    let utf8_terminal = io::stdout().is_terminal()
+        && crate::sinks::units::locale_is_utf8(|name| std::env::var(name).ok());
+    crate::sinks::units::use_ascii_micro(!utf8_terminal);
     let args = match cli.command {
         Some(Command::Trace(args)) => args,
         Some(Command::List(args)) => return list::run(&args),

@@ -44,6 +44,7 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<i32> {
         json: args.json,
         style: Style {
             color: args.color.for_stdout(),
+            time: args.time.format(),
         },
     };
     let mut out = BufWriter::new(io::stdout().lock());

@@ -23,14 +23,16 @@ pub enum Decoded {
     },
     Pointer(u64),
     Float(f64),
+    /// A string's bytes as the program held them (UTF-8 or not), and whether it was cut
+    /// short (at `--string-size`, or before a page that could not be read).
     Text {
-        text: String,
+        bytes: Vec<u8>,
         truncated: bool,
     },
     Null,
     Slice {
         len: u64,
-        bytes: Option<String>,
+        bytes: Option<Vec<u8>>,
     },
     Array(Vec<Decoded>),
     Struct {
@@ -122,15 +124,18 @@ pub fn decode_scalar(bytes: &[u8], render: &Render) -> Decoded {
 
 fn text(bytes: &[u8], truncated: bool) -> Decoded {
     Decoded::Text {
-        text: String::from_utf8_lossy(bytes).into_owned(),
+        bytes: bytes.to_vec(),
         truncated,
     }
 }
 
 fn decode_captured(payload: &[u8], offset: u16, size: u16, step: u8, render: &Render) -> Decoded {
-    if payload.get(step as usize).copied() == Some(step_status::FAULT) {
+    let status = payload.get(step as usize).copied();
+    if status == Some(step_status::FAULT) {
         return Decoded::Unreadable;
     }
+    // The string ran into an unreadable page: its length field counts the bytes before it.
+    let partial = status == Some(step_status::PARTIAL);
     let Some(slot) = bytes_at(payload, offset, size) else {
         return Decoded::Missing("short payload".into());
     };
@@ -142,9 +147,14 @@ fn decode_captured(payload: &[u8], offset: u16, size: u16, step: u8, render: &Re
             if length == u64::from(u32::MAX) {
                 return Decoded::Null;
             }
-            // The slot holds one byte more than is shown, and the NUL.
             let bytes = &slot[4..];
+            // The slot holds one byte more than is shown, and the NUL.
             let shown = bytes.len().saturating_sub(2);
+            if partial {
+                let valid = &bytes[..(length as usize).min(shown)];
+                let end = valid.iter().position(|&b| b == 0).unwrap_or(valid.len());
+                return text(&valid[..end], true);
+            }
             let length = length as usize;
             text(&bytes[..length.min(shown)], length > shown)
         }
@@ -154,11 +164,14 @@ fn decode_captured(payload: &[u8], offset: u16, size: u16, step: u8, render: &Re
             };
             let bytes = &slot[8..];
             let copied = (length.min(bytes.len() as u64)) as usize;
+            let truncated = partial || length > copied as u64;
             match render {
-                Render::Str => text(&bytes[..copied], length > copied as u64),
+                Render::Str => text(&bytes[..copied], truncated),
+                // A slice cut short by an unreadable page has a length of its own we lost.
+                Render::Slice { bytes: true } if partial => text(&bytes[..copied], true),
                 Render::Slice { bytes: true } => Decoded::Slice {
                     len: length,
-                    bytes: Some(String::from_utf8_lossy(&bytes[..copied]).into_owned()),
+                    bytes: Some(bytes[..copied].to_vec()),
                 },
                 _ => Decoded::Slice {
                     len: length,
@@ -233,20 +246,46 @@ pub fn render_raw_word(word: u64) -> String {
     }
 }
 
-fn quote(text: &str, out: &mut String) {
+/// `bytes` in double quotes, escaped as C and Rust write strings: UTF-8 as it is, control
+/// characters and bytes that are not UTF-8 as `\xNN`.
+fn quote(bytes: &[u8], out: &mut String) {
     out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push(c),
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
         }
     }
     out.push('"');
+}
+
+/// A string as JSON (documented in the README): a JSON string when it is whole UTF-8;
+/// otherwise `{"text": lossy, "truncated": true}` and/or `"hex"` with the exact bytes.
+fn text_json(bytes: &[u8], truncated: bool) -> Json {
+    let utf8 = std::str::from_utf8(bytes);
+    if let (Ok(text), false) = (utf8, truncated) {
+        return json!(text);
+    }
+    let mut object = Map::new();
+    object.insert("text".into(), json!(String::from_utf8_lossy(bytes)));
+    if truncated {
+        object.insert("truncated".into(), json!(true));
+    }
+    if utf8.is_err() {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        object.insert("hex".into(), json!(hex));
+    }
+    Json::Object(object)
 }
 
 impl Decoded {
@@ -279,8 +318,8 @@ impl Decoded {
             Self::Float(f) => {
                 let _ = write!(out, "{f}");
             }
-            Self::Text { text, truncated } => {
-                quote(text, out);
+            Self::Text { bytes, truncated } => {
+                quote(bytes, out);
                 if *truncated {
                     out.push('…');
                 }
@@ -348,10 +387,10 @@ impl Decoded {
             Self::Char(c) => json!(c.to_string()),
             Self::Enum { value, name } => name.as_ref().map_or_else(|| json!(value), |n| json!(n)),
             Self::Float(f) => json!(f),
-            Self::Text { text, .. } => json!(text),
+            Self::Text { bytes, truncated } => text_json(bytes, *truncated),
             Self::Null => Json::Null,
             Self::Slice { len, bytes } => match bytes {
-                Some(bytes) => json!({ "len": len, "bytes": bytes }),
+                Some(bytes) => json!({ "len": len, "bytes": text_json(bytes, false) }),
                 None => json!({ "len": len }),
             },
             Self::Array(items) => Json::Array(items.iter().map(Self::to_json).collect()),
@@ -365,8 +404,8 @@ impl Decoded {
                 }
                 Json::Object(object)
             }
-            Self::Unreadable => json!("<unreadable>"),
-            Self::Missing(reason) => json!(format!("<{reason}>")),
+            Self::Unreadable => json!({ "unreadable": true }),
+            Self::Missing(reason) => json!({ "missing": reason }),
         }
     }
 }
@@ -533,6 +572,53 @@ mod tests {
         assert_eq!(human(&decode(&payload, &slot)), "\"abcd\"…");
         // Escapes.
         assert_eq!(human(&text(b"a\"b\n", false)), "\"a\\\"b\\n\"");
+        assert_eq!(human(&text(b"ok\xff\xfe!", false)), "\"ok\\xff\\xfe!\"");
+    }
+
+    #[test]
+    fn a_string_cut_by_an_unreadable_page_keeps_what_was_read() {
+        // 16 bytes before the page end, no NUL among them.
+        let mut payload = vec![0u8; 64];
+        payload[0] = step_status::PARTIAL;
+        payload[16..20].copy_from_slice(&16u32.to_le_bytes());
+        payload[20..36].copy_from_slice(b"0123456789abcdef");
+        let slot = SlotValue::Captured {
+            offset: 16,
+            size: 40,
+            step: 0,
+            render: Render::CString,
+        };
+        let value = decode(&payload, &slot);
+        let narrow = SlotValue::Captured {
+            offset: 16,
+            size: 4 + 10 + 2,
+            step: 0,
+            render: Render::CString,
+        };
+        assert_eq!(human(&decode(&payload, &narrow)), "\"0123456789\"…");
+        assert_eq!(human(&value), "\"0123456789abcdef\"…");
+        assert_eq!(
+            value.to_json(),
+            json!({"text": "0123456789abcdef", "truncated": true})
+        );
+    }
+
+    #[test]
+    fn json_keeps_truncation_bytes_and_missing_values_apart() {
+        assert_eq!(text(b"whole", false).to_json(), json!("whole"));
+        assert_eq!(
+            text(b"cut", true).to_json(),
+            json!({"text": "cut", "truncated": true})
+        );
+        assert_eq!(
+            text(b"a\xffb", false).to_json(),
+            json!({"text": "a\u{fffd}b", "hex": "61ff62"})
+        );
+        assert_eq!(Decoded::Unreadable.to_json(), json!({"unreadable": true}));
+        assert_eq!(
+            Decoded::Missing("optimized out".into()).to_json(),
+            json!({"missing": "optimized out"})
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::{
     filter::CallFilter,
     reader::{ReadOutcome, TraceReader},
 };
-use crate::sinks::line::{Style, human_line, json_line};
+use crate::sinks::line::{HumanLines, Style, json_line};
 
 /// How to replay.
 #[derive(Debug, Clone)]
@@ -28,12 +28,13 @@ pub fn replay(
 ) -> io::Result<ReadOutcome> {
     let clock = reader.header().clock();
     let mut line = String::new();
+    let mut human = HumanLines::new(options.style);
     let outcome = reader.try_for_each_call(&options.filter, |event, probe| {
         line.clear();
         if options.json {
             json_line(&mut line, event, probe, &clock);
         } else {
-            human_line(&mut line, event, probe, &clock, options.style);
+            human.write(&mut line, event, probe, &clock);
         }
         out.write_all(line.as_bytes())
     })?;

@@ -250,7 +250,7 @@ impl Report {
             let _ = writeln!(out, "  slowest calls:");
             for call in function.slowest() {
                 let mut line = String::new();
-                human_line(&mut line, call, probe, clock, Style { color: false });
+                human_line(&mut line, call, probe, clock, Style::default());
                 let _ = write!(out, "    {line}");
             }
         }

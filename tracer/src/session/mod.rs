@@ -32,7 +32,10 @@ use crate::{
         header_for,
         writer::{TraceWriter, WriterOptions},
     },
-    sinks::{clock::WallClock, line::Style},
+    sinks::{
+        clock::{TimeFormat, WallClock, local_zone},
+        line::{HumanLines, Style},
+    },
     symbols::{FunctionSpec, ProbeSite, placement::CostClass, resolve},
     sys,
     target::{self, Target},
@@ -59,6 +62,8 @@ pub struct TraceOptions {
     pub children: bool,
     pub json: bool,
     pub color: bool,
+    /// How human lines write the time of a call.
+    pub time: TimeFormat,
     pub duration: Option<Duration>,
     pub max_events: Option<u64>,
     pub attach_mode: AttachMode,
@@ -468,16 +473,21 @@ pub async fn trace(
             &prepared.table,
             &armed.attached,
             &options.target,
-            family(options)
+            family(options),
+            // Human lines show the local time of day: say once which zone that is.
+            (!options.json && !options.quiet && options.time == TimeFormat::Local)
+                .then(|| local_zone(clock.wall_ns(sys::monotonic_ns())))
+                .as_deref()
         )
     );
     let _ = status.flush();
     let lines = match (options.quiet, options.json) {
         (true, _) => LiveLines::Off,
         (false, true) => LiveLines::Json,
-        (false, false) => LiveLines::Human(Style {
+        (false, false) => LiveLines::Human(HumanLines::new(Style {
             color: options.color,
-        }),
+            time: options.time,
+        })),
     };
     let mut sink = Sink::new(
         out,

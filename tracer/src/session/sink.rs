@@ -14,14 +14,14 @@ use crate::{
     record::{file_format::CountersRecord, writer::TraceWriter},
     sinks::{
         clock::WallClock,
-        line::{Style, human_line, json_line},
+        line::{HumanLines, json_line},
     },
 };
 
 /// How calls are shown live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum LiveLines {
-    Human(Style),
+    Human(HumanLines),
     Json,
     /// `--quiet`: none.
     Off,
@@ -122,10 +122,8 @@ impl<'a> Sink<'a> {
         if self.closed {
             return;
         }
-        match self.lines {
-            LiveLines::Human(style) => {
-                human_line(&mut self.buffer, &event, probe, &self.clock, style);
-            }
+        match &mut self.lines {
+            LiveLines::Human(lines) => lines.write(&mut self.buffer, &event, probe, &self.clock),
             LiveLines::Json => json_line(&mut self.buffer, &event, probe, &self.clock),
             LiveLines::Off => {}
         }
@@ -173,7 +171,7 @@ mod tests {
     use tracer_ebpf::{EventHeader, EventKind, STATUS_BYTES};
 
     use super::*;
-    use crate::{events::encode, plan::raw_register_args, symbols::ProbeSite};
+    use crate::{events::encode, plan::raw_register_args, sinks::line::Style, symbols::ProbeSite};
 
     fn table() -> ProbeTable {
         let plans = vec![raw_register_args(1).unwrap()];
@@ -247,7 +245,7 @@ mod tests {
         assert!(out.is_empty());
 
         let mut pipe = ClosedPipe;
-        let style = LiveLines::Human(Style { color: false });
+        let style = LiveLines::Human(HumanLines::new(Style::default()));
         let mut sink = Sink::new(&mut pipe, style, clock, &table, None, None);
         sink.handle(&item(0, 1));
         assert_eq!(sink.stop_reason(), None);

@@ -51,7 +51,9 @@ pub fn attach_status(
     attached: &Attached,
     target: &Target,
     family: Family,
+    zone: Option<&str>,
 ) -> String {
+    let zone = zone.map_or_else(String::new, |zone| format!(" Times are {zone}."));
     let copies: std::collections::BTreeSet<&str> = table
         .iter()
         .map(|p| p.object.as_str())
@@ -80,8 +82,8 @@ pub fn attach_status(
         _ => String::new(),
     };
     format!(
-        "Tracing {} in {} of {} ({}, attached in {}; probes: {}).{copies}{untraced} Ctrl-C to \
-         stop.",
+        "Tracing {} in {} of {} ({}, attached in {}; probes: {}).{copies}{untraced}{zone} \
+         Ctrl-C to stop.",
         count((table.len() - attached.refused.len()) as u64, "function"),
         count(attached.objects as u64, "object"),
         describe_target(target, family),
@@ -115,18 +117,20 @@ mod tests {
         let process = Target::Process { pid: 4242 };
         let alone = Family::NotTraced { descendants: 0 };
         assert_eq!(
-            attach_status(&table, &attached, &process, alone),
+            attach_status(&table, &attached, &process, alone, None),
             "Tracing 2 functions in 1 object of process 4242 (uprobe-multi, attached in \
              2.10ms; probes: 1 emulated, 1 single-step). Ctrl-C to stop."
         );
         let parent = Family::NotTraced { descendants: 3 };
-        assert!(attach_status(&table, &attached, &process, parent).contains(
-            "). Process 4242 has 3 child processes that are not traced (--children traces \
+        assert!(
+            attach_status(&table, &attached, &process, parent, Some("UTC+01:00 (CET)")).contains(
+                "). Process 4242 has 3 child processes that are not traced (--children traces \
                  them too). Ctrl-C"
-        ));
+            )
+        );
         let family = Family::Traced { descendants: 1 };
         assert!(
-            attach_status(&table, &attached, &process, family)
+            attach_status(&table, &attached, &process, family, None)
                 .contains("of process 4242 and its descendants (1 process now) (")
         );
     }

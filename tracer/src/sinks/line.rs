@@ -2,7 +2,8 @@
 //! machines (DESIGN.md, "The command line"). Both are stable shapes that tests rely on.
 //!
 //! Human: `12:04:05.123456 4242/4243 compute(a=49, b=7) = 49010 <12.3µs>`
-//! JSON:  `{"ts_ns":..,"pid":..,"tid":..,"fn":..,"object":..,"args":{..},"ret":..,"latency_ns":..}`
+//! JSON:  `{"ts_ns":..,"time":"2026-..","pid":..,"tid":..,"fn":..,"object":..,"args":{..},
+//!          "ret":..,"latency_ns":..}`
 
 use std::fmt::Write as _;
 
@@ -15,15 +16,16 @@ use crate::{
         probe_table::ProbeInfo,
     },
     sinks::{
-        clock::{WallClock, format_time_of_day},
+        clock::{TimeFormat, TimeWriter, WallClock, rfc3339},
         units::format_duration_ns,
     },
 };
 
-/// ANSI styling, or none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How human lines look: ANSI colour or none, and how times are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Style {
     pub color: bool,
+    pub time: TimeFormat,
 }
 
 impl Style {
@@ -36,6 +38,35 @@ impl Style {
     }
 }
 
+/// Writes human lines one after another, keeping what the next line can reuse (the time of
+/// the last second).
+#[derive(Debug, Clone)]
+pub struct HumanLines {
+    style: Style,
+    times: TimeWriter,
+}
+
+impl HumanLines {
+    pub fn new(style: Style) -> Self {
+        Self {
+            style,
+            times: TimeWriter::new(style.time),
+        }
+    }
+
+    /// Appends the human line for `event` (with a newline) to `out`.
+    pub fn write(
+        &mut self,
+        out: &mut String,
+        event: &CallEvent,
+        probe: &ProbeInfo,
+        clock: &WallClock,
+    ) {
+        self.times.write(out, clock, event.entry_ns);
+        write_call(out, event, probe, self.style);
+    }
+}
+
 /// Appends the human line for `event` (with a newline) to `out`.
 pub fn human_line(
     out: &mut String,
@@ -44,13 +75,12 @@ pub fn human_line(
     clock: &WallClock,
     style: Style,
 ) {
-    let _ = write!(
-        out,
-        "{} {}/{} ",
-        format_time_of_day(clock.wall_ns(event.entry_ns)),
-        event.pid,
-        event.tid
-    );
+    HumanLines::new(style).write(out, event, probe, clock);
+}
+
+/// The line after its time: ` pid/tid function(args) = ret <latency>\n`.
+fn write_call(out: &mut String, event: &CallEvent, probe: &ProbeInfo, style: Style) {
+    let _ = write!(out, " {}/{} ", event.pid, event.tid);
     style.paint("1", &probe.function, out);
     out.push('(');
     for (i, (name, value)) in decode_args(&event.payload, &probe.args).iter().enumerate() {
@@ -76,7 +106,10 @@ pub fn human_line(
 /// stable schema.
 #[derive(Serialize)]
 pub struct JsonCall<'a> {
+    /// Nanoseconds since the Unix epoch (exact; many JSON tools round it, hence `time`).
     ts_ns: u64,
+    /// The same moment in RFC 3339, with date and the local offset.
+    time: String,
     pid: u32,
     tid: u32,
     #[serde(rename = "fn")]
@@ -89,8 +122,10 @@ pub struct JsonCall<'a> {
 
 impl<'a> JsonCall<'a> {
     pub fn new(event: &CallEvent, probe: &'a ProbeInfo, clock: &WallClock) -> Self {
+        let ts_ns = clock.wall_ns(event.entry_ns);
         Self {
-            ts_ns: clock.wall_ns(event.entry_ns),
+            ts_ns,
+            time: rfc3339(ts_ns),
             pid: event.pid,
             tid: event.tid,
             function: &probe.function,
@@ -172,7 +207,16 @@ mod tests {
         let (event, probe) = fixture();
         let clock = WallClock::from_anchor(1_700_000_000_000_000_000, 0);
         let mut out = String::new();
-        human_line(&mut out, &event, &probe, &clock, Style { color: false });
+        human_line(
+            &mut out,
+            &event,
+            &probe,
+            &clock,
+            Style {
+                color: false,
+                ..Style::default()
+            },
+        );
         let (time, rest) = out.split_once(' ').unwrap();
         assert_eq!(time.len(), "12:04:05.123456".len());
         assert!(time.ends_with(".000000"), "{time}");
@@ -187,10 +231,28 @@ mod tests {
         let (event, probe) = fixture();
         let clock = WallClock::from_anchor(0, 0);
         let mut plain = String::new();
-        human_line(&mut plain, &event, &probe, &clock, Style { color: false });
+        human_line(
+            &mut plain,
+            &event,
+            &probe,
+            &clock,
+            Style {
+                color: false,
+                ..Style::default()
+            },
+        );
         assert!(!plain.contains('\x1b'));
         let mut colored = String::new();
-        human_line(&mut colored, &event, &probe, &clock, Style { color: true });
+        human_line(
+            &mut colored,
+            &event,
+            &probe,
+            &clock,
+            Style {
+                color: true,
+                ..Style::default()
+            },
+        );
         assert!(colored.contains("\x1b[1mcompute\x1b[0m"));
     }
 

@@ -1,12 +1,39 @@
 //! Units and plurals as people read them: `12.3µs`, `20.6 KiB`, `1 function`, `2 calls`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether microseconds are written `us` instead of `µs`.
+static ASCII_MICRO: AtomicBool = AtomicBool::new(false);
+
+/// From now on, writes microseconds as `us` (for output that is not a UTF-8 terminal) or
+/// `µs`. The command line decides once, at start.
+pub fn use_ascii_micro(ascii: bool) {
+    ASCII_MICRO.store(ascii, Ordering::Relaxed);
+}
+
+/// Whether the locale (`LC_ALL`, else `LC_CTYPE`, else `LANG`) encodes text as UTF-8.
+pub fn locale_is_utf8(lookup: impl Fn(&str) -> Option<String>) -> bool {
+    ["LC_ALL", "LC_CTYPE", "LANG"]
+        .iter()
+        .find_map(|name| lookup(name).filter(|value| !value.is_empty()))
+        .is_some_and(|locale| {
+            let locale = locale.to_ascii_lowercase();
+            locale.contains("utf-8") || locale.contains("utf8")
+        })
+}
+
 /// `850ns`, `12.3µs`, `4.56ms`, `1.23s`.
 pub fn format_duration_ns(ns: u64) -> String {
     let ns_f = ns as f64;
     if ns < 1_000 {
         format!("{ns}ns")
     } else if ns < 1_000_000 {
-        format!("{:.1}µs", ns_f / 1e3)
+        let micro = if ASCII_MICRO.load(Ordering::Relaxed) {
+            "us"
+        } else {
+            "µs"
+        };
+        format!("{:.1}{micro}", ns_f / 1e3)
     } else if ns < 1_000_000_000 {
         format!("{:.2}ms", ns_f / 1e6)
     } else {
@@ -50,6 +77,33 @@ mod tests {
         assert_eq!(format_duration_ns(12_345), "12.3µs");
         assert_eq!(format_duration_ns(10_123_456), "10.12ms");
         assert_eq!(format_duration_ns(1_234_000_000), "1.23s");
+    }
+
+    #[test]
+    fn utf8_locales_are_told_apart() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert!(locale_is_utf8(env(&[("LANG", "C.UTF-8")])));
+        assert!(locale_is_utf8(env(&[
+            ("LC_ALL", "de_DE.utf8"),
+            ("LANG", "C")
+        ])));
+        assert!(!locale_is_utf8(env(&[
+            ("LC_ALL", "C"),
+            ("LANG", "en_US.UTF-8")
+        ])));
+        assert!(!locale_is_utf8(env(&[("LANG", "POSIX")])));
+        assert!(!locale_is_utf8(env(&[])));
+        assert!(locale_is_utf8(env(&[
+            ("LC_ALL", ""),
+            ("LANG", "en_US.UTF-8")
+        ])));
     }
 
     #[test]
