@@ -178,7 +178,11 @@ fn string_size_caps_strings() {
     let binary = c_fixture("typed", &["-g", "-O2"]);
     let mut fixture = Fixture::start(&binary, &[]);
     let output = trace_round(&mut fixture, &["--fn", "handle", "--string-size", "4"]);
-    assert_eq!(output.only_call("handle")["args"]["req"]["path"], "/ind");
+    assert_eq!(
+        output.only_call("handle")["args"]["req"]["path"],
+        json!({"text": "/ind", "truncated": true}),
+        "a truncated string says so"
+    );
 }
 
 #[test]

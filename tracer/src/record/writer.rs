@@ -54,7 +54,10 @@ pub struct WriterStats {
     /// Calls in frames written (pushed calls count once their frame is written).
     pub events: u64,
     pub bytes: u64,
+    /// Files written, rotated ones included.
     pub files: u32,
+    /// Of those, the oldest ones rotation removed (beyond `keep`).
+    pub removed: u32,
 }
 
 /// A trace file being written.
@@ -66,6 +69,8 @@ pub struct TraceWriter {
     options: WriterOptions,
     /// Bytes in the current file.
     file_bytes: u64,
+    /// Calls in the current file's frames.
+    file_events: u64,
     stats: WriterStats,
     last_counters: Option<CountersRecord>,
 }
@@ -105,6 +110,7 @@ impl TraceWriter {
             columns: EventColumns::default(),
             options,
             file_bytes: 0,
+            file_events: 0,
             stats: WriterStats::default(),
             last_counters: None,
         };
@@ -163,7 +169,12 @@ impl TraceWriter {
     /// Adds a call; writes a frame when the batch is full.
     pub fn push(&mut self, event: &CallEvent) -> Result<()> {
         self.columns.push(event);
-        if self.columns.len() >= CHUNK_EVENTS {
+        // With rotation, frames stay a small part of a file, so a file ends close to its size.
+        let frame_limit = self
+            .options
+            .rotation
+            .map_or(usize::MAX, |r| (r.size / 8) as usize);
+        if self.columns.len() >= CHUNK_EVENTS || self.columns.encoded_len() >= frame_limit {
             self.write_events()?;
         }
         Ok(())
@@ -175,9 +186,17 @@ impl TraceWriter {
         }
         let calls = self.columns.len();
         let raw = self.columns.take_encoded();
+        // A frame that would take the file past its size starts the next file instead.
+        if let Some(rotation) = self.options.rotation
+            && self.file_events > 0
+            && self.file_bytes + (FRAME_HEADER + raw.len()) as u64 > rotation.size
+        {
+            self.rotate()?;
+        }
         self.write_frame(FrameKind::Events, &raw, self.options.compress)?;
         self.stats.events += calls;
-        self.rotate_if_due()
+        self.file_events += calls;
+        Ok(())
     }
 
     fn flush_to_disk(&mut self) -> Result<()> {
@@ -186,24 +205,31 @@ impl TraceWriter {
             .map_err(|source| Error::write(&self.path, source))
     }
 
-    fn rotate_if_due(&mut self) -> Result<()> {
+    /// Ends the current file cleanly and starts the next: `trace.kt` becomes `trace.1.kt`.
+    fn rotate(&mut self) -> Result<()> {
         let Some(rotation) = self.options.rotation else {
             return Ok(());
         };
-        if self.file_bytes < rotation.size {
-            return Ok(());
-        }
         if let Some(counters) = self.last_counters.clone() {
             self.write_json(FrameKind::Counters, &counters)?;
         }
+        let end = EndRecord {
+            stop: format!("rotated: continued in {}", self.path.display()),
+            events: self.file_events,
+            unfinished: 0,
+        };
+        self.write_json(FrameKind::End, &end)?;
         self.out
             .flush()
             .map_err(|source| Error::write(&self.path, source))?;
         // trace.{keep}.kt drops off; every other file moves one up; the current becomes .1.
         if rotation.keep == 0 {
             let _ = fs::remove_file(&self.path);
+            self.stats.removed += 1;
         } else {
-            let _ = fs::remove_file(rotated_path(&self.path, rotation.keep));
+            if fs::remove_file(rotated_path(&self.path, rotation.keep)).is_ok() {
+                self.stats.removed += 1;
+            }
             for index in (1..rotation.keep).rev() {
                 let _ = fs::rename(
                     rotated_path(&self.path, index),
@@ -215,6 +241,7 @@ impl TraceWriter {
         }
         self.out = create_file(&self.path)?;
         self.file_bytes = 0;
+        self.file_events = 0;
         self.start_file()
     }
 

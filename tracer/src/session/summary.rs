@@ -102,11 +102,17 @@ impl Summary {
             .iter()
             .filter(|p| self.stats.probe(p.id).is_some_and(|h| h.count() > 0))
             .count();
+        let calls = match self.stats.total_calls() {
+            0 => "no calls".to_string(),
+            n => format!(
+                "{} of {}",
+                count(n, "call"),
+                count(functions as u64, "function")
+            ),
+        };
         let _ = writeln!(
             out,
-            "\n{} calls of {} in {:.2}s; stopped: {}",
-            self.stats.total_calls(),
-            count(functions as u64, "function"),
+            "\n{calls} in {:.2}s; stopped: {}",
             self.elapsed.as_secs_f64(),
             self.stop
         );
@@ -195,22 +201,27 @@ impl Summary {
         if self.not_shown > 0 {
             let _ = writeln!(
                 out,
-                "{} more calls arrived after --max-events and were not shown",
-                self.not_shown
+                "{} after --max-events and {} not shown",
+                count_irregular(self.not_shown, "more call arrived", "more calls arrived"),
+                if self.not_shown == 1 { "was" } else { "were" }
             );
         }
         if let Some((path, stats)) = &self.recorded {
+            let kept = stats.files - stats.removed;
+            let files = match (kept, stats.removed) {
+                (1, 0) => String::new(),
+                (_, 0) => format!(" in {kept} files"),
+                (_, removed) => format!(
+                    " in {kept} files kept; the {} rotated out",
+                    count_irregular(u64::from(removed), "oldest was", "oldest were")
+                ),
+            };
             let _ = writeln!(
                 out,
-                "recorded {} calls to {} ({}{})",
-                stats.events,
+                "recorded {} to {} ({} written{files})",
+                count(stats.events, "call"),
                 path.display(),
                 format_bytes(stats.bytes),
-                if stats.files > 1 {
-                    format!(" in {} files", stats.files)
-                } else {
-                    String::new()
-                }
             );
         }
         if self.recording_failed.is_some() {
@@ -225,7 +236,7 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{plan::raw_register_args, symbols::ProbeSite};
+    use crate::{plan::raw_register_args, record::writer::WriterStats, symbols::ProbeSite};
     use bytes::Bytes;
 
     fn table() -> ProbeTable {
@@ -245,6 +256,46 @@ mod tests {
             ret: 0,
             payload: Bytes::new(),
         }
+    }
+
+    #[test]
+    fn counts_read_as_english() {
+        let summary = |calls: u64, not_shown: u64, recorded: Option<WriterStats>| {
+            let mut stats = CallStats::new(2);
+            for _ in 0..calls {
+                stats.record(&call(0, 1_000));
+            }
+            Summary {
+                stats,
+                kernel_counters: Vec::new(),
+                undecodable: 0,
+                not_shown,
+                unfinished: 0,
+                elapsed: Duration::from_secs(1),
+                detach_time: Duration::from_millis(1),
+                stop: StopReason::Interrupted,
+                recorded: recorded.map(|s| (std::path::PathBuf::from("t.kt"), s)),
+                recording_failed: None,
+            }
+            .render(&table())
+        };
+        assert!(summary(0, 0, None).contains("\nno calls in 1.00s;"));
+        let one = summary(1, 1, None);
+        assert!(one.contains("\n1 call of 1 function in"), "{one}");
+        assert!(one.contains("1 more call arrived after --max-events and was not shown"));
+        let rotated = WriterStats {
+            events: 1,
+            bytes: 812,
+            files: 15,
+            removed: 12,
+        };
+        let text = summary(2, 3, Some(rotated));
+        assert!(text.contains("3 more calls arrived after --max-events and were not shown"));
+        assert!(
+            text.contains("recorded 1 call to t.kt (812 B written in 3 files kept; the 12 oldest were rotated out)"),
+            "{text}"
+        );
+        assert!(text.contains("detached 2 probes in"), "{text}");
     }
 
     #[test]
