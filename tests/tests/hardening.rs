@@ -381,3 +381,29 @@ fn a_truncated_string_says_so_in_json() {
         "{greet}"
     );
 }
+
+#[test]
+fn a_reader_slower_than_the_calls_costs_lines_not_calls() {
+    // -O0: `push %rbp` first, an emulated probe: calls come faster than a stalled pipe reads.
+    let binary = c_fixture("calls", &["-g", "-O0"]);
+    let mut fixture = Fixture::start(&binary, &["100000"]);
+    let pid = fixture.pid.to_string();
+    // Nobody reads the tracer's stdout until it exits.
+    let tracer = Tracer::start(&["--pid", &pid, "--fn", "compute", "--fn", "negate", "--json"]);
+    fixture.round();
+    let output = tracer.interrupt();
+    assert!(
+        output.stderr.contains("200000 calls of 2 functions"),
+        "every call counted: {}",
+        output.stderr
+    );
+    assert!(output.stderr.contains("drops: none"), "{}", output.stderr);
+    let shown = output.json_lines().len() as u64;
+    let line = output
+        .stderr
+        .lines()
+        .find(|l| l.contains("lines not shown: the output took"))
+        .unwrap_or_else(|| panic!("the summary names the rate: {}", output.stderr));
+    let skipped: u64 = line.split_whitespace().next().unwrap().parse().unwrap();
+    assert_eq!(shown + skipped, 200_000, "{line}");
+}

@@ -41,5 +41,8 @@ mod test_support;
 pub use error::{Error, Result};
 pub use events::{CallEvent, probe_table::ProbeTable};
 pub use plan::raw_register_args;
-pub use sinks::{clock::WallClock, line::json_line};
+pub use sinks::{
+    clock::WallClock,
+    line::{HumanLines, Style, json_line},
+};
 pub use symbols::{ProbeSite, dwarf::DebugInfo, elf::ElfFile};

@@ -44,9 +44,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         .enable_all()
         .build()
         .map_err(|err| Error::internal(format!("cannot start the event loop: {err}")))?;
-    let mut stdout = io::stdout().lock();
     let mut stderr = io::stderr();
-    let traced = runtime.block_on(trace(&options, &mut stdout, &mut stderr))?;
+    let traced = runtime.block_on(trace(&options, Box::new(io::stdout()), &mut stderr))?;
     eprint!("{}", traced.summary.render(&traced.table));
     match traced.summary.recording_failed {
         Some(err) => Err(err.into()),

@@ -7,6 +7,7 @@
 //! without wake-ups below a threshold) and otherwise drains on a short timer, so a hot function
 //! costs no wake-up per call (DESIGN.md, "What a probe costs").
 
+mod line_output;
 pub(crate) mod sink;
 mod status;
 pub(crate) mod summary;
@@ -40,6 +41,7 @@ use crate::{
     sys,
     target::{self, Target},
 };
+use line_output::LineOutput;
 use sink::{LiveLines, Sink};
 use status::{Family, attach_status};
 use summary::{StopReason, Summary};
@@ -125,7 +127,7 @@ fn drain(ring: &mut RingBuf<MapData>, sink: &mut Sink<'_>) -> Result<bool> {
     for range in bounds {
         sink.handle(&batch.slice(range));
     }
-    sink.flush()?;
+    sink.flush();
     Ok(more)
 }
 
@@ -414,7 +416,9 @@ async fn finish(
     drop(ring);
     let elapsed = started.elapsed();
     probes.detach();
+    let lines = sink.finish_lines()?;
     Ok(Summary {
+        lines,
         recording_failed: sink.recording_failed.take(),
         stats: sink.stats,
         kernel_counters,
@@ -432,7 +436,7 @@ async fn finish(
 /// returned for the caller to print.
 pub async fn trace(
     options: &TraceOptions,
-    out: &mut dyn Write,
+    out: Box<dyn Write + Send>,
     status: &mut dyn Write,
 ) -> Result<Traced> {
     let prepared = prepare(options, status)?;
@@ -489,6 +493,7 @@ pub async fn trace(
             time: options.time,
         })),
     };
+    let out = LineOutput::spawn(out).map_err(|err| Error::io("a thread for live lines", err))?;
     let mut sink = Sink::new(
         out,
         lines,

@@ -3,11 +3,12 @@
 //! `--max-events`. Knows nothing of the kernel: it is fed item bytes, so it is tested without
 //! one.
 
-use std::io::{self, Write};
-
 use bytes::Bytes;
 
-use super::summary::{CallStats, StopReason};
+use super::{
+    line_output::{LineOutput, LinesWritten},
+    summary::{CallStats, StopReason},
+};
 use crate::{
     error::{Error, Result},
     events::{decode, probe_table::ProbeTable},
@@ -29,8 +30,10 @@ pub enum LiveLines {
 
 /// Turns ring-buffer items into output lines, statistics and recorded calls.
 pub struct Sink<'a> {
-    out: &'a mut dyn Write,
+    out: LineOutput,
     buffer: String,
+    /// Lines in `buffer`.
+    buffered_lines: u64,
     lines: LiveLines,
     clock: WallClock,
     table: &'a ProbeTable,
@@ -42,8 +45,6 @@ pub struct Sink<'a> {
     pub not_shown: u64,
     /// Items that did not decode or named no known probe.
     pub undecodable: u64,
-    /// Standard output was closed by its reader.
-    closed: bool,
     pub recorder: Option<TraceWriter>,
     /// Why recording stopped before the end (the trace file could not be written); the trace
     /// then stops too, cleanly, and says so.
@@ -52,7 +53,7 @@ pub struct Sink<'a> {
 
 impl<'a> Sink<'a> {
     pub fn new(
-        out: &'a mut dyn Write,
+        out: LineOutput,
         lines: LiveLines,
         clock: WallClock,
         table: &'a ProbeTable,
@@ -62,6 +63,7 @@ impl<'a> Sink<'a> {
         Self {
             out,
             buffer: String::new(),
+            buffered_lines: 0,
             lines,
             clock,
             table,
@@ -70,7 +72,6 @@ impl<'a> Sink<'a> {
             shown: 0,
             not_shown: 0,
             undecodable: 0,
-            closed: false,
             recorder,
             recording_failed: None,
         }
@@ -119,36 +120,33 @@ impl<'a> Sink<'a> {
         {
             self.recording_failed(err);
         }
-        if self.closed {
+        if self.out.is_closed() {
             return;
         }
         match &mut self.lines {
             LiveLines::Human(lines) => lines.write(&mut self.buffer, &event, probe, &self.clock),
             LiveLines::Json => json_line(&mut self.buffer, &event, probe, &self.clock),
-            LiveLines::Off => {}
+            LiveLines::Off => return,
         }
+        self.buffered_lines += 1;
     }
 
-    /// Writes what is buffered. A closed pipe ends the live lines quietly, like other CLI
-    /// tools; a trace being recorded goes on into its file.
-    pub fn flush(&mut self) -> Result<()> {
-        if self.buffer.is_empty() || self.closed {
-            self.buffer.clear();
-            return Ok(());
+    /// Hands what is buffered to the lines thread. A closed pipe ends the live lines
+    /// quietly, like other CLI tools; a trace being recorded goes on into its file.
+    pub fn flush(&mut self) {
+        if self.buffer.is_empty() {
+            return;
         }
-        let result = self
-            .out
-            .write_all(self.buffer.as_bytes())
-            .and_then(|()| self.out.flush());
-        self.buffer.clear();
-        match result {
-            Ok(()) => Ok(()),
-            Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {
-                self.closed = true;
-                Ok(())
-            }
-            Err(err) => Err(Error::write("standard output", err)),
-        }
+        let lines = std::mem::take(&mut self.buffered_lines);
+        self.out.send(std::mem::take(&mut self.buffer), lines);
+    }
+
+    /// Ends the live lines: waits for the reader to take what was sent.
+    pub fn finish_lines(&mut self) -> Result<LinesWritten> {
+        self.flush();
+        self.out
+            .finish()
+            .map_err(|err| Error::write("standard output", err))
     }
 
     /// Whether what the sink saw ends the trace.
@@ -156,7 +154,7 @@ impl<'a> Sink<'a> {
         // A closed pipe ends a live trace; one being recorded goes on into its file.
         if self.recording_failed.is_some() {
             Some(StopReason::RecordingFailed)
-        } else if self.closed && self.recorder.is_none() {
+        } else if self.out.is_closed() && self.recorder.is_none() {
             Some(StopReason::OutputClosed)
         } else if self.max_events.is_some_and(|max| self.shown >= max) {
             Some(StopReason::MaxEvents)
@@ -171,7 +169,10 @@ mod tests {
     use tracer_ebpf::{EventHeader, EventKind, STATUS_BYTES};
 
     use super::*;
-    use crate::{events::encode, plan::raw_register_args, sinks::line::Style, symbols::ProbeSite};
+    use crate::{
+        events::encode, plan::raw_register_args, session::line_output::tests::TestOutput,
+        sinks::line::Style, symbols::ProbeSite,
+    };
 
     fn table() -> ProbeTable {
         let plans = vec![raw_register_args(1).unwrap()];
@@ -195,34 +196,30 @@ mod tests {
         Bytes::from(encode(&header, &payload))
     }
 
-    /// A writer whose reader has gone.
-    struct ClosedPipe;
-
-    impl Write for ClosedPipe {
-        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-            Err(io::ErrorKind::BrokenPipe.into())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[test]
     fn prints_counts_and_stops_at_max_events() {
         let table = table();
-        let mut out = Vec::new();
+        let out = TestOutput::default();
         let clock = WallClock::from_anchor(0, 0);
-        let mut sink = Sink::new(&mut out, LiveLines::Json, clock, &table, Some(2), None);
+        let lines = LineOutput::spawn(Box::new(out.clone())).unwrap();
+        let mut sink = Sink::new(lines, LiveLines::Json, clock, &table, Some(2), None);
         for arg in [5, 6, 7] {
             sink.handle(&item(0, arg));
         }
         sink.handle(&item(9, 0)); // an unknown probe
         sink.handle(&Bytes::from_static(&[1, 2, 3])); // not an event
-        sink.flush().unwrap();
         assert_eq!((sink.shown, sink.not_shown, sink.undecodable), (2, 1, 2));
         assert_eq!(sink.stats.total_calls(), 2);
         assert_eq!(sink.stop_reason(), Some(StopReason::MaxEvents));
-        let text = String::from_utf8(out).unwrap();
+        let written = sink.finish_lines().unwrap();
+        assert_eq!(
+            written,
+            LinesWritten {
+                written: 2,
+                skipped: 0
+            }
+        );
+        let text = String::from_utf8(out.bytes.lock().unwrap().clone()).unwrap();
         let lines: Vec<serde_json::Value> = text
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -237,19 +234,30 @@ mod tests {
     fn quiet_prints_nothing_and_a_closed_pipe_ends_a_live_trace() {
         let table = table();
         let clock = WallClock::from_anchor(0, 0);
-        let mut out = Vec::new();
-        let mut quiet = Sink::new(&mut out, LiveLines::Off, clock, &table, None, None);
+        let out = TestOutput::default();
+        let lines = LineOutput::spawn(Box::new(out.clone())).unwrap();
+        let mut quiet = Sink::new(lines, LiveLines::Off, clock, &table, None, None);
         quiet.handle(&item(0, 1));
-        quiet.flush().unwrap();
+        quiet.flush();
         assert_eq!(quiet.shown, 1);
-        assert!(out.is_empty());
+        assert_eq!(quiet.finish_lines().unwrap().written, 0);
+        assert!(out.bytes.lock().unwrap().is_empty());
 
-        let mut pipe = ClosedPipe;
+        let closed = TestOutput {
+            closed: true,
+            ..TestOutput::default()
+        };
+        let lines = LineOutput::spawn(Box::new(closed)).unwrap();
         let style = LiveLines::Human(HumanLines::new(Style::default()));
-        let mut sink = Sink::new(&mut pipe, style, clock, &table, None, None);
+        let mut sink = Sink::new(lines, style, clock, &table, None, None);
         sink.handle(&item(0, 1));
         assert_eq!(sink.stop_reason(), None);
-        sink.flush().unwrap();
+        sink.flush();
+        // The lines thread finds the reader gone.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while sink.stop_reason().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         assert_eq!(sink.stop_reason(), Some(StopReason::OutputClosed));
     }
 }

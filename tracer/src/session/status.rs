@@ -125,7 +125,7 @@ mod tests {
         assert!(
             attach_status(&table, &attached, &process, parent, Some("UTC+01:00 (CET)")).contains(
                 "). Process 4242 has 3 child processes that are not traced (--children traces \
-                 them too). Ctrl-C"
+                 them too). Times are UTC+01:00 (CET). Ctrl-C"
             )
         );
         let family = Family::Traced { descendants: 1 };

@@ -91,6 +91,8 @@ pub struct Summary {
     pub recorded: Option<(std::path::PathBuf, crate::record::writer::WriterStats)>,
     /// Why recording stopped early; the caller reports it after the summary.
     pub recording_failed: Option<crate::error::Error>,
+    /// Live lines written, and left out because the reader fell behind.
+    pub lines: super::line_output::LinesWritten,
 }
 
 impl Summary {
@@ -206,6 +208,16 @@ impl Summary {
                 if self.not_shown == 1 { "was" } else { "were" }
             );
         }
+        // After a reader closed the pipe (`| head`), nobody missed the lines.
+        if self.lines.skipped > 0 && self.stop != StopReason::OutputClosed {
+            let rate = self.lines.written as f64 / self.elapsed.as_secs_f64().max(1e-3);
+            let _ = writeln!(
+                out,
+                "{} not shown: the output took {rate:.0} lines/s, fewer than the calls came (every \
+                 call is counted above; -o FILE records them all)",
+                count(self.lines.skipped, "line"),
+            );
+        }
         if let Some((path, stats)) = &self.recorded {
             let kept = stats.files - stats.removed;
             let files = match (kept, stats.removed) {
@@ -276,6 +288,7 @@ mod tests {
                 stop: StopReason::Interrupted,
                 recorded: recorded.map(|s| (std::path::PathBuf::from("t.kt"), s)),
                 recording_failed: None,
+                lines: Default::default(),
             }
             .render(&table())
         };
@@ -317,6 +330,10 @@ mod tests {
             stop: StopReason::MaxEvents,
             recorded: None,
             recording_failed: None,
+            lines: super::super::line_output::LinesWritten {
+                written: 90,
+                skipped: 10,
+            },
         };
         let text = summary.render(&table());
         assert!(
