@@ -407,3 +407,68 @@ fn a_reader_slower_than_the_calls_costs_lines_not_calls() {
     let skipped: u64 = line.split_whitespace().next().unwrap().parse().unwrap();
     assert_eq!(shown + skipped, 200_000, "{line}");
 }
+
+/// `koolkit-trace ARGS` as user nobody, with only the capabilities `caps` (`+bpf,+perfmon`).
+fn as_nobody(caps: &str, args: &[&str]) -> (Option<i32>, String) {
+    let mut command = std::process::Command::new("setpriv");
+    command.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+    if caps.is_empty() {
+        command.arg("--inh-caps=-all");
+    } else {
+        command.args([
+            format!("--inh-caps={caps}"),
+            format!("--ambient-caps={caps}"),
+        ]);
+    }
+    let output = command
+        .arg(tests::tracer_bin())
+        .args(args)
+        .output()
+        .expect("run setpriv (util-linux)");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn another_users_process_names_the_capabilities_it_needs() {
+    let binary = c_fixture("calls", O1);
+    let fixture = Fixture::start(&binary, &["1"]);
+    let pid = fixture.pid.to_string();
+    for caps in ["", "+bpf,+perfmon"] {
+        let (code, stderr) = as_nobody(caps, &["--pid", &pid, "--fn", "compute", "-d", "1s"]);
+        assert_eq!(code, Some(3), "caps {caps:?}: {stderr}");
+        assert!(
+            stderr.contains("belongs to another user") && stderr.contains("CAP_SYS_PTRACE"),
+            "caps {caps:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn sighup_ends_a_trace_like_sigterm() {
+    let binary = c_fixture("calls", O1);
+    let mut fixture = Fixture::start(&binary, &["10"]);
+    let pid = fixture.pid.to_string();
+    let dir = tests::private_dir("hangup");
+    let file = dir.join("t.kt");
+    let path = file.to_str().unwrap();
+    let tracer = Tracer::start(&["--pid", &pid, "--fn", "compute", "-o", path]);
+    fixture.round();
+    tracer.signal(libc::SIGHUP);
+    let output = tracer.wait(Duration::from_secs(30));
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        output.stderr.contains("stopped: hung up"),
+        "{}",
+        output.stderr
+    );
+    let report = run_tracer(&["report", path, "--json"]);
+    assert!(report.status.success(), "{report:?}");
+    assert!(
+        report.stderr.is_empty(),
+        "a clean end frame: {}",
+        report.stderr
+    );
+}
