@@ -138,6 +138,23 @@ struct Prepared {
     table: ProbeTable,
 }
 
+/// `koolkit-trace: warning: not tracing f (libc.so.6): {why} its first instruction (lock dec)`.
+fn warn_not_traced(status: &mut dyn Write, site: &ProbeSite, why: &str) {
+    let _ = writeln!(
+        status,
+        "{}",
+        tool_line(
+            "warning: ",
+            format_args!(
+                "not tracing {} ({}): {why} its first instruction ({})",
+                site.function,
+                site.object.file_name(),
+                site.probe_instruction
+            )
+        )
+    );
+}
+
 /// Resolves the functions and plans what each probe captures. Touches no kernel. Functions
 /// the kernel cannot probe are left out, each with a warning on `status`.
 fn prepare(options: &TraceOptions, status: &mut dyn Write) -> Result<Prepared> {
@@ -146,19 +163,7 @@ fn prepare(options: &TraceOptions, status: &mut dyn Write) -> Result<Prepared> {
         .into_iter()
         .partition(|site| site.cost == CostClass::Refused);
     for site in &refused {
-        let _ = writeln!(
-            status,
-            "{}",
-            tool_line(
-                "warning: ",
-                format_args!(
-                    "not tracing {} ({}): the kernel cannot probe its first instruction ({})",
-                    site.function,
-                    site.object.file_name(),
-                    site.probe_instruction
-                )
-            )
-        );
+        warn_not_traced(status, site, "the kernel cannot probe");
     }
     if sites.is_empty() {
         return Err(Error::Usage(format!(
@@ -454,21 +459,7 @@ pub async fn trace(
         }
     };
     for &id in &armed.attached.refused {
-        let site = &prepared.sites[id];
-        let _ = writeln!(
-            status,
-            "{}",
-            tool_line(
-                "warning: ",
-                format_args!(
-                    "not tracing {} ({}): the kernel refused a probe on its first instruction \
-                     ({})",
-                    site.function,
-                    site.object.file_name(),
-                    site.probe_instruction
-                )
-            )
-        );
+        warn_not_traced(status, &prepared.sites[id], "the kernel refused a probe on");
     }
     let _ = writeln!(
         status,

@@ -69,8 +69,9 @@ pub fn local_zone(wall_ns: u64) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct TimeWriter {
     format: TimeFormat,
-    /// The second last converted, and its text up to the fraction.
-    cached: Option<(u64, String)>,
+    /// The second last converted, its text up to the fraction, and what follows it (the
+    /// offset, for ISO times).
+    cached: Option<(u64, String, String)>,
 }
 
 impl TimeWriter {
@@ -96,23 +97,27 @@ impl TimeWriter {
         }
         let wall_ns = clock.wall_ns(monotonic_ns);
         let second = wall_ns / 1_000_000_000;
-        if self.cached.as_ref().is_none_or(|(s, _)| *s != second) {
+        if self.cached.as_ref().is_none_or(|(s, _, _)| *s != second) {
             let t = sys::local_time(second as i64);
-            let text = match self.format {
-                TimeFormat::Iso => format!(
-                    "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-                    t.year, t.month, t.day, t.hour, t.minute, t.second
+            let (text, after) = match self.format {
+                TimeFormat::Iso => (
+                    format!(
+                        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+                        t.year, t.month, t.day, t.hour, t.minute, t.second
+                    ),
+                    offset_text(t.utc_offset),
                 ),
-                _ => format!("{:02}:{:02}:{:02}", t.hour, t.minute, t.second),
+                _ => (
+                    format!("{:02}:{:02}:{:02}", t.hour, t.minute, t.second),
+                    String::new(),
+                ),
             };
-            self.cached = Some((second, text));
+            self.cached = Some((second, text, after));
         }
-        let (_, text) = self.cached.as_ref().expect("just cached");
+        let (_, text, after) = self.cached.as_ref().expect("just cached");
         out.push_str(text);
         let _ = write!(out, ".{:06}", wall_ns % 1_000_000_000 / 1_000);
-        if self.format == TimeFormat::Iso {
-            out.push_str(&offset_text(sys::local_time(second as i64).utc_offset));
-        }
+        out.push_str(after);
     }
 }
 
