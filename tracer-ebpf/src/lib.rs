@@ -47,13 +47,22 @@ pub mod maps {
 pub const MAX_PROBES: u32 = 16384;
 /// Default capacity of [`maps::INFLIGHT`] (user space may size it differently at load time).
 pub const INFLIGHT_ENTRIES: u32 = 8192;
-/// Capacity of [`maps::TGIDS`].
-pub const MAX_TGIDS: u32 = 16384;
+/// Capacity of [`maps::TGIDS`] (the threads of selected processes pass through it too).
+pub const MAX_TGIDS: u32 = 65536;
 /// Capacity of [`maps::THREADS`]: threads with calls in flight at once.
 pub const MAX_THREADS: u32 = 4096;
 /// Parked calls per thread that [`ThreadCalls`] remembers (deeper ones are still traced, but
 /// cannot be told abandoned).
 pub const THREAD_DEPTH: usize = 32;
+
+/// Marks in an in-flight call's `exit_ns`, which its return overwrites with the real time.
+pub mod inflight_marks {
+    /// Its thread's [`ThreadCalls`](super::ThreadCalls) holds it.
+    pub const TRACKED: u64 = 1;
+    /// Its thread left its frame without it returning: counted abandoned (a return that
+    /// comes after all takes the count back).
+    pub const ABANDONED: u64 = 2;
+}
 /// Default size of the ring buffer in bytes (a power of two, a multiple of the page size).
 pub const RING_BYTES: u32 = 8 << 20;
 /// Steps a capture plan can hold.
@@ -198,7 +207,8 @@ pub const RETURN_SP_ADJUST: u64 = 8;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ThreadCalls {
     pub depth: u32,
-    pub _pad: u32,
+    /// Calls parked in the in-flight map beyond `THREAD_DEPTH`, which these arrays miss.
+    pub untracked: u32,
     pub frames: [u64; THREAD_DEPTH],
     pub probes: [u32; THREAD_DEPTH],
 }
@@ -210,7 +220,7 @@ impl ThreadCalls {
     /// No call parked.
     pub const EMPTY: Self = Self {
         depth: 0,
-        _pad: 0,
+        untracked: 0,
         frames: [0; THREAD_DEPTH],
         probes: [0; THREAD_DEPTH],
     };
@@ -338,8 +348,12 @@ pub struct Config {
     /// Where `child_pid` is in a `sched_process_fork` tracepoint record (the kernel's format
     /// file says; it moved across kernel versions).
     pub fork_child_pid_offset: u32,
+    /// Where `group_dead` is in a `sched_process_exit` record; 0 on kernels without it (then
+    /// a process counts as gone when its main thread exits).
+    pub exit_group_dead_offset: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(size_of::<Config>() == 16);
+const _: () = assert!(size_of::<Config>() == 24);
 
 /// Bits of [`Config::flags`].
 pub mod config_flags {

@@ -37,8 +37,8 @@ mod programs {
         COUNTER_SLOTS, CapturePlan, CaptureStep, Config, Counter, EVENT_HEADER_SIZE, EventKind,
         INFLIGHT_ENTRIES, InFlightCall, InflightKey, MAX_CHUNK, MAX_DEREFS, MAX_PAYLOAD,
         MAX_PROBES, MAX_STEPS, MAX_TGIDS, MAX_THREADS, PAGE_SIZE, PAYLOAD_BUFFER, RETURN_SP_ADJUST,
-        RING_BYTES, THREAD_DEPTH, ThreadCalls, config_flags, location, plan_flags, reg,
-        step_status, value,
+        RING_BYTES, THREAD_DEPTH, ThreadCalls, config_flags, inflight_marks, location, plan_flags,
+        reg, step_status, value,
     };
 
     #[map]
@@ -69,10 +69,6 @@ mod programs {
     /// What every thread's parked calls start as (read-only data).
     static NO_CALLS: ThreadCalls = ThreadCalls::EMPTY;
 
-    /// Marks, in an in-flight call's `exit_ns` until its return stamps it, that its thread's
-    /// [`ThreadCalls`] holds it.
-    const TRACKED: u64 = 1;
-
     /// Adds `delta` (wrapping: `u64::MAX` takes one away) to a counter.
     #[inline(always)]
     fn add(counter: Counter, delta: u64) {
@@ -93,12 +89,29 @@ mod programs {
         config.flags & config_flags::SELECT_TGIDS == 0 || unsafe { TGIDS.get(&tgid) }.is_some()
     }
 
+    /// Counts the parked call of `probe` at `frame` abandoned and marks its in-flight entry
+    /// so. The entry stays: if the thread had only switched stacks and the call returns
+    /// after all, its return finds the mark and takes the count back.
+    #[inline(always)]
+    fn abandon(pid_tgid: u64, frame: u64, probe: u32) {
+        let key = InflightKey {
+            pid_tgid,
+            frame,
+            probe_id: probe,
+            _pad: 0,
+        };
+        if let Some(call) = INFLIGHT.get_ptr_mut(&key) {
+            // SAFETY: the value belongs to a key of this thread; only its probes use it.
+            unsafe { (*call).header.exit_ns = inflight_marks::ABANDONED };
+            add(Counter::Abandoned, 1);
+        }
+    }
+
     /// Pops the parked calls of `thread` that a new call at `frame` proves ended without
     /// returning: every deeper one, and one at the same frame of the same probe (its frame
-    /// was reused). Their in-flight entries stay: if the thread had only switched stacks and
-    /// such a call returns after all, the return finds it and takes the count back.
+    /// was reused; the new call's entry replaces its in-flight entry).
     #[inline(always)]
-    fn settle_entry(thread: &mut ThreadCalls, frame: u64, probe: u32) {
+    fn settle_entry(thread: &mut ThreadCalls, pid_tgid: u64, frame: u64, probe: u32) {
         for _ in 0..THREAD_DEPTH {
             let depth = thread.depth as usize;
             if depth == 0 || depth > THREAD_DEPTH {
@@ -106,31 +119,37 @@ mod programs {
             }
             // Masked, not only compared: the verifier must see the index bounded.
             let top = (depth - 1) & (THREAD_DEPTH - 1);
-            let deeper = thread.frames[top] < frame;
-            let reused = thread.frames[top] == frame && thread.probes[top] == probe;
+            let (top_frame, top_probe) = (thread.frames[top], thread.probes[top]);
+            let deeper = top_frame < frame;
+            let reused = top_frame == frame && top_probe == probe;
             if !deeper && !reused {
                 return;
             }
             thread.depth -= 1;
-            add(Counter::Abandoned, 1);
+            if reused {
+                add(Counter::Abandoned, 1);
+            } else {
+                abandon(pid_tgid, top_frame, top_probe);
+            }
         }
     }
 
     /// Pops the parked calls of `thread` deeper than a return to `frame` (abandoned), then the
     /// returning call itself; returns whether it was parked (entered while tracing).
     #[inline(always)]
-    fn settle_return(thread: &mut ThreadCalls, frame: u64, probe: u32) -> bool {
+    fn settle_return(thread: &mut ThreadCalls, pid_tgid: u64, frame: u64, probe: u32) -> bool {
         for _ in 0..THREAD_DEPTH {
             let depth = thread.depth as usize;
             if depth == 0 || depth > THREAD_DEPTH {
                 return false;
             }
             let top = (depth - 1) & (THREAD_DEPTH - 1);
-            if thread.frames[top] >= frame {
+            let (top_frame, top_probe) = (thread.frames[top], thread.probes[top]);
+            if top_frame >= frame {
                 break;
             }
             thread.depth -= 1;
-            add(Counter::Abandoned, 1);
+            abandon(pid_tgid, top_frame, top_probe);
         }
         let depth = thread.depth as usize;
         if depth == 0 || depth > THREAD_DEPTH {
@@ -379,7 +398,7 @@ mod programs {
         // SAFETY: the value was just inserted under a key only this thread uses.
         let call = unsafe { &mut *call };
         if park_in_thread(pid_tgid, frame, probe) {
-            call.header.exit_ns = TRACKED;
+            call.header.exit_ns = inflight_marks::TRACKED;
         }
         call.header.kind = EventKind::Call as u32;
         call.header.probe_id = probe;
@@ -407,9 +426,10 @@ mod programs {
         };
         // SAFETY: the value belongs to this thread's key; only this thread's probes use it.
         let thread = unsafe { &mut *thread };
-        settle_entry(thread, frame, probe);
+        settle_entry(thread, pid_tgid, frame, probe);
         let depth = thread.depth as usize;
         if depth >= THREAD_DEPTH {
+            thread.untracked = thread.untracked.saturating_add(1);
             return false;
         }
         let slot = depth & (THREAD_DEPTH - 1);
@@ -417,6 +437,16 @@ mod programs {
         thread.probes[slot] = probe;
         thread.depth += 1;
         true
+    }
+
+    /// A return of a call its thread could not remember (past `THREAD_DEPTH`) was seen.
+    #[inline(always)]
+    fn forget_untracked(thread: Option<*mut ThreadCalls>, parked: bool) {
+        if let (Some(thread), false) = (thread, parked) {
+            // SAFETY: the value belongs to this thread's key; only its probes use it.
+            let thread = unsafe { &mut *thread };
+            thread.untracked = thread.untracked.saturating_sub(1);
+        }
     }
 
     #[uretprobe]
@@ -438,25 +468,34 @@ mod programs {
             probe_id: probe,
             _pad: 0,
         };
-        let parked = match THREADS.get_ptr_mut(&pid_tgid) {
-            // SAFETY: the value belongs to this thread's key; only this thread's probes use it.
-            Some(thread) => settle_return(unsafe { &mut *thread }, key.frame, probe),
-            None => false,
+        let thread = THREADS.get_ptr_mut(&pid_tgid);
+        let (parked, untracked) = match thread {
+            Some(thread) => {
+                // SAFETY: the value belongs to this thread's key; only its probes use it.
+                let thread = unsafe { &mut *thread };
+                let parked = settle_return(thread, pid_tgid, key.frame, probe);
+                (parked, thread.untracked > 0)
+            }
+            None => (false, false),
         };
         let Some(call) = INFLIGHT.get_ptr_mut(&key) else {
-            // A call its thread parked whose entry is gone was evicted from the in-flight
-            // map; any other was entered before tracing started (or after it stopped).
-            if enabled && parked {
+            // A call parked (or parked past what its thread remembers) whose entry is gone
+            // was evicted from the in-flight map; any other was entered before tracing
+            // started (or after it stopped).
+            if enabled && (parked || untracked) {
                 count(Counter::LostEntry);
+                forget_untracked(thread, parked);
             }
             return 0;
         };
         // SAFETY: the in-flight value stays valid until we remove it below; only this thread's
         // return can complete this key.
         let call = unsafe { &mut *call };
-        if call.header.exit_ns == TRACKED && !parked {
+        match call.header.exit_ns {
             // Counted abandoned when its thread seemed to leave it; it returned after all.
-            add(Counter::Abandoned, u64::MAX);
+            inflight_marks::ABANDONED => add(Counter::Abandoned, u64::MAX),
+            inflight_marks::TRACKED => {}
+            _ => forget_untracked(thread, parked),
         }
         call.header.exit_ns = exit_ns;
         call.header.ret = ret;
@@ -481,6 +520,14 @@ mod programs {
             }
         }
         let _ = INFLIGHT.remove(&key);
+        if let Some(thread) = thread {
+            // SAFETY: the value belongs to this thread's key; only its probes use it.
+            let idle = unsafe { (*thread).depth == 0 && (*thread).untracked == 0 };
+            if idle {
+                // Nothing of this thread is parked: keep the map for threads that have calls.
+                let _ = THREADS.remove(&pid_tgid);
+            }
+        }
         0
     }
 
@@ -511,13 +558,31 @@ mod programs {
         0
     }
 
-    /// `sched:sched_process_exit`, in the exiting thread: forget it.
+    /// `sched:sched_process_exit`, in the exiting thread: forget its parked calls, and with
+    /// `--children` the thread (the fork program added its id) or the whole process.
     #[tracepoint]
-    pub fn koolkit_exit(_ctx: TracePointContext) -> u32 {
+    pub fn koolkit_exit(ctx: TracePointContext) -> u32 {
         let pid_tgid = bpf_get_current_pid_tgid();
         let _ = THREADS.remove(&pid_tgid);
-        if config().is_some_and(|c| c.flags & config_flags::FOLLOW_FORKS != 0) {
-            let _ = TGIDS.remove(&(pid_tgid as u32));
+        let Some(config) = config() else {
+            return 0;
+        };
+        if config.flags & config_flags::FOLLOW_FORKS == 0 {
+            return 0;
+        }
+        let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+        if tid != tgid {
+            let _ = TGIDS.remove(&tid);
+        }
+        // The process is gone with its last thread (without the field: with its main thread).
+        let group_dead = match config.exit_group_dead_offset {
+            0 => tid == tgid,
+            // SAFETY: the helper behind `read_at` checks the address; the offset comes from
+            // the tracepoint's format file.
+            offset => unsafe { ctx.read_at::<u8>(offset as usize) }.is_ok_and(|dead| dead != 0),
+        };
+        if group_dead {
+            let _ = TGIDS.remove(&tgid);
         }
         0
     }

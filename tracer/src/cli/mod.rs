@@ -47,7 +47,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let mut stderr = io::stderr();
     let traced = runtime.block_on(trace(&options, Box::new(io::stdout()), &mut stderr))?;
     eprint!("{}", traced.summary.render(&traced.table));
-    match traced.summary.recording_failed {
+    let summary = traced.summary;
+    match summary.recording_failed.or(summary.output_failed) {
         Some(err) => Err(err.into()),
         None => Ok(exit_code::OK),
     }

@@ -29,7 +29,7 @@ use aya::{
 };
 use tracer_ebpf::{
     CapturePlan, Config, Counter, ENTRY_PROGRAM, EXIT_PROGRAM, FORK_PROGRAM, InFlightCall,
-    InflightKey, MAX_PROBES, MAX_TGIDS, RETURN_PROGRAM, ThreadCalls, config_flags, maps,
+    InflightKey, MAX_PROBES, RETURN_PROGRAM, config_flags, inflight_marks, maps,
 };
 
 use crate::{
@@ -196,11 +196,12 @@ pub struct Probes {
     map_fds: HashMap<String, OwnedFd>,
     plans: Array<MapData, CapturePlan>,
     inflight: aya::maps::HashMap<MapData, InflightKey, InFlightCall>,
-    threads: aya::maps::HashMap<MapData, u64, ThreadCalls>,
     tgids: aya::maps::HashMap<MapData, u32, u8>,
     config: Array<MapData, Config>,
     /// What `enable` writes, besides switching recording on.
     settings: Config,
+    /// Tracepoint programs attached (their links live in `ebpf`).
+    tracepoints: Vec<String>,
     counters: PerCpuArray<MapData, u64>,
     ring: Option<RingBuf<MapData>>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
@@ -234,14 +235,12 @@ impl Probes {
         let counters = take_map(&mut ebpf, maps::COUNTERS)?;
         let ring = take_map(&mut ebpf, maps::EVENTS)?;
         let inflight = take_map(&mut ebpf, maps::INFLIGHT)?;
-        let threads = take_map(&mut ebpf, maps::THREADS)?;
         let tgids = take_map(&mut ebpf, maps::TGIDS)?;
         Ok(Self {
             ebpf,
             map_fds,
             plans,
             inflight,
-            threads,
             tgids,
             config,
             settings: Config {
@@ -249,6 +248,7 @@ impl Probes {
                 self_tgid: std::process::id(),
                 ..Config::default()
             },
+            tracepoints: Vec::new(),
             counters,
             ring: Some(ring),
             logger,
@@ -275,44 +275,53 @@ impl Probes {
         Ok(())
     }
 
-    /// Traces only the processes `tgids` (selected in the kernel, whatever the probes fire
-    /// in), and with `follow_forks` the children they fork from now on.
-    pub fn select_processes(&mut self, tgids: &[u32], follow_forks: bool) -> Result<()> {
-        if tgids.len() > MAX_TGIDS as usize {
-            return Err(Error::Usage(format!(
-                "{} processes selected; at most {MAX_TGIDS} can be traced at once",
-                tgids.len()
-            )));
-        }
-        for &tgid in tgids {
-            self.tgids
-                .insert(tgid, 1, 0)
-                .map_err(|err| bpf_error("selecting processes", err))?;
-        }
-        self.settings.flags |= config_flags::SELECT_TGIDS;
-        if follow_forks {
-            self.settings.fork_child_pid_offset = fork_child_pid_offset()?;
-            self.settings.flags |= config_flags::FOLLOW_FORKS;
-            for (program, event) in [
-                (FORK_PROGRAM, "sched_process_fork"),
-                (EXIT_PROGRAM, "sched_process_exit"),
-            ] {
-                let tracepoint: &mut TracePoint = self
-                    .ebpf
-                    .program_mut(program)
-                    .ok_or_else(|| {
-                        Error::internal(format!("the embedded eBPF object has no {program}"))
-                    })?
-                    .try_into()
-                    .map_err(|err| bpf_error(&format!("program {program}"), err))?;
-                tracepoint
-                    .load()
-                    .map_err(|err| bpf_error(&format!("loading {program}"), err))?;
-                tracepoint
-                    .attach("sched", event)
-                    .map_err(|err| bpf_error(&format!("attaching to sched:{event}"), err))?;
+    /// Traces only process `root` and its descendants, present and future (selected in the
+    /// kernel, whatever the probes fire in). Forks are followed from before the descendants
+    /// are listed, so none falls between the two.
+    pub fn follow_family(&mut self, root: u32) -> Result<()> {
+        self.settings.fork_child_pid_offset =
+            tracepoint_field_offset("sched_process_fork", "child_pid")?.ok_or_else(|| {
+                Error::KernelFeature {
+                    what: "follow forked children".into(),
+                    hint: "the sched_process_fork tracepoint has no child_pid field".into(),
+                }
+            })?;
+        self.settings.exit_group_dead_offset =
+            tracepoint_field_offset("sched_process_exit", "group_dead")?.unwrap_or(0);
+        self.settings.flags |= config_flags::SELECT_TGIDS | config_flags::FOLLOW_FORKS;
+        self.attach_tracepoint(EXIT_PROGRAM, "sched_process_exit")?;
+        self.attach_tracepoint(FORK_PROGRAM, "sched_process_fork")?;
+        self.tgids
+            .insert(root, 1, 0)
+            .map_err(|err| bpf_error("selecting processes", err))?;
+        // Following forks (not recording yet) before listing the family.
+        self.write_config(self.settings)?;
+        for child in crate::target::descendants(root) {
+            if let Err(err) = self.tgids.insert(child, 1, 0) {
+                log::warn!("cannot select process {child}: {err}");
             }
         }
+        Ok(())
+    }
+
+    /// Attaches tracepoint program `program` to `sched:event`, once.
+    fn attach_tracepoint(&mut self, program: &str, event: &str) -> Result<()> {
+        if self.tracepoints.iter().any(|p| p == program) {
+            return Ok(());
+        }
+        let tracepoint: &mut TracePoint = self
+            .ebpf
+            .program_mut(program)
+            .ok_or_else(|| Error::internal(format!("the embedded eBPF object has no {program}")))?
+            .try_into()
+            .map_err(|err| bpf_error(&format!("program {program}"), err))?;
+        tracepoint
+            .load()
+            .map_err(|err| bpf_error(&format!("loading {program}"), err))?;
+        tracepoint
+            .attach("sched", event)
+            .map_err(|err| bpf_error(&format!("attaching to sched:{event}"), err))?;
+        self.tracepoints.push(program.to_string());
         Ok(())
     }
 
@@ -358,17 +367,9 @@ impl Probes {
             .count() as u64
     }
 
-    fn is_abandoned(&self, key: &InflightKey, call: &InFlightCall) -> bool {
-        // The entry program marks calls it parked with their thread (see `koolkit_entry`).
-        const TRACKED: u64 = 1;
-        if call.header.exit_ns != TRACKED {
-            return false;
-        }
-        let Ok(thread) = self.threads.get(&key.pid_tgid, 0) else {
-            return true;
-        };
-        let depth = (thread.depth as usize).min(thread.frames.len());
-        !(0..depth).any(|i| thread.frames[i] == key.frame && thread.probes[i] == key.probe_id)
+    /// Whether the programs counted the call abandoned (they mark its entry so).
+    fn is_abandoned(&self, _key: &InflightKey, call: &InFlightCall) -> bool {
+        call.header.exit_ns == inflight_marks::ABANDONED
     }
 
     /// Sums of the per-CPU counters, by [`Counter`].
@@ -380,9 +381,10 @@ impl Probes {
                     .counters
                     .get(&(counter as u32), 0)
                     .map_err(|err| bpf_error("reading counters", err))?;
-                // Wrapping: the programs take a count back by adding u64::MAX.
+                // Wrapping: the programs take a count back by adding u64::MAX, maybe on
+                // another CPU than the add, and a read may see one without the other.
                 let total = per_cpu.iter().fold(0u64, |sum, n| sum.wrapping_add(*n));
-                Ok((counter, total))
+                Ok((counter, (total as i64).max(0) as u64))
             })
             .collect()
     }
@@ -420,6 +422,10 @@ impl Probes {
                 what: "attach uprobes".into(),
                 hint: "no uprobe PMU in /sys/bus/event_source/devices (CONFIG_UPROBES off?)".into(),
             });
+        }
+        // Best effort: threads that exit with calls parked leave nothing behind in the maps.
+        if let Err(err) = self.attach_tracepoint(EXIT_PROGRAM, "sched_process_exit") {
+            log::debug!("no clean-up of exited threads: {err}");
         }
         let groups = group_by_object(sites);
         let mut refused = Vec::new();
@@ -628,32 +634,31 @@ impl Probes {
     }
 }
 
-/// Where `child_pid` is in a `sched_process_fork` record, from the tracepoint's format file
-/// (the field moved when the comm fields became dynamic).
-fn fork_child_pid_offset() -> Result<u32> {
-    const FORMATS: [&str; 2] = [
-        "/sys/kernel/tracing/events/sched/sched_process_fork/format",
-        "/sys/kernel/debug/tracing/events/sched/sched_process_fork/format",
+/// Where `field` is in a record of tracepoint `sched:event`, from its format file (fields
+/// moved across kernel versions); `None` when the tracepoint has no such field. Mounts
+/// tracefs when it is not.
+fn tracepoint_field_offset(event: &str, field: &str) -> Result<Option<u32>> {
+    let formats = [
+        format!("/sys/kernel/tracing/events/sched/{event}/format"),
+        format!("/sys/kernel/debug/tracing/events/sched/{event}/format"),
     ];
-    if !FORMATS.iter().any(|path| Path::new(path).exists()) {
+    if !formats.iter().any(|path| Path::new(path).exists()) {
         match crate::sys::mount_tracefs() {
             Ok(()) => log::info!("mounted tracefs at /sys/kernel/tracing"),
             Err(err) => log::debug!("mounting tracefs: {err}"),
         }
     }
-    let format = FORMATS
+    let format = formats
         .iter()
         .find_map(|path| fs::read_to_string(path).ok())
         .ok_or_else(|| Error::KernelFeature {
             what: "follow forked children".into(),
-            hint: "the sched:sched_process_fork tracepoint is not visible: mount tracefs \
-                   (mount -t tracefs nodev /sys/kernel/tracing)"
-                .into(),
+            hint: format!(
+                "the sched:{event} tracepoint is not visible: mount tracefs (mount -t tracefs \
+                 nodev /sys/kernel/tracing)"
+            ),
         })?;
-    parse_field_offset(&format, "child_pid").ok_or_else(|| Error::KernelFeature {
-        what: "follow forked children".into(),
-        hint: "the sched_process_fork tracepoint has no child_pid field".into(),
-    })
+    Ok(parse_field_offset(&format, field))
 }
 
 /// The `offset:` of `field` in a tracepoint format file.

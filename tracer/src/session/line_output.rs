@@ -91,7 +91,9 @@ impl LineOutput {
         if self.is_closed() {
             return;
         }
-        if self.shared.backlog.load(Ordering::Relaxed) + text.len() > BACKLOG_BYTES {
+        let backlog = self.shared.backlog.load(Ordering::Relaxed);
+        // A reader that has caught up takes any batch, however large.
+        if backlog > 0 && backlog + text.len() > BACKLOG_BYTES {
             self.skipped += lines;
             return;
         }

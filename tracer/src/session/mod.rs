@@ -234,9 +234,7 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
     // The kernel's pid filter takes one process; a family is selected by the programs.
     let attach_pid = match options.target.pid() {
         Some(pid) if options.children => {
-            let mut family = vec![pid];
-            family.extend(target::descendants(pid));
-            probes.select_processes(&family, true)?;
+            probes.follow_family(pid)?;
             None
         }
         pid => pid,
@@ -421,9 +419,14 @@ async fn finish(
     drop(ring);
     let elapsed = started.elapsed();
     probes.detach();
-    let lines = sink.finish_lines()?;
+    // A standard output that fails (a full disk under `> file`) still gets its summary.
+    let (lines, output_failed) = match sink.finish_lines() {
+        Ok(lines) => (lines, None),
+        Err(err) => (Default::default(), Some(err)),
+    };
     Ok(Summary {
         lines,
+        output_failed,
         recording_failed: sink.recording_failed.take(),
         stats: sink.stats,
         kernel_counters,

@@ -93,6 +93,8 @@ pub struct Summary {
     pub recording_failed: Option<crate::error::Error>,
     /// Live lines written, and left out because the reader fell behind.
     pub lines: super::line_output::LinesWritten,
+    /// Why writing live lines failed, if it did; the caller reports it after the summary.
+    pub output_failed: Option<crate::error::Error>,
 }
 
 impl Summary {
@@ -289,6 +291,7 @@ mod tests {
                 recorded: recorded.map(|s| (std::path::PathBuf::from("t.kt"), s)),
                 recording_failed: None,
                 lines: Default::default(),
+                output_failed: None,
             }
             .render(&table())
         };
@@ -334,6 +337,7 @@ mod tests {
                 written: 90,
                 skipped: 10,
             },
+            output_failed: None,
         };
         let text = summary.render(&table());
         assert!(

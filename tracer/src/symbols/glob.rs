@@ -50,48 +50,57 @@ fn expand_braces(pattern: &str) -> Vec<String> {
 }
 
 /// The first top-level `{...}` group with a comma: its bounds and its comma-separated parts.
+/// Groups without a comma (`{{closure}}`) and unclosed ones stay literal; the search goes on
+/// past them.
 fn first_group(chars: &[char]) -> Option<(usize, usize, Vec<String>)> {
     let mut i = 0;
     while i < chars.len() {
         match chars[i] {
             '\\' => i += 2,
-            '{' => {
-                let mut depth = 0;
-                let mut parts = vec![String::new()];
-                let mut j = i;
-                while j < chars.len() {
-                    let c = chars[j];
-                    match c {
-                        '\\' if j + 1 < chars.len() => {
-                            let last = parts.last_mut().expect("one part");
-                            last.push(c);
-                            last.push(chars[j + 1]);
-                            j += 2;
-                            continue;
-                        }
-                        '{' => depth += 1,
-                        '}' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                return (parts.len() > 1).then_some((i, j, parts));
-                            }
-                        }
-                        ',' if depth == 1 => {
-                            parts.push(String::new());
-                            j += 1;
-                            continue;
-                        }
-                        _ => {}
-                    }
-                    if j > i {
-                        parts.last_mut().expect("one part").push(c);
-                    }
-                    j += 1;
-                }
-                return None;
-            }
+            '{' => match group_at(chars, i) {
+                Some((close, parts)) if parts.len() > 1 => return Some((i, close, parts)),
+                Some((close, _)) => i = close + 1,
+                None => i += 1,
+            },
             _ => i += 1,
         }
+    }
+    None
+}
+
+/// The `{...}` group opening at `chars[open]`: where it closes and its top-level parts.
+fn group_at(chars: &[char], open: usize) -> Option<(usize, Vec<String>)> {
+    let mut depth = 0;
+    let mut parts = vec![String::new()];
+    let mut j = open;
+    while j < chars.len() {
+        let c = chars[j];
+        match c {
+            '\\' if j + 1 < chars.len() => {
+                let last = parts.last_mut().expect("one part");
+                last.push(c);
+                last.push(chars[j + 1]);
+                j += 2;
+                continue;
+            }
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some((j, parts));
+                }
+            }
+            ',' if depth == 1 => {
+                parts.push(String::new());
+                j += 1;
+                continue;
+            }
+            _ => {}
+        }
+        if j > open {
+            parts.last_mut().expect("one part").push(c);
+        }
+        j += 1;
     }
     None
 }
@@ -284,6 +293,12 @@ mod tests {
         assert!(!glob_match("a\\*b", "axb"));
         assert!(glob_match("f[", "f["), "an unclosed class is literal");
         assert!(glob_match("{x", "{x"), "an unclosed group is literal");
+        // Rust closures: a group without a comma is literal, and later groups still expand.
+        assert!(glob_match(
+            "app::{{closure}}::{poll,call}",
+            "app::{{closure}}::call"
+        ));
+        assert!(glob_match("a{b}c{d,e}", "a{b}ce"));
         assert!(is_glob("handler_[0-5]") && is_glob("{a,b}") && is_glob("x*"));
         assert!(!is_glob("foo[abi") && !is_glob("{solo}") && !is_glob("plain"));
     }
