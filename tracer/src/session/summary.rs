@@ -132,8 +132,12 @@ impl Summary {
         out
     }
 
-    /// One row per function: calls, p50, p99, max.
+    /// One row per function: calls, p50, p99, max. Of a long table (a glob over a library),
+    /// only the functions that were called, and how many were not.
     fn render_table(&self, table: &ProbeTable, out: &mut String) {
+        const ALL_ROWS_UP_TO: usize = 20;
+        let called = |id: u32| self.stats.probe(id).is_some_and(|h| h.count() > 0);
+        let long = table.len() > ALL_ROWS_UP_TO;
         let width = table
             .iter()
             .map(|p| p.function.len())
@@ -145,7 +149,7 @@ impl Summary {
             "{:<width$} {:>10} {:>10} {:>10} {:>10}",
             "FUNCTION", "CALLS", "P50", "P99", "MAX"
         );
-        for probe in table.iter() {
+        for probe in table.iter().filter(|p| !long || called(p.id)) {
             let Some(h) = self.stats.probe(probe.id) else {
                 continue;
             };
@@ -159,6 +163,14 @@ impl Summary {
                 "{:<width$} {:>10} {p50:>10} {p99:>10} {max:>10}",
                 probe.function,
                 h.count(),
+            );
+        }
+        let silent = table.iter().filter(|p| !called(p.id)).count();
+        if long && silent > 0 {
+            let _ = writeln!(
+                out,
+                "({} without calls not shown)",
+                count(silent as u64, "function")
             );
         }
     }
@@ -270,6 +282,38 @@ mod tests {
             ret: 0,
             payload: Bytes::new(),
         }
+    }
+
+    #[test]
+    fn a_long_table_shows_only_what_was_called() {
+        let sites: Vec<ProbeSite> = (0..25)
+            .map(|i| ProbeSite::named(&format!("f{i}"), "/lib/x.so"))
+            .collect();
+        let plans = vec![raw_register_args(0).unwrap(); sites.len()];
+        let table = ProbeTable::new(&sites, &plans);
+        let mut stats = CallStats::new(25);
+        stats.record(&call(7, 1_000));
+        let text = Summary {
+            stats,
+            kernel_counters: Vec::new(),
+            undecodable: 0,
+            not_shown: 0,
+            unfinished: 0,
+            elapsed: Duration::from_secs(1),
+            detach_time: Duration::from_millis(1),
+            stop: StopReason::Interrupted,
+            recorded: None,
+            recording_failed: None,
+            lines: Default::default(),
+            output_failed: None,
+        }
+        .render(&table);
+        assert!(text.lines().any(|l| l.starts_with("f7 ")), "{text}");
+        assert!(!text.lines().any(|l| l.starts_with("f8 ")), "{text}");
+        assert!(
+            text.contains("(24 functions without calls not shown)"),
+            "{text}"
+        );
     }
 
     #[test]
