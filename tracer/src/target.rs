@@ -221,14 +221,42 @@ pub fn deleted_copies(path: &Path) -> Vec<(u32, MappedObject)> {
     copies
 }
 
-/// The privilege needed to look into another user's process.
+/// Why `path` of process `pid` cannot be read, and what would let us.
 fn not_permitted(pid: u32, path: &str) -> Error {
-    Error::Privilege {
-        what: format!("cannot read {path}: process {pid} belongs to another user"),
-        hint: "reading its memory map and its files (/proc/PID/root) needs root, or \
-               CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH besides CAP_BPF and CAP_PERFMON"
-            .into(),
-    }
+    let owner = fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            let uids = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))?
+                .to_string();
+            uids.split_whitespace().nth(1)?.parse::<u32>().ok()
+        });
+    let us = crate::sys::effective_uid();
+    let (what, hint) = if us == 0 {
+        (
+            format!("cannot read {path}: the kernel refuses it even to root"),
+            format!(
+                "process {pid} may be protected (not dumpable, or kept by a security module \
+                 such as Yama, SELinux or AppArmor, or in another user namespace)"
+            ),
+        )
+    } else if owner.is_some_and(|owner| owner != us) {
+        (
+            format!("cannot read {path}: process {pid} belongs to another user"),
+            "reading its memory map and its files (/proc/PID/root) needs root, or \
+             CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH besides CAP_BPF and CAP_PERFMON"
+                .to_string(),
+        )
+    } else {
+        (
+            format!("cannot read {path} of process {pid}"),
+            "it is not dumpable or protected by a security module: reading it needs root, or \
+             CAP_SYS_PTRACE besides CAP_BPF and CAP_PERFMON"
+                .to_string(),
+        )
+    };
+    Error::Privilege { what, hint }
 }
 
 /// The objects process `pid` maps executable, main executable first, each once.
