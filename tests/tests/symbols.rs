@@ -2,7 +2,7 @@
 //! DWARF, for C (-O0 and -O2, PIE and not, shared libraries), C++ and Rust, and for stripped
 //! binaries through their debug files. Run as root through `cargo xtask test`.
 
-use std::{fs, path::Path, process::Command};
+use std::{fs, path::Path};
 
 use serde_json::{Value, json};
 use tests::{
@@ -548,33 +548,6 @@ fn list_shows_functions_sources_and_probe_costs() {
 
     let none = run_tracer(&["list", "--binary", binary.to_str().unwrap(), "no_such_*"]);
     assert_eq!(none.status.code(), Some(2), "{none:?}");
-}
-
-#[test]
-fn go_binaries_are_refused_rather_than_crashed() {
-    let dir = tests::private_dir("go");
-    let source = dir.join("main.go");
-    fs::write(&source, "package main\nfunc main() { println(\"hi\") }\n").unwrap();
-    let binary = dir.join("hello");
-    let status = Command::new("go")
-        .args([
-            "build",
-            "-o",
-            binary.to_str().unwrap(),
-            source.to_str().unwrap(),
-        ])
-        .env("GOCACHE", dir.join("cache"))
-        .env("GOPATH", dir.join("gopath"))
-        .status()
-        .expect("run go (cargo xtask setup installs golang-go)");
-    assert!(status.success());
-    let output = run_tracer(&["--binary", binary.to_str().unwrap(), "--fn", "main.main"]);
-    assert_eq!(output.status.code(), Some(2), "{output:?}");
-    assert!(
-        output.stderr.contains("is a Go program"),
-        "{}",
-        output.stderr
-    );
 }
 
 #[test]

@@ -15,6 +15,9 @@ use core::mem::{offset_of, size_of};
 pub const ENTRY_PROGRAM: &str = "koolkit_entry";
 /// Name of the return program (a uretprobe) in the eBPF object.
 pub const RETURN_PROGRAM: &str = "koolkit_return";
+/// Name of the program on the `ret` instructions of Go functions (a uprobe, not a uretprobe:
+/// a uretprobe's foreign return address makes the Go runtime crash when it moves a stack).
+pub const GO_RETURN_PROGRAM: &str = "koolkit_go_return";
 /// Name of the program on the `sched:sched_process_fork` tracepoint that adds the children of
 /// selected processes to [`maps::TGIDS`] (`--children`).
 pub const FORK_PROGRAM: &str = "koolkit_fork";
@@ -332,7 +335,15 @@ const _: () = assert!(size_of::<CapturePlan>() == 16 + 32 * MAX_STEPS);
 pub mod plan_flags {
     /// User space wrote this plan: an all-zero slot of the plans array is no plan.
     pub const PRESENT: u32 = 1;
+    /// A Go function: calls are paired by goroutine, not thread (the runtime moves goroutines
+    /// between threads and copies their stacks), and its returns are probed at its `ret`
+    /// instructions by [`GO_RETURN_PROGRAM`](super::GO_RETURN_PROGRAM), never by a uretprobe.
+    pub const GO: u32 = 2;
 }
+
+/// The `g` of the running goroutine is in R14 (Go's register ABI, 1.17+); its first field is
+/// the goroutine's stack, `{lo, hi uintptr}`: `stack.hi` is at this offset in every Go release.
+pub const GO_G_STACK_HI: u64 = 8;
 
 /// Global settings of the programs, element 0 of [`maps::CONFIG`].
 #[repr(C)]
@@ -384,6 +395,8 @@ pub enum Counter {
     Abandoned = 4,
     /// A child could not join [`maps::TGIDS`]: the map was full.
     TgidsFull = 5,
+    /// A Go function was entered where R14 held no readable goroutine (`g`): not paired.
+    NoGoroutine = 6,
 }
 
 /// Capacity of [`maps::COUNTERS`].
@@ -391,13 +404,14 @@ pub const COUNTER_SLOTS: u32 = 8;
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::RingFull,
         Self::LostEntry,
         Self::InflightFull,
         Self::NoPlan,
         Self::Abandoned,
         Self::TgidsFull,
+        Self::NoGoroutine,
     ];
 
     /// Whether the counter counts calls lost to the trace (a drop), not calls that ended in
@@ -415,6 +429,7 @@ impl Counter {
             Self::NoPlan => "probes without a plan",
             Self::Abandoned => "calls abandoned (left by longjmp or an exception)",
             Self::TgidsFull => "child processes not traced: process set full",
+            Self::NoGoroutine => "Go calls not traced: no goroutine in R14",
         }
     }
 }

@@ -35,10 +35,10 @@ mod programs {
     use core::intrinsics::{AtomicOrdering, atomic_xadd};
     use tracer_ebpf::{
         COUNTER_SLOTS, CapturePlan, CaptureStep, Config, Counter, EVENT_HEADER_SIZE, EventKind,
-        INFLIGHT_ENTRIES, InFlightCall, InflightKey, MAX_CHUNK, MAX_DEREFS, MAX_PAYLOAD,
-        MAX_PROBES, MAX_STEPS, MAX_TGIDS, MAX_THREADS, PAGE_SIZE, PAYLOAD_BUFFER, RETURN_SP_ADJUST,
-        RING_BYTES, THREAD_DEPTH, ThreadCalls, config_flags, inflight_marks, location, plan_flags,
-        reg, step_status, value,
+        GO_G_STACK_HI, INFLIGHT_ENTRIES, InFlightCall, InflightKey, MAX_CHUNK, MAX_DEREFS,
+        MAX_PAYLOAD, MAX_PROBES, MAX_STEPS, MAX_TGIDS, MAX_THREADS, PAGE_SIZE, PAYLOAD_BUFFER,
+        RETURN_SP_ADJUST, RING_BYTES, THREAD_DEPTH, ThreadCalls, config_flags, inflight_marks,
+        location, plan_flags, reg, step_status, value,
     };
 
     #[map]
@@ -377,13 +377,22 @@ mod programs {
                 return 0;
             }
         };
-        // SAFETY: `ctx.regs` is the program context.
-        let frame = unsafe { (*ctx.regs).rsp };
-        let key = InflightKey {
-            pid_tgid,
-            frame,
-            probe_id: probe,
-            _pad: 0,
+        let go = plan.flags & plan_flags::GO != 0;
+        let key = if go {
+            // SAFETY: `ctx.regs` is the program context.
+            let Some(key) = go_key(unsafe { &*ctx.regs }, pid_tgid, probe) else {
+                count(Counter::NoGoroutine);
+                return 0;
+            };
+            key
+        } else {
+            InflightKey {
+                pid_tgid,
+                // SAFETY: `ctx.regs` is the program context.
+                frame: unsafe { (*ctx.regs).rsp },
+                probe_id: probe,
+                _pad: 0,
+            }
         };
         // Park a zeroed call under this thread's key, then fill it in place: only this
         // thread's return can reach the key, so preemption cannot mix two calls' data.
@@ -397,7 +406,8 @@ mod programs {
         };
         // SAFETY: the value was just inserted under a key only this thread uses.
         let call = unsafe { &mut *call };
-        if park_in_thread(pid_tgid, frame, probe) {
+        // Goroutines are not threads: the shadow of parked calls is kept for threads only.
+        if !go && park_in_thread(pid_tgid, key.frame, probe) {
             call.header.exit_ns = inflight_marks::TRACKED;
         }
         call.header.kind = EventKind::Call as u32;
@@ -497,11 +507,47 @@ mod programs {
             inflight_marks::TRACKED => {}
             _ => forget_untracked(thread, parked),
         }
+        complete(call, &key, exit_ns, ret, wakeup_bytes);
+        if let Some(thread) = thread {
+            // SAFETY: the value belongs to this thread's key; only its probes use it.
+            let idle = unsafe { (*thread).depth == 0 && (*thread).untracked == 0 };
+            if idle {
+                // Nothing of this thread is parked: keep the map for threads that have calls.
+                let _ = THREADS.remove(&pid_tgid);
+            }
+        }
+        0
+    }
+
+    /// The in-flight key of a Go call: the goroutine (its `g`, from R14, in the process) and
+    /// the distance of the stack pointer below the top of the goroutine's stack, which stays
+    /// the same when the runtime copies the stack elsewhere and tells recursive calls apart.
+    #[inline(always)]
+    fn go_key(regs: &pt_regs, pid_tgid: u64, probe: u32) -> Option<InflightKey> {
+        let g = regs.r14;
+        let stack_hi = read_user_u64(g.wrapping_add(GO_G_STACK_HI))?;
+        Some(InflightKey {
+            pid_tgid: g,
+            frame: stack_hi.wrapping_sub(regs.rsp),
+            probe_id: probe,
+            // A `g` is an address of its process: the process keeps keys of two apart.
+            _pad: (pid_tgid >> 32) as u32,
+        })
+    }
+
+    /// Stamps the return of the parked `call` under `key`, emits it and forgets it.
+    #[inline(always)]
+    fn complete(
+        call: &mut InFlightCall,
+        key: &InflightKey,
+        exit_ns: u64,
+        ret: u64,
+        wakeup_bytes: u32,
+    ) {
         call.header.exit_ns = exit_ns;
         call.header.ret = ret;
         // SAFETY: no preconditions.
         call.header.cpu = unsafe { bpf_get_smp_processor_id() };
-
         let payload_len = call.header.payload_len as usize;
         if payload_len <= MAX_PAYLOAD {
             let len = EVENT_HEADER_SIZE + payload_len;
@@ -519,15 +565,30 @@ mod programs {
                 count(Counter::RingFull);
             }
         }
-        let _ = INFLIGHT.remove(&key);
-        if let Some(thread) = thread {
-            // SAFETY: the value belongs to this thread's key; only its probes use it.
-            let idle = unsafe { (*thread).depth == 0 && (*thread).untracked == 0 };
-            if idle {
-                // Nothing of this thread is parked: keep the map for threads that have calls.
-                let _ = THREADS.remove(&pid_tgid);
-            }
-        }
+        let _ = INFLIGHT.remove(key);
+    }
+
+    /// A `ret` of a Go function: the stack pointer is where it was at the entry probe (the
+    /// return address is still on the stack), so the key matches the entry's.
+    #[uprobe]
+    pub fn koolkit_go_return(ctx: ProbeContext) -> u32 {
+        // SAFETY: reading the monotonic clock has no preconditions; read first so the
+        // bookkeeping below is not part of the latency.
+        let exit_ns = unsafe { bpf_ktime_get_ns() };
+        let wakeup_bytes = config().map_or(0, |c| c.wakeup_bytes);
+        let probe = probe_id(ctx.regs.cast());
+        // SAFETY: `ctx.regs` is the program context.
+        let regs = unsafe { &*ctx.regs };
+        let Some(key) = go_key(regs, bpf_get_current_pid_tgid(), probe) else {
+            return 0;
+        };
+        // A call entered before tracing started has no entry: nothing to pair, not a loss.
+        let Some(call) = INFLIGHT.get_ptr_mut(&key) else {
+            return 0;
+        };
+        // SAFETY: the in-flight value stays valid until `complete` removes it; only this
+        // goroutine's return can complete this key.
+        complete(unsafe { &mut *call }, &key, exit_ns, regs.rax, wakeup_bytes);
         0
     }
 

@@ -196,6 +196,7 @@ mod tests {
             }),
             debug: None,
             build_id: None,
+            returns: Default::default(),
         }
     }
 

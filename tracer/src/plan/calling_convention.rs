@@ -273,6 +273,9 @@ fn returns_in_memory(function: &FunctionDebug) -> Option<bool> {
 
 /// Where each parameter of `function` is at its entry, in parameter order.
 pub fn entry_places(function: &FunctionDebug) -> Vec<ArgPlace> {
+    if function.language == Language::Go {
+        return go_entry_places(function);
+    }
     let mut allocator = Allocator::new();
     match returns_in_memory(function) {
         Some(true) => allocator.next_gp = 1,
@@ -304,6 +307,59 @@ pub fn entry_places(function: &FunctionDebug) -> Vec<ArgPlace> {
         });
     }
     places
+}
+
+/// Go's register ABI (1.17+): integer-class arguments in RAX, RBX, RCX, RDI, RSI, R8, R9,
+/// R10, R11 in order, a string in two of them (pointer, length); floats in X registers.
+const GO_ARGS: [u8; 9] = [
+    reg::RAX,
+    reg::RBX,
+    reg::RCX,
+    reg::RDI,
+    reg::RSI,
+    reg::R8,
+    reg::R9,
+    reg::R10,
+    reg::R11,
+];
+
+/// Where each parameter of a Go function is at its entry: DWARF's location where it gives
+/// one (Go writes them for register arguments), else the register ABI's assignment for
+/// scalars and strings. What this does not place (structs split over registers, arguments
+/// spilled to the stack) shows as unavailable rather than as a neighbour's value.
+fn go_entry_places(function: &FunctionDebug) -> Vec<ArgPlace> {
+    let mut next = 0usize;
+    let mut lost = false;
+    function
+        .params
+        .iter()
+        .map(|param| {
+            let words = match &param.ty {
+                Type::Str => Some(2),
+                Type::Float { .. } => Some(0),
+                ty if ty.is_scalar() => Some(1),
+                _ => None,
+            };
+            let by_abi = match words {
+                _ if lost => ArgPlace::Unavailable("after a Go argument of unknown assignment"),
+                Some(0) => ArgPlace::Unavailable("xmm"),
+                Some(1) if next < GO_ARGS.len() => ArgPlace::Register(GO_ARGS[next]),
+                Some(2) if next + 1 < GO_ARGS.len() => {
+                    ArgPlace::RegisterPair(GO_ARGS[next], GO_ARGS[next + 1])
+                }
+                Some(_) => ArgPlace::Unavailable("on the stack"),
+                None => {
+                    lost = true;
+                    ArgPlace::Unavailable("Go aggregate")
+                }
+            };
+            next += words.unwrap_or(0);
+            match &param.entry_location {
+                Some(location) => dwarf_place(location),
+                None => by_abi,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ pub use slots::{ArgSlot, Render, ReturnValue, SlotValue};
 
 use crate::{
     error::{Error, Result},
-    symbols::{ProbeSite, dwarf::FunctionDebug, types::Type},
+    symbols::{ProbeSite, dwarf::FunctionDebug, site::ReturnProbes, types::Type},
 };
 
 /// A probe's capture plan, both halves.
@@ -211,9 +211,15 @@ pub fn plan_sites(sites: &[ProbeSite], options: &PlanOptions) -> Result<Vec<Plan
     }
     sites
         .iter()
-        .map(|site| match &site.debug {
-            Some(debug) => Ok(compile(debug, options)),
-            None => raw_register_args(DEFAULT_RAW_ARGS),
+        .map(|site| {
+            let mut plan = match &site.debug {
+                Some(debug) => compile(debug, options),
+                None => raw_register_args(DEFAULT_RAW_ARGS)?,
+            };
+            if matches!(site.returns, ReturnProbes::AtRets(_)) {
+                plan.kernel.flags |= tracer_ebpf::plan_flags::GO;
+            }
+            Ok(plan)
         })
         .collect()
 }

@@ -28,13 +28,13 @@ use aya::{
     },
 };
 use tracer_ebpf::{
-    CapturePlan, Config, Counter, ENTRY_PROGRAM, EXIT_PROGRAM, FORK_PROGRAM, InFlightCall,
-    InflightKey, MAX_PROBES, RETURN_PROGRAM, config_flags, inflight_marks, maps,
+    CapturePlan, Config, Counter, ENTRY_PROGRAM, EXIT_PROGRAM, FORK_PROGRAM, GO_RETURN_PROGRAM,
+    InFlightCall, InflightKey, MAX_PROBES, RETURN_PROGRAM, config_flags, inflight_marks, maps,
 };
 
 use crate::{
     error::{Error, Result},
-    symbols::{ProbeSite, group_by_object},
+    symbols::{ProbeSite, group_by_object, site::ReturnProbes},
 };
 use uprobe_multi::LinkKind;
 
@@ -69,6 +69,43 @@ pub struct Attached {
     pub elapsed: Duration,
     /// Sites (probe ids) the kernel refused to probe; the others are attached.
     pub refused: Vec<usize>,
+}
+
+/// The uprobe-multi programs, loaded raw (see `ebpf_object::link_programs`).
+struct MultiPrograms {
+    entry: OwnedFd,
+    ret: OwnedFd,
+    go_return: OwnedFd,
+}
+
+/// The probes of one object's sites, as (file offset, cookie) pairs: every entry, uretprobes
+/// for C, C++ and Rust functions, and a probe on each `ret` of a Go function.
+#[derive(Debug, Default)]
+struct ObjectProbes {
+    entries: Vec<(u64, u64)>,
+    uretprobes: Vec<(u64, u64)>,
+    go_returns: Vec<(u64, u64)>,
+}
+
+impl ObjectProbes {
+    /// The probes of `sites[i]` for every `i` of `members`; site `i` has cookie `i`.
+    fn of(sites: &[ProbeSite], members: &[usize]) -> Self {
+        let mut probes = Self::default();
+        for &i in members {
+            let site = &sites[i];
+            let cookie = i as u64;
+            probes.entries.push((site.probe_offset, cookie));
+            match &site.returns {
+                ReturnProbes::Uretprobe => probes.uretprobes.push((site.probe_offset, cookie)),
+                ReturnProbes::AtRets(rets) => {
+                    probes
+                        .go_returns
+                        .extend(rets.iter().map(|&ret| (ret, cookie)));
+                }
+            }
+        }
+        probes
+    }
 }
 
 /// `ENOTSUPP`, the kernel's answer to a uprobe on an instruction it cannot single-step.
@@ -205,8 +242,8 @@ pub struct Probes {
     counters: PerCpuArray<MapData, u64>,
     ring: Option<RingBuf<MapData>>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
-    /// uprobe-multi programs (entry, return), loaded on first use.
-    multi_programs: Option<(OwnedFd, OwnedFd)>,
+    /// uprobe-multi programs, loaded on first use.
+    multi_programs: Option<MultiPrograms>,
     /// uprobe-multi links; closing them detaches.
     multi_links: Vec<OwnedFd>,
     perf_loaded: bool,
@@ -430,11 +467,10 @@ impl Probes {
         let groups = group_by_object(sites);
         let mut refused = Vec::new();
         for (object, members) in &groups {
-            let offsets: Vec<u64> = members.iter().map(|&i| sites[i].probe_offset).collect();
-            let cookies: Vec<u64> = members.iter().map(|&i| i as u64).collect();
+            let probes = ObjectProbes::of(sites, members);
             let result = match mode {
-                AttachMode::Multi => self.attach_multi(&object.open_path, &offsets, &cookies, pid),
-                _ => self.attach_perf(&object.open_path, &offsets, &cookies, pid),
+                AttachMode::Multi => self.attach_multi(&object.open_path, &probes, pid),
+                _ => self.attach_perf(&object.open_path, &probes, pid),
             };
             let object_refused = result.map_err(|err| match err {
                 Error::Bpf { context, source } => Error::Bpf {
@@ -460,7 +496,7 @@ impl Probes {
             && self
                 .multi_programs
                 .as_ref()
-                .is_some_and(|(entry, _)| uprobe_multi::kernel_supports(entry.as_fd())))
+                .is_some_and(|p| uprobe_multi::kernel_supports(p.entry.as_fd())))
     }
 
     /// Loads the uprobe-multi programs; `false` when the kernel does not know their attach
@@ -470,10 +506,10 @@ impl Probes {
             return Ok(true);
         }
         let bytes = ebpf_object::ebpf_object()?;
-        let linked =
-            ebpf_object::link_programs(bytes, &self.map_fds, &[ENTRY_PROGRAM, RETURN_PROGRAM])?;
+        const PROGRAMS: [&str; 3] = [ENTRY_PROGRAM, RETURN_PROGRAM, GO_RETURN_PROGRAM];
+        let linked = ebpf_object::link_programs(bytes, &self.map_fds, &PROGRAMS)?;
         let mut loaded = Vec::new();
-        for name in [ENTRY_PROGRAM, RETURN_PROGRAM] {
+        for name in PROGRAMS {
             let program = &linked[name];
             match uprobe_multi::load_program(
                 name,
@@ -494,76 +530,96 @@ impl Probes {
                 }
             }
         }
-        let ret = loaded.pop().expect("two programs");
-        let entry = loaded.pop().expect("two programs");
-        self.multi_programs = Some((entry, ret));
+        let go_return = loaded.pop().expect("three programs");
+        let ret = loaded.pop().expect("three programs");
+        let entry = loaded.pop().expect("three programs");
+        self.multi_programs = Some(MultiPrograms {
+            entry,
+            ret,
+            go_return,
+        });
         Ok(true)
     }
 
-    /// One entry and one return link for the sites of one object; returns the cookies of the
-    /// sites the kernel refused to probe (the rest are attached).
+    /// The links of one object's probes; returns the cookies of the sites the kernel refused
+    /// to probe (the rest are attached). Entries go first, harmlessly: they park nothing until
+    /// `enable`, and their link is where a refused site shows.
     fn attach_multi(
         &mut self,
         path: &Path,
-        offsets: &[u64],
-        cookies: &[u64],
+        probes: &ObjectProbes,
         pid: Option<u32>,
     ) -> Result<Vec<u64>> {
-        let (entry, ret) = self
+        let programs = self
             .multi_programs
             .as_ref()
             .ok_or_else(|| Error::internal("uprobe-multi programs are not loaded"))?;
-        let mut offsets = offsets.to_vec();
-        let mut cookies = cookies.to_vec();
+        let (mut offsets, mut cookies): (Vec<u64>, Vec<u64>) =
+            probes.entries.iter().copied().unzip();
         let mut refused = Vec::new();
-        let first =
-            uprobe_multi::attach(ret.as_fd(), path, &offsets, &cookies, pid, LinkKind::Return);
-        let ret_link = match first {
-            Ok(link) => link,
+        let link = |program: &OwnedFd, offsets: &[u64], cookies: &[u64], kind| {
+            uprobe_multi::attach(program.as_fd(), path, offsets, cookies, pid, kind)
+        };
+        let entry_link = match link(&programs.entry, &offsets, &cookies, LinkKind::Entry) {
+            Ok(entry) => entry,
             // One site the kernel cannot probe fails the whole link: find it and go without.
             Err(err) if err.raw_os_error() == Some(ENOTSUPP) => {
-                refused = refused_sites(entry.as_fd(), path, &offsets, &cookies, pid)
+                refused = refused_sites(programs.entry.as_fd(), path, &offsets, &cookies, pid)
                     .map_err(|err| bpf_error("uprobe-multi link", err))?;
-                let kept: (Vec<u64>, Vec<u64>) = offsets
+                (offsets, cookies) = offsets
                     .iter()
                     .zip(&cookies)
                     .filter(|(_, cookie)| !refused.contains(cookie))
                     .unzip();
-                (offsets, cookies) = kept;
                 if offsets.is_empty() {
                     return Ok(refused);
                 }
-                uprobe_multi::attach(ret.as_fd(), path, &offsets, &cookies, pid, LinkKind::Return)
+                link(&programs.entry, &offsets, &cookies, LinkKind::Entry)
                     .map_err(|err| bpf_error("uprobe-multi link", err))?
             }
             Err(err) => return Err(bpf_error("uprobe-multi link", err)),
         };
-        // Return probes first: an entry without its return would park calls that never finish.
-        self.multi_links.push(ret_link);
-        let entry_link = uprobe_multi::attach(
-            entry.as_fd(),
-            path,
-            &offsets,
-            &cookies,
-            pid,
-            LinkKind::Entry,
-        )
-        .map_err(|err| bpf_error("uprobe-multi link", err))?;
-        self.multi_links.push(entry_link);
+        let kept = |sites: &[(u64, u64)]| -> (Vec<u64>, Vec<u64>) {
+            sites
+                .iter()
+                .filter(|(_, cookie)| !refused.contains(cookie))
+                .copied()
+                .unzip()
+        };
+        let mut links = vec![entry_link];
+        let (ret_offsets, ret_cookies) = kept(&probes.uretprobes);
+        if !ret_offsets.is_empty() {
+            links.push(
+                link(&programs.ret, &ret_offsets, &ret_cookies, LinkKind::Return)
+                    .map_err(|err| bpf_error("uprobe-multi return link", err))?,
+            );
+        }
+        let (go_offsets, go_cookies) = kept(&probes.go_returns);
+        if !go_offsets.is_empty() {
+            links.push(
+                link(
+                    &programs.go_return,
+                    &go_offsets,
+                    &go_cookies,
+                    LinkKind::Entry,
+                )
+                .map_err(|err| bpf_error("uprobe-multi link on Go returns", err))?,
+            );
+        }
+        self.multi_links.extend(links);
         Ok(refused)
     }
 
-    /// Perf-event links, one per site and kind; returns the cookies of the sites the kernel
-    /// refused to probe.
+    /// Perf-event links, one per probe; returns the cookies of the sites the kernel refused to
+    /// probe.
     fn attach_perf(
         &mut self,
         path: &Path,
-        offsets: &[u64],
-        cookies: &[u64],
+        probes: &ObjectProbes,
         pid: Option<u32>,
     ) -> Result<Vec<u64>> {
         if !self.perf_loaded {
-            for name in [ENTRY_PROGRAM, RETURN_PROGRAM] {
+            for name in [ENTRY_PROGRAM, RETURN_PROGRAM, GO_RETURN_PROGRAM] {
                 self.uprobe(name)?
                     .load()
                     .map_err(|err| bpf_error(&format!("loading {name}"), err))?;
@@ -575,9 +631,13 @@ impl Probes {
             None => UProbeScope::AllProcesses,
         };
         let mut refused = Vec::new();
-        for name in [RETURN_PROGRAM, ENTRY_PROGRAM] {
+        for (name, sites) in [
+            (ENTRY_PROGRAM, &probes.entries),
+            (RETURN_PROGRAM, &probes.uretprobes),
+            (GO_RETURN_PROGRAM, &probes.go_returns),
+        ] {
             let program = self.uprobe(name)?;
-            for (&offset, &cookie) in offsets.iter().zip(cookies) {
+            for &(offset, cookie) in sites.iter() {
                 if refused.contains(&cookie) {
                     continue;
                 }

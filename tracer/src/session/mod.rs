@@ -37,7 +37,7 @@ use crate::{
         clock::{TimeFormat, WallClock, local_zone},
         line::{HumanLines, Style},
     },
-    symbols::{FunctionSpec, ProbeSite, placement::CostClass, resolve},
+    symbols::{FunctionSpec, ProbeSite, placement::CostClass, resolve, site::ReturnProbes},
     sys,
     target::{self, Target},
 };
@@ -138,7 +138,7 @@ struct Prepared {
     table: ProbeTable,
 }
 
-/// `koolkit-trace: warning: not tracing f (libc.so.6): {why} its first instruction (lock dec)`.
+/// `koolkit-trace: warning: not tracing f (libc.so.6): {why}`.
 fn warn_not_traced(status: &mut dyn Write, site: &ProbeSite, why: &str) {
     let _ = writeln!(
         status,
@@ -146,10 +146,9 @@ fn warn_not_traced(status: &mut dyn Write, site: &ProbeSite, why: &str) {
         tool_line(
             "warning: ",
             format_args!(
-                "not tracing {} ({}): {why} its first instruction ({})",
+                "not tracing {} ({}): {why}",
                 site.function,
-                site.object.file_name(),
-                site.probe_instruction
+                site.object.file_name()
             )
         )
     );
@@ -163,7 +162,16 @@ fn prepare(options: &TraceOptions, status: &mut dyn Write) -> Result<Prepared> {
         .into_iter()
         .partition(|site| site.cost == CostClass::Refused);
     for site in &refused {
-        warn_not_traced(status, site, "the kernel cannot probe");
+        let why = match &site.returns {
+            ReturnProbes::AtRets(rets) if rets.is_empty() => {
+                format!("its returns cannot be probed: {}", site.probe_instruction)
+            }
+            _ => format!(
+                "the kernel cannot probe its first instruction ({})",
+                site.probe_instruction
+            ),
+        };
+        warn_not_traced(status, site, &why);
     }
     if sites.is_empty() {
         return Err(Error::Usage(format!(
@@ -462,7 +470,12 @@ pub async fn trace(
         }
     };
     for &id in &armed.attached.refused {
-        warn_not_traced(status, &prepared.sites[id], "the kernel refused a probe on");
+        let site = &prepared.sites[id];
+        let why = format!(
+            "the kernel refused a probe on its first instruction ({})",
+            site.probe_instruction
+        );
+        warn_not_traced(status, site, &why);
     }
     let _ = writeln!(
         status,

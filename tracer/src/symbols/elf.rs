@@ -352,6 +352,16 @@ impl ElfFile {
         self.has_section(".gopclntab") || self.has_section(".go.buildinfo")
     }
 
+    /// The Go release that built the file (`go1.19.8`), from its build info; `None` for a Go
+    /// file whose build info does not read (or a file that is not Go).
+    pub fn go_version(&self) -> Option<String> {
+        let info = self.section(".go.buildinfo").ok()??;
+        parse_go_buildinfo(info, |address, len| {
+            let offset = self.file_offset(address).ok()??;
+            Some(self.bytes_at(offset, len).to_vec())
+        })
+    }
+
     /// Whether the file carries DWARF debug information.
     pub fn has_dwarf(&self) -> bool {
         let Ok(elf) = self.parse() else { return false };
@@ -390,6 +400,51 @@ impl ElfFile {
     }
 }
 
+/// The Go version in a `.go.buildinfo` section: `\xff Go buildinf:`, pointer size, flags,
+/// then (flag 2, Go 1.18+) the version as a varint-prefixed string, or (Go 1.17 and older)
+/// pointers to a Go string header `{ptr, len}`, read through `read(address, len)`.
+pub fn parse_go_buildinfo(
+    info: &[u8],
+    read: impl Fn(u64, usize) -> Option<Vec<u8>>,
+) -> Option<String> {
+    const MAGIC: &[u8] = b"\xff Go buildinf:";
+    if !info.starts_with(MAGIC) || info.len() < 32 {
+        return None;
+    }
+    let (pointer_size, flags) = (info[14] as usize, info[15]);
+    let text = if flags & 2 != 0 {
+        let mut length = 0usize;
+        let mut at = 32;
+        for shift in (0..35).step_by(7) {
+            let byte = *info.get(at)?;
+            at += 1;
+            length |= usize::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        info.get(at..at + length)?.to_vec()
+    } else {
+        if pointer_size != 8 {
+            return None;
+        }
+        let header = u64::from_le_bytes(info.get(16..24)?.try_into().ok()?);
+        let string = read(header, 16)?;
+        let data = u64::from_le_bytes(string.get(..8)?.try_into().ok()?);
+        let length = u64::from_le_bytes(string.get(8..16)?.try_into().ok()?);
+        read(data, usize::try_from(length).ok()?.min(64))?
+    };
+    let version = String::from_utf8(text).ok()?;
+    version.starts_with("go").then_some(version)
+}
+
+/// The (major, minor) of a Go version string: `go1.19.8` → (1, 19), `go1.21rc2` → (1, 21).
+pub fn go_release(version: &str) -> Option<(u32, u32)> {
+    let rest = version.strip_prefix("go")?;
+    let mut parts = rest.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
 /// `bytes` in lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -398,6 +453,33 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_build_info_gives_the_release() {
+        let mut inline = b"\xff Go buildinf:\x08\x02".to_vec();
+        inline.resize(32, 0);
+        inline.push(8);
+        inline.extend_from_slice(b"go1.19.8");
+        assert_eq!(
+            parse_go_buildinfo(&inline, |_, _| None).as_deref(),
+            Some("go1.19.8")
+        );
+        let mut pointers = b"\xff Go buildinf:\x08\x00".to_vec();
+        pointers.extend_from_slice(&0x1000u64.to_le_bytes());
+        pointers.resize(32, 0);
+        let memory = |address: u64, len: usize| match address {
+            0x1000 => Some([0x2000u64.to_le_bytes(), 7u64.to_le_bytes()].concat()),
+            0x2000 => Some(b"go1.16.5"[..len.min(8)].to_vec()),
+            _ => None,
+        };
+        assert_eq!(
+            parse_go_buildinfo(&pointers, memory).as_deref(),
+            Some("go1.16.")
+        );
+        assert_eq!(go_release("go1.19.8"), Some((1, 19)));
+        assert_eq!(go_release("go1.21rc2"), Some((1, 21)));
+        assert_eq!(go_release("devel"), None);
+    }
 
     #[test]
     fn reads_own_test_binary() {

@@ -19,6 +19,8 @@ use crate::error::{Error, Result};
 /// An object file and its symbol sources.
 pub struct ObjectFiles {
     pub object: ProbeObject,
+    /// The Go release that built it (`go1.19.8`), for a Go program.
+    pub go: Option<String>,
     /// The root the target sees (`/proc/PID/root`, or `/`): where debug files are searched.
     root: PathBuf,
     elf: ElfFile,
@@ -40,17 +42,33 @@ impl ObjectFiles {
     /// Opens `object`, refusing what cannot be traced safely.
     pub fn open(object: ProbeObject, root: &Path) -> Result<Self> {
         let elf = ElfFile::open(&object.open_path)?;
-        if elf.is_go() {
-            return Err(Error::Unsupported(format!(
-                "{} is a Go program: Go functions must be probed at their RET instructions \
-                 (uretprobes crash the Go runtime), which this version does not do yet",
-                object.path
-            )));
-        }
+        let go = if elf.is_go() {
+            let version = elf.go_version();
+            match version.as_deref().and_then(super::elf::go_release) {
+                Some(release) if release >= (1, 17) => version,
+                Some(_) => {
+                    return Err(Error::Unsupported(format!(
+                        "{} was built by {}, which passes arguments on the stack: koolkit-trace \
+                         traces Go 1.17 and newer (the register ABI)",
+                        object.path,
+                        version.unwrap_or_default()
+                    )));
+                }
+                None => {
+                    return Err(Error::Unsupported(format!(
+                        "{} is a Go program whose build info does not say its Go release",
+                        object.path
+                    )));
+                }
+            }
+        } else {
+            None
+        };
         let meta = std::fs::metadata(&object.open_path)
             .map_err(|source| Error::io(&object.open_path, source))?;
         Ok(Self {
             object,
+            go,
             root: root.to_path_buf(),
             elf,
             identity: (meta.dev(), meta.ino()),

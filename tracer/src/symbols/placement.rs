@@ -265,6 +265,85 @@ pub fn place_entry_probe(
     }
 }
 
+/// Where the probes of a Go function go: the entry after its stack check, the returns on
+/// every `ret`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoPlacement {
+    pub entry: EntryPlacement,
+    /// Offsets of the `ret` instructions from the function's first byte.
+    pub returns: Vec<u64>,
+}
+
+/// Whether `instruction` compares a register with the goroutine's stack guard,
+/// `cmp 0x10(%r14), REG`: the first half of a Go prologue's stack check.
+fn is_stack_guard_compare(instruction: &Instruction) -> bool {
+    use iced_x86::Register;
+    instruction.mnemonic() == Mnemonic::Cmp
+        && instruction.op_count() == 2
+        && instruction.op1_kind() == OpKind::Memory
+        && instruction.memory_base() == Register::R14
+        && instruction.memory_displacement64() == 0x10
+}
+
+/// Places the probes of the Go function whose whole body is `code` at `address`.
+///
+/// Go functions open with a stack check (`cmp 0x10(%r14),%rsp; jbe morestack`, or for large
+/// frames `lea -N(%rsp),%r12; cmp 0x10(%r14),%r12; jbe`): when the stack must grow,
+/// `morestack` copies it and jumps back to the entry, so an entry probe at +0 (or at the
+/// `jbe`) would fire twice for one call. The probe goes after the `jbe`; the instructions
+/// skipped read the guard and set flags (and `r12`, a scratch register outside the ABI).
+/// Returns are probed on every `ret`, where the stack pointer is back at its entry value.
+pub fn place_go_probes(
+    code: &[u8],
+    address: u64,
+    emulation: Emulation,
+) -> Result<GoPlacement, &'static str> {
+    let (instructions, decoded_all) = decode_all(code, address);
+    if !decoded_all || instructions.is_empty() {
+        return Err("its body does not decode, so its returns cannot be found");
+    }
+    let returns: Vec<u64> = instructions
+        .iter()
+        .filter(|i| i.mnemonic() == Mnemonic::Ret)
+        .map(|i| i.ip() - address)
+        .collect();
+    if returns.is_empty() {
+        return Err("it has no ret instruction (it never returns, or only jumps away)");
+    }
+    let byte_at = |i: &Instruction| code.get((i.ip() - address) as usize).copied().unwrap_or(0);
+    let check_len = match instructions.as_slice() {
+        [cmp, jbe, ..] if is_stack_guard_compare(cmp) && jbe.mnemonic() == Mnemonic::Jbe => 2,
+        [lea, cmp, jbe, ..]
+            if lea.mnemonic() == Mnemonic::Lea
+                && is_stack_guard_compare(cmp)
+                && jbe.mnemonic() == Mnemonic::Jbe =>
+        {
+            3
+        }
+        _ => 0,
+    };
+    let site = instructions.get(check_len).unwrap_or(&instructions[0]);
+    let lands_inside = instructions
+        .iter()
+        .filter_map(branch_target)
+        .any(|target| target > address && target <= site.ip());
+    let site = if lands_inside { &instructions[0] } else { site };
+    let skip = site.ip() - address;
+    let cost = if kernel_refuses(&code[skip as usize..]).is_some() {
+        CostClass::Refused
+    } else {
+        cost_of(site, byte_at(site), emulation)
+    };
+    Ok(GoPlacement {
+        entry: EntryPlacement {
+            skip,
+            cost,
+            instruction: mnemonic_name(site),
+        },
+        returns,
+    })
+}
+
 fn mnemonic_name(instruction: &Instruction) -> String {
     format!("{:?}", instruction.mnemonic()).to_lowercase()
 }
@@ -277,6 +356,40 @@ mod tests {
     const PUSH_RBP: u8 = 0x55;
     const MOV_RBP_RSP: [u8; 3] = [0x48, 0x89, 0xe5];
     const RET: u8 = 0xc3;
+
+    #[test]
+    fn go_entries_go_after_the_stack_check_and_returns_on_every_ret() {
+        // main.depth (Go 1.19): lea -0x198(%rsp),%r12; cmp 0x10(%r14),%r12; jbe +N;
+        // sub $0x218,%rsp; ...; ret; ...; ret
+        let mut code = vec![
+            0x4c, 0x8d, 0xa4, 0x24, 0x68, 0xfe, 0xff, 0xff, // lea -0x198(%rsp),%r12
+            0x4d, 0x3b, 0x66, 0x10, // cmp 0x10(%r14),%r12
+            0x76, 0x0b, // jbe +11 (to the call below)
+            0x48, 0x81, 0xec, 0x18, 0x02, 0x00, 0x00, // sub $0x218,%rsp
+            0xc3, // ret
+            0x90, 0xc3, // nop; ret
+        ];
+        code.extend([0xe8, 0, 0, 0, 0, 0xeb, 0xe0]); // call morestack; jmp back to +0
+        let placement = place_go_probes(&code, 0x4000, Emulation::default()).unwrap();
+        assert_eq!(placement.entry.skip, 14);
+        assert_eq!(placement.entry.instruction, "sub");
+        assert_eq!(placement.returns, vec![21, 23]);
+        // The small-frame check: cmp 0x10(%r14),%rsp; jbe; push %rbp ...
+        let small = [
+            0x49, 0x3b, 0x66, 0x10, 0x76, 0x03, PUSH_RBP, 0x5d, RET, 0x90,
+        ];
+        let placement = place_go_probes(&small, 0x5000, Emulation::default()).unwrap();
+        assert_eq!(
+            (placement.entry.skip, placement.entry.cost),
+            (6, CostClass::Emulated)
+        );
+        assert_eq!(placement.returns, vec![8]);
+        // A leaf without a check: the entry stays at +0.
+        let leaf = [0x48, 0x89, 0xd8, RET]; // mov %rbx,%rax; ret
+        let placement = place_go_probes(&leaf, 0x6000, Emulation::default()).unwrap();
+        assert_eq!((placement.entry.skip, placement.returns), (0, vec![3]));
+        assert!(place_go_probes(&[0xeb, 0xfe], 0x7000, Emulation::default()).is_err());
+    }
 
     #[test]
     fn instructions_the_kernel_refuses_are_not_probeable() {

@@ -14,8 +14,8 @@ use super::{
     elf::{FunctionKind, FunctionSymbol},
     glob::{closest_names, is_glob},
     object_files::ObjectFiles,
-    placement::{Emulation, place_entry_probe},
-    site::{ProbeObject, ProbeSite, SourceLocation, file_name},
+    placement::{CostClass, Emulation, EntryPlacement, place_entry_probe, place_go_probes},
+    site::{ProbeObject, ProbeSite, ReturnProbes, SourceLocation, file_name},
     spec::FunctionSpec,
 };
 use crate::{
@@ -391,7 +391,30 @@ impl<'a> Resolver<'a> {
             16
         };
         let code = files.elf().bytes_at(file_offset, length);
-        let placement = place_entry_probe(code, function.address, whole_body, self.emulation);
+        // In a Go program, Go functions are `pkg.Name`; C linked in with cgo has no dot and
+        // is traced as C.
+        let go_function = files.go.is_some() && function.name.contains('.');
+        let (placement, returns) = if go_function {
+            match place_go_probes(code, function.address, self.emulation) {
+                Ok(go) => (
+                    go.entry,
+                    ReturnProbes::AtRets(go.returns.iter().map(|r| file_offset + r).collect()),
+                ),
+                Err(why) => (
+                    EntryPlacement {
+                        skip: 0,
+                        cost: CostClass::Refused,
+                        instruction: why.to_string(),
+                    },
+                    ReturnProbes::AtRets(Vec::new()),
+                ),
+            }
+        } else {
+            (
+                place_entry_probe(code, function.address, whole_body, self.emulation),
+                ReturnProbes::Uretprobe,
+            )
+        };
         let probe_offset =
             file_offset
                 .checked_add(placement.skip)
@@ -424,6 +447,7 @@ impl<'a> Resolver<'a> {
             source: described.source,
             debug,
             build_id: files.elf().build_id_hex(),
+            returns,
         })
     }
 }

@@ -66,6 +66,19 @@ pub struct ProbeSite {
     pub debug: Option<FunctionDebug>,
     /// The object's GNU build-id, in hex.
     pub build_id: Option<String>,
+    /// How returns are probed.
+    pub returns: ReturnProbes,
+}
+
+/// How the returns of a function are probed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ReturnProbes {
+    /// A uretprobe: the kernel swaps the return address for its trampoline.
+    #[default]
+    Uretprobe,
+    /// A uprobe on each `ret` of the body, at these file offsets (Go: a moving goroutine
+    /// stack must never hold a foreign return address).
+    AtRets(Vec<u64>),
 }
 
 impl ProbeSite {
@@ -88,6 +101,7 @@ impl ProbeSite {
             source: None,
             debug: None,
             build_id: None,
+            returns: ReturnProbes::Uretprobe,
         }
     }
 }

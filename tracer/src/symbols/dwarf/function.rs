@@ -172,11 +172,20 @@ impl<'a> DebugInfo<'a> {
         let frame_base_is_cfa = frame_base_is_cfa(&unit, &chain[0]);
         // Parameters are the direct children of the concrete DIE; their names and types may
         // live on the abstract instance they point to.
+        let language = unit_language(&unit)?;
         let mut params = Vec::new();
+        // Go lists its results as parameters too, marked `DW_AT_variable_parameter`.
+        let mut results = Vec::new();
         self.for_each_child(&unit, summary.die, |entry| {
             if entry.tag() == constants::DW_TAG_formal_parameter {
-                let index = params.len();
-                params.push(self.parameter(
+                let is_result = language == Language::Go
+                    && matches!(
+                        entry.attr_value(constants::DW_AT_variable_parameter),
+                        Some(AttributeValue::Flag(true))
+                    );
+                let list = if is_result { &mut results } else { &mut params };
+                let index = list.len();
+                list.push(self.parameter(
                     &unit,
                     entry.offset(),
                     index,
@@ -186,13 +195,18 @@ impl<'a> DebugInfo<'a> {
             }
             Ok(true)
         })?;
+        // The first result comes back in RAX; the others are not read yet.
+        let return_type = match results.into_iter().next() {
+            Some(first) => first.ty,
+            None => self.type_of(&unit, &chain)?.unwrap_or(Type::Void),
+        };
         Ok(FunctionDebug {
             name: summary.name.clone().unwrap_or_default(),
             file: summary.file.clone(),
             line: summary.line,
-            language: unit_language(&unit)?,
+            language,
             params,
-            return_type: self.type_of(&unit, &chain)?.unwrap_or(Type::Void),
+            return_type,
             standard_convention: !chain.iter().any(|e| {
                 matches!(
                     e.attr_value(constants::DW_AT_calling_convention),

@@ -134,6 +134,17 @@ impl<'a> DebugInfo<'a> {
             .map(|a| a.unit)
     }
 
+    /// The unit whose entries include `.debug_info` offset `offset`.
+    fn unit_holding(&self, offset: DebugInfoOffset<usize>) -> gimli::Result<Option<Unit<'a>>> {
+        let mut headers = self.dwarf.units();
+        while let Some(header) = headers.next()? {
+            if offset.to_unit_offset(&header).is_some() {
+                return self.dwarf.unit(header).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
     fn unit_at(&self, offset: DebugInfoOffset<usize>) -> gimli::Result<Unit<'a>> {
         let header = self.dwarf.debug_info.header_from_offset(offset)?;
         self.dwarf.unit(header)

@@ -23,6 +23,19 @@ impl<'a> DebugInfo<'a> {
     ) -> gimli::Result<Type> {
         match value {
             AttributeValue::UnitRef(offset) => self.resolve_type(unit, offset, depth),
+            // A type in another unit (Go keeps its types in units of their own).
+            AttributeValue::DebugInfoRef(offset) => match self.unit_holding(offset)? {
+                Some(other) => {
+                    let local = offset
+                        .to_unit_offset(&other.header)
+                        .expect("the unit holds the offset");
+                    self.resolve_type(&other, local, depth)
+                }
+                None => Ok(Type::Opaque {
+                    name: "?".into(),
+                    size: 0,
+                }),
+            },
             _ => Ok(Type::Opaque {
                 name: "?".into(),
                 size: 0,
@@ -346,9 +359,13 @@ impl<'a> DebugInfo<'a> {
     }
 }
 
-/// Rust's `&str` and `&[T]` are structs `{ data_ptr, length }` in DWARF.
+/// Rust's `&str` and `&[T]` are structs `{ data_ptr, length }` in DWARF, and Go's `string` is
+/// `{ str, len }`.
 fn rust_fat_pointer(name: &str, fields: &[Field]) -> Option<Type> {
     let [data, length] = fields else { return None };
+    if name == "string" && data.name == "str" && length.name == "len" {
+        return Some(Type::Str);
+    }
     if data.name != "data_ptr" || length.name != "length" {
         return None;
     }

@@ -1,0 +1,184 @@
+//! End-to-end: Go programs, traced safely (returns probed on their `ret` instructions, calls
+//! paired by goroutine, arguments by Go's register ABI). Run as root through `cargo xtask test`.
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use serde_json::Value;
+use tests::{Fixture, Tracer, private_dir, run_tracer, workspace_root};
+
+/// Builds `tests/fixtures/go/<name>.go` with the Go on the PATH (Debian's golang-go) and
+/// `extra` build flags.
+fn go_fixture(name: &str, extra: &[&str]) -> PathBuf {
+    let dir = private_dir(&format!("go-{name}"));
+    let source = workspace_root().join(format!("tests/fixtures/go/{name}.go"));
+    let binary = dir.join(name);
+    let output = Command::new("go")
+        .arg("build")
+        .args(extra)
+        .arg("-o")
+        .arg(&binary)
+        .arg(&source)
+        .env("GOCACHE", workspace_root().join("target/go-cache"))
+        .env("GOPATH", dir.join("gopath"))
+        .env("GOFLAGS", "-mod=mod")
+        .env("GO111MODULE", "off")
+        .output()
+        .expect("run go (cargo xtask setup installs golang-go)");
+    assert!(
+        output.status.success(),
+        "go build: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    binary
+}
+
+fn int(call: &Value, name: &str) -> i64 {
+    call["args"][name]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no integer {name} in {call}"))
+}
+
+fn trace_calls(binary: &Path) -> (tests::TracerOutput, i64) {
+    let mut fixture = Fixture::start(binary, &[]);
+    let pid = fixture.pid.to_string();
+    let tracer = Tracer::start(&[
+        "--pid",
+        &pid,
+        "--fn",
+        "main.add",
+        "--fn",
+        "main.greet",
+        "--fn",
+        "main.depth",
+        "--json",
+    ]);
+    let checksum = fixture.round();
+    let output = tracer.interrupt();
+    assert!(fixture.is_running(), "the Go program is alive");
+    (output, checksum)
+}
+
+#[test]
+fn go_calls_are_paired_by_goroutine_across_stack_growth() {
+    let binary = go_fixture("calls", &[]);
+    let (output, checksum) = trace_calls(&binary);
+    assert_eq!(
+        checksum, 702_618,
+        "the program computed as without the tracer"
+    );
+    assert!(output.status.success(), "{}", output.stderr);
+    assert!(output.stderr.contains("drops: none"), "{}", output.stderr);
+
+    // 8 goroutines × 25 calls, each (g, i) once, with its result.
+    let adds = output.calls_of("main.add");
+    assert_eq!(adds.len(), 200, "{}", output.stderr);
+    let pairs: BTreeSet<(i64, i64)> = adds
+        .iter()
+        .map(|c| {
+            let (a, b) = (int(c, "a"), int(c, "b"));
+            assert_eq!(c["ret"].as_i64(), Some(a * 1000 + b), "{c}");
+            (a, b)
+        })
+        .collect();
+    assert_eq!(pairs.len(), 200);
+    assert!(
+        pairs
+            .iter()
+            .all(|&(a, b)| (0..8).contains(&a) && (0..25).contains(&b))
+    );
+
+    let greet = output.calls_of("main.greet");
+    assert_eq!(greet.len(), 1);
+    assert_eq!(greet[0]["args"]["name"], "gopher");
+    assert_eq!(
+        (int(&greet[0], "times"), greet[0]["ret"].as_i64()),
+        (3, Some(18))
+    );
+
+    // 201 nested calls over a stack the runtime grows (and copies) several times: each paired
+    // with its own return, the outer ones lasting longer than the inner ones.
+    let mut depths: Vec<(i64, u64)> = output
+        .calls_of("main.depth")
+        .iter()
+        .map(|c| {
+            assert_eq!(c["ret"].as_i64(), Some(int(c, "n")), "{c}");
+            (int(c, "n"), c["latency_ns"].as_u64().unwrap())
+        })
+        .collect();
+    depths.sort();
+    assert_eq!(
+        depths.iter().map(|d| d.0).collect::<Vec<_>>(),
+        (0..=200).collect::<Vec<_>>()
+    );
+    assert!(
+        depths.windows(2).all(|w| w[0].1 <= w[1].1),
+        "nesting: {depths:?}"
+    );
+}
+
+#[test]
+fn go_functions_are_listed_with_their_go_names_and_entries_after_the_stack_check() {
+    let binary = go_fixture("calls", &[]);
+    let listed = run_tracer(&[
+        "list",
+        "--binary",
+        binary.to_str().unwrap(),
+        "--params",
+        "main.*",
+    ]);
+    assert!(listed.status.success(), "{listed:?}");
+    let depth = listed
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("main.depth "))
+        .unwrap_or_else(|| panic!("{}", listed.stdout));
+    assert!(
+        depth.contains(" at +"),
+        "the probe is after the stack check: {depth}"
+    );
+    assert!(
+        listed.stdout.contains("    a: int  (rax)"),
+        "{}",
+        listed.stdout
+    );
+    assert!(
+        listed.stdout.contains("    b: int  (rbx)"),
+        "{}",
+        listed.stdout
+    );
+}
+
+#[test]
+fn go_before_the_register_abi_is_refused_clearly() {
+    // A Go 1.16 build: the build info says so (faked on a real build, its version rewritten).
+    let binary = go_fixture("calls", &[]);
+    let mut bytes = std::fs::read(&binary).unwrap();
+    let info = bytes
+        .windows(14)
+        .position(|w| w == b"\xff Go buildinf:")
+        .expect("build info");
+    // The version follows the 32-byte header and its one-byte length: `go1.NN...`.
+    let version = info + 33;
+    assert_eq!(&bytes[version..version + 4], b"go1.");
+    bytes[version + 4..version + 6].copy_from_slice(b"16");
+    let old = binary.with_file_name("old");
+    std::fs::write(&old, bytes).unwrap();
+    let output = run_tracer(&[
+        "--binary",
+        old.to_str().unwrap(),
+        "--fn",
+        "main.add",
+        "-d",
+        "1s",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(
+        output.stderr.contains("Go 1.17 and newer"),
+        "{}",
+        output.stderr
+    );
+}
