@@ -182,3 +182,33 @@ fn go_before_the_register_abi_is_refused_clearly() {
         output.stderr
     );
 }
+
+#[test]
+fn a_stripped_go_build_is_traced_through_its_pclntab() {
+    // `-ldflags=-s -w`: no symbol table, no DWARF; Go's own function table still names every
+    // function, and Go's register ABI says where the raw arguments are.
+    let binary = go_fixture("calls", &["-ldflags=-s -w"]);
+    let elf = std::fs::read(&binary).unwrap();
+    assert!(
+        !elf.windows(7).any(|w| w == b".symtab"),
+        "the build has no symbol table"
+    );
+    let (output, checksum) = trace_calls(&binary);
+    assert_eq!(checksum, 702_618);
+    assert!(output.status.success(), "{}", output.stderr);
+    let adds = output.calls_of("main.add");
+    assert_eq!(adds.len(), 200, "{}", output.stderr);
+    for call in &adds {
+        // Raw words: arg0 = a in RAX, arg1 = b in RBX, the result in RAX.
+        let word = |v: &Value| {
+            v.as_str()
+                .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
+                .or_else(|| v.as_u64())
+                .unwrap_or_else(|| panic!("no raw word in {call}"))
+        };
+        let (a, b) = (word(&call["args"]["arg0"]), word(&call["args"]["arg1"]));
+        assert!(a < 8 && b < 25, "{call}");
+        assert_eq!(word(&call["ret"]), a * 1000 + b, "{call}");
+    }
+    assert_eq!(output.calls_of("main.depth").len(), 201);
+}

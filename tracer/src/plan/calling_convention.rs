@@ -311,7 +311,7 @@ pub fn entry_places(function: &FunctionDebug) -> Vec<ArgPlace> {
 
 /// Go's register ABI (1.17+): integer-class arguments in RAX, RBX, RCX, RDI, RSI, R8, R9,
 /// R10, R11 in order, a string in two of them (pointer, length); floats in X registers.
-const GO_ARGS: [u8; 9] = [
+pub(crate) const GO_ARGS: [u8; 9] = [
     reg::RAX,
     reg::RBX,
     reg::RCX,

@@ -94,14 +94,24 @@ impl Default for PlanOptions {
 /// A plan that captures the first `count` System V integer argument registers as `arg0..`,
 /// for functions without DWARF.
 pub fn raw_register_args(count: usize) -> Result<Plan> {
-    if count > reg::SYSV_ARGS.len() {
+    raw_args_in(&reg::SYSV_ARGS, count)
+}
+
+/// The same for a Go function without DWARF (a `-ldflags=-s -w` build found through
+/// `.gopclntab`): Go's register ABI passes its first integer arguments in RAX, RBX, RCX, ...
+pub fn raw_go_register_args(count: usize) -> Result<Plan> {
+    raw_args_in(&calling_convention::GO_ARGS, count)
+}
+
+fn raw_args_in(registers: &[u8], count: usize) -> Result<Plan> {
+    if count > registers.len() {
         return Err(Error::internal(format!(
             "only the first {} arguments are passed in registers; {count} asked",
-            reg::SYSV_ARGS.len()
+            registers.len()
         )));
     }
     let mut builder = PlanBuilder::new(DEFAULT_STRING_SIZE);
-    let args = reg::SYSV_ARGS
+    let args = registers
         .iter()
         .take(count)
         .enumerate()
@@ -212,11 +222,13 @@ pub fn plan_sites(sites: &[ProbeSite], options: &PlanOptions) -> Result<Vec<Plan
     sites
         .iter()
         .map(|site| {
+            let go = matches!(site.returns, ReturnProbes::AtRets(_));
             let mut plan = match &site.debug {
                 Some(debug) => compile(debug, options),
+                None if go => raw_go_register_args(DEFAULT_RAW_ARGS)?,
                 None => raw_register_args(DEFAULT_RAW_ARGS)?,
             };
-            if matches!(site.returns, ReturnProbes::AtRets(_)) {
+            if go {
                 plan.kernel.flags |= tracer_ebpf::plan_flags::GO;
             }
             Ok(plan)
@@ -319,6 +331,13 @@ mod tests {
         assert_eq!(plan.kernel.payload_len as usize, STATUS_BYTES + 24);
         assert!(plan.kernel.flags & plan_flags::PRESENT != 0);
         assert!(raw_register_args(7).is_err());
+        let go = raw_go_register_args(2).unwrap();
+        let regs: Vec<u8> = steps(&go).iter().map(|s| s.reg).collect();
+        assert_eq!(
+            regs,
+            [reg::RAX, reg::RBX],
+            "Go passes arguments in RAX, RBX"
+        );
     }
 
     #[test]

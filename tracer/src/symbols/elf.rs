@@ -26,6 +26,8 @@ use crate::{
 pub enum SymbolSource {
     Symtab,
     Dynsym,
+    /// Go's function table (`.gopclntab`).
+    Pclntab,
 }
 
 /// What a function symbol is.
@@ -291,6 +293,15 @@ impl ElfFile {
         let elf = self.parse().ok()?;
         let (name, crc) = elf.gnu_debuglink().ok().flatten()?;
         Some((String::from_utf8_lossy(name).into_owned(), crc))
+    }
+
+    /// The address of section `name`, if the file has it.
+    pub fn section_address(&self, name: &str) -> Option<u64> {
+        use object::ObjectSection as _;
+        self.parse()
+            .ok()?
+            .section_by_name(name)
+            .map(|s| s.address())
     }
 
     /// The contents of section `name`, decompressed if needed; `None` if there is none.

@@ -11,7 +11,8 @@ use std::{
 
 use super::{
     debug_file,
-    elf::{ElfFile, FunctionSymbol},
+    elf::{ElfFile, FunctionKind, FunctionSymbol, SymbolSource},
+    gopclntab,
     site::ProbeObject,
 };
 use crate::error::{Error, Result};
@@ -132,6 +133,57 @@ impl ObjectFiles {
         }
     }
 
+    /// The Go functions of `.gopclntab`, for Go builds stripped of their symbol table. Of a
+    /// function listed twice (its ABIInternal body and the ABI0 wrapper that calls it), the
+    /// body.
+    fn go_functions(&self) -> Vec<FunctionSymbol> {
+        let Ok(Some(table)) = self.elf.section(".gopclntab") else {
+            return Vec::new();
+        };
+        let text_base = self.elf.section_address(".text").unwrap_or(0);
+        let functions: Vec<FunctionSymbol> = gopclntab::functions(table, text_base)
+            .into_iter()
+            .map(|f| FunctionSymbol {
+                name: f.name,
+                address: f.address,
+                size: f.size,
+                kind: FunctionKind::Function,
+                source: SymbolSource::Pclntab,
+            })
+            .collect();
+        let mut by_name: std::collections::HashMap<&str, Vec<usize>> = Default::default();
+        for (i, f) in functions.iter().enumerate() {
+            by_name.entry(f.name.as_str()).or_default().push(i);
+        }
+        let wrappers: HashSet<usize> = by_name
+            .values()
+            .filter(|twins| twins.len() > 1)
+            .flat_map(|twins| {
+                twins.iter().copied().filter(|&i| {
+                    twins
+                        .iter()
+                        .any(|&j| j != i && self.calls(&functions[i], functions[j].address))
+                })
+            })
+            .collect();
+        drop(by_name);
+        functions
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !wrappers.contains(i))
+            .map(|(_, f)| f)
+            .collect()
+    }
+
+    /// Whether the body of `function` calls or jumps to `target`.
+    fn calls(&self, function: &FunctionSymbol, target: u64) -> bool {
+        let Ok(Some(offset)) = self.elf.file_offset(function.address) else {
+            return false;
+        };
+        let code = self.elf.bytes_at(offset, function.size.min(4096) as usize);
+        super::placement::branches_to(code, function.address, target)
+    }
+
     /// Every function symbol from every source, each (name, address) once: the binary's
     /// `.symtab` and `.dynsym`, then the debug file's and the MiniDebugInfo's tables for
     /// what a stripped binary lacks.
@@ -148,6 +200,9 @@ impl ObjectFiles {
             Ok(Some(mini)) => extra_sources.push(mini.functions()),
             Ok(None) => {}
             Err(err) => log::warn!("{}: {err}", self.object.path),
+        }
+        if self.go.is_some() {
+            extra_sources.push(Ok(self.go_functions()));
         }
         if !extra_sources.is_empty() {
             let mut seen: HashSet<(u64, String)> = functions

@@ -265,6 +265,15 @@ pub fn place_entry_probe(
     }
 }
 
+/// Whether `code` (at `address`) holds a direct call or jump to `target`.
+pub fn branches_to(code: &[u8], address: u64, target: u64) -> bool {
+    let (instructions, _) = decode_all(code, address);
+    instructions
+        .iter()
+        .filter_map(branch_target)
+        .any(|to| to == target)
+}
+
 /// Where the probes of a Go function go: the entry after its stack check, the returns on
 /// every `ret`.
 #[derive(Debug, Clone, PartialEq, Eq)]

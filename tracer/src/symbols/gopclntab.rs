@@ -1,0 +1,182 @@
+//! Go's function table, `.gopclntab`: every Go function's name, entry and size, present even
+//! in release builds stripped of their symbol table and DWARF (`-ldflags=-s -w`), because the
+//! runtime needs it to unwind stacks.
+//!
+//! Layouts read: Go 1.16–1.17 (magic `0xfffffffa`: absolute entry PCs) and Go 1.18 and newer
+//! (`0xfffffff0`, `0xfffffff1` from 1.20: entries as offsets from `textStart`). A zero
+//! `textStart` (Go 1.26 moved the module data out of the header) falls back to the caller's
+//! text base. Malformed tables give what reads before the damage, never a panic.
+
+/// One function of the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoFunction {
+    pub name: String,
+    pub address: u64,
+    pub size: u64,
+}
+
+fn uint(table: &[u8], at: usize, size: usize) -> Option<u64> {
+    let bytes = table.get(at..at + size)?;
+    let mut word = [0u8; 8];
+    word[..size].copy_from_slice(bytes);
+    Some(u64::from_le_bytes(word))
+}
+
+fn c_string(table: &[u8], at: usize) -> Option<String> {
+    let bytes = table.get(at..)?;
+    let end = bytes.iter().position(|&b| b == 0)?;
+    String::from_utf8(bytes[..end].to_vec()).ok()
+}
+
+/// The functions of the `.gopclntab` section `table`; `text_base` is where the text starts
+/// (`runtime.text`, or the `.text` section), used when the header does not say.
+pub fn functions(table: &[u8], text_base: u64) -> Vec<GoFunction> {
+    let Some(magic) = uint(table, 0, 4) else {
+        return Vec::new();
+    };
+    let relative = match magic {
+        0xffff_fff0 | 0xffff_fff1 => true,
+        0xffff_fffa => false,
+        _ => return Vec::new(),
+    };
+    let word = usize::from(*table.get(7).unwrap_or(&0));
+    if word != 8 {
+        return Vec::new();
+    }
+    // Header: magic, pad, minLC, ptrSize, then words: nfunc, nfiles, [textStart,]
+    // funcnameOffset, cuOffset, filetabOffset, pctabOffset, pclnOffset.
+    let field = |index: usize| uint(table, 8 + index * word, word);
+    let (Some(count), Some(_files)) = (field(0), field(1)) else {
+        return Vec::new();
+    };
+    let (text_start, names, functab) = if relative {
+        let start = field(2).unwrap_or(0);
+        (
+            if start == 0 { text_base } else { start },
+            field(3),
+            field(7),
+        )
+    } else {
+        (0, field(2), field(6))
+    };
+    let (Some(names), Some(functab)) = (names, functab) else {
+        return Vec::new();
+    };
+    let (names, functab) = (names as usize, functab as usize);
+    // Pairs of (entry, offset of the _func record); one more entry ends the last function.
+    let pair = if relative { 8 } else { 2 * word };
+    let half = pair / 2;
+    let entry = |i: usize| uint(table, functab + i * pair, half);
+    let record = |i: usize| uint(table, functab + i * pair + half, half);
+    let count = (count as usize).min(table.len() / pair);
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        let (Some(start), Some(end), Some(func)) = (entry(i), entry(i + 1), record(i)) else {
+            break;
+        };
+        // The _func record: its entry (u32 offset, or a word), then the name's offset (i32).
+        let name_at = functab + func as usize + if relative { 4 } else { word };
+        let Some(name_offset) = uint(table, name_at, 4) else {
+            break;
+        };
+        let Some(name) = c_string(table, names + name_offset as u32 as i32 as usize) else {
+            continue;
+        };
+        let address = if relative { text_start + start } else { start };
+        out.push(GoFunction {
+            name,
+            address,
+            size: end.saturating_sub(start),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Go 1.18+ table with the functions (name, entry offset) and text ending at `end`.
+    fn table(functions: &[(&str, u32)], end: u32, text_start: u64) -> Vec<u8> {
+        let mut names = Vec::new();
+        let mut name_offsets = Vec::new();
+        for (name, _) in functions {
+            name_offsets.push(names.len() as u32);
+            names.extend_from_slice(name.as_bytes());
+            names.push(0);
+        }
+        let header_len = 8 + 8 * 8;
+        let names_at = header_len;
+        let functab_at = names_at + names.len();
+        let pairs = (functions.len() + 1) * 8;
+        let mut records = Vec::new();
+        let mut functab = Vec::new();
+        for ((_, entry), name_offset) in functions.iter().zip(&name_offsets) {
+            functab.extend_from_slice(&entry.to_le_bytes());
+            functab.extend_from_slice(&((pairs + records.len()) as u32).to_le_bytes());
+            records.extend_from_slice(&entry.to_le_bytes());
+            records.extend_from_slice(&name_offset.to_le_bytes());
+        }
+        functab.extend_from_slice(&end.to_le_bytes());
+        functab.extend_from_slice(&0u32.to_le_bytes());
+        let mut out = vec![0xf1, 0xff, 0xff, 0xff, 0, 0, 1, 8];
+        for value in [
+            functions.len() as u64,
+            1,
+            text_start,
+            names_at as u64,
+            0,
+            0,
+            0,
+            functab_at as u64,
+        ] {
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+        out.extend_from_slice(&names);
+        out.extend_from_slice(&functab);
+        out.extend_from_slice(&records);
+        out
+    }
+
+    #[test]
+    fn reads_names_entries_and_sizes() {
+        let bytes = table(
+            &[("main.main", 0x100), ("main.(*Server).Serve", 0x180)],
+            0x200,
+            0x401000,
+        );
+        assert_eq!(
+            functions(&bytes, 0),
+            vec![
+                GoFunction {
+                    name: "main.main".into(),
+                    address: 0x401100,
+                    size: 0x80
+                },
+                GoFunction {
+                    name: "main.(*Server).Serve".into(),
+                    address: 0x401180,
+                    size: 0x80
+                },
+            ]
+        );
+        // Go 1.26 zeroes textStart: the caller's text base is used.
+        let zeroed = table(&[("main.main", 0x10)], 0x20, 0);
+        assert_eq!(functions(&zeroed, 0x500000)[0].address, 0x500010);
+    }
+
+    #[test]
+    fn damaged_tables_give_what_reads_never_a_panic() {
+        let bytes = table(&[("a.b", 0), ("c.d", 8)], 16, 0x1000);
+        for cut in 0..bytes.len() {
+            let _ = functions(&bytes[..cut], 0x1000);
+        }
+        let mut flipped = bytes.clone();
+        for i in 0..flipped.len() {
+            flipped[i] ^= 0xff;
+            let _ = functions(&flipped, 0x1000);
+            flipped[i] ^= 0xff;
+        }
+        assert!(functions(b"not a table", 0).is_empty());
+    }
+}
