@@ -76,6 +76,54 @@ fn go_fixture(go: Go, name: &str, extra: &[&str]) -> PathBuf {
     binary
 }
 
+/// Every call names its goroutine: the 8 workers (told apart by `worker`, their first
+/// argument) one each, each on its own, and greet and depth the main goroutine (goid 1).
+fn check_goroutines(output: &tests::TracerOutput, worker: impl Fn(&Value) -> i64) {
+    let goid = |call: &Value| {
+        call["goid"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no goid in {call}"))
+    };
+    let mut of_worker = std::collections::BTreeMap::new();
+    for call in output.calls_of("main.add") {
+        let id = *of_worker
+            .entry(worker(&call))
+            .or_insert_with(|| goid(&call));
+        assert_eq!(goid(&call), id, "one worker, one goroutine: {call}");
+    }
+    let ids: BTreeSet<u64> = of_worker.values().copied().collect();
+    assert_eq!(ids.len(), 8, "8 workers on 8 goroutines: {of_worker:?}");
+    assert!(!ids.contains(&1), "the workers are not the main goroutine");
+    for name in ["main.greet", "main.depth"] {
+        for call in output.calls_of(name) {
+            assert_eq!(goid(&call), 1, "{name} runs on the main goroutine: {call}");
+        }
+    }
+}
+
+/// The offset of `goid` in `runtime.g`, from the DWARF of `binary` (as `readelf` prints it).
+fn goid_offset_in_dwarf(binary: &Path) -> i32 {
+    let output = Command::new("readelf")
+        .args(["--debug-dump=info", "-z"])
+        .arg(binary)
+        .output()
+        .expect("readelf (binutils)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let after_g = text
+        .split("DW_AT_name        : runtime.g\n")
+        .nth(1)
+        .expect("runtime.g in the DWARF");
+    let goid = after_g
+        .split("DW_AT_name        : goid\n")
+        .nth(1)
+        .expect("runtime.g.goid");
+    let location = goid
+        .lines()
+        .find_map(|l| l.split("DW_AT_data_member_location:").nth(1))
+        .expect("goid's offset");
+    location.trim().parse().expect("a decimal offset")
+}
+
 fn int(call: &Value, name: &str) -> i64 {
     call["args"][name]
         .as_i64()
@@ -119,6 +167,16 @@ fn go_1_26_calls_are_paired_by_goroutine_across_stack_growth() {
 
 fn calls_are_paired_by_goroutine_across_stack_growth(go: Go) {
     let binary = go_fixture(go, "calls", &[]);
+    // The table stripped builds rely on agrees with this release's DWARF.
+    let version = tracer::ElfFile::open(&binary)
+        .unwrap()
+        .go_version()
+        .expect("Go build info");
+    assert_eq!(
+        tracer::goroutine_id_offset(&version),
+        Some(goid_offset_in_dwarf(&binary)),
+        "runtime.g.goid of {version}"
+    );
     let (output, checksum) = trace_calls(&binary);
     assert_eq!(
         checksum, 702_618,
@@ -130,6 +188,7 @@ fn calls_are_paired_by_goroutine_across_stack_growth(go: Go) {
     // 8 goroutines × 25 calls, each (g, i) once, with its result.
     let adds = output.calls_of("main.add");
     assert_eq!(adds.len(), 200, "{}", output.stderr);
+    check_goroutines(&output, |call| int(call, "a"));
     let pairs: BTreeSet<(i64, i64)> = adds
         .iter()
         .map(|c| {
@@ -279,5 +338,6 @@ fn stripped_build_is_traced_through_its_pclntab(go: Go) {
         assert!(a < 8 && b < 25, "{call}");
         assert_eq!(word(&call["ret"]), a * 1000 + b, "{call}");
     }
+    check_goroutines(&output, |call| call["args"]["arg0"].as_i64().unwrap());
     assert_eq!(output.calls_of("main.depth").len(), 201);
 }

@@ -45,4 +45,4 @@ pub use sinks::{
     clock::WallClock,
     line::{HumanLines, Style, json_line},
 };
-pub use symbols::{ProbeSite, dwarf::DebugInfo, elf::ElfFile};
+pub use symbols::{ProbeSite, dwarf::DebugInfo, elf::ElfFile, go_runtime::goroutine_id_offset};

@@ -197,6 +197,7 @@ mod tests {
             debug: None,
             build_id: None,
             returns: Default::default(),
+            goroutine_id_offset: None,
         }
     }
 

@@ -228,6 +228,14 @@ pub fn decode(payload: &[u8], value: &SlotValue) -> Decoded {
     }
 }
 
+/// The goroutine id a Go call's payload holds at `slot`; None where it could not be read.
+pub fn decode_goroutine(payload: &[u8], slot: &SlotValue) -> Option<u64> {
+    match decode(payload, slot) {
+        Decoded::Unsigned(id) => Some(id),
+        _ => None,
+    }
+}
+
 /// Decodes the return register.
 pub fn decode_return(ret: u64, how: &ReturnValue) -> Decoded {
     match how {

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    plan::{ArgSlot, Plan, ReturnValue},
+    plan::{ArgSlot, Plan, ReturnValue, SlotValue},
     symbols::{ProbeSite, SourceLocation, placement::CostClass},
 };
 
@@ -30,6 +30,9 @@ pub struct ProbeInfo {
     /// The GNU build-id of the object, in hex: which build the calls came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build_id: Option<String>,
+    /// A Go function's goroutine id in the payload (trace files before it have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goroutine: Option<SlotValue>,
 }
 
 impl ProbeInfo {
@@ -64,6 +67,7 @@ impl ProbeTable {
                 args: plan.args.clone(),
                 ret: plan.ret.clone(),
                 build_id: site.build_id.clone(),
+                goroutine: plan.goroutine.clone(),
             })
             .collect();
         Self { probes }

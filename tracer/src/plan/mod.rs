@@ -34,6 +34,8 @@ pub struct Plan {
     pub ret: Option<ReturnValue>,
     /// Not every argument fitted the kernel's limits; the rest show as missing (`plan full`).
     pub full: bool,
+    /// A Go function's goroutine id, read from its `runtime.g` at the entry.
+    pub goroutine: Option<SlotValue>,
 }
 
 /// How many System V argument registers are captured when nothing says how many parameters
@@ -228,6 +230,9 @@ pub fn plan_sites(sites: &[ProbeSite], options: &PlanOptions) -> Result<Vec<Plan
                 None if go => raw_go_register_args(DEFAULT_RAW_ARGS)?,
                 None => raw_register_args(DEFAULT_RAW_ARGS)?,
             };
+            if let Some(goid_offset) = site.goroutine_id_offset {
+                PlanBuilder::add_goroutine_id(&mut plan, goid_offset);
+            }
             if go {
                 plan.kernel.flags |= tracer_ebpf::plan_flags::GO;
             }

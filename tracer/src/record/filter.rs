@@ -48,6 +48,7 @@ mod tests {
             args: Vec::new(),
             ret: None,
             build_id: None,
+            goroutine: None,
         };
         let event = CallEvent {
             probe_id: 0,

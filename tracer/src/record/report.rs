@@ -26,7 +26,7 @@ use crate::{
         clock::WallClock,
         histogram::Histogram,
         line::{JsonCall, Style, human_line},
-        units::format_duration_ns,
+        units::{count, format_duration_ns},
     },
 };
 
@@ -205,9 +205,9 @@ impl Report {
         };
         let _ = writeln!(
             out,
-            "{} calls of {} functions over {span}",
-            report.calls,
-            report.functions.len()
+            "{} of {} over {span}",
+            count(report.calls, "call"),
+            count(report.functions.len() as u64, "function")
         );
         for (probe, function) in &report.functions {
             let h = &function.latency;

@@ -1,9 +1,10 @@
 //! Turning calls into lines: the human line of the terminal and the JSON Lines record for
 //! machines (DESIGN.md, "The command line"). Both are stable shapes that tests rely on.
 //!
-//! Human: `12:04:05.123456 4242/4243 compute(a=49, b=7) = 49010 <12.3µs>`
-//! JSON:  `{"ts_ns":..,"time":"2026-..","pid":..,"tid":..,"fn":..,"object":..,"args":{..},
-//!          "ret":..,"latency_ns":..}`
+//! Human: `12:04:05.123456 4242/4243 compute(a=49, b=7) = 49010 <12.3µs>`, and for Go
+//!        `... 4242/4250 g17 main.handle(...)` (the goroutine)
+//! JSON:  `{"ts_ns":..,"time":"2026-..","pid":..,"tid":..,["goid":..,]"fn":..,"object":..,
+//!          "args":{..},"ret":..,"latency_ns":..}`
 
 use std::fmt::Write as _;
 
@@ -12,7 +13,7 @@ use serde::Serialize;
 use crate::{
     events::{
         CallEvent,
-        payload::{decode_args, decode_return},
+        payload::{decode_args, decode_goroutine, decode_return},
         probe_table::ProbeInfo,
     },
     sinks::{
@@ -81,6 +82,9 @@ pub fn human_line(
 /// The line after its time: ` pid/tid function(args) = ret <latency>\n`.
 fn write_call(out: &mut String, event: &CallEvent, probe: &ProbeInfo, style: Style) {
     let _ = write!(out, " {}/{} ", event.pid, event.tid);
+    if let Some(id) = goroutine(event, probe) {
+        let _ = write!(out, "g{id} ");
+    }
     style.paint("1", &probe.function, out);
     out.push('(');
     for (i, (name, value)) in decode_args(&event.payload, &probe.args).iter().enumerate() {
@@ -112,6 +116,9 @@ pub struct JsonCall<'a> {
     time: String,
     pid: u32,
     tid: u32,
+    /// A Go call's goroutine id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    goid: Option<u64>,
     #[serde(rename = "fn")]
     function: &'a str,
     object: &'a str,
@@ -128,6 +135,7 @@ impl<'a> JsonCall<'a> {
             time: rfc3339(ts_ns),
             pid: event.pid,
             tid: event.tid,
+            goid: goroutine(event, probe),
             function: &probe.function,
             object: &probe.object,
             args: json_args(event, probe),
@@ -135,6 +143,11 @@ impl<'a> JsonCall<'a> {
             latency_ns: event.latency_ns(),
         }
     }
+}
+
+/// The goroutine of a Go call.
+fn goroutine(event: &CallEvent, probe: &ProbeInfo) -> Option<u64> {
+    decode_goroutine(&event.payload, probe.goroutine.as_ref()?)
 }
 
 /// The arguments of a call as a JSON object, in plan order.
@@ -198,6 +211,7 @@ mod tests {
             args: plan.args,
             ret: plan.ret,
             build_id: None,
+            goroutine: None,
         };
         (event, probe)
     }
@@ -224,6 +238,37 @@ mod tests {
             rest,
             "4242/4243 compute(arg0=49, arg1=7, arg2=-1) = 49010 <12.3µs>\n"
         );
+    }
+
+    #[test]
+    fn a_go_call_names_its_goroutine_in_both_shapes() {
+        let (event, mut probe) = fixture();
+        // The goroutine id is a payload slot like the arguments: here the second word.
+        let plan = raw_register_args(3).unwrap();
+        let crate::plan::SlotValue::Captured { offset, step, .. } = plan.args[1].value else {
+            panic!("a raw argument is captured");
+        };
+        probe.goroutine = Some(crate::plan::SlotValue::Captured {
+            offset,
+            size: 8,
+            step,
+            render: crate::plan::Render::Int {
+                size: 8,
+                signed: false,
+            },
+        });
+        let clock = WallClock::from_anchor(0, 0);
+        let mut human = String::new();
+        human_line(&mut human, &event, &probe, &clock, Style::default());
+        assert!(human.contains(" 4242/4243 g7 compute("), "{human}");
+        let mut json = String::new();
+        json_line(&mut json, &event, &probe, &clock);
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["goid"], 7, "{json}");
+        let (event, probe) = fixture();
+        let mut json = String::new();
+        json_line(&mut json, &event, &probe, &clock);
+        assert!(!json.contains("goid"), "not Go, no goid: {json}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub(crate) mod demangle;
 pub(crate) mod dwarf;
 pub(crate) mod elf;
 pub(crate) mod glob;
+pub(crate) mod go_runtime;
 pub(crate) mod gopclntab;
 pub(crate) mod object_files;
 pub(crate) mod placement;

@@ -13,6 +13,7 @@ use super::{
     dwarf::{DebugInfo, FunctionDebug},
     elf::{FunctionKind, FunctionSymbol},
     glob::{closest_names, is_glob},
+    go_runtime::goroutine_id_offset,
     object_files::ObjectFiles,
     placement::{CostClass, Emulation, EntryPlacement, place_entry_probe, place_go_probes},
     site::{ProbeObject, ProbeSite, ReturnProbes, SourceLocation, file_name},
@@ -448,6 +449,9 @@ impl<'a> Resolver<'a> {
             debug,
             build_id: files.elf().build_id_hex(),
             returns,
+            goroutine_id_offset: go_function
+                .then(|| files.go.as_deref().and_then(goroutine_id_offset))
+                .flatten(),
         })
     }
 }

@@ -68,6 +68,9 @@ pub struct ProbeSite {
     pub build_id: Option<String>,
     /// How returns are probed.
     pub returns: ReturnProbes,
+    /// A Go function's: where its goroutine's id is, as an offset into the `runtime.g` that
+    /// R14 points at (None: not Go, or a Go release whose layout is not known).
+    pub goroutine_id_offset: Option<i32>,
 }
 
 /// How the returns of a function are probed.
@@ -102,6 +105,7 @@ impl ProbeSite {
             debug: None,
             build_id: None,
             returns: ReturnProbes::Uretprobe,
+            goroutine_id_offset: None,
         }
     }
 }
