@@ -142,6 +142,8 @@ fn trace_calls(binary: &Path) -> (tests::TracerOutput, i64) {
         "main.greet",
         "--fn",
         "main.depth",
+        "--fn",
+        "main.basket",
         "--json",
     ]);
     let checksum = fixture.round();
@@ -203,6 +205,15 @@ fn calls_are_paired_by_goroutine_across_stack_growth(go: Go) {
             .iter()
             .all(|&(a, b)| (0..8).contains(&a) && (0..25).contains(&b))
     );
+
+    // A slice in three registers, a struct in two, a map behind its pointer.
+    let basket = output.calls_of("main.basket");
+    assert_eq!(basket.len(), 1, "{}", output.stderr);
+    let args = &basket[0]["args"];
+    assert_eq!(args["items"]["len"], 2, "{}", basket[0]);
+    assert_eq!((&args["at"]["X"], &args["at"]["Y"]), (&3.into(), &4.into()));
+    assert_eq!(args["prices"]["len"], 2, "{}", basket[0]);
+    assert_eq!(basket[0]["ret"], 16);
 
     let greet = output.calls_of("main.greet");
     assert_eq!(greet.len(), 1);
@@ -340,4 +351,7 @@ fn stripped_build_is_traced_through_its_pclntab(go: Go) {
     }
     check_goroutines(&output, |call| call["args"]["arg0"].as_i64().unwrap());
     assert_eq!(output.calls_of("main.depth").len(), 201);
+    let basket = output.calls_of("main.basket");
+    assert_eq!(basket.len(), 1);
+    assert_eq!(basket[0]["ret"], 16);
 }

@@ -232,6 +232,23 @@ impl PlanBuilder {
         match ty {
             Type::Void => self.missing("void"),
             _ if ty.is_c_string() => self.c_string(access),
+            // A Go map is a pointer to the runtime's table, whose first word counts its
+            // entries: shown as the map's length.
+            Type::Pointer { pointee } if go_map_length(pointee).is_some() => {
+                let pointer = self.scalar(access, 8, Render::Pointer);
+                let length = go_map_length(pointee).expect("checked");
+                let fields = match access.through_pointer(0) {
+                    Some(at) => vec![ArgSlot {
+                        name: "len".into(),
+                        value: self.value(&at, &length.ty, false, None),
+                    }],
+                    None => Vec::new(),
+                };
+                SlotValue::Struct {
+                    pointer: Some(Box::new(pointer)),
+                    fields,
+                }
+            }
             Type::Pointer { pointee } if expand && matches!(**pointee, Type::Struct { .. }) => {
                 let pointer = self.scalar(access, 8, Render::Pointer);
                 let Type::Struct {
@@ -266,7 +283,7 @@ impl PlanBuilder {
                 }
             }
             Type::Str => self.pointer_and_length(access, self.string_size, Render::Str),
-            Type::Slice { element } => {
+            Type::Slice { element, .. } => {
                 let bytes = element.size() == 1;
                 let copy = if bytes { self.string_size.min(32) } else { 0 };
                 self.pointer_and_length(access, copy, Render::Slice { bytes })
@@ -410,6 +427,18 @@ impl PlanBuilder {
     }
 }
 
+/// The entry count of a Go map's runtime table `ty`: `hash<K,V>.count` (Go 1.23 and before)
+/// or the Swiss table's `map<K,V>.used` (1.24 on), the first field of each.
+fn go_map_length(ty: &Type) -> Option<&Field> {
+    let Type::Struct { name, fields, .. } = ty else {
+        return None;
+    };
+    let first = fields.first().filter(|f| f.offset == 0)?;
+    let counted = (name.starts_with("hash<") && first.name == "count")
+        || (name.starts_with("map<") && first.name == "used");
+    (counted && name.ends_with('>') && first.ty.is_scalar()).then_some(first)
+}
+
 /// How a scalar of type `ty` is shown, if it is one.
 pub(super) fn render_of(ty: &Type) -> Option<Render> {
     Some(match ty {
@@ -436,4 +465,32 @@ pub(super) fn render_of(ty: &Type) -> Option<Render> {
         Type::Float { size, .. } => Render::Float { size: *size },
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::int;
+
+    fn table(name: &str, first: &str) -> Type {
+        Type::Struct {
+            name: name.into(),
+            size: 48,
+            fields: vec![Field {
+                name: first.into(),
+                offset: 0,
+                ty: int(8, false),
+            }],
+            union: false,
+            trivial: Some(true),
+        }
+    }
+
+    #[test]
+    fn go_maps_of_both_runtimes_show_their_length() {
+        assert!(go_map_length(&table("hash<string,int>", "count")).is_some());
+        assert!(go_map_length(&table("map<string,int>", "used")).is_some());
+        assert!(go_map_length(&table("hash<string,int>", "used")).is_none());
+        assert!(go_map_length(&table("hashtable", "count")).is_none());
+    }
 }

@@ -71,6 +71,9 @@ fn flatten(ty: &Type, at: u64, out: &mut Vec<(u64, u64, bool)>) -> Option<()> {
         Type::Str | Type::Slice { .. } => {
             out.push((at, 8, false));
             out.push((at + 8, 8, false));
+            if matches!(ty, Type::Slice { go: true, .. }) {
+                out.push((at + 16, 8, false));
+            }
         }
         Type::Struct { fields, union, .. } => {
             for field in fields {
@@ -334,8 +337,10 @@ fn go_entry_places(function: &FunctionDebug) -> Vec<ArgPlace> {
         .params
         .iter()
         .map(|param| {
+            let go_slice = matches!(param.ty, Type::Slice { go: true, .. });
             let words = match &param.ty {
                 Type::Str => Some(2),
+                _ if go_slice => Some(3),
                 Type::Float { .. } => Some(0),
                 ty if ty.is_scalar() => Some(1),
                 _ => None,
@@ -347,6 +352,10 @@ fn go_entry_places(function: &FunctionDebug) -> Vec<ArgPlace> {
                 Some(2) if next + 1 < GO_ARGS.len() => {
                     ArgPlace::RegisterPair(GO_ARGS[next], GO_ARGS[next + 1])
                 }
+                // (pointer, length); the capacity is not shown.
+                Some(3) if next + 2 < GO_ARGS.len() => {
+                    ArgPlace::RegisterPair(GO_ARGS[next], GO_ARGS[next + 1])
+                }
                 Some(_) => ArgPlace::Unavailable("on the stack"),
                 None => {
                     lost = true;
@@ -355,6 +364,10 @@ fn go_entry_places(function: &FunctionDebug) -> Vec<ArgPlace> {
             };
             next += words.unwrap_or(0);
             match &param.entry_location {
+                // A slice in three registers: its (pointer, length) pair is what is shown.
+                Some(EntryLocation::Pieces(pieces)) if go_slice && pieces.len() == 3 => {
+                    dwarf_place(&EntryLocation::Pieces(pieces[..2].to_vec()))
+                }
                 Some(location) => dwarf_place(location),
                 None => by_abi,
             }

@@ -66,9 +66,11 @@ pub enum Type {
     },
     /// Rust `&str`: a (pointer, length) pair of UTF-8 bytes.
     Str,
-    /// Rust `&[T]`: a (pointer, length) pair.
+    /// Rust `&[T]`: a (pointer, length) pair; Go `[]T`: (pointer, length, capacity).
     Slice {
         element: Box<Type>,
+        /// Go's: a capacity word follows the length.
+        go: bool,
     },
     /// No value (`void`, `()`).
     Void,
@@ -91,6 +93,7 @@ impl Type {
             Self::Pointer { .. } => 8,
             Self::Struct { size, .. } | Self::Opaque { size, .. } => *size,
             Self::Array { element, count } => element.size().saturating_mul(*count),
+            Self::Slice { go: true, .. } => 24,
             Self::Str | Self::Slice { .. } => 16,
             Self::Void => 0,
         }
@@ -109,7 +112,12 @@ impl Type {
             Self::Pointer { pointee } => format!("{} *", pointee.name()),
             Self::Array { element, count } => format!("{}[{count}]", element.name()),
             Self::Str => "&str".into(),
-            Self::Slice { element } => format!("&[{}]", element.name()),
+            Self::Slice { element, go: true } => match **element {
+                // A Go slice holds Go strings (the one `Str` is Rust's `&str` elsewhere).
+                Self::Str => "[]string".into(),
+                _ => format!("[]{}", element.name()),
+            },
+            Self::Slice { element, .. } => format!("&[{}]", element.name()),
             Self::Void => "void".into(),
         }
     }

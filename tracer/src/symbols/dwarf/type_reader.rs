@@ -51,8 +51,19 @@ impl<'a> DebugInfo<'a> {
         offset: UnitOffset<usize>,
         depth: usize,
     ) -> gimli::Result<Type> {
-        let Some(entry) = skip_typedefs_and_qualifiers(unit, unit.entry(offset)?)? else {
-            return Ok(Type::Void);
+        let entry = match skip_typedefs_and_qualifiers(unit, unit.entry(offset)?)? {
+            Skipped::To(entry) => entry,
+            Skipped::Nothing => return Ok(Type::Void),
+            // Go's named types are typedefs in one unit of the type in another.
+            Skipped::Elsewhere(value) if depth < MAX_TYPE_DEPTH => {
+                return self.resolve_type_attr(unit, value, depth + 1);
+            }
+            Skipped::Elsewhere(_) => {
+                return Ok(Type::Opaque {
+                    name: "…".into(),
+                    size: 0,
+                });
+            }
         };
         let name = self.name_of(unit, &entry)?.unwrap_or_default();
         let byte_size = entry
@@ -362,6 +373,9 @@ impl<'a> DebugInfo<'a> {
 /// Rust's `&str` and `&[T]` are structs `{ data_ptr, length }` in DWARF, and Go's `string` is
 /// `{ str, len }`.
 fn rust_fat_pointer(name: &str, fields: &[Field]) -> Option<Type> {
+    if let Some(slice) = go_slice(name, fields) {
+        return Some(slice);
+    }
     let [data, length] = fields else { return None };
     if name == "string" && data.name == "str" && length.name == "len" {
         return Some(Type::Str);
@@ -377,15 +391,39 @@ fn rust_fat_pointer(name: &str, fields: &[Field]) -> Option<Type> {
     };
     (name.starts_with("&[") || name.starts_with("&mut [")).then(|| Type::Slice {
         element: pointee.clone(),
+        go: false,
     })
 }
 
-/// Follows typedefs and qualifiers (at most a few in a row) to the type they name; `None` for
-/// one that names nothing (`const void`).
+/// Go's `[]T`: a struct `{ array *T, len, cap }` named `[]T`.
+fn go_slice(name: &str, fields: &[Field]) -> Option<Type> {
+    let [array, len, cap] = fields else {
+        return None;
+    };
+    let names = [array.name.as_str(), len.name.as_str(), cap.name.as_str()];
+    let Type::Pointer { pointee } = &array.ty else {
+        return None;
+    };
+    (name.starts_with("[]") && names == ["array", "len", "cap"]).then(|| Type::Slice {
+        element: pointee.clone(),
+        go: true,
+    })
+}
+
+/// Where following typedefs and qualifiers leads.
+enum Skipped<'a> {
+    To(Die<'a>),
+    /// One that names nothing (`const void`).
+    Nothing,
+    /// The type is in another unit (`DW_FORM_ref_addr`).
+    Elsewhere(AttributeValue<R<'a>>),
+}
+
+/// Follows typedefs and qualifiers (at most a few in a row) to the type they name.
 fn skip_typedefs_and_qualifiers<'a>(
     unit: &Unit<'a>,
     mut entry: Die<'a>,
-) -> gimli::Result<Option<Die<'a>>> {
+) -> gimli::Result<Skipped<'a>> {
     for _ in 0..8 {
         let transparent = matches!(
             entry.tag(),
@@ -400,10 +438,11 @@ fn skip_typedefs_and_qualifiers<'a>(
         }
         match entry.attr_value(constants::DW_AT_type) {
             Some(AttributeValue::UnitRef(next)) => entry = unit.entry(next)?,
-            _ => return Ok(None),
+            Some(other @ AttributeValue::DebugInfoRef(_)) => return Ok(Skipped::Elsewhere(other)),
+            _ => return Ok(Skipped::Nothing),
         }
     }
-    Ok(Some(entry))
+    Ok(Skipped::To(entry))
 }
 
 /// A size in bytes as the small sizes of scalar types hold it.
@@ -489,5 +528,40 @@ fn with_member(trivial: Option<bool>, member: &Type) -> Option<bool> {
         // A member whose type was not resolved could be a class of any kind.
         (_, Type::Opaque { .. }) => trivial.and(None),
         (t, _) => t,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::int;
+
+    fn field(name: &str, offset: u64, ty: Type) -> Field {
+        Field {
+            name: name.into(),
+            offset,
+            ty,
+        }
+    }
+
+    #[test]
+    fn go_slices_and_strings_are_recognised_by_name_and_fields() {
+        let pointer = Type::Pointer {
+            pointee: Box::new(int(8, true)),
+        };
+        let slice = [
+            field("array", 0, pointer.clone()),
+            field("len", 8, int(8, true)),
+            field("cap", 16, int(8, true)),
+        ];
+        let Some(Type::Slice { element, go: true }) = rust_fat_pointer("[]int", &slice) else {
+            panic!("a Go slice");
+        };
+        assert_eq!(*element, int(8, true));
+        assert_eq!(Type::Slice { element, go: true }.size(), 24);
+        // A C struct with the same fields is not a slice.
+        assert_eq!(rust_fat_pointer("span", &slice), None);
+        let string = [field("str", 0, pointer), field("len", 8, int(8, true))];
+        assert_eq!(rust_fat_pointer("string", &string), Some(Type::Str));
     }
 }
