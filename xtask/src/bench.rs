@@ -8,6 +8,8 @@
 //! glob and resolving one function with its parameters (`list --params`), against
 //! `bpftrace -l` / `bpftrace -lv` on the same binary. Budget: under 150 ms wall and 150 MB
 //! peak RSS each.
+//!
+//! Go: what one traced call costs a Go program, against bpftrace (see `go_call_cost`).
 
 use std::{
     path::Path,
@@ -201,6 +203,8 @@ pub fn bench() -> Result<(), String> {
         150.0,
         150.0,
     );
+
+    crate::go_call_cost::go_call_cost(&tracer)?;
 
     run(cargo().args(["bench", "--package", "tracer", "--bench", "trace_file"]))
 }

@@ -6,6 +6,7 @@
 
 mod bench;
 mod demo;
+mod go_call_cost;
 mod setup;
 
 use std::{
