@@ -101,6 +101,38 @@ fn check_goroutines(output: &tests::TracerOutput, worker: impl Fn(&Value) -> i64
     }
 }
 
+/// careful(0..9) calls risky(n), which panics for multiples of 3 and is recovered: each
+/// careful call returns (-1 after a panic), only the six risky calls that did not panic
+/// return, and the four frames the panics unwound are counted abandoned, not paired.
+fn check_recovered_panics(output: &tests::TracerOutput, n: impl Fn(&Value) -> i64) {
+    let careful: Vec<(i64, i64)> = output
+        .calls_of("main.careful")
+        .iter()
+        .map(|c| (n(c), c["ret"].as_i64().unwrap()))
+        .collect();
+    let expected: Vec<(i64, i64)> = (0..10)
+        .map(|n| (n, if n % 3 == 0 { -1 } else { n }))
+        .collect();
+    assert_eq!(careful, expected, "{}", output.stderr);
+    let risky: Vec<(i64, i64)> = output
+        .calls_of("main.risky")
+        .iter()
+        .map(|c| (n(c), c["ret"].as_i64().unwrap()))
+        .collect();
+    let returned: Vec<(i64, i64)> = (0..10).filter(|n| n % 3 != 0).map(|n| (n, n)).collect();
+    assert_eq!(risky, returned, "{}", output.stderr);
+    assert!(
+        output.stderr.contains("4 calls were abandoned"),
+        "{}",
+        output.stderr
+    );
+    assert!(
+        !output.stderr.contains("still running"),
+        "{}",
+        output.stderr
+    );
+}
+
 /// The offset of `goid` in `runtime.g`, from the DWARF of `binary` (as `readelf` prints it).
 fn goid_offset_in_dwarf(binary: &Path) -> i32 {
     let output = Command::new("readelf")
@@ -144,6 +176,10 @@ fn trace_calls(binary: &Path) -> (tests::TracerOutput, i64) {
         "main.depth",
         "--fn",
         "main.basket",
+        "--fn",
+        "main.careful",
+        "--fn",
+        "main.risky",
         "--json",
     ]);
     let checksum = fixture.round();
@@ -214,6 +250,8 @@ fn calls_are_paired_by_goroutine_across_stack_growth(go: Go) {
     assert_eq!((&args["at"]["X"], &args["at"]["Y"]), (&3.into(), &4.into()));
     assert_eq!(args["prices"]["len"], 2, "{}", basket[0]);
     assert_eq!(basket[0]["ret"], 16);
+
+    check_recovered_panics(&output, |call| int(call, "n"));
 
     let greet = output.calls_of("main.greet");
     assert_eq!(greet.len(), 1);
@@ -354,4 +392,5 @@ fn stripped_build_is_traced_through_its_pclntab(go: Go) {
     let basket = output.calls_of("main.basket");
     assert_eq!(basket.len(), 1);
     assert_eq!(basket[0]["ret"], 16);
+    check_recovered_panics(&output, |call| call["args"]["arg0"].as_i64().unwrap());
 }

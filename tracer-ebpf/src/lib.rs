@@ -200,11 +200,14 @@ const _: () = assert!(size_of::<InflightKey>() == 24);
 /// stack pointer plus this.
 pub const RETURN_SP_ADJUST: u64 = 8;
 
-/// One thread's parked calls, outermost first: `frames[i]` is the entry stack pointer of the
-/// call of probe `probes[i]`, and frames only get deeper (smaller) towards `depth - 1`.
+/// One thread's (or Go goroutine's) parked calls, outermost first: `frames[i]` is the entry
+/// stack pointer of the call of probe `probes[i]` (for a goroutine, `u64::MAX` minus its
+/// distance below the top of the goroutine's stack), and frames only get deeper (smaller)
+/// towards `depth - 1`.
 ///
 /// A new call at frame F, or a return to F, proves that every parked call deeper than F has
-/// ended without its return probe firing (`longjmp`, an exception unwinding, a killed thread):
+/// ended without its return probe firing (`longjmp`, an exception unwinding, a Go panic
+/// recovered above it, a killed thread):
 /// those are abandoned. A return whose entry is not here was entered before tracing started.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -427,7 +430,7 @@ impl Counter {
             Self::LostEntry => "returns without a recorded entry",
             Self::InflightFull => "entries not recorded: in-flight map full",
             Self::NoPlan => "probes without a plan",
-            Self::Abandoned => "calls abandoned (left by longjmp or an exception)",
+            Self::Abandoned => "calls abandoned (left by longjmp, an exception or a Go panic)",
             Self::TgidsFull => "child processes not traced: process set full",
             Self::NoGoroutine => "Go calls not traced: no goroutine in R14",
         }

@@ -89,17 +89,78 @@ mod programs {
         config.flags & config_flags::SELECT_TGIDS == 0 || unsafe { TGIDS.get(&tgid) }.is_some()
     }
 
+    /// Whose calls a [`ThreadCalls`] shadow holds: a thread's, whose frames are entry stack
+    /// pointers, or a goroutine's (a Go program's calls move between threads), whose frames
+    /// are `u64::MAX` minus the in-flight key's distance below the top of the goroutine's
+    /// stack, so that deeper calls have smaller frames in both.
+    #[derive(Clone, Copy)]
+    enum Owner {
+        Thread { pid_tgid: u64 },
+        Goroutine { g: u64, tgid: u32 },
+    }
+
+    /// Set in the shadow key of a goroutine: a user address never has it, so it never meets
+    /// a thread's `pid_tgid`.
+    const GOROUTINE_SHADOW: u64 = 1 << 63;
+
+    impl Owner {
+        #[inline(always)]
+        fn of(key: &InflightKey, go: bool) -> Self {
+            if go {
+                Self::Goroutine {
+                    g: key.pid_tgid,
+                    tgid: key._pad,
+                }
+            } else {
+                Self::Thread {
+                    pid_tgid: key.pid_tgid,
+                }
+            }
+        }
+
+        #[inline(always)]
+        fn shadow_key(self) -> u64 {
+            match self {
+                Self::Thread { pid_tgid } => pid_tgid,
+                Self::Goroutine { g, .. } => g | GOROUTINE_SHADOW,
+            }
+        }
+
+        /// The shadow frame of in-flight key `key`.
+        #[inline(always)]
+        fn frame_of(self, key: &InflightKey) -> u64 {
+            match self {
+                Self::Thread { .. } => key.frame,
+                Self::Goroutine { .. } => u64::MAX - key.frame,
+            }
+        }
+
+        /// The in-flight key of the call of `probe` at shadow frame `frame`.
+        #[inline(always)]
+        fn inflight_key(self, frame: u64, probe: u32) -> InflightKey {
+            match self {
+                Self::Thread { pid_tgid } => InflightKey {
+                    pid_tgid,
+                    frame,
+                    probe_id: probe,
+                    _pad: 0,
+                },
+                Self::Goroutine { g, tgid } => InflightKey {
+                    pid_tgid: g,
+                    frame: u64::MAX - frame,
+                    probe_id: probe,
+                    _pad: tgid,
+                },
+            }
+        }
+    }
+
     /// Counts the parked call of `probe` at `frame` abandoned and marks its in-flight entry
     /// so. The entry stays: if the thread had only switched stacks and the call returns
     /// after all, its return finds the mark and takes the count back.
     #[inline(always)]
-    fn abandon(pid_tgid: u64, frame: u64, probe: u32) {
-        let key = InflightKey {
-            pid_tgid,
-            frame,
-            probe_id: probe,
-            _pad: 0,
-        };
+    fn abandon(owner: Owner, frame: u64, probe: u32) {
+        let key = owner.inflight_key(frame, probe);
         if let Some(call) = INFLIGHT.get_ptr_mut(&key) {
             // SAFETY: the value belongs to a key of this thread; only its probes use it.
             unsafe { (*call).header.exit_ns = inflight_marks::ABANDONED };
@@ -111,7 +172,7 @@ mod programs {
     /// returning: every deeper one, and one at the same frame of the same probe (its frame
     /// was reused; the new call's entry replaces its in-flight entry).
     #[inline(always)]
-    fn settle_entry(thread: &mut ThreadCalls, pid_tgid: u64, frame: u64, probe: u32) {
+    fn settle_entry(thread: &mut ThreadCalls, owner: Owner, frame: u64, probe: u32) {
         for _ in 0..THREAD_DEPTH {
             let depth = thread.depth as usize;
             if depth == 0 || depth > THREAD_DEPTH {
@@ -129,7 +190,7 @@ mod programs {
             if reused {
                 add(Counter::Abandoned, 1);
             } else {
-                abandon(pid_tgid, top_frame, top_probe);
+                abandon(owner, top_frame, top_probe);
             }
         }
     }
@@ -137,7 +198,7 @@ mod programs {
     /// Pops the parked calls of `thread` deeper than a return to `frame` (abandoned), then the
     /// returning call itself; returns whether it was parked (entered while tracing).
     #[inline(always)]
-    fn settle_return(thread: &mut ThreadCalls, pid_tgid: u64, frame: u64, probe: u32) -> bool {
+    fn settle_return(thread: &mut ThreadCalls, owner: Owner, frame: u64, probe: u32) -> bool {
         for _ in 0..THREAD_DEPTH {
             let depth = thread.depth as usize;
             if depth == 0 || depth > THREAD_DEPTH {
@@ -149,7 +210,7 @@ mod programs {
                 break;
             }
             thread.depth -= 1;
-            abandon(pid_tgid, top_frame, top_probe);
+            abandon(owner, top_frame, top_probe);
         }
         let depth = thread.depth as usize;
         if depth == 0 || depth > THREAD_DEPTH {
@@ -406,8 +467,9 @@ mod programs {
         };
         // SAFETY: the value was just inserted under a key only this thread uses.
         let call = unsafe { &mut *call };
-        // Goroutines are not threads: the shadow of parked calls is kept for threads only.
-        if !go && park_in_thread(pid_tgid, key.frame, probe) {
+        // A goroutine keeps its own shadow: its calls move between threads.
+        let owner = Owner::of(&key, go);
+        if park_in_shadow(owner, owner.frame_of(&key), probe) {
             call.header.exit_ns = inflight_marks::TRACKED;
         }
         call.header.kind = EventKind::Call as u32;
@@ -425,18 +487,19 @@ mod programs {
     /// Settles the thread's parked calls for a new call at `frame` and parks this one; returns
     /// whether it is now tracked there.
     #[inline(always)]
-    fn park_in_thread(pid_tgid: u64, frame: u64, probe: u32) -> bool {
-        if THREADS.get_ptr_mut(&pid_tgid).is_none()
-            && THREADS.insert(&pid_tgid, &NO_CALLS, 0).is_err()
+    fn park_in_shadow(owner: Owner, frame: u64, probe: u32) -> bool {
+        let shadow = owner.shadow_key();
+        if THREADS.get_ptr_mut(&shadow).is_none() && THREADS.insert(&shadow, &NO_CALLS, 0).is_err()
         {
             return false;
         }
-        let Some(thread) = THREADS.get_ptr_mut(&pid_tgid) else {
+        let Some(thread) = THREADS.get_ptr_mut(&shadow) else {
             return false;
         };
-        // SAFETY: the value belongs to this thread's key; only this thread's probes use it.
+        // SAFETY: the value belongs to this thread's (or goroutine's) key; only its probes
+        // use it, and a goroutine runs on one thread at a time.
         let thread = unsafe { &mut *thread };
-        settle_entry(thread, pid_tgid, frame, probe);
+        settle_entry(thread, owner, frame, probe);
         let depth = thread.depth as usize;
         if depth >= THREAD_DEPTH {
             thread.untracked = thread.untracked.saturating_add(1);
@@ -478,17 +541,41 @@ mod programs {
             probe_id: probe,
             _pad: 0,
         };
-        let thread = THREADS.get_ptr_mut(&pid_tgid);
+        settle_and_complete(
+            Owner::Thread { pid_tgid },
+            &key,
+            exit_ns,
+            ret,
+            enabled,
+            wakeup_bytes,
+        );
+        0
+    }
+
+    /// Settles the shadow of the returning call under `key` (calls deeper than it are
+    /// abandoned) and completes it.
+    #[inline(always)]
+    fn settle_and_complete(
+        owner: Owner,
+        key: &InflightKey,
+        exit_ns: u64,
+        ret: u64,
+        enabled: bool,
+        wakeup_bytes: u32,
+    ) {
+        let probe = key.probe_id;
+        let shadow = owner.shadow_key();
+        let thread = THREADS.get_ptr_mut(&shadow);
         let (parked, untracked) = match thread {
             Some(thread) => {
                 // SAFETY: the value belongs to this thread's key; only its probes use it.
                 let thread = unsafe { &mut *thread };
-                let parked = settle_return(thread, pid_tgid, key.frame, probe);
+                let parked = settle_return(thread, owner, owner.frame_of(key), probe);
                 (parked, thread.untracked > 0)
             }
             None => (false, false),
         };
-        let Some(call) = INFLIGHT.get_ptr_mut(&key) else {
+        let Some(call) = INFLIGHT.get_ptr_mut(key) else {
             // A call parked (or parked past what its thread remembers) whose entry is gone
             // was evicted from the in-flight map; any other was entered before tracing
             // started (or after it stopped).
@@ -496,7 +583,7 @@ mod programs {
                 count(Counter::LostEntry);
                 forget_untracked(thread, parked);
             }
-            return 0;
+            return;
         };
         // SAFETY: the in-flight value stays valid until we remove it below; only this thread's
         // return can complete this key.
@@ -507,16 +594,15 @@ mod programs {
             inflight_marks::TRACKED => {}
             _ => forget_untracked(thread, parked),
         }
-        complete(call, &key, exit_ns, ret, wakeup_bytes);
+        complete(call, key, exit_ns, ret, wakeup_bytes);
         if let Some(thread) = thread {
             // SAFETY: the value belongs to this thread's key; only its probes use it.
             let idle = unsafe { (*thread).depth == 0 && (*thread).untracked == 0 };
             if idle {
                 // Nothing of this thread is parked: keep the map for threads that have calls.
-                let _ = THREADS.remove(&pid_tgid);
+                let _ = THREADS.remove(&shadow);
             }
         }
-        0
     }
 
     /// The in-flight key of a Go call: the goroutine (its `g`, from R14, in the process) and
@@ -575,20 +661,25 @@ mod programs {
         // SAFETY: reading the monotonic clock has no preconditions; read first so the
         // bookkeeping below is not part of the latency.
         let exit_ns = unsafe { bpf_ktime_get_ns() };
-        let wakeup_bytes = config().map_or(0, |c| c.wakeup_bytes);
+        let config = config();
+        let wakeup_bytes = config.map_or(0, |c| c.wakeup_bytes);
+        let enabled = config.is_some_and(|c| c.flags & config_flags::ENABLED != 0);
         let probe = probe_id(ctx.regs.cast());
         // SAFETY: `ctx.regs` is the program context.
         let regs = unsafe { &*ctx.regs };
         let Some(key) = go_key(regs, bpf_get_current_pid_tgid(), probe) else {
             return 0;
         };
-        // A call entered before tracing started has no entry: nothing to pair, not a loss.
-        let Some(call) = INFLIGHT.get_ptr_mut(&key) else {
-            return 0;
-        };
-        // SAFETY: the in-flight value stays valid until `complete` removes it; only this
-        // goroutine's return can complete this key.
-        complete(unsafe { &mut *call }, &key, exit_ns, regs.rax, wakeup_bytes);
+        // Frames a panic unwound never return: the goroutine's next return above them proves
+        // them abandoned. A call entered before tracing started has no entry, and no loss.
+        settle_and_complete(
+            Owner::of(&key, true),
+            &key,
+            exit_ns,
+            regs.rax,
+            enabled,
+            wakeup_bytes,
+        );
         0
     }
 

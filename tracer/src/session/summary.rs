@@ -203,7 +203,7 @@ impl Summary {
         if abandoned > 0 {
             let _ = writeln!(
                 out,
-                "{} (left by longjmp or an exception, never returned)",
+                "{} (left by longjmp, an exception or a recovered Go panic, never returned)",
                 count_irregular(abandoned, "call was abandoned", "calls were abandoned"),
             );
         }
