@@ -266,8 +266,16 @@ impl Fixture {
 
     /// Waits for the round under way to end; returns its checksum.
     pub fn round_done(&mut self) -> i64 {
+        self.round_figures()[0]
+    }
+
+    /// Waits for the round under way to end; returns the figures of its `done` line.
+    pub fn round_figures(&mut self) -> Vec<i64> {
         let done = self.stdout.wait_for("done ", Duration::from_secs(60));
-        done.trim_start_matches("done ").trim().parse().unwrap()
+        done.trim_start_matches("done ")
+            .split_whitespace()
+            .map(|figure| figure.parse().unwrap())
+            .collect()
     }
 
     /// Closes stdin so the fixture exits, and waits for it.

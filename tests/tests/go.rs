@@ -394,3 +394,82 @@ fn stripped_build_is_traced_through_its_pclntab(go: Go) {
     assert_eq!(basket[0]["ret"], 16);
     check_recovered_panics(&output, |call| call["args"]["arg0"].as_i64().unwrap());
 }
+
+#[test]
+fn a_net_http_service_under_load_is_traced_call_for_call() {
+    for go in [Go::Debian, Go::Release("1.26.6")] {
+        http_service_is_traced_call_for_call(go);
+    }
+}
+
+/// 2000 requests from 200 client goroutines through the service's handler: every handler
+/// and lookup call seen once and paired (against the service's own counts), the sleeping
+/// lookups at least 20 ms, the recursion nested, the responses unchanged.
+fn http_service_is_traced_call_for_call(go: Go) {
+    let binary = go_fixture(go, "service", &[]);
+    let mut fixture = Fixture::start(&binary, &[]);
+    let pid = fixture.pid.to_string();
+    // Recorded, not printed: ~76,000 calls in two seconds outrun a terminal (the live view
+    // drops lines, never calls), and the file keeps them all.
+    let record = binary.with_file_name("service.kt");
+    let record = record.to_str().unwrap();
+    let tracer = Tracer::start(&[
+        "--pid",
+        &pid,
+        "--fn",
+        "main.(*Server).*",
+        "--fn",
+        "main.nest",
+        "-o",
+        record,
+        "--force",
+    ]);
+    fixture.start_round();
+    let figures = fixture.round_figures();
+    let traced = tracer.interrupt();
+    assert!(fixture.is_running(), "the service is alive");
+    let label = go.label();
+    assert_eq!(
+        figures,
+        [2000, 0, 35],
+        "{label}: handled, bad responses, slow"
+    );
+    assert!(traced.status.success(), "{label}: {}", traced.stderr);
+    assert!(traced.stderr.contains("drops: none"), "{}", traced.stderr);
+    let output = run_tracer(&["export", "--format", "jsonl", record]);
+    assert!(output.status.success(), "{output:?}");
+
+    let handlers = output.calls_of("main.(*Server).ServeOrders");
+    assert_eq!(handlers.len(), 2000, "{label}: {}", output.stderr);
+    let lookups = output.calls_of("main.(*Server).lookup");
+    let ids: BTreeSet<i64> = lookups.iter().map(|c| int(c, "id")).collect();
+    assert_eq!(ids, (1..=2000).collect(), "{label}: each id looked up once");
+    assert_eq!(lookups.len(), 2000);
+    for call in &lookups {
+        let id = int(call, "id");
+        assert_eq!(call["args"]["who"], "shop", "{call}");
+        let latency = call["latency_ns"].as_u64().unwrap();
+        // (Other lookups yield to 200 busy goroutines: their latency has no upper bound.)
+        if id % 50 == 0 && id % 7 != 0 {
+            assert!(latency >= 20_000_000, "{label}: a sleeping lookup: {call}");
+        }
+    }
+    // Handlers run on many goroutines, each call on one.
+    let goroutines: BTreeSet<u64> = handlers
+        .iter()
+        .map(|c| c["goid"].as_u64().expect("goid"))
+        .collect();
+    assert!(
+        goroutines.len() > 10,
+        "{label}: {} goroutines",
+        goroutines.len()
+    );
+    // 41 nested calls for each of the 2000 - 285 orders found.
+    let found = (1..=2000).filter(|id| id % 7 != 0).count();
+    let nests = output.calls_of("main.nest");
+    assert_eq!(nests.len(), found * 41, "{label}: {}", output.stderr);
+    assert!(
+        nests.iter().all(|c| c["ret"].as_i64() == Some(int(c, "n"))),
+        "{label}: each nest(n) paired with its own return"
+    );
+}

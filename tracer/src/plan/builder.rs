@@ -401,29 +401,22 @@ impl PlanBuilder {
         }
     }
 
-    /// Adds to the finished `plan` the read of its goroutine's id: the word `goid_offset`
-    /// bytes into the `runtime.g` that R14 holds at a Go function's entry.
-    pub(super) fn add_goroutine_id(plan: &mut Plan, goid_offset: i32) {
-        let mut builder = Self {
-            kernel: plan.kernel,
-            string_size: 0,
-            full: false,
-        };
+    /// The read of a Go function's goroutine id: the word `goid_offset` bytes into the
+    /// `runtime.g` that R14 holds at its entry.
+    pub(super) fn goroutine_id(&mut self, goid_offset: i32) -> SlotValue {
         let access = Access::Memory {
             reg: tracer_ebpf::reg::R14,
             derefs: Vec::new(),
             offset: goid_offset,
         };
-        let slot = builder.scalar(
+        self.scalar(
             &access,
             8,
             Render::Int {
                 size: 8,
                 signed: false,
             },
-        );
-        plan.kernel = builder.kernel;
-        plan.goroutine = Some(slot);
+        )
     }
 }
 

@@ -96,16 +96,17 @@ impl Default for PlanOptions {
 /// A plan that captures the first `count` System V integer argument registers as `arg0..`,
 /// for functions without DWARF.
 pub fn raw_register_args(count: usize) -> Result<Plan> {
-    raw_args_in(&reg::SYSV_ARGS, count)
+    raw_args_in(&reg::SYSV_ARGS, count, None)
 }
 
 /// The same for a Go function without DWARF (a `-ldflags=-s -w` build found through
 /// `.gopclntab`): Go's register ABI passes its first integer arguments in RAX, RBX, RCX, ...
-pub fn raw_go_register_args(count: usize) -> Result<Plan> {
-    raw_args_in(&calling_convention::GO_ARGS, count)
+/// `goid_offset` says where its goroutine's id is (see [`compile`]).
+pub fn raw_go_register_args(count: usize, goid_offset: Option<i32>) -> Result<Plan> {
+    raw_args_in(&calling_convention::GO_ARGS, count, goid_offset)
 }
 
-fn raw_args_in(registers: &[u8], count: usize) -> Result<Plan> {
+fn raw_args_in(registers: &[u8], count: usize, goid_offset: Option<i32>) -> Result<Plan> {
     if count > registers.len() {
         return Err(Error::internal(format!(
             "only the first {} arguments are passed in registers; {count} asked",
@@ -113,6 +114,7 @@ fn raw_args_in(registers: &[u8], count: usize) -> Result<Plan> {
         )));
     }
     let mut builder = PlanBuilder::new(DEFAULT_STRING_SIZE);
+    let goroutine = goid_offset.map(|offset| builder.goroutine_id(offset));
     let args = registers
         .iter()
         .take(count)
@@ -122,17 +124,22 @@ fn raw_args_in(registers: &[u8], count: usize) -> Result<Plan> {
             value: builder.scalar(&Access::Register(register), 8, Render::RawWord),
         })
         .collect();
-    Ok(builder.finish(
+    let mut plan = builder.finish(
         args,
         Some(ReturnValue::Register {
             render: Render::RawWord,
         }),
-    ))
+    );
+    plan.goroutine = goroutine;
+    Ok(plan)
 }
 
-/// The plan for a function DWARF describes, capturing what `options` selects.
-pub fn compile(function: &FunctionDebug, options: &PlanOptions) -> Plan {
+/// The plan for a function DWARF describes, capturing what `options` selects; for a Go
+/// function, also its goroutine id, `goid_offset` into its `runtime.g`, read first so that
+/// arguments filling the plan never cost a call its goroutine.
+pub fn compile(function: &FunctionDebug, options: &PlanOptions, goid_offset: Option<i32>) -> Plan {
     let mut builder = PlanBuilder::new(options.string_size);
+    let goroutine = goid_offset.map(|offset| builder.goroutine_id(offset));
     let places = entry_places(function);
     let mut args = Vec::new();
     for (param, place) in function.params.iter().zip(&places) {
@@ -192,7 +199,9 @@ pub fn compile(function: &FunctionDebug, options: &PlanOptions) -> Plan {
             },
         }),
     };
-    builder.finish(args, ret)
+    let mut plan = builder.finish(args, ret);
+    plan.goroutine = goroutine;
+    plan
 }
 
 /// The warning for the functions whose arguments did not all fit one plan, if any.
@@ -225,14 +234,12 @@ pub fn plan_sites(sites: &[ProbeSite], options: &PlanOptions) -> Result<Vec<Plan
         .iter()
         .map(|site| {
             let go = matches!(site.returns, ReturnProbes::AtRets(_));
+            let goid_offset = site.goroutine_id_offset;
             let mut plan = match &site.debug {
-                Some(debug) => compile(debug, options),
-                None if go => raw_go_register_args(DEFAULT_RAW_ARGS)?,
+                Some(debug) => compile(debug, options, goid_offset),
+                None if go => raw_go_register_args(DEFAULT_RAW_ARGS, goid_offset)?,
                 None => raw_register_args(DEFAULT_RAW_ARGS)?,
             };
-            if let Some(goid_offset) = site.goroutine_id_offset {
-                PlanBuilder::add_goroutine_id(&mut plan, goid_offset);
-            }
             if go {
                 plan.kernel.flags |= tracer_ebpf::plan_flags::GO;
             }
@@ -336,7 +343,7 @@ mod tests {
         assert_eq!(plan.kernel.payload_len as usize, STATUS_BYTES + 24);
         assert!(plan.kernel.flags & plan_flags::PRESENT != 0);
         assert!(raw_register_args(7).is_err());
-        let go = raw_go_register_args(2).unwrap();
+        let go = raw_go_register_args(2, None).unwrap();
         let regs: Vec<u8> = steps(&go).iter().map(|s| s.reg).collect();
         assert_eq!(
             regs,
@@ -360,7 +367,7 @@ mod tests {
             ],
             int(4, true),
         );
-        let plan = compile(&f, &PlanOptions::default());
+        let plan = compile(&f, &PlanOptions::default(), None);
         let s = steps(&plan);
         // name: the string the register points to.
         assert_eq!(
@@ -430,7 +437,7 @@ mod tests {
             selection: Some(vec!["req.len".parse().unwrap()]),
             ..PlanOptions::default()
         };
-        let plan = compile(&f, &options);
+        let plan = compile(&f, &options, None);
         assert_eq!(plan.args.len(), 1);
         let SlotValue::Struct { fields, .. } = &plan.args[0].value else {
             panic!()
@@ -451,7 +458,7 @@ mod tests {
     #[test]
     fn rust_str_and_struct_by_value_in_registers() {
         let f = function(Language::Rust, vec![("s", Type::Str)], Type::Void);
-        let plan = compile(&f, &PlanOptions::default());
+        let plan = compile(&f, &PlanOptions::default(), None);
         let s = steps(&plan);
         assert_eq!(
             (s[0].value, s[0].reg, s[0].len_reg),
@@ -459,7 +466,7 @@ mod tests {
         );
 
         let f = function(Language::C, vec![("r", request())], Type::Void);
-        let plan = compile(&f, &PlanOptions::default());
+        let plan = compile(&f, &PlanOptions::default(), None);
         let s = steps(&plan);
         // path: a string through rdi; len: a view of rsi's word.
         assert_eq!((s[0].value, s[0].reg), (value::C_STRING, reg::RDI));
@@ -472,7 +479,7 @@ mod tests {
             .map(|i| (["a", "b", "c", "d", "e", "f", "g"][i], int(8, true)))
             .collect();
         let f = function(Language::C, params, Type::Void);
-        let plan = compile(&f, &PlanOptions::default());
+        let plan = compile(&f, &PlanOptions::default(), None);
         let last = steps(&plan)[6];
         assert_eq!(
             (last.reg, last.value, last.offset, last.size),
@@ -489,6 +496,7 @@ mod tests {
                 selection: None,
                 string_size: 200,
             },
+            Some(152),
         );
         assert!(plan.kernel.payload_len as usize <= MAX_PAYLOAD);
         assert!(plan.kernel.step_count as usize <= MAX_STEPS);
@@ -497,5 +505,13 @@ mod tests {
                 .iter()
                 .any(|a| matches!(&a.value, SlotValue::Missing { reason } if reason == PLAN_FULL))
         );
+        // A Go call's goroutine is read first: a full plan never loses it.
+        assert!(
+            matches!(plan.goroutine, Some(SlotValue::Captured { step: 0, .. })),
+            "{:?}",
+            plan.goroutine
+        );
+        assert_eq!(steps(&plan)[0].reg, reg::R14);
+        assert_eq!(steps(&plan)[0].offset, 152);
     }
 }

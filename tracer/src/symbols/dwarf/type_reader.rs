@@ -154,7 +154,10 @@ impl<'a> DebugInfo<'a> {
         byte_size: u64,
         depth: usize,
     ) -> gimli::Result<Type> {
-        if depth >= MAX_TYPE_DEPTH - 1 {
+        // Go's strings and slices are structs in DWARF, but values to show at any depth
+        // (their members are a pointer and words, shallow by nature).
+        let go_value = name == "string" || name.starts_with("[]");
+        if depth >= MAX_TYPE_DEPTH - 1 && !go_value {
             return Ok(Type::Opaque {
                 name,
                 size: byte_size,
