@@ -370,6 +370,18 @@ fn stripped_build_is_traced_through_its_pclntab(go: Go) {
         !elf.windows(7).any(|w| w == b".symtab"),
         "the build has no symbol table"
     );
+    // Names, and where each function is defined, from the table alone.
+    let listed = run_tracer(&["list", "--binary", binary.to_str().unwrap(), "main.*"]);
+    assert!(listed.status.success(), "{listed:?}");
+    for (function, needle) in [("main.add", "func add("), ("main.careful", "func careful(")] {
+        let line = listed
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{function} ")))
+            .unwrap_or_else(|| panic!("{function} not listed: {}", listed.stdout));
+        let source = format!("calls.go:{}", tests::line_of("go/calls.go", needle));
+        assert!(line.contains(&source), "{}: {line}", go.label());
+    }
     let (output, checksum) = trace_calls(&binary);
     assert_eq!(checksum, 702_618);
     assert!(output.status.success(), "{}", output.stderr);

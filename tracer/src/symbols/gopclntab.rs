@@ -14,6 +14,68 @@ pub struct GoFunction {
     pub name: String,
     pub address: u64,
     pub size: u64,
+    /// Where it is defined (Go 1.18 and newer tables): the file, and the line of its `func`.
+    pub source: Option<(String, u32)>,
+}
+
+/// The first value of a pc-value table at `at`: what it holds at the function's entry. Each
+/// entry is a zig-zag varint delta from the value before (starting at -1), then a pc delta.
+fn entry_value(table: &[u8], at: usize) -> Option<i64> {
+    let mut delta = 0u64;
+    for (i, &byte) in table.get(at..)?.iter().take(10).enumerate() {
+        delta |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            let step = if delta & 1 != 0 {
+                -((delta >> 1) as i64) - 1
+            } else {
+                (delta >> 1) as i64
+            };
+            return Some(-1 + step);
+        }
+    }
+    None
+}
+
+/// The source of the `_func` record at `record` (Go 1.18+): its file from the pcfile table's
+/// entry value (an index into its unit's slice of `cutab`), its line from `startLine` (1.20+)
+/// or the pcln table's entry value.
+fn source_of(
+    table: &[u8],
+    record: usize,
+    offsets: &Tables,
+    start_line: bool,
+) -> Option<(String, u32)> {
+    let field = |at: usize| uint(table, record + at, 4);
+    let (pcfile, pcln, unit) = (field(20)?, field(24)?, field(32)?);
+    if pcfile == 0 {
+        return None;
+    }
+    let file_index = entry_value(table, offsets.pctab.checked_add(pcfile as usize)?)?;
+    let slot = (unit as usize).checked_add(usize::try_from(file_index).ok()?)?;
+    let file_at = uint(table, offsets.cutab.checked_add(slot.checked_mul(4)?)?, 4)?;
+    if file_at == u64::from(u32::MAX) {
+        return None;
+    }
+    let file = c_string(table, offsets.filetab.checked_add(file_at as usize)?)?;
+    let line = if start_line {
+        field(36)? as u32 as i32
+    } else if pcln != 0 {
+        i32::try_from(entry_value(
+            table,
+            offsets.pctab.checked_add(pcln as usize)?,
+        )?)
+        .ok()?
+    } else {
+        0
+    };
+    Some((file, u32::try_from(line).ok().filter(|&l| l > 0)?))
+}
+
+/// Where the 1.18+ header says the tables are, from the start of the section.
+struct Tables {
+    cutab: usize,
+    filetab: usize,
+    pctab: usize,
 }
 
 fn uint(table: &[u8], at: usize, size: usize) -> Option<u64> {
@@ -62,6 +124,16 @@ pub fn functions(table: &[u8], text_base: u64) -> Vec<GoFunction> {
     let (Some(count), Some(_files)) = (field(0), field(1)) else {
         return Vec::new();
     };
+    let tables = relative
+        .then(|| {
+            Some(Tables {
+                cutab: field(4)? as usize,
+                filetab: field(5)? as usize,
+                pctab: field(6)? as usize,
+            })
+        })
+        .flatten();
+    let start_line = magic == 0xffff_fff1;
     let (text_start, names, functab) = if relative {
         let start = field(2).unwrap_or(0);
         (
@@ -96,10 +168,14 @@ pub fn functions(table: &[u8], text_base: u64) -> Vec<GoFunction> {
             continue;
         };
         let address = if relative { text_start + start } else { start };
+        let source = tables
+            .as_ref()
+            .and_then(|tables| source_of(table, functab + func as usize, tables, start_line));
         out.push(GoFunction {
             name,
             address,
             size: end.saturating_sub(start),
+            source,
         });
     }
     out
@@ -164,12 +240,14 @@ mod tests {
                 GoFunction {
                     name: "main.main".into(),
                     address: 0x401100,
-                    size: 0x80
+                    size: 0x80,
+                    source: None,
                 },
                 GoFunction {
                     name: "main.(*Server).Serve".into(),
                     address: 0x401180,
-                    size: 0x80
+                    size: 0x80,
+                    source: None,
                 },
             ]
         );

@@ -4,7 +4,7 @@
 
 use std::{
     cell::OnceCell,
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
 };
@@ -13,7 +13,7 @@ use super::{
     debug_file,
     elf::{ElfFile, FunctionKind, FunctionSymbol, SymbolSource},
     gopclntab,
-    site::ProbeObject,
+    site::{ProbeObject, SourceLocation},
 };
 use crate::error::{Error, Result};
 
@@ -29,6 +29,8 @@ pub struct ObjectFiles {
     pub identity: (u64, u64),
     functions: OnceCell<Vec<FunctionSymbol>>,
     debug_file: OnceCell<Option<ElfFile>>,
+    /// Where `.gopclntab` says its Go functions are defined, by address.
+    go_sources: OnceCell<HashMap<u64, SourceLocation>>,
 }
 
 impl std::fmt::Debug for ObjectFiles {
@@ -75,6 +77,7 @@ impl ObjectFiles {
             identity: (meta.dev(), meta.ino()),
             functions: OnceCell::new(),
             debug_file: OnceCell::new(),
+            go_sources: OnceCell::new(),
         })
     }
 
@@ -152,7 +155,17 @@ impl ObjectFiles {
         let text_base = module_text
             .or_else(|| self.elf.section_address(".text"))
             .unwrap_or(0);
-        let functions: Vec<FunctionSymbol> = gopclntab::functions(table, text_base)
+        let listed = gopclntab::functions(table, text_base);
+        let sources = listed
+            .iter()
+            .filter_map(|f| {
+                let (file, line) = f.source.clone()?;
+                let line = u64::from(line);
+                Some((f.address, SourceLocation { file, line }))
+            })
+            .collect();
+        let _ = self.go_sources.set(sources);
+        let functions: Vec<FunctionSymbol> = listed
             .into_iter()
             .map(|f| FunctionSymbol {
                 name: f.name,
@@ -162,7 +175,7 @@ impl ObjectFiles {
                 source: SymbolSource::Pclntab,
             })
             .collect();
-        let mut by_name: std::collections::HashMap<&str, Vec<usize>> = Default::default();
+        let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
         for (i, f) in functions.iter().enumerate() {
             by_name.entry(f.name.as_str()).or_default().push(i);
         }
@@ -184,6 +197,12 @@ impl ObjectFiles {
             .filter(|(i, _)| !wrappers.contains(i))
             .map(|(_, f)| f)
             .collect()
+    }
+
+    /// Where `.gopclntab` says the Go function at `address` is defined (for builds without
+    /// DWARF); known once [`Self::functions`] has read the table.
+    pub fn go_source(&self, address: u64) -> Option<SourceLocation> {
+        self.go_sources.get()?.get(&address).cloned()
     }
 
     /// Whether the body of `function` calls or jumps to `target`.

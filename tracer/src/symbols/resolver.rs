@@ -445,7 +445,9 @@ impl<'a> Resolver<'a> {
             probe_offset,
             cost: placement.cost,
             probe_instruction: placement.instruction,
-            source: described.source,
+            source: described
+                .source
+                .or_else(|| files.go_source(function.address)),
             debug,
             build_id: files.elf().build_id_hex(),
             returns,
