@@ -460,6 +460,23 @@ fn http_service_is_traced_call_for_call(go: Go) {
     for call in &lookups {
         let id = int(call, "id");
         assert_eq!(call["args"]["who"], "shop", "{call}");
+        // (Order, error), from the registers at the `ret`: the struct field by field (its
+        // slice by length), the error nil or not.
+        let (order, error) = (&call["results"]["~r0"], &call["results"]["~r1"]);
+        if id % 7 == 0 {
+            assert_eq!(order["ID"], 0, "{label}: {call}");
+            assert!(
+                error.as_u64().is_some_and(|itab| itab != 0),
+                "{label}: {call}"
+            );
+        } else {
+            assert_eq!(
+                (&order["ID"], &order["Total"]),
+                (&id.into(), &(id * 3).into())
+            );
+            assert_eq!(order["Items"]["len"], 2, "{label}: {call}");
+            assert!(error.is_null(), "{label}: {call}");
+        }
         let latency = call["latency_ns"].as_u64().unwrap();
         // (Other lookups yield to 200 busy goroutines: their latency has no upper bound.)
         if id % 50 == 0 && id % 7 != 0 {

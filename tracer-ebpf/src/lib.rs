@@ -329,9 +329,16 @@ pub struct CapturePlan {
     pub step_count: u32,
     /// Payload bytes a call of this probe carries (the end of the furthest step).
     pub payload_len: u32,
-    pub _pad: u32,
+    /// A Go function's results: the return program copies the first `go_results >> 16`
+    /// words of [`GO_RESULT_REGISTERS`] into the payload at offset `go_results & 0xffff`
+    /// (zero: none).
+    pub go_results: u32,
     pub steps: [CaptureStep; MAX_STEPS],
 }
+
+/// Go's register ABI returns its results in the registers it passes arguments in; the
+/// return program copies at most this many.
+pub const GO_RESULT_WORDS: usize = 9;
 const _: () = assert!(size_of::<CapturePlan>() == 16 + 32 * MAX_STEPS);
 
 /// Bits of [`CapturePlan::flags`].

@@ -35,10 +35,10 @@ mod programs {
     use core::intrinsics::{AtomicOrdering, atomic_xadd};
     use tracer_ebpf::{
         COUNTER_SLOTS, CapturePlan, CaptureStep, Config, Counter, EVENT_HEADER_SIZE, EventKind,
-        GO_G_STACK_HI, INFLIGHT_ENTRIES, InFlightCall, InflightKey, MAX_CHUNK, MAX_DEREFS,
-        MAX_PAYLOAD, MAX_PROBES, MAX_STEPS, MAX_TGIDS, MAX_THREADS, PAGE_SIZE, PAYLOAD_BUFFER,
-        RETURN_SP_ADJUST, RING_BYTES, THREAD_DEPTH, ThreadCalls, config_flags, inflight_marks,
-        location, plan_flags, reg, step_status, value,
+        GO_G_STACK_HI, GO_RESULT_WORDS, INFLIGHT_ENTRIES, InFlightCall, InflightKey, MAX_CHUNK,
+        MAX_DEREFS, MAX_PAYLOAD, MAX_PROBES, MAX_STEPS, MAX_TGIDS, MAX_THREADS, PAGE_SIZE,
+        PAYLOAD_BUFFER, RETURN_SP_ADJUST, RING_BYTES, THREAD_DEPTH, ThreadCalls, config_flags,
+        inflight_marks, location, plan_flags, reg, step_status, value,
     };
 
     #[map]
@@ -654,6 +654,42 @@ mod programs {
         let _ = INFLIGHT.remove(key);
     }
 
+    /// Copies a Go function's result registers into its parked call, where its plan says.
+    #[inline(always)]
+    fn copy_go_results(regs: &pt_regs, key: &InflightKey) {
+        let Some(plan) = PLANS.get(key.probe_id) else {
+            return;
+        };
+        let words = (plan.go_results >> 16) as usize;
+        let offset = (plan.go_results & 0xffff) as usize;
+        if words == 0 || offset + 8 * GO_RESULT_WORDS > PAYLOAD_BUFFER {
+            return;
+        }
+        let Some(call) = INFLIGHT.get_ptr_mut(key) else {
+            return;
+        };
+        let values = [
+            regs.rax, regs.rbx, regs.rcx, regs.rdi, regs.rsi, regs.r8, regs.r9, regs.r10, regs.r11,
+        ];
+        for (i, value) in values.iter().enumerate() {
+            if i >= words {
+                break;
+            }
+            let at = offset + 8 * i;
+            if at + 8 > PAYLOAD_BUFFER {
+                break;
+            }
+            // SAFETY: `at + 8 <= PAYLOAD_BUFFER`, inside the parked call's payload, which only
+            // this goroutine's probes touch.
+            unsafe {
+                core::ptr::write_unaligned(
+                    (*call).payload.as_mut_ptr().add(at).cast::<u64>(),
+                    *value,
+                )
+            };
+        }
+    }
+
     /// A `ret` of a Go function: the stack pointer is where it was at the entry probe (the
     /// return address is still on the stack), so the key matches the entry's.
     #[uprobe]
@@ -670,6 +706,7 @@ mod programs {
         let Some(key) = go_key(regs, bpf_get_current_pid_tgid(), probe) else {
             return 0;
         };
+        copy_go_results(regs, &key);
         // Frames a panic unwound never return: the goroutine's next return above them proves
         // them abandoned. A call entered before tracing started has no entry, and no loss.
         settle_and_complete(

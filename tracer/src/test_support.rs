@@ -52,6 +52,7 @@ pub fn function(language: Language, params: Vec<(String, Type)>, ret: Type) -> F
             })
             .collect(),
         return_type: ret,
+        go_results: Vec::new(),
         standard_convention: true,
     }
 }

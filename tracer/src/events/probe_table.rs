@@ -33,6 +33,9 @@ pub struct ProbeInfo {
     /// A Go function's goroutine id in the payload (trace files before it have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub goroutine: Option<SlotValue>,
+    /// A Go function's results, when there is more than the return value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub results: Vec<ArgSlot>,
 }
 
 impl ProbeInfo {
@@ -68,6 +71,7 @@ impl ProbeTable {
                 ret: plan.ret.clone(),
                 build_id: site.build_id.clone(),
                 goroutine: plan.goroutine.clone(),
+                results: plan.results.clone(),
             })
             .collect();
         Self { probes }

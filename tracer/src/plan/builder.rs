@@ -398,7 +398,23 @@ impl PlanBuilder {
             ret,
             full: self.full,
             goroutine: None,
+            results: Vec::new(),
         }
+    }
+
+    /// Room for `words` result words of a Go function, which its return program fills in:
+    /// a read of as many stack bytes at the entry (always readable) makes the step whose
+    /// status says the room is valid. Returns (step, payload offset).
+    pub(super) fn go_results_room(&mut self, words: usize) -> Option<(u8, u16)> {
+        let bytes = 8 * words;
+        let access = Access::Memory {
+            reg: tracer_ebpf::reg::RSP,
+            derefs: Vec::new(),
+            offset: 0,
+        };
+        let room = self.read(&access, value::BYTES, bytes as u16, bytes)?;
+        self.kernel.go_results = ((words as u32) << 16) | u32::from(room.1);
+        Some(room)
     }
 
     /// The read of a Go function's goroutine id: the word `goid_offset` bytes into the

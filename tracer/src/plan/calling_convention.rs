@@ -9,7 +9,11 @@
 
 use tracer_ebpf::reg;
 
-use super::registers;
+use super::{
+    builder::render_of,
+    registers,
+    slots::{ArgSlot, Render, SlotValue},
+};
 use crate::symbols::{
     dwarf::{EntryLocation, FunctionDebug, Language},
     types::Type,
@@ -375,6 +379,114 @@ fn go_entry_places(function: &FunctionDebug) -> Vec<ArgPlace> {
         .collect()
 }
 
+/// Where a Go result of type `ty` comes back, when `before` integer words went to the
+/// results before it: (its first word, the words it takes). Go's ABI assigns each scalar,
+/// each string's two words, each slice's three and each interface's two in order, struct
+/// fields one by one; a value that does not fit the registers left is on the stack, and the
+/// next result still gets registers. Floats come back in X registers (no words).
+pub(crate) fn go_result_words(ty: &Type, before: usize) -> Result<(usize, usize), &'static str> {
+    let words = go_words(ty).ok_or("Go aggregate")?;
+    if before + words > GO_ARGS.len() {
+        return Err("on the stack");
+    }
+    Ok((before, words))
+}
+
+/// The integer words of a Go value in registers, or `None` for what is not placed here.
+fn go_words(ty: &Type) -> Option<usize> {
+    Some(match ty {
+        Type::Float { .. } | Type::Void => 0,
+        Type::Str => 2,
+        Type::Slice { go: true, .. } => 3,
+        Type::Struct { name, .. } | Type::Opaque { name, .. } if is_go_interface(name) => 2,
+        Type::Struct {
+            fields,
+            union: false,
+            ..
+        } => fields
+            .iter()
+            .map(|f| go_words(&f.ty))
+            .sum::<Option<usize>>()?,
+        ty if ty.is_scalar() => 1,
+        _ => return None,
+    })
+}
+
+/// Go's interfaces in DWARF: `runtime.iface` (with methods, `error` too) and `runtime.eface`.
+fn is_go_interface(name: &str) -> bool {
+    name == "runtime.iface" || name == "runtime.eface"
+}
+
+/// The slot of a Go result of type `ty` at word `word` of the result room at payload
+/// `offset` (valid when step `step` is): scalars as themselves, strings and slices by their
+/// length (their bytes are not read at the return), interfaces by their type word (NULL is
+/// nil), structs field by field.
+pub(crate) fn go_result_slot(ty: &Type, word: usize, offset: u16, step: u8) -> SlotValue {
+    let at = |w: usize| offset + 8 * w as u16;
+    let length = |w: usize| SlotValue::Struct {
+        pointer: None,
+        fields: vec![ArgSlot {
+            name: "len".into(),
+            value: SlotValue::Captured {
+                offset: at(w),
+                size: 8,
+                step,
+                render: Render::Int {
+                    size: 8,
+                    signed: true,
+                },
+            },
+        }],
+    };
+    match ty {
+        Type::Float { .. } => SlotValue::Missing {
+            reason: "xmm".into(),
+        },
+        Type::Void => SlotValue::Missing {
+            reason: "void".into(),
+        },
+        Type::Str => length(word + 1),
+        Type::Slice { go: true, .. } => length(word + 1),
+        Type::Struct { name, .. } | Type::Opaque { name, .. } if is_go_interface(name) => {
+            SlotValue::Captured {
+                offset: at(word),
+                size: 8,
+                step,
+                render: Render::Pointer,
+            }
+        }
+        Type::Struct { fields, .. } => {
+            let mut next = word;
+            let fields = fields
+                .iter()
+                .map(|field| {
+                    let value = go_result_slot(&field.ty, next, offset, step);
+                    next += go_words(&field.ty).unwrap_or(0);
+                    ArgSlot {
+                        name: field.name.clone(),
+                        value,
+                    }
+                })
+                .collect();
+            SlotValue::Struct {
+                pointer: None,
+                fields,
+            }
+        }
+        other => match render_of(other) {
+            Some(render) => SlotValue::Captured {
+                offset: at(word),
+                size: other.size().clamp(1, 8) as u16,
+                step,
+                render,
+            },
+            None => SlotValue::Missing {
+                reason: other.name(),
+            },
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -627,5 +739,75 @@ mod tests {
                 ArgPlace::Register(reg::RDI)
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod go_result_tests {
+    use super::*;
+    use crate::{symbols::types::Field, test_support::int};
+
+    fn field(name: &str, offset: u64, ty: Type) -> Field {
+        Field {
+            name: name.into(),
+            offset,
+            ty,
+        }
+    }
+
+    fn error() -> Type {
+        Type::Opaque {
+            name: "runtime.iface".into(),
+            size: 16,
+        }
+    }
+
+    #[test]
+    fn go_results_take_registers_in_order_and_spill_whole_values() {
+        let slice = Type::Slice {
+            element: Box::new(Type::Str),
+            go: true,
+        };
+        let order = Type::Struct {
+            name: "main.Order".into(),
+            size: 40,
+            fields: vec![
+                field("ID", 0, int(8, true)),
+                field("Items", 8, slice.clone()),
+                field("Total", 32, int(8, true)),
+            ],
+            union: false,
+            trivial: Some(true),
+        };
+        // (Order, error): 5 words, then 2.
+        assert_eq!(go_result_words(&order, 0), Ok((0, 5)));
+        assert_eq!(go_result_words(&error(), 5), Ok((5, 2)));
+        // A value that does not fit what is left goes to the stack as a whole.
+        assert_eq!(go_result_words(&order, 5), Err("on the stack"));
+        assert_eq!(go_result_words(&int(8, true), 8), Ok((8, 1)));
+        assert_eq!(go_result_words(&Type::Str, 8), Err("on the stack"));
+
+        // The struct's fields at their words: ID 0, Items' length at 2, Total 4.
+        let SlotValue::Struct { fields, .. } = go_result_slot(&order, 0, 100, 3) else {
+            panic!("a struct");
+        };
+        let offset_of = |value: &SlotValue| match value {
+            SlotValue::Captured { offset, .. } => *offset,
+            SlotValue::Struct { fields, .. } => match &fields[0].value {
+                SlotValue::Captured { offset, .. } => *offset,
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        };
+        let offsets: Vec<u16> = fields.iter().map(|f| offset_of(&f.value)).collect();
+        assert_eq!(offsets, [100, 116, 132]);
+        assert!(matches!(
+            go_result_slot(&error(), 5, 100, 3),
+            SlotValue::Captured {
+                offset: 140,
+                render: Render::Pointer,
+                ..
+            }
+        ));
     }
 }

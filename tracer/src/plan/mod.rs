@@ -22,7 +22,12 @@ pub use slots::{ArgSlot, Render, ReturnValue, SlotValue};
 
 use crate::{
     error::{Error, Result},
-    symbols::{ProbeSite, dwarf::FunctionDebug, site::ReturnProbes, types::Type},
+    symbols::{
+        ProbeSite,
+        dwarf::{FunctionDebug, Language},
+        site::ReturnProbes,
+        types::Type,
+    },
 };
 
 /// A probe's capture plan, both halves.
@@ -36,6 +41,9 @@ pub struct Plan {
     pub full: bool,
     /// A Go function's goroutine id, read from its `runtime.g` at the entry.
     pub goroutine: Option<SlotValue>,
+    /// A Go function's results, from the registers its return program copies (empty: only
+    /// the return value).
+    pub results: Vec<ArgSlot>,
 }
 
 /// How many System V argument registers are captured when nothing says how many parameters
@@ -140,6 +148,7 @@ fn raw_args_in(registers: &[u8], count: usize, goid_offset: Option<i32>) -> Resu
 pub fn compile(function: &FunctionDebug, options: &PlanOptions, goid_offset: Option<i32>) -> Plan {
     let mut builder = PlanBuilder::new(options.string_size);
     let goroutine = goid_offset.map(|offset| builder.goroutine_id(offset));
+    let results = go_results(&mut builder, function);
     let places = entry_places(function);
     let mut args = Vec::new();
     for (param, place) in function.params.iter().zip(&places) {
@@ -201,7 +210,52 @@ pub fn compile(function: &FunctionDebug, options: &PlanOptions, goid_offset: Opt
     };
     let mut plan = builder.finish(args, ret);
     plan.goroutine = goroutine;
+    plan.results = results;
     plan
+}
+
+/// The slots of a Go function's results, when there is more to show than the return
+/// register: more than one result, or a first one that is not a scalar.
+fn go_results(builder: &mut PlanBuilder, function: &FunctionDebug) -> Vec<ArgSlot> {
+    let results = &function.go_results;
+    let only_scalar = matches!(results.as_slice(), [one] if render_of(&one.ty).is_some());
+    if function.language != Language::Go || results.is_empty() || only_scalar {
+        return Vec::new();
+    }
+    let mut words = 0;
+    let shapes: Vec<_> = results
+        .iter()
+        .map(|result| {
+            let shape = calling_convention::go_result_words(&result.ty, words);
+            if let Ok((_, used)) = &shape {
+                words += used;
+            }
+            shape
+        })
+        .collect();
+    let room = if words > 0 {
+        builder.go_results_room(words)
+    } else {
+        None
+    };
+    results
+        .iter()
+        .zip(shapes)
+        .map(|(result, shape)| ArgSlot {
+            name: result.name.clone(),
+            value: match (shape, room) {
+                (Ok((at, _)), Some((step, offset))) => {
+                    calling_convention::go_result_slot(&result.ty, at, offset, step)
+                }
+                (Ok(_), None) => SlotValue::Missing {
+                    reason: builder::PLAN_FULL.into(),
+                },
+                (Err(reason), _) => SlotValue::Missing {
+                    reason: reason.into(),
+                },
+            },
+        })
+        .collect()
 }
 
 /// The warning for the functions whose arguments did not all fit one plan, if any.

@@ -49,6 +49,7 @@ mod tests {
             ret: None,
             build_id: None,
             goroutine: None,
+            results: Vec::new(),
         };
         let event = CallEvent {
             probe_id: 0,

@@ -96,7 +96,21 @@ fn write_call(out: &mut String, event: &CallEvent, probe: &ProbeInfo, style: Sty
         value.write_human(out);
     }
     out.push(')');
-    if let Some(ret) = &probe.ret {
+    if !probe.results.is_empty() {
+        out.push_str(" = (");
+        for (i, (name, value)) in decode_args(&event.payload, &probe.results)
+            .iter()
+            .enumerate()
+        {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(name);
+            out.push('=');
+            value.write_human(out);
+        }
+        out.push(')');
+    } else if let Some(ret) = &probe.ret {
         out.push_str(" = ");
         decode_return(event.ret, ret).write_human(out);
     }
@@ -124,6 +138,9 @@ pub struct JsonCall<'a> {
     object: &'a str,
     args: serde_json::Map<String, serde_json::Value>,
     ret: serde_json::Value,
+    /// A Go call's results by name, when there is more than `ret`.
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    results: serde_json::Map<String, serde_json::Value>,
     latency_ns: u64,
 }
 
@@ -140,6 +157,10 @@ impl<'a> JsonCall<'a> {
             object: &probe.object,
             args: json_args(event, probe),
             ret: json_return(event, probe),
+            results: decode_args(&event.payload, &probe.results)
+                .into_iter()
+                .map(|(name, value)| (name.to_string(), value.to_json()))
+                .collect(),
             latency_ns: event.latency_ns(),
         }
     }
@@ -212,6 +233,7 @@ mod tests {
             ret: plan.ret,
             build_id: None,
             goroutine: None,
+            results: Vec::new(),
         };
         (event, probe)
     }

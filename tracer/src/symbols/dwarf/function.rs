@@ -60,6 +60,8 @@ pub struct FunctionDebug {
     pub language: Language,
     pub params: Vec<Parameter>,
     pub return_type: Type,
+    /// A Go function's results, in order (the first is also `return_type`).
+    pub go_results: Vec<Parameter>,
     /// `false` when the compiler gave the function its own calling convention
     /// (`DW_AT_calling_convention: DW_CC_nocall`, after dropping or splitting arguments): then
     /// only DWARF's own locations say where parameters are.
@@ -185,19 +187,27 @@ impl<'a> DebugInfo<'a> {
                     );
                 let list = if is_result { &mut results } else { &mut params };
                 let index = list.len();
-                list.push(self.parameter(
+                let param = self.parameter(
                     &unit,
                     entry.offset(),
                     index,
                     summary.low_pc,
                     frame_base_is_cfa,
-                )?);
+                )?;
+                // Go 1.19 may list an unnamed result twice (`~r0`, `~r0`, `~r1`).
+                let repeated = is_result
+                    && list.last().is_some_and(|last: &Parameter| {
+                        last.name == param.name && last.ty == param.ty
+                    });
+                if !repeated {
+                    list.push(param);
+                }
             }
             Ok(true)
         })?;
-        // The first result comes back in RAX; the others are not read yet.
-        let return_type = match results.into_iter().next() {
-            Some(first) => first.ty,
+        // The first result comes back in RAX; the return program copies the others.
+        let return_type = match results.first() {
+            Some(first) => first.ty.clone(),
             None => self.type_of(&unit, &chain)?.unwrap_or(Type::Void),
         };
         Ok(FunctionDebug {
@@ -207,6 +217,7 @@ impl<'a> DebugInfo<'a> {
             language,
             params,
             return_type,
+            go_results: results,
             standard_convention: !chain.iter().any(|e| {
                 matches!(
                     e.attr_value(constants::DW_AT_calling_convention),
