@@ -55,18 +55,23 @@ pub fn describe_place(place: &ArgPlace) -> String {
     }
 }
 
-/// The parameters of `site` with their types and places, when DWARF described them.
+/// The parameters of `site` with their types and places, when DWARF described them, then a
+/// Go function's results (placed `result`).
 fn parameters(site: &ProbeSite) -> Option<Vec<(String, String, String)>> {
     let debug = site.debug.as_ref()?;
     let places = entry_places(debug);
-    Some(
-        debug
-            .params
-            .iter()
-            .zip(places)
-            .map(|(p, place)| (p.name.clone(), p.ty.name(), describe_place(&place)))
-            .collect(),
-    )
+    let go = debug.language == crate::symbols::dwarf::Language::Go;
+    let type_name = |ty: &crate::symbols::types::Type| if go { ty.go_name() } else { ty.name() };
+    let params = debug
+        .params
+        .iter()
+        .zip(places)
+        .map(|(p, place)| (p.name.clone(), type_name(&p.ty), describe_place(&place)));
+    let results = debug
+        .go_results
+        .iter()
+        .map(|r| (r.name.clone(), type_name(&r.ty), "result".to_string()));
+    Some(params.chain(results).collect())
 }
 
 fn probe_column(site: &ProbeSite) -> String {

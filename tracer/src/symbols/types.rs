@@ -99,6 +99,18 @@ impl Type {
         }
     }
 
+    /// The type as a Go developer writes it: `string`, `*main.Point`, `[]int`, `[4]byte`.
+    pub fn go_name(&self) -> String {
+        match self {
+            Self::Str => "string".into(),
+            Self::Pointer { pointee } if matches!(**pointee, Self::Void) => "unsafe.Pointer".into(),
+            Self::Pointer { pointee } => format!("*{}", pointee.go_name()),
+            Self::Slice { element, .. } => format!("[]{}", element.go_name()),
+            Self::Array { element, count } => format!("[{count}]{}", element.go_name()),
+            other => other.name(),
+        }
+    }
+
     /// The type as a developer writes it (C-ish, or Rust for Rust-only types).
     pub fn name(&self) -> String {
         match self {
