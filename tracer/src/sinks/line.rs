@@ -16,6 +16,7 @@ use crate::{
         payload::{decode_args, decode_goroutine, decode_return},
         probe_table::ProbeInfo,
     },
+    plan::ArgSlot,
     sinks::{
         clock::{TimeFormat, TimeWriter, WallClock, rfc3339},
         units::format_duration_ns,
@@ -86,8 +87,24 @@ fn write_call(out: &mut String, event: &CallEvent, probe: &ProbeInfo, style: Sty
         let _ = write!(out, "g{id} ");
     }
     style.paint("1", &probe.function, out);
+    write_slots(out, &event.payload, &probe.args);
+    if !probe.results.is_empty() {
+        out.push_str(" = ");
+        write_slots(out, &event.payload, &probe.results);
+    } else if let Some(ret) = &probe.ret {
+        out.push_str(" = ");
+        decode_return(event.ret, ret).write_human(out);
+    }
+    out.push_str(" <");
+    style.paint("33", &format_duration_ns(event.latency_ns()), out);
+    out.push_str(">\n");
+}
+
+/// Appends `(name=value, ...)` for the slots of `payload`: the arguments, or a Go call's
+/// results.
+fn write_slots(out: &mut String, payload: &[u8], slots: &[ArgSlot]) {
     out.push('(');
-    for (i, (name, value)) in decode_args(&event.payload, &probe.args).iter().enumerate() {
+    for (i, (name, value)) in decode_args(payload, slots).iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
@@ -96,27 +113,6 @@ fn write_call(out: &mut String, event: &CallEvent, probe: &ProbeInfo, style: Sty
         value.write_human(out);
     }
     out.push(')');
-    if !probe.results.is_empty() {
-        out.push_str(" = (");
-        for (i, (name, value)) in decode_args(&event.payload, &probe.results)
-            .iter()
-            .enumerate()
-        {
-            if i > 0 {
-                out.push_str(", ");
-            }
-            out.push_str(name);
-            out.push('=');
-            value.write_human(out);
-        }
-        out.push(')');
-    } else if let Some(ret) = &probe.ret {
-        out.push_str(" = ");
-        decode_return(event.ret, ret).write_human(out);
-    }
-    out.push_str(" <");
-    style.paint("33", &format_duration_ns(event.latency_ns()), out);
-    out.push_str(">\n");
 }
 
 /// One call as JSON: the `--json` schema (DESIGN.md, "The command line"), shared by the live
@@ -157,10 +153,7 @@ impl<'a> JsonCall<'a> {
             object: &probe.object,
             args: json_args(event, probe),
             ret: json_return(event, probe),
-            results: decode_args(&event.payload, &probe.results)
-                .into_iter()
-                .map(|(name, value)| (name.to_string(), value.to_json()))
-                .collect(),
+            results: json_slots(&event.payload, &probe.results),
             latency_ns: event.latency_ns(),
         }
     }
@@ -176,7 +169,12 @@ pub fn json_args(
     event: &CallEvent,
     probe: &ProbeInfo,
 ) -> serde_json::Map<String, serde_json::Value> {
-    decode_args(&event.payload, &probe.args)
+    json_slots(&event.payload, &probe.args)
+}
+
+/// The slots of `payload` as a JSON object, in plan order.
+fn json_slots(payload: &[u8], slots: &[ArgSlot]) -> serde_json::Map<String, serde_json::Value> {
+    decode_args(payload, slots)
         .into_iter()
         .map(|(name, value)| (name.to_string(), value.to_json()))
         .collect()
