@@ -45,7 +45,7 @@ fn source_of(
     offsets: &Tables,
     start_line: bool,
 ) -> Option<(String, u32)> {
-    let field = |at: usize| uint(table, record + at, 4);
+    let field = |at: usize| uint(table, record.checked_add(at)?, 4);
     let (pcfile, pcln, unit) = (field(20)?, field(24)?, field(32)?);
     if pcfile == 0 {
         return None;
@@ -79,7 +79,7 @@ struct Tables {
 }
 
 fn uint(table: &[u8], at: usize, size: usize) -> Option<u64> {
-    let bytes = table.get(at..at + size)?;
+    let bytes = table.get(at..at.checked_add(size)?)?;
     let mut word = [0u8; 8];
     word[..size].copy_from_slice(bytes);
     Some(u64::from_le_bytes(word))
@@ -151,8 +151,9 @@ pub fn functions(table: &[u8], text_base: u64) -> Vec<GoFunction> {
     // Pairs of (entry, offset of the _func record); one more entry ends the last function.
     let pair = if relative { 8 } else { 2 * word };
     let half = pair / 2;
-    let entry = |i: usize| uint(table, functab + i * pair, half);
-    let record = |i: usize| uint(table, functab + i * pair + half, half);
+    // Offsets past the address space read nothing (a damaged header), never overflow.
+    let entry = |i: usize| uint(table, functab.checked_add(i * pair)?, half);
+    let record = |i: usize| uint(table, functab.checked_add(i * pair + half)?, half);
     let count = (count as usize).min(table.len() / pair);
     let mut out = Vec::with_capacity(count);
     for i in 0..count {
@@ -160,17 +161,26 @@ pub fn functions(table: &[u8], text_base: u64) -> Vec<GoFunction> {
             break;
         };
         // The _func record: its entry (u32 offset, or a word), then the name's offset (i32).
-        let name_at = functab + func as usize + if relative { 4 } else { word };
+        let Some(record_at) = functab.checked_add(func as usize) else {
+            break;
+        };
+        let name_at = record_at.saturating_add(if relative { 4 } else { word });
         let Some(name_offset) = uint(table, name_at, 4) else {
             break;
         };
-        let Some(name) = c_string(table, names + name_offset as u32 as i32 as usize) else {
+        // A damaged offset points nowhere, never past the address space.
+        let name_at = names.checked_add_signed(name_offset as u32 as i32 as isize);
+        let Some(name) = name_at.and_then(|at| c_string(table, at)) else {
             continue;
         };
-        let address = if relative { text_start + start } else { start };
+        let address = if relative {
+            text_start.wrapping_add(start)
+        } else {
+            start
+        };
         let source = tables
             .as_ref()
-            .and_then(|tables| source_of(table, functab + func as usize, tables, start_line));
+            .and_then(|tables| source_of(table, record_at, tables, start_line));
         out.push(GoFunction {
             name,
             address,
@@ -287,5 +297,15 @@ mod tests {
             flipped[i] ^= 0xff;
         }
         assert!(functions(b"not a table", 0).is_empty());
+        // Offsets near the end of the address space, and a negative name offset.
+        for (word, value) in [(7, u64::MAX - 3), (3, u64::MAX), (2, u64::MAX)] {
+            let mut huge = bytes.clone();
+            huge[8 + word * 8..16 + word * 8].copy_from_slice(&value.to_le_bytes());
+            let _ = functions(&huge, 0x1000);
+        }
+        let mut negative = bytes.clone();
+        let last = negative.len() - 4;
+        negative[last..].copy_from_slice(&0x8000_0000u32.to_le_bytes());
+        let _ = functions(&negative, 0x1000);
     }
 }
