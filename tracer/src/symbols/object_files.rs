@@ -155,26 +155,24 @@ impl ObjectFiles {
         let text_base = module_text
             .or_else(|| self.elf.section_address(".text"))
             .unwrap_or(0);
-        let listed = gopclntab::functions(table, text_base);
-        let sources = listed
-            .iter()
-            .filter_map(|f| {
-                let (file, line) = f.source.clone()?;
-                let line = u64::from(line);
-                Some((f.address, SourceLocation { file, line }))
+        let mut sources = HashMap::new();
+        let functions: Vec<FunctionSymbol> = gopclntab::functions(table, text_base)
+            .into_iter()
+            .map(|f| {
+                if let Some((file, line)) = f.source {
+                    let line = u64::from(line);
+                    sources.insert(f.address, SourceLocation { file, line });
+                }
+                FunctionSymbol {
+                    name: f.name,
+                    address: f.address,
+                    size: f.size,
+                    kind: FunctionKind::Function,
+                    source: SymbolSource::Pclntab,
+                }
             })
             .collect();
         let _ = self.go_sources.set(sources);
-        let functions: Vec<FunctionSymbol> = listed
-            .into_iter()
-            .map(|f| FunctionSymbol {
-                name: f.name,
-                address: f.address,
-                size: f.size,
-                kind: FunctionKind::Function,
-                source: SymbolSource::Pclntab,
-            })
-            .collect();
         let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
         for (i, f) in functions.iter().enumerate() {
             by_name.entry(f.name.as_str()).or_default().push(i);
