@@ -546,6 +546,7 @@ mod programs {
             &key,
             exit_ns,
             ret,
+            None,
             enabled,
             wakeup_bytes,
         );
@@ -553,13 +554,14 @@ mod programs {
     }
 
     /// Settles the shadow of the returning call under `key` (calls deeper than it are
-    /// abandoned) and completes it.
+    /// abandoned) and completes it; a Go call also takes its results from `go_regs`.
     #[inline(always)]
     fn settle_and_complete(
         owner: Owner,
         key: &InflightKey,
         exit_ns: u64,
         ret: u64,
+        go_regs: Option<&pt_regs>,
         enabled: bool,
         wakeup_bytes: u32,
     ) {
@@ -593,6 +595,9 @@ mod programs {
             inflight_marks::ABANDONED => add(Counter::Abandoned, u64::MAX),
             inflight_marks::TRACKED => {}
             _ => forget_untracked(thread, parked),
+        }
+        if let Some(regs) = go_regs {
+            copy_go_results(regs, call);
         }
         complete(call, key, exit_ns, ret, wakeup_bytes);
         if let Some(thread) = thread {
@@ -654,10 +659,10 @@ mod programs {
         let _ = INFLIGHT.remove(key);
     }
 
-    /// Copies a Go function's result registers into its parked call, where its plan says.
+    /// Copies a Go function's result registers into its parked `call`, where its plan says.
     #[inline(always)]
-    fn copy_go_results(regs: &pt_regs, key: &InflightKey) {
-        let Some(plan) = PLANS.get(key.probe_id) else {
+    fn copy_go_results(regs: &pt_regs, call: &mut InFlightCall) {
+        let Some(plan) = PLANS.get(call.header.probe_id) else {
             return;
         };
         let words = (plan.go_results >> 16) as usize;
@@ -665,9 +670,6 @@ mod programs {
         if words == 0 || offset + 8 * GO_RESULT_WORDS > PAYLOAD_BUFFER {
             return;
         }
-        let Some(call) = INFLIGHT.get_ptr_mut(key) else {
-            return;
-        };
         let values = [
             regs.rax, regs.rbx, regs.rcx, regs.rdi, regs.rsi, regs.r8, regs.r9, regs.r10, regs.r11,
         ];
@@ -682,10 +684,7 @@ mod programs {
             // SAFETY: `at + 8 <= PAYLOAD_BUFFER`, inside the parked call's payload, which only
             // this goroutine's probes touch.
             unsafe {
-                core::ptr::write_unaligned(
-                    (*call).payload.as_mut_ptr().add(at).cast::<u64>(),
-                    *value,
-                )
+                core::ptr::write_unaligned(call.payload.as_mut_ptr().add(at).cast::<u64>(), *value)
             };
         }
     }
@@ -706,7 +705,6 @@ mod programs {
         let Some(key) = go_key(regs, bpf_get_current_pid_tgid(), probe) else {
             return 0;
         };
-        copy_go_results(regs, &key);
         // Frames a panic unwound never return: the goroutine's next return above them proves
         // them abandoned. A call entered before tracing started has no entry, and no loss.
         settle_and_complete(
@@ -714,6 +712,7 @@ mod programs {
             &key,
             exit_ns,
             regs.rax,
+            Some(regs),
             enabled,
             wakeup_bytes,
         );
