@@ -47,7 +47,15 @@ impl Go {
 
 /// Builds `tests/fixtures/go/<name>.go` with `go` and `extra` build flags.
 fn go_fixture(go: Go, name: &str, extra: &[&str]) -> PathBuf {
-    let flavour = if extra.is_empty() { "" } else { "-flags" };
+    let flavour: String = extra
+        .iter()
+        .flat_map(|flag| flag.chars().filter(char::is_ascii_alphanumeric))
+        .collect();
+    let flavour = if extra.is_empty() {
+        String::new()
+    } else {
+        format!("-{flavour}")
+    };
     let dir = private_dir(&format!("go-{}-{name}{flavour}", go.label()));
     let source = workspace_root().join(format!("tests/fixtures/go/{name}.go"));
     let binary = dir.join(name);
@@ -133,27 +141,89 @@ fn check_recovered_panics(output: &tests::TracerOutput, n: impl Fn(&Value) -> i6
     );
 }
 
-/// The offset of `goid` in `runtime.g`, from the DWARF of `binary` (as `readelf` prints it).
-fn goid_offset_in_dwarf(binary: &Path) -> i32 {
+/// The DWARF of `binary` as `readelf` prints it.
+fn dwarf_text(binary: &Path) -> String {
     let output = Command::new("readelf")
         .args(["--debug-dump=info", "-z"])
         .arg(binary)
         .output()
         .expect("readelf (binutils)");
-    let text = String::from_utf8_lossy(&output.stdout);
-    let after_g = text
-        .split("DW_AT_name        : runtime.g\n")
-        .nth(1)
-        .expect("runtime.g in the DWARF");
-    let goid = after_g
-        .split("DW_AT_name        : goid\n")
-        .nth(1)
-        .expect("runtime.g.goid");
-    let location = goid
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The offset of a member of a runtime struct, from `dwarf` (see [`dwarf_text`]): the first
+/// of `structs` the DWARF has, and its first member of `members` (names changed across
+/// releases: `runtime._type.tflag` is `internal/abi.Type.TFlag` from Go 1.21).
+fn member_offset(dwarf: &str, structs: &[&str], members: &[&str]) -> i64 {
+    let body = structs
+        .iter()
+        .find_map(|name| {
+            let after = dwarf
+                .split(&format!("DW_AT_name        : {name}\n"))
+                .nth(1)?;
+            // The struct's members come before the next top-level entry.
+            Some(after.split("\n <1><").next().unwrap_or(after))
+        })
+        .unwrap_or_else(|| panic!("none of {structs:?} in the DWARF"));
+    let at = members
+        .iter()
+        .find_map(|member| {
+            body.split(&format!("DW_AT_name        : {member}\n"))
+                .nth(1)
+        })
+        .unwrap_or_else(|| panic!("none of {members:?} in {structs:?}"));
+    let location = at
         .lines()
         .find_map(|l| l.split("DW_AT_data_member_location:").nth(1))
-        .expect("goid's offset");
+        .expect("the member's offset");
     location.trim().parse().expect("a decimal offset")
+}
+
+/// What the tracer assumes of the runtime of `binary`'s Go release, for stripped builds and
+/// for reading dynamic types in the kernel, against the build's own DWARF and symbols; and
+/// where a build without symbols (default and PIE) finds `runtime.types`.
+fn check_runtime_layout(go: Go, binary: &Path) {
+    let elf = tracer::ElfFile::open(binary).unwrap();
+    let version = elf.go_version().expect("Go build info");
+    let dwarf = dwarf_text(binary);
+    assert_eq!(
+        tracer::goroutine_id_offset(&version).map(i64::from),
+        Some(member_offset(&dwarf, &["runtime.g"], &["goid"])),
+        "runtime.g.goid of {version}"
+    );
+    use tracer_ebpf::go_type;
+    let itab = ["runtime.itab", "internal/abi.ITab"];
+    let ty = ["runtime._type", "internal/abi.Type"];
+    assert_eq!(
+        member_offset(&dwarf, &itab, &["_type", "Type"]),
+        i64::from(go_type::ITAB_TYPE),
+        "{version}: the itab's type"
+    );
+    assert_eq!(
+        member_offset(&dwarf, &ty, &["tflag", "TFlag"]),
+        go_type::TFLAG as i64,
+        "{version}: the type's flags"
+    );
+    assert_eq!(
+        member_offset(&dwarf, &ty, &["str", "Str"]),
+        go_type::STR as i64,
+        "{version}: the type's name"
+    );
+    assert_eq!(
+        tracer::module_types_offset(&version).map(|o| o as i64),
+        Some(member_offset(&dwarf, &["runtime.moduledata"], &["types"])),
+        "runtime.moduledata.types of {version}"
+    );
+    for flags in [&[][..], &["-buildmode=pie"][..]] {
+        let build = go_fixture(go, "calls", flags);
+        let elf = tracer::ElfFile::open(&build).unwrap();
+        let symbol = elf.symbol_address("runtime.types").expect("runtime.types");
+        assert_eq!(
+            tracer::go_types_without_symbols(&elf, &version),
+            Some(symbol),
+            "{version} {flags:?}: runtime.types found without the symbol table"
+        );
+    }
 }
 
 fn int(call: &Value, name: &str) -> i64 {
@@ -205,16 +275,8 @@ fn go_1_26_calls_are_paired_by_goroutine_across_stack_growth() {
 
 fn calls_are_paired_by_goroutine_across_stack_growth(go: Go) {
     let binary = go_fixture(go, "calls", &[]);
-    // The table stripped builds rely on agrees with this release's DWARF.
-    let version = tracer::ElfFile::open(&binary)
-        .unwrap()
-        .go_version()
-        .expect("Go build info");
-    assert_eq!(
-        tracer::goroutine_id_offset(&version),
-        Some(goid_offset_in_dwarf(&binary)),
-        "runtime.g.goid of {version}"
-    );
+    // The tables stripped builds rely on agree with this release's DWARF.
+    check_runtime_layout(go, &binary);
     let (output, checksum) = trace_calls(&binary);
     assert_eq!(
         checksum, 702_618,
@@ -410,15 +472,17 @@ fn stripped_build_is_traced_through_its_pclntab(go: Go) {
 #[test]
 fn a_net_http_service_under_load_is_traced_call_for_call() {
     for go in [Go::Debian, Go::Release("1.26.6")] {
-        http_service_is_traced_call_for_call(go);
+        http_service_is_traced_call_for_call(go, &[]);
     }
+    // A PIE: the dynamic types' names are found where the loader put the binary.
+    http_service_is_traced_call_for_call(Go::Release("1.22.10"), &["-buildmode=pie"]);
 }
 
 /// 2000 requests from 200 client goroutines through the service's handler: every handler
 /// and lookup call seen once and paired (against the service's own counts), the sleeping
 /// lookups at least 20 ms, the recursion nested, the responses unchanged.
-fn http_service_is_traced_call_for_call(go: Go) {
-    let binary = go_fixture(go, "service", &[]);
+fn http_service_is_traced_call_for_call(go: Go, flags: &[&str]) {
+    let binary = go_fixture(go, "service", flags);
     let mut fixture = Fixture::start(&binary, &[]);
     let pid = fixture.pid.to_string();
     // Recorded, not printed: ~76,000 calls in two seconds outrun a terminal (the live view
@@ -432,6 +496,8 @@ fn http_service_is_traced_call_for_call(go: Go) {
         "main.(*Server).*",
         "--fn",
         "main.nest",
+        "--fn",
+        "main.expected",
         "-o",
         record,
         "--force",
@@ -440,7 +506,7 @@ fn http_service_is_traced_call_for_call(go: Go) {
     let figures = fixture.round_figures();
     let traced = tracer.interrupt();
     assert!(fixture.is_running(), "the service is alive");
-    let label = go.label();
+    let label = format!("{} {flags:?}", go.label());
     assert_eq!(
         figures,
         [2000, 0, 35],
@@ -453,6 +519,28 @@ fn http_service_is_traced_call_for_call(go: Go) {
 
     let handlers = output.calls_of("main.(*Server).ServeOrders");
     assert_eq!(handlers.len(), 2000, "{label}: {}", output.stderr);
+    // The http.ResponseWriter interface by its dynamic type.
+    for call in &handlers {
+        assert_eq!(
+            call["args"]["w"]["type"], "*http.response",
+            "{label}: {call}"
+        );
+        assert!(call["args"]["w"]["data"].as_u64().unwrap() > 0, "{call}");
+    }
+    // A string result, read at the `ret` from its two registers: the body the client expects.
+    let expected = output.calls_of("main.expected");
+    assert_eq!(expected.len(), 2000, "{label}: {}", output.stderr);
+    for call in &expected {
+        let id = int(call, "id");
+        let (status, body) = (&call["results"]["~r0"], &call["results"]["~r1"]);
+        let (want_status, want_body) = match id {
+            _ if id % 14 == 0 => (404, format!("order {id}: no such order\n")),
+            _ if id % 7 == 0 => (404, "no such order\n".to_string()),
+            _ => (200, format!("order {id} total {} depth 40\n", id * 3)),
+        };
+        assert_eq!(status, want_status, "{label}: {call}");
+        assert_eq!(body, want_body.as_str(), "{label}: {call}");
+    }
     let lookups = output.calls_of("main.(*Server).lookup");
     let ids: BTreeSet<i64> = lookups.iter().map(|c| int(c, "id")).collect();
     assert_eq!(ids, (1..=2000).collect(), "{label}: each id looked up once");
@@ -461,14 +549,18 @@ fn http_service_is_traced_call_for_call(go: Go) {
         let id = int(call, "id");
         assert_eq!(call["args"]["who"], "shop", "{call}");
         // (Order, error), from the registers at the `ret`: the struct field by field (its
-        // slice by length), the error nil or not.
+        // slice by length), the error nil, or its dynamic type (from the runtime's type
+        // descriptor) and the message `errors.New` and `fmt.Errorf` keep.
         let (order, error) = (&call["results"]["~r0"], &call["results"]["~r1"]);
         if id % 7 == 0 {
             assert_eq!(order["ID"], 0, "{label}: {call}");
-            assert!(
-                error.as_u64().is_some_and(|itab| itab != 0),
-                "{label}: {call}"
-            );
+            let (kind, message) = if id % 14 == 0 {
+                ("*fmt.wrapError", format!("order {id}: no such order"))
+            } else {
+                ("*errors.errorString", "no such order".to_string())
+            };
+            assert_eq!(error["type"], kind, "{label}: {call}");
+            assert_eq!(error["message"], message.as_str(), "{label}: {call}");
         } else {
             assert_eq!(
                 (&order["ID"], &order["Total"]),

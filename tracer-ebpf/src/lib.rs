@@ -147,6 +147,9 @@ const _: () = assert!(offset_of!(EventHeader, ret) == 40);
 pub struct InFlightCall {
     pub header: EventHeader,
     pub payload: [u8; PAYLOAD_BUFFER],
+    /// Where the Go program's `runtime.types` is in the process, found at the entry for the
+    /// steps its returns run (not emitted).
+    pub go_types: u64,
 }
 
 impl InFlightCall {
@@ -164,10 +167,11 @@ impl InFlightCall {
             ret: 0,
         },
         payload: [0; PAYLOAD_BUFFER],
+        go_types: 0,
     };
 }
 
-const _: () = assert!(size_of::<InFlightCall>() == EVENT_HEADER_SIZE + PAYLOAD_BUFFER);
+const _: () = assert!(size_of::<InFlightCall>() == EVENT_HEADER_SIZE + PAYLOAD_BUFFER + 8);
 const _: () = assert!(MAX_PAYLOAD.is_power_of_two() && MAX_CHUNK.is_power_of_two());
 const _: () = assert!(PAYLOAD_BUFFER.is_multiple_of(8));
 // The ring buffer rounds records to 8 bytes; capture steps write 8-byte words.
@@ -280,6 +284,11 @@ pub mod value {
     /// A (pointer, length) pair in registers (a Rust `&str` argument): the pointer is
     /// `value + offset`, the length is register `len_reg`. Written like [`PTR_LEN_IN_MEMORY`].
     pub const PTR_LEN_IN_REGISTERS: u8 = 5;
+    /// The name of the Go runtime type descriptor (`*_type`, `*abi.Type`) at `value + offset`,
+    /// as the `reflect` package spells it (`*errors.errorString`): read through its name
+    /// offset from the process's type data (see [`CapturePlan::go_types`](super::CapturePlan)),
+    /// written like [`PTR_LEN_IN_MEMORY`]; a nil descriptor writes the length `u64::MAX`.
+    pub const GO_TYPE_NAME: u8 = 6;
 }
 
 /// Values of a step's status byte at the start of the payload. Never renumber.
@@ -330,16 +339,35 @@ pub struct CapturePlan {
     /// Payload bytes a call of this probe carries (the end of the furthest step).
     pub payload_len: u32,
     /// A Go function's results: the return program copies the first `go_results >> 16`
-    /// words of [`GO_RESULT_REGISTERS`] into the payload at offset `go_results & 0xffff`
+    /// words of Go's result registers into the payload at offset `go_results & 0xffff`
     /// (zero: none).
     pub go_results: u32,
+    /// The steps that read a Go function's results at its returns instead of at its entry:
+    /// indexes `return_steps & 0xffff` up to (not including) `return_steps >> 16`.
+    pub return_steps: u32,
+    pub _pad: u32,
+    /// A Go program's `runtime.types` as the file has it (0: none): the names of its type
+    /// descriptors are offsets from there ([`value::GO_TYPE_NAME`]).
+    pub go_types: u64,
+    /// The file's address of the entry probe: the probe's address in the process minus this is
+    /// how far the object was loaded from its file's addresses (PIE), for `go_types`.
+    pub entry_address: u64,
     pub steps: [CaptureStep; MAX_STEPS],
+}
+
+impl CapturePlan {
+    /// Whether step `index` runs at the return (a Go result), not at the entry.
+    pub const fn at_return(&self, index: usize) -> bool {
+        let first = (self.return_steps & 0xffff) as usize;
+        let end = (self.return_steps >> 16) as usize;
+        first <= index && index < end
+    }
 }
 
 /// Go's register ABI returns its results in the registers it passes arguments in; the
 /// return program copies at most this many.
 pub const GO_RESULT_WORDS: usize = 9;
-const _: () = assert!(size_of::<CapturePlan>() == 16 + 32 * MAX_STEPS);
+const _: () = assert!(size_of::<CapturePlan>() == 40 + 32 * MAX_STEPS);
 
 /// Bits of [`CapturePlan::flags`].
 pub mod plan_flags {
@@ -354,6 +382,22 @@ pub mod plan_flags {
 /// The `g` of the running goroutine is in R14 (Go's register ABI, 1.17+); its first field is
 /// the goroutine's stack, `{lo, hi uintptr}`: `stack.hi` is at this offset in every Go release.
 pub const GO_G_STACK_HI: u64 = 8;
+
+/// Where the Go runtime keeps what names a dynamic type, the same from Go 1.17 through 1.27
+/// (the Go tests check them against the DWARF of every fixture release). An interface with
+/// methods holds an `itab`, whose `_type` is at [`GO_ITAB_TYPE`]; an empty one holds the type
+/// descriptor itself.
+pub mod go_type {
+    /// `itab._type` (`abi.ITab.Type`).
+    pub const ITAB_TYPE: i32 = 8;
+    /// `_type.tflag` (`abi.Type.TFlag`), a byte.
+    pub const TFLAG: u64 = 20;
+    /// `_type.str` (`abi.Type.Str`): an `int32` offset of the name from `runtime.types`.
+    pub const STR: u64 = 40;
+    /// The `tflag` bit saying the name carries a `*` that is not part of it (the name is
+    /// shared with the pointer type's).
+    pub const TFLAG_EXTRA_STAR: u8 = 2;
+}
 
 /// Global settings of the programs, element 0 of [`maps::CONFIG`].
 #[repr(C)]
@@ -493,7 +537,9 @@ mod tests {
         assert_eq!(offset_of!(CaptureStep, len_reg), 8);
         assert_eq!(offset_of!(CaptureStep, offset), 12);
         assert_eq!(offset_of!(CaptureStep, deref_offsets), 16);
-        assert_eq!(offset_of!(CapturePlan, steps), 16);
+        assert_eq!(offset_of!(CapturePlan, return_steps), 16);
+        assert_eq!(offset_of!(CapturePlan, go_types), 24);
+        assert_eq!(offset_of!(CapturePlan, steps), 40);
         assert_eq!(offset_of!(InflightKey, frame), 8);
         assert_eq!(offset_of!(InflightKey, probe_id), 16);
         assert_eq!(offset_of!(Config, wakeup_bytes), 4);

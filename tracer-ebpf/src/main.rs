@@ -38,7 +38,7 @@ mod programs {
         GO_G_STACK_HI, GO_RESULT_WORDS, INFLIGHT_ENTRIES, InFlightCall, InflightKey, MAX_CHUNK,
         MAX_DEREFS, MAX_PAYLOAD, MAX_PROBES, MAX_STEPS, MAX_TGIDS, MAX_THREADS, PAGE_SIZE,
         PAYLOAD_BUFFER, RETURN_SP_ADJUST, RING_BYTES, THREAD_DEPTH, ThreadCalls, config_flags,
-        inflight_marks, location, plan_flags, reg, step_status, value,
+        go_type, inflight_marks, location, plan_flags, reg, step_status, value,
     };
 
     #[map]
@@ -298,13 +298,74 @@ mod programs {
         if left < size { left } else { size }
     }
 
+    /// Writes the name of the Go type descriptor at `descriptor` into `slot`: its `u64` length,
+    /// then at most `size` bytes. `go_types` is where the process has `runtime.types`, which
+    /// the descriptor's name offset counts from. A name is a flags byte, a varint length and
+    /// the bytes (Go 1.17 on).
+    #[inline(always)]
+    fn go_type_name(slot: *mut u8, size: usize, descriptor: u64, go_types: u64) -> u8 {
+        if descriptor == 0 {
+            // A nil interface: say so instead of reporting a fault.
+            // SAFETY: `slot` has 8 + MAX_CHUNK bytes (see `capture_step`).
+            unsafe { slot.cast::<u64>().write_unaligned(u64::MAX) };
+            return step_status::OK;
+        }
+        if go_types == 0 {
+            return step_status::FAULT;
+        }
+        let (Some(flags), Some(name_offset)) = (
+            read_user_u64(descriptor.wrapping_add(go_type::TFLAG)),
+            read_user_u64(descriptor.wrapping_add(go_type::STR)),
+        ) else {
+            return step_status::FAULT;
+        };
+        let extra_star = flags as u8 & go_type::TFLAG_EXTRA_STAR != 0;
+        let name = go_types.wrapping_add(name_offset as u32 as i32 as i64 as u64);
+        let mut head = [0u8; 3];
+        // SAFETY: the destination is this stack array of 3 bytes; the helper checks the
+        // source. Three bytes, not a word: a name may end its mapping.
+        if unsafe { raw_read_user(head.as_mut_ptr().cast(), 3, name as *const c_void) } != 0 {
+            return step_status::FAULT;
+        }
+        let (mut length, mut start) = if head[1] < 0x80 {
+            (head[1] as u64, name.wrapping_add(2))
+        } else if head[2] < 0x80 {
+            (
+                (head[1] & 0x7f) as u64 | (head[2] as u64) << 7,
+                name.wrapping_add(3),
+            )
+        } else {
+            // No type name is 16 KiB long: this is not a name.
+            return step_status::FAULT;
+        };
+        if extra_star && length > 0 {
+            length -= 1;
+            start = start.wrapping_add(1);
+        }
+        // SAFETY: as above.
+        unsafe { slot.cast::<u64>().write_unaligned(length) };
+        let take = if length < size as u64 {
+            length as usize
+        } else {
+            size
+        };
+        // SAFETY: as above; the bytes go after the 8-byte length.
+        if copy_user(unsafe { slot.add(8) }, take, start) {
+            step_status::OK
+        } else {
+            step_status::FAULT
+        }
+    }
+
     /// One capture step: follow the step's pointers from its register, then copy what it asks
-    /// into its payload slot. Returns the step's [`step_status`].
+    /// into its payload slot. Returns the step's [`step_status`]. `go_types` is where a Go
+    /// program has `runtime.types` (0: not Go).
     #[inline(always)]
     fn capture_step(
         step: &CaptureStep,
         regs: *const pt_regs,
         payload: &mut [u8; PAYLOAD_BUFFER],
+        go_types: u64,
     ) -> u8 {
         if step.location != location::REGISTER {
             return step_status::FAULT;
@@ -399,18 +460,23 @@ mod programs {
                 unsafe { slot.cast::<u64>().write_unaligned(first as u64) };
                 step_status::PARTIAL
             }
+            value::GO_TYPE_NAME => go_type_name(slot, size, source, go_types),
             _ => step_status::FAULT,
         }
     }
 
-    /// Runs the plan's steps, writing each step's slot and status into `call.payload`.
+    /// Runs the plan's steps of one side (`at_return`: the steps a Go return runs; else the
+    /// entry's), writing each step's slot and status into `call.payload`.
     #[inline(always)]
-    fn capture(plan: &CapturePlan, regs: *const pt_regs, call: &mut InFlightCall) {
+    fn capture(plan: &CapturePlan, regs: *const pt_regs, call: &mut InFlightCall, at_return: bool) {
         for index in 0..MAX_STEPS {
             if index as u32 >= plan.step_count {
                 break;
             }
-            let status = capture_step(&plan.steps[index], regs, &mut call.payload);
+            if plan.at_return(index) != at_return {
+                continue;
+            }
+            let status = capture_step(&plan.steps[index], regs, &mut call.payload, call.go_types);
             if status != step_status::OK {
                 call.payload[index] = status;
             }
@@ -477,7 +543,13 @@ mod programs {
         call.header.pid = (pid_tgid >> 32) as u32;
         call.header.tid = pid_tgid as u32;
         call.header.payload_len = plan.payload_len.min(MAX_PAYLOAD as u32);
-        capture(plan, ctx.regs, call);
+        if plan.go_types != 0 {
+            // The probe is at `entry_address` in the file: the difference is the load bias.
+            // SAFETY: `ctx.regs` is the program context; a uprobe sees its own address in rip.
+            let bias = unsafe { (*ctx.regs).rip }.wrapping_sub(plan.entry_address);
+            call.go_types = plan.go_types.wrapping_add(bias);
+        }
+        capture(plan, ctx.regs, call, false);
         // SAFETY: reading the monotonic clock has no preconditions. Stamped last, so the
         // capture is not part of the latency.
         call.header.entry_ns = unsafe { bpf_ktime_get_ns() };
@@ -659,12 +731,14 @@ mod programs {
         let _ = INFLIGHT.remove(key);
     }
 
-    /// Copies a Go function's result registers into its parked `call`, where its plan says.
+    /// Copies a Go function's result registers into its parked `call`, where its plan says,
+    /// and runs the plan's steps that read results (strings, interfaces' types).
     #[inline(always)]
     fn copy_go_results(regs: &pt_regs, call: &mut InFlightCall) {
         let Some(plan) = PLANS.get(call.header.probe_id) else {
             return;
         };
+
         let words = (plan.go_results >> 16) as usize;
         let offset = (plan.go_results & 0xffff) as usize;
         if words == 0 || offset + 8 * GO_RESULT_WORDS > PAYLOAD_BUFFER {
@@ -705,6 +779,17 @@ mod programs {
         let Some(key) = go_key(regs, bpf_get_current_pid_tgid(), probe) else {
             return 0;
         };
+        // The results' strings and interfaces, read before the bookkeeping below: the
+        // verifier then sees the two apart.
+        if let Some(call) = INFLIGHT.get_ptr_mut(&key) {
+            // SAFETY: the in-flight value belongs to this goroutine's key; only its probes use it.
+            let call = unsafe { &mut *call };
+            if let Some(plan) = PLANS.get(probe)
+                && plan.return_steps != 0
+            {
+                capture(plan, regs, call, true);
+            }
+        }
         // Frames a panic unwound never return: the goroutine's next return above them proves
         // them abandoned. A call entered before tracing started has no entry, and no loss.
         settle_and_complete(

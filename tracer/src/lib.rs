@@ -45,4 +45,10 @@ pub use sinks::{
     clock::WallClock,
     line::{HumanLines, Style, json_line},
 };
-pub use symbols::{ProbeSite, dwarf::DebugInfo, elf::ElfFile, go_runtime::goroutine_id_offset};
+pub use symbols::{
+    ProbeSite,
+    dwarf::DebugInfo,
+    elf::ElfFile,
+    go_runtime::{goroutine_id_offset, module_types_offset},
+    object_files::{go_types_address, go_types_without_symbols},
+};

@@ -203,6 +203,7 @@ mod tests {
             build_id: None,
             returns: Default::default(),
             goroutine_id_offset: None,
+            go_types: None,
         }
     }
 

@@ -39,6 +39,15 @@ pub enum Decoded {
         pointer: Option<Box<Decoded>>,
         fields: Vec<(String, Decoded)>,
     },
+    /// A Go interface that holds nothing.
+    Nil,
+    /// A Go interface: the name of its dynamic type (None: unreadable), its data pointer and,
+    /// for the errors whose value starts with their message, the message.
+    Interface {
+        type_name: Option<String>,
+        data: Box<Decoded>,
+        message: Option<Box<Decoded>>,
+    },
     /// The kernel could not read the memory.
     Unreadable,
     /// Not captured, with the reason.
@@ -158,6 +167,17 @@ fn decode_captured(payload: &[u8], offset: u16, size: u16, step: u8, render: &Re
             let length = length as usize;
             text(&bytes[..length.min(shown)], length > shown)
         }
+        Render::GoTypeName => {
+            let Some(length) = word(slot, 8) else {
+                return Decoded::Missing("short".into());
+            };
+            if length == u64::MAX {
+                return Decoded::Nil;
+            }
+            let bytes = &slot[8..];
+            let copied = (length.min(bytes.len() as u64)) as usize;
+            text(&bytes[..copied], partial || length > copied as u64)
+        }
         Render::Str | Render::Slice { .. } => {
             let Some(length) = word(slot, 8) else {
                 return Decoded::Missing("short".into());
@@ -224,7 +244,52 @@ pub fn decode(payload: &[u8], value: &SlotValue) -> Decoded {
                     .collect(),
             }
         }
+        SlotValue::Interface {
+            type_word,
+            type_name,
+            data,
+            message,
+        } => decode_interface(payload, type_word, type_name, data, message.as_deref()),
         SlotValue::Missing { reason } => Decoded::Missing(reason.clone()),
+    }
+}
+
+/// The dynamic types whose value starts with the error's message (a Go string), which the
+/// interface's message slot reads.
+const MESSAGE_FIRST_ERRORS: [&str; 3] =
+    ["*errors.errorString", "*fmt.wrapError", "*fmt.wrapErrors"];
+
+fn decode_interface(
+    payload: &[u8],
+    type_word: &SlotValue,
+    type_name: &SlotValue,
+    data: &SlotValue,
+    message: Option<&SlotValue>,
+) -> Decoded {
+    match decode(payload, type_word) {
+        Decoded::Null => return Decoded::Nil,
+        Decoded::Pointer(_) => {}
+        // The interface itself could not be read.
+        other => return other,
+    }
+    let type_name = match decode(payload, type_name) {
+        Decoded::Text {
+            bytes,
+            truncated: false,
+        } => String::from_utf8(bytes).ok(),
+        _ => None,
+    };
+    let message = message
+        .filter(|_| {
+            type_name
+                .as_deref()
+                .is_some_and(|name| MESSAGE_FIRST_ERRORS.contains(&name))
+        })
+        .map(|slot| Box::new(decode(payload, slot)));
+    Decoded::Interface {
+        type_name,
+        data: Box::new(decode(payload, data)),
+        message,
     }
 }
 
@@ -371,6 +436,20 @@ impl Decoded {
                 }
                 out.push('}');
             }
+            Self::Nil => out.push_str("nil"),
+            Self::Interface {
+                type_name,
+                data,
+                message,
+            } => {
+                out.push_str(type_name.as_deref().unwrap_or("<unreadable type>"));
+                out.push('(');
+                match message {
+                    Some(message) => message.write_human(out),
+                    None => data.write_human(out),
+                }
+                out.push(')');
+            }
             Self::Unreadable => out.push_str("<unreadable>"),
             Self::Missing(reason) => {
                 let _ = write!(out, "<{reason}>");
@@ -410,6 +489,20 @@ impl Decoded {
                 for (name, value) in fields {
                     object.insert(name.clone(), value.to_json());
                 }
+                Json::Object(object)
+            }
+            Self::Nil => Json::Null,
+            Self::Interface {
+                type_name,
+                data,
+                message,
+            } => {
+                let mut object = Map::new();
+                object.insert("type".into(), json!(type_name));
+                match message {
+                    Some(message) => object.insert("message".into(), message.to_json()),
+                    None => object.insert("data".into(), data.to_json()),
+                };
                 Json::Object(object)
             }
             Self::Unreadable => json!({ "unreadable": true }),
@@ -648,6 +741,88 @@ mod tests {
             render: Render::CString,
         };
         assert!(matches!(decode(&[0u8; 8], &huge), Decoded::Missing(_)));
+    }
+
+    /// A Go `error` as the plan lays it out: type word at 16, data word at 24, the type's
+    /// name (step 1) at 32, the message (step 2) at 72.
+    fn error_slot() -> SlotValue {
+        let word = |offset| {
+            Box::new(SlotValue::Captured {
+                offset,
+                size: 8,
+                step: 0,
+                render: Render::Pointer,
+            })
+        };
+        SlotValue::Interface {
+            type_word: word(16),
+            data: word(24),
+            type_name: Box::new(SlotValue::Captured {
+                offset: 32,
+                size: 40,
+                step: 1,
+                render: Render::GoTypeName,
+            }),
+            message: Some(Box::new(SlotValue::Captured {
+                offset: 72,
+                size: 40,
+                step: 2,
+                render: Render::Str,
+            })),
+        }
+    }
+
+    fn error_payload(type_word: u64, name: &[u8], message: &[u8]) -> Vec<u8> {
+        let mut payload = vec![0u8; 112];
+        payload[16..24].copy_from_slice(&type_word.to_le_bytes());
+        payload[24..32].copy_from_slice(&0xc000_1000u64.to_le_bytes());
+        payload[32..40].copy_from_slice(&(name.len() as u64).to_le_bytes());
+        payload[40..40 + name.len()].copy_from_slice(name);
+        payload[72..80].copy_from_slice(&(message.len() as u64).to_le_bytes());
+        payload[80..80 + message.len()].copy_from_slice(message);
+        payload
+    }
+
+    #[test]
+    fn go_errors_show_their_type_and_the_message_of_the_errors_that_keep_one() {
+        let slot = error_slot();
+        let nil = decode(&error_payload(0, b"", b""), &slot);
+        assert_eq!((human(&nil), nil.to_json()), ("nil".into(), Json::Null));
+
+        let plain = decode(
+            &error_payload(0x4d_2000, b"*errors.errorString", b"no such order"),
+            &slot,
+        );
+        assert_eq!(human(&plain), "*errors.errorString(\"no such order\")");
+        assert_eq!(
+            plain.to_json(),
+            json!({"type": "*errors.errorString", "message": "no such order"})
+        );
+        let wrapped = decode(
+            &error_payload(0x4d_2000, b"*fmt.wrapError", b"order 14: no such order"),
+            &slot,
+        );
+        assert_eq!(
+            human(&wrapped),
+            "*fmt.wrapError(\"order 14: no such order\")"
+        );
+
+        // Another type's data does not start with a message: its data pointer shows.
+        let other = decode(
+            &error_payload(0x4d_2000, b"*os.PathError", b"garbage"),
+            &slot,
+        );
+        assert_eq!(human(&other), "*os.PathError(0xc0001000)");
+        assert_eq!(
+            other.to_json(),
+            json!({"type": "*os.PathError", "data": 0xc000_1000u64})
+        );
+
+        // A type name the kernel could not read.
+        let mut payload = error_payload(0x4d_2000, b"*errors.errorString", b"x");
+        payload[1] = step_status::FAULT;
+        let unreadable = decode(&payload, &slot);
+        assert_eq!(human(&unreadable), "<unreadable type>(0xc0001000)");
     }
 
     #[test]

@@ -9,11 +9,7 @@
 
 use tracer_ebpf::reg;
 
-use super::{
-    builder::render_of,
-    registers,
-    slots::{ArgSlot, Render, SlotValue},
-};
+use super::registers;
 use crate::symbols::{
     dwarf::{EntryLocation, FunctionDebug, Language},
     types::Type,
@@ -72,7 +68,7 @@ fn flatten(ty: &Type, at: u64, out: &mut Vec<(u64, u64, bool)>) -> Option<()> {
         | Type::Char { .. }
         | Type::Enum { .. }
         | Type::Pointer { .. } => out.push((at, ty.size(), false)),
-        Type::Str | Type::Slice { .. } => {
+        Type::Str | Type::Slice { .. } | Type::Interface { .. } => {
             out.push((at, 8, false));
             out.push((at + 8, 8, false));
             if matches!(ty, Type::Slice { go: true, .. }) {
@@ -343,7 +339,7 @@ fn go_entry_places(function: &FunctionDebug) -> Vec<ArgPlace> {
         .map(|param| {
             let go_slice = matches!(param.ty, Type::Slice { go: true, .. });
             let words = match &param.ty {
-                Type::Str => Some(2),
+                Type::Str | Type::Interface { .. } => Some(2),
                 _ if go_slice => Some(3),
                 Type::Float { .. } => Some(0),
                 ty if ty.is_scalar() => Some(1),
@@ -372,7 +368,14 @@ fn go_entry_places(function: &FunctionDebug) -> Vec<ArgPlace> {
                 Some(EntryLocation::Pieces(pieces)) if go_slice && pieces.len() == 3 => {
                     dwarf_place(&EntryLocation::Pieces(pieces[..2].to_vec()))
                 }
-                Some(location) => dwarf_place(location),
+                // What DWARF cannot place, the ABI still does at the entry (Go 1.19 writes
+                // an interface in registers as four pieces, each word twice).
+                Some(location) => match dwarf_place(location) {
+                    ArgPlace::Unavailable(_) if !matches!(by_abi, ArgPlace::Unavailable(_)) => {
+                        by_abi
+                    }
+                    place => place,
+                },
                 None => by_abi,
             }
         })
@@ -393,12 +396,11 @@ pub(crate) fn go_result_words(ty: &Type, before: usize) -> Result<(usize, usize)
 }
 
 /// The integer words of a Go value in registers, or `None` for what is not placed here.
-fn go_words(ty: &Type) -> Option<usize> {
+pub(crate) fn go_words(ty: &Type) -> Option<usize> {
     Some(match ty {
         Type::Float { .. } | Type::Void => 0,
-        Type::Str => 2,
+        Type::Str | Type::Interface { .. } => 2,
         Type::Slice { go: true, .. } => 3,
-        Type::Struct { name, .. } | Type::Opaque { name, .. } if is_go_interface(name) => 2,
         Type::Struct {
             fields,
             union: false,
@@ -410,81 +412,6 @@ fn go_words(ty: &Type) -> Option<usize> {
         ty if ty.is_scalar() => 1,
         _ => return None,
     })
-}
-
-/// Go's interfaces in DWARF: `runtime.iface` (with methods, `error` too) and `runtime.eface`.
-fn is_go_interface(name: &str) -> bool {
-    name == "runtime.iface" || name == "runtime.eface"
-}
-
-/// The slot of a Go result of type `ty` at word `word` of the result room at payload
-/// `offset` (valid when step `step` is): scalars as themselves, strings and slices by their
-/// length (their bytes are not read at the return), interfaces by their type word (NULL is
-/// nil), structs field by field.
-pub(crate) fn go_result_slot(ty: &Type, word: usize, offset: u16, step: u8) -> SlotValue {
-    let at = |w: usize| offset + 8 * w as u16;
-    let length = |w: usize| SlotValue::Struct {
-        pointer: None,
-        fields: vec![ArgSlot {
-            name: "len".into(),
-            value: SlotValue::Captured {
-                offset: at(w),
-                size: 8,
-                step,
-                render: Render::Int {
-                    size: 8,
-                    signed: true,
-                },
-            },
-        }],
-    };
-    match ty {
-        Type::Float { .. } => SlotValue::Missing {
-            reason: "xmm".into(),
-        },
-        Type::Void => SlotValue::Missing {
-            reason: "void".into(),
-        },
-        Type::Str => length(word + 1),
-        Type::Slice { go: true, .. } => length(word + 1),
-        Type::Struct { name, .. } | Type::Opaque { name, .. } if is_go_interface(name) => {
-            SlotValue::Captured {
-                offset: at(word),
-                size: 8,
-                step,
-                render: Render::Pointer,
-            }
-        }
-        Type::Struct { fields, .. } => {
-            let mut next = word;
-            let fields = fields
-                .iter()
-                .map(|field| {
-                    let value = go_result_slot(&field.ty, next, offset, step);
-                    next += go_words(&field.ty).unwrap_or(0);
-                    ArgSlot {
-                        name: field.name.clone(),
-                        value,
-                    }
-                })
-                .collect();
-            SlotValue::Struct {
-                pointer: None,
-                fields,
-            }
-        }
-        other => match render_of(other) {
-            Some(render) => SlotValue::Captured {
-                offset: at(word),
-                size: other.size().clamp(1, 8) as u16,
-                step,
-                render,
-            },
-            None => SlotValue::Missing {
-                reason: other.name(),
-            },
-        },
-    }
 }
 
 #[cfg(test)]
@@ -756,9 +683,9 @@ mod go_result_tests {
     }
 
     fn error() -> Type {
-        Type::Opaque {
-            name: "runtime.iface".into(),
-            size: 16,
+        Type::Interface {
+            name: "error".into(),
+            empty: false,
         }
     }
 
@@ -786,28 +713,5 @@ mod go_result_tests {
         assert_eq!(go_result_words(&order, 5), Err("on the stack"));
         assert_eq!(go_result_words(&int(8, true), 8), Ok((8, 1)));
         assert_eq!(go_result_words(&Type::Str, 8), Err("on the stack"));
-
-        // The struct's fields at their words: ID 0, Items' length at 2, Total 4.
-        let SlotValue::Struct { fields, .. } = go_result_slot(&order, 0, 100, 3) else {
-            panic!("a struct");
-        };
-        let offset_of = |value: &SlotValue| match value {
-            SlotValue::Captured { offset, .. } => *offset,
-            SlotValue::Struct { fields, .. } => match &fields[0].value {
-                SlotValue::Captured { offset, .. } => *offset,
-                other => panic!("{other:?}"),
-            },
-            other => panic!("{other:?}"),
-        };
-        let offsets: Vec<u16> = fields.iter().map(|f| offset_of(&f.value)).collect();
-        assert_eq!(offsets, [100, 116, 132]);
-        assert!(matches!(
-            go_result_slot(&error(), 5, 100, 3),
-            SlotValue::Captured {
-                offset: 140,
-                render: Render::Pointer,
-                ..
-            }
-        ));
     }
 }

@@ -238,15 +238,14 @@ fn go_results(builder: &mut PlanBuilder, function: &FunctionDebug) -> Vec<ArgSlo
     } else {
         None
     };
-    results
+    let first = builder.begin_return_steps();
+    let slots = results
         .iter()
         .zip(shapes)
         .map(|(result, shape)| ArgSlot {
             name: result.name.clone(),
             value: match (shape, room) {
-                (Ok((at, _)), Some((step, offset))) => {
-                    calling_convention::go_result_slot(&result.ty, at, offset, step)
-                }
+                (Ok((at, _)), Some(room)) => builder.go_result(&result.ty, at, room),
                 (Ok(_), None) => SlotValue::Missing {
                     reason: builder::PLAN_FULL.into(),
                 },
@@ -255,7 +254,9 @@ fn go_results(builder: &mut PlanBuilder, function: &FunctionDebug) -> Vec<ArgSlo
                 },
             },
         })
-        .collect()
+        .collect();
+    builder.end_return_steps(first);
+    slots
 }
 
 /// The warning for the functions whose arguments did not all fit one plan, if any.
@@ -296,6 +297,10 @@ pub fn plan_sites(sites: &[ProbeSite], options: &PlanOptions) -> Result<Vec<Plan
             };
             if go {
                 plan.kernel.flags |= tracer_ebpf::plan_flags::GO;
+                if let Some(types) = site.go_types {
+                    plan.kernel.go_types = types;
+                    plan.kernel.entry_address = site.probe_address();
+                }
             }
             Ok(plan)
         })

@@ -36,6 +36,8 @@ pub enum Render {
     Slice {
         bytes: bool,
     },
+    /// The name of a Go type descriptor: `u64` length (`u64::MAX`: none) then its bytes.
+    GoTypeName,
     /// A fixed array of `count` elements of `element` bytes each.
     Array {
         element: Box<Render>,
@@ -67,6 +69,15 @@ pub enum SlotValue {
     Struct {
         pointer: Option<Box<SlotValue>>,
         fields: Vec<ArgSlot>,
+    },
+    /// A Go interface: its type word (NULL: nil), the name of its dynamic type, its data
+    /// word and, for an `error`, the message its data starts with (what `errors.New` and
+    /// `fmt.Errorf` make; shown for those types only).
+    Interface {
+        type_word: Box<SlotValue>,
+        type_name: Box<SlotValue>,
+        data: Box<SlotValue>,
+        message: Option<Box<SlotValue>>,
     },
     /// Not captured, and why (`xmm`, `plan full`, ...).
     Missing { reason: String },

@@ -360,7 +360,32 @@ impl ElfFile {
 
     /// Whether the file is a Go program (its runtime tables are there even when stripped).
     pub fn is_go(&self) -> bool {
-        self.has_section(".gopclntab") || self.has_section(".go.buildinfo")
+        self.go_pclntab_section().is_some() || self.has_section(".go.buildinfo")
+    }
+
+    /// The name of the section holding Go's function table: `.gopclntab`, or in a PIE
+    /// built by Go before 1.26 `.data.rel.ro.gopclntab` (it holds relocated words there).
+    pub fn go_pclntab_section(&self) -> Option<&'static str> {
+        [".gopclntab", ".data.rel.ro.gopclntab"]
+            .into_iter()
+            .find(|name| self.has_section(name))
+    }
+
+    /// The address of the symbol `name` in the symbol table, if the file has one with it.
+    pub fn symbol_address(&self, name: &str) -> Option<u64> {
+        use object::{Object as _, ObjectSymbol as _};
+        self.parse()
+            .ok()?
+            .symbols()
+            .find(|symbol| symbol.name_bytes() == Ok(name.as_bytes()))
+            .map(|symbol| symbol.address())
+    }
+
+    /// Whether the file is position independent (an ET_DYN executable or a library).
+    pub fn is_position_independent(&self) -> bool {
+        use object::Object as _;
+        self.parse()
+            .is_ok_and(|elf| elf.kind() == object::ObjectKind::Dynamic)
     }
 
     /// The Go release that built the file (`go1.19.8`), from its build info; `None` for a Go

@@ -12,16 +12,48 @@ use std::{
 use super::{
     debug_file,
     elf::{ElfFile, FunctionKind, FunctionSymbol, SymbolSource},
-    gopclntab,
+    go_runtime, gopclntab,
     site::{ProbeObject, SourceLocation},
 };
 use crate::error::{Error, Result};
+
+/// Where a Go program's type descriptors start (`runtime.types`): its symbol; else the
+/// module data's `types` (`.go.module` from Go 1.26, found in `.noptrdata` before); else the
+/// section the linker puts them first in (`.data.rel.ro` in a PIE, whose module data the
+/// dynamic loader fills in, `.rodata` otherwise). The Go tests check the fallbacks against
+/// the symbol for every fixture release, PIE and not.
+pub fn go_types_address(elf: &ElfFile, version: &str) -> Option<u64> {
+    if let Some(types) = elf.symbol_address("runtime.types") {
+        return Some(types);
+    }
+    go_types_without_symbols(elf, version)
+}
+
+/// [`go_types_address`] for a binary without a symbol table (`-ldflags=-s`).
+pub fn go_types_without_symbols(elf: &ElfFile, version: &str) -> Option<u64> {
+    let table = elf.section_address(elf.go_pclntab_section()?)?;
+    let from_module = [".go.module", ".noptrdata"].into_iter().find_map(|name| {
+        let data = elf.section(name).ok()??;
+        go_runtime::module_types(go_runtime::find_module(data, table)?, table, version)
+    });
+    from_module.or_else(|| {
+        let section = if elf.is_position_independent() && elf.has_section(".data.rel.ro") {
+            ".data.rel.ro"
+        } else {
+            ".rodata"
+        };
+        elf.section_address(section)
+    })
+}
 
 /// An object file and its symbol sources.
 pub struct ObjectFiles {
     pub object: ProbeObject,
     /// The Go release that built it (`go1.19.8`), for a Go program.
     pub go: Option<String>,
+    /// A Go program's `runtime.types` (file address), which the names of its dynamic types
+    /// count from; None where it cannot be found.
+    pub go_types: Option<u64>,
     /// The root the target sees (`/proc/PID/root`, or `/`): where debug files are searched.
     root: PathBuf,
     elf: ElfFile,
@@ -69,9 +101,13 @@ impl ObjectFiles {
         };
         let meta = std::fs::metadata(&object.open_path)
             .map_err(|source| Error::io(&object.open_path, source))?;
+        let go_types = go
+            .as_deref()
+            .and_then(|version| go_types_address(&elf, version));
         Ok(Self {
             object,
             go,
+            go_types,
             root: root.to_path_buf(),
             elf,
             identity: (meta.dev(), meta.ino()),
@@ -140,12 +176,15 @@ impl ObjectFiles {
     /// function listed twice (its ABIInternal body and the ABI0 wrapper that calls it), the
     /// body.
     fn go_functions(&self) -> Vec<FunctionSymbol> {
-        let Ok(Some(table)) = self.elf.section(".gopclntab") else {
+        let Some(section) = self.elf.go_pclntab_section() else {
+            return Vec::new();
+        };
+        let Ok(Some(table)) = self.elf.section(section) else {
             return Vec::new();
         };
         let module_text = match (
             self.elf.section(".go.module"),
-            self.elf.section_address(".gopclntab"),
+            self.elf.section_address(section),
         ) {
             (Ok(Some(module)), Some(table_address)) => {
                 gopclntab::module_text(module, table_address)

@@ -454,6 +454,7 @@ impl<'a> Resolver<'a> {
             goroutine_id_offset: go_function
                 .then(|| files.go.as_deref().and_then(goroutine_id_offset))
                 .flatten(),
+            go_types: go_function.then_some(files.go_types).flatten(),
         })
     }
 }

@@ -71,6 +71,17 @@ pub struct ProbeSite {
     /// A Go function's: where its goroutine's id is, as an offset into the `runtime.g` that
     /// R14 points at (None: not Go, or a Go release whose layout is not known).
     pub goroutine_id_offset: Option<i32>,
+    /// A Go function's: its program's `runtime.types` (file address), which the names of
+    /// dynamic types in interfaces count from.
+    pub go_types: Option<u64>,
+}
+
+impl ProbeSite {
+    /// The file's address of the entry probe.
+    pub fn probe_address(&self) -> u64 {
+        self.address
+            .wrapping_add(self.probe_offset.wrapping_sub(self.file_offset))
+    }
 }
 
 /// How the returns of a function are probed.
@@ -106,6 +117,7 @@ impl ProbeSite {
             build_id: None,
             returns: ReturnProbes::Uretprobe,
             goroutine_id_offset: None,
+            go_types: None,
         }
     }
 }

@@ -72,6 +72,13 @@ pub enum Type {
         /// Go's: a capacity word follows the length.
         go: bool,
     },
+    /// A Go interface, `name` as the program spells it (`error`, `io.Reader`,
+    /// `interface {}`): two words, the type (for an `empty` one, `interface {}`/`any`, the type
+    /// descriptor; otherwise the `itab` whose second word is) and the data pointer.
+    Interface {
+        name: String,
+        empty: bool,
+    },
     /// No value (`void`, `()`).
     Void,
     /// Anything else, or something past the depth limit.
@@ -94,7 +101,7 @@ impl Type {
             Self::Struct { size, .. } | Self::Opaque { size, .. } => *size,
             Self::Array { element, count } => element.size().saturating_mul(*count),
             Self::Slice { go: true, .. } => 24,
-            Self::Str | Self::Slice { .. } => 16,
+            Self::Str | Self::Slice { .. } | Self::Interface { .. } => 16,
             Self::Void => 0,
         }
     }
@@ -119,7 +126,7 @@ impl Type {
             | Self::Float { name, .. }
             | Self::Enum { name, .. }
             | Self::Opaque { name, .. } => name.clone(),
-            Self::Struct { name, .. } => name.clone(),
+            Self::Struct { name, .. } | Self::Interface { name, .. } => name.clone(),
             Self::Bool { .. } => "bool".into(),
             Self::Pointer { pointee } => format!("{} *", pointee.name()),
             Self::Array { element, count } => format!("{}[{count}]", element.name()),

@@ -44,14 +44,42 @@ impl<'a> DebugInfo<'a> {
     }
 
     /// Builds the [`Type`] at `offset`, through typedefs and qualifiers, `depth` levels deep:
-    /// one reader per kind of DWARF type.
+    /// one reader per kind of DWARF type. A Go interface is the runtime's two-word struct in
+    /// DWARF, under the typedef that names it (`error`): the outermost name is the one shown.
     pub(super) fn resolve_type(
         &self,
         unit: &Unit<'a>,
         offset: UnitOffset<usize>,
         depth: usize,
     ) -> gimli::Result<Type> {
-        let entry = match skip_typedefs_and_qualifiers(unit, unit.entry(offset)?)? {
+        let entry = unit.entry(offset)?;
+        let typedef_name = match entry.tag() {
+            constants::DW_TAG_typedef => self.name_of(unit, &entry)?,
+            _ => None,
+        };
+        let ty = self.resolve_named_type(unit, entry, depth)?;
+        Ok(match ty {
+            Type::Struct { name, .. } | Type::Opaque { name, .. } if is_go_interface(&name) => {
+                Type::Interface {
+                    empty: name == GO_EMPTY_INTERFACE,
+                    name: typedef_name.filter(|n| !is_go_interface(n)).unwrap_or(name),
+                }
+            }
+            Type::Interface { name, empty } => Type::Interface {
+                name: typedef_name.filter(|n| !is_go_interface(n)).unwrap_or(name),
+                empty,
+            },
+            other => other,
+        })
+    }
+
+    fn resolve_named_type(
+        &self,
+        unit: &Unit<'a>,
+        entry: Die<'a>,
+        depth: usize,
+    ) -> gimli::Result<Type> {
+        let entry = match skip_typedefs_and_qualifiers(unit, entry)? {
             Skipped::To(entry) => entry,
             Skipped::Nothing => return Ok(Type::Void),
             // Go's named types are typedefs in one unit of the type in another.
@@ -371,6 +399,14 @@ impl<'a> DebugInfo<'a> {
         }
         Ok(false)
     }
+}
+
+/// The Go runtime's struct for an interface with methods (`error` too) and for an empty one.
+const GO_INTERFACE: &str = "runtime.iface";
+const GO_EMPTY_INTERFACE: &str = "runtime.eface";
+
+fn is_go_interface(name: &str) -> bool {
+    name == GO_INTERFACE || name == GO_EMPTY_INTERFACE
 }
 
 /// Rust's `&str` and `&[T]` are structs `{ data_ptr, length }` in DWARF, and Go's `string` is
