@@ -273,6 +273,11 @@ fn go_1_26_calls_are_paired_by_goroutine_across_stack_growth() {
     calls_are_paired_by_goroutine_across_stack_growth(Go::Release("1.26.6"));
 }
 
+#[test]
+fn go_1_27_calls_are_paired_by_goroutine_across_stack_growth() {
+    calls_are_paired_by_goroutine_across_stack_growth(Go::Release("1.27.3"));
+}
+
 fn calls_are_paired_by_goroutine_across_stack_growth(go: Go) {
     let binary = go_fixture(go, "calls", &[]);
     // The tables stripped builds rely on agree with this release's DWARF.
@@ -418,6 +423,11 @@ fn a_stripped_go_1_22_build_is_traced_through_its_pclntab() {
 }
 
 #[test]
+fn a_stripped_go_1_27_build_is_traced_through_its_pclntab() {
+    stripped_build_is_traced_through_its_pclntab(Go::Release("1.27.3"));
+}
+
+#[test]
 fn a_stripped_go_1_26_build_is_traced_through_its_pclntab() {
     // Go 1.26 zeroes the pclntab's textStart: the text base comes from elsewhere.
     stripped_build_is_traced_through_its_pclntab(Go::Release("1.26.6"));
@@ -476,6 +486,64 @@ fn a_net_http_service_under_load_is_traced_call_for_call() {
     }
     // A PIE: the dynamic types' names are found where the loader put the binary.
     http_service_is_traced_call_for_call(Go::Release("1.22.10"), &["-buildmode=pie"]);
+}
+
+/// `export --format chrome --tracks goroutine` of the service's trace: each Go call on its
+/// goroutine's track (named so), with its goroutine, thread and results in its arguments, and
+/// the calls of a track nested (a handler contains its lookup).
+fn check_goroutine_tracks(record: &str, label: &str) {
+    let output = run_tracer(&[
+        "export",
+        "--format",
+        "chrome",
+        "--tracks",
+        "goroutine",
+        record,
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let chrome: Value = serde_json::from_str(&output.stdout).expect("Chrome JSON");
+    let events = chrome["traceEvents"].as_array().unwrap();
+    let calls: Vec<&Value> = events.iter().filter(|e| e["ph"] == "X").collect();
+    assert!(calls.len() > 4000, "{label}: {} calls", calls.len());
+    let goroutine_track = |goid: u64| (1u64 << 22) + goid;
+    for call in &calls {
+        let goid = call["args"]["goid"].as_u64().expect("goid");
+        assert_eq!(call["tid"].as_u64(), Some(goroutine_track(goid)), "{call}");
+        assert!(call["args"]["thread"].as_u64().is_some(), "{call}");
+        if call["name"] == "main.(*Server).lookup" {
+            assert!(call["args"]["results"]["~r0"].is_object(), "{call}");
+        }
+    }
+    let named: BTreeSet<(u64, String)> = events
+        .iter()
+        .filter(|e| e["name"] == "thread_name")
+        .map(|e| {
+            (
+                e["tid"].as_u64().unwrap(),
+                e["args"]["name"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let handler = calls
+        .iter()
+        .find(|c| c["name"] == "main.(*Server).ServeOrders")
+        .unwrap();
+    let goid = handler["args"]["goid"].as_u64().unwrap();
+    assert!(named.contains(&(goroutine_track(goid), format!("goroutine {goid}"))));
+    // Its lookup is on its track, inside it.
+    let (start, end) = span(handler);
+    assert!(
+        calls.iter().any(|c| c["name"] == "main.(*Server).lookup"
+            && c["tid"] == handler["tid"]
+            && span(c).0 >= start
+            && span(c).1 <= end),
+        "{label}: the handler's lookup nests on its goroutine's track"
+    );
+}
+
+fn span(call: &Value) -> (f64, f64) {
+    let ts = call["ts"].as_f64().unwrap();
+    (ts, ts + call["dur"].as_f64().unwrap())
 }
 
 /// 2000 requests from 200 client goroutines through the service's handler: every handler
@@ -585,6 +653,7 @@ fn http_service_is_traced_call_for_call(go: Go, flags: &[&str]) {
         "{label}: {} goroutines",
         goroutines.len()
     );
+    check_goroutine_tracks(record, &label);
     // 41 nested calls for each of the 2000 - 285 orders found.
     let found = (1..=2000).filter(|id| id % 7 != 0).count();
     let nests = output.calls_of("main.nest");

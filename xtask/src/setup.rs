@@ -116,7 +116,7 @@ fn bpf_linker() -> Result<(), String> {
 /// Go releases the Go tests build their fixtures with besides Debian's 1.19: one from the
 /// middle of the supported range and the newest (Go 1.26 moved the module data to
 /// `.go.module` and zeroed the pclntab's `textStart`).
-pub const GO_RELEASES: &[&str] = &["1.22.10", "1.26.6"];
+pub const GO_RELEASES: &[&str] = &["1.22.10", "1.26.6", "1.27.3"];
 
 /// Where `cargo xtask setup` unpacks Go `release`: its `go` command is `<dir>/go/bin/go`.
 pub fn go_toolchain_dir(release: &str) -> std::path::PathBuf {

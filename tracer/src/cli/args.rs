@@ -152,8 +152,20 @@ pub struct ExportArgs {
     /// Where to write (default: standard output).
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Chrome tracks: one per thread, or one per goroutine for Go calls (their calls nest
+    /// there whichever thread ran them; other calls stay on their thread's).
+    #[arg(long, value_enum, default_value_t, value_name = "TRACKS")]
+    pub tracks: TrackChoice,
     #[command(flatten)]
     pub filter: FilterArgs,
+}
+
+/// What a Chrome track of `export` is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum TrackChoice {
+    #[default]
+    Thread,
+    Goroutine,
 }
 
 #[derive(Debug, Clone, Args)]

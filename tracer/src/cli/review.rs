@@ -9,7 +9,7 @@ use std::{
 };
 
 use super::{
-    args::{ExportArgs, ExportChoice, MergeArgs, ReplayArgs, ReportArgs},
+    args::{ExportArgs, ExportChoice, MergeArgs, ReplayArgs, ReportArgs, TrackChoice},
     warn,
 };
 use crate::{
@@ -72,8 +72,17 @@ pub(super) fn report(args: &ReportArgs) -> anyhow::Result<i32> {
 }
 
 pub(super) fn export(args: &ExportArgs) -> anyhow::Result<i32> {
+    if args.format == ExportChoice::Jsonl && args.tracks != TrackChoice::Thread {
+        return Err(crate::Error::Usage(
+            "--tracks chooses the tracks of --format chrome; JSON Lines has none".into(),
+        )
+        .into());
+    }
     let reader = TraceReader::open(&args.file)?;
     let format = match args.format {
+        ExportChoice::Chrome if args.tracks == TrackChoice::Goroutine => {
+            ExportFormat::ChromeByGoroutine
+        }
         ExportChoice::Chrome => ExportFormat::Chrome,
         ExportChoice::Jsonl => ExportFormat::JsonLines,
     };

@@ -1,7 +1,8 @@
 //! `koolkit-trace export`: a trace file as Chrome trace-event JSON (what Perfetto and
-//! chrome://tracing open: one track per thread, each call a complete event with its arguments
-//! and return value) or as JSON Lines (the live `--json` records). Streams: the output is
-//! written as the file is read, whatever its size.
+//! chrome://tracing open: one track per thread, or per goroutine for Go calls, each call a
+//! complete event with its arguments, return value, results and goroutine) or as JSON Lines
+//! (the live `--json` records). Streams: the output is written as the file is read, whatever
+//! its size.
 
 use std::{collections::BTreeSet, io::Write};
 
@@ -11,13 +12,43 @@ use super::{
     filter::CallFilter,
     reader::{ReadOutcome, TraceReader},
 };
-use crate::sinks::line::{json_args, json_line, json_return};
+use crate::sinks::line::{goroutine, json_args, json_line, json_results, json_return};
 
 /// Output formats of `export`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportFormat {
     Chrome,
+    /// Chrome trace-event JSON with a track per goroutine for Go calls (a goroutine moves
+    /// between threads; its calls nest on its own track).
+    ChromeByGoroutine,
     JsonLines,
+}
+
+/// Goroutine tracks are numbered from here, above every Linux thread id (`pid_max` is at
+/// most 2^22), so they never share a thread's track. Perfetto reads track ids as 32 bits.
+const GOROUTINE_TRACKS: u64 = 1 << 22;
+
+/// The track of a call: its thread's, or with goroutine tracks its goroutine's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Track {
+    Thread(u32),
+    Goroutine(u64),
+}
+
+impl Track {
+    fn id(self) -> u64 {
+        match self {
+            Self::Thread(tid) => u64::from(tid),
+            Self::Goroutine(goid) => GOROUTINE_TRACKS.saturating_add(goid),
+        }
+    }
+
+    fn name(self) -> String {
+        match self {
+            Self::Thread(tid) => format!("thread {tid}"),
+            Self::Goroutine(goid) => format!("goroutine {goid}"),
+        }
+    }
 }
 
 /// Writes the calls of `reader` accepted by `filter` to `out`; returns the read report.
@@ -30,8 +61,9 @@ pub fn export(
     let header = reader.header();
     let clock = header.clock();
     let mut first = true;
-    let mut threads = BTreeSet::new();
-    if format == ExportFormat::Chrome {
+    let mut tracks = BTreeSet::new();
+    let chrome = format != ExportFormat::JsonLines;
+    if chrome {
         out.write_all(b"{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n")?;
     }
     let mut line = String::new();
@@ -39,11 +71,26 @@ pub fn export(
         line.clear();
         match format {
             ExportFormat::JsonLines => json_line(&mut line, event, probe, &clock),
-            ExportFormat::Chrome => {
-                threads.insert((event.pid, event.tid));
+            ExportFormat::Chrome | ExportFormat::ChromeByGoroutine => {
+                let goid = goroutine(event, probe);
+                let track = match goid {
+                    Some(goid) if format == ExportFormat::ChromeByGoroutine => {
+                        Track::Goroutine(goid)
+                    }
+                    _ => Track::Thread(event.tid),
+                };
+                tracks.insert((event.pid, track));
                 let mut args = json_args(event, probe);
                 if probe.ret.is_some() {
                     args.insert("return".into(), json_return(event, probe));
+                }
+                let results = json_results(event, probe);
+                if !results.is_empty() {
+                    args.insert("results".into(), results.into());
+                }
+                if let Some(goid) = goid {
+                    args.insert("goid".into(), goid.into());
+                    args.insert("thread".into(), event.tid.into());
                 }
                 let record = json!({
                     "name": probe.function,
@@ -54,7 +101,7 @@ pub fn export(
                     "ts": event.entry_ns.saturating_sub(header.start_monotonic_ns) as f64 / 1e3,
                     "dur": event.latency_ns() as f64 / 1e3,
                     "pid": event.pid,
-                    "tid": event.tid,
+                    "tid": track.id(),
                     "args": args,
                 });
                 if !first {
@@ -66,23 +113,24 @@ pub fn export(
         }
         out.write_all(line.as_bytes())
     })?;
-    if format == ExportFormat::Chrome {
-        // Name the tracks: processes by the traced command, threads by their ids.
+    if chrome {
+        // Name the tracks: processes by the traced command, threads and goroutines by their
+        // ids.
         let command = header
             .target
             .command
             .clone()
             .unwrap_or_else(|| "process".into());
         let mut named = BTreeSet::new();
-        for (pid, tid) in threads {
+        for (pid, track) in tracks {
             if named.insert(pid) {
                 let process = json!({"name": "process_name", "ph": "M", "pid": pid, "tid": pid,
                     "args": {"name": format!("{command} {pid}")}});
                 write!(out, "{}{process}", if first { "" } else { ",\n" })?;
                 first = false;
             }
-            let thread = json!({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid,
-                "args": {"name": format!("thread {tid}")}});
+            let thread = json!({"name": "thread_name", "ph": "M", "pid": pid,
+                "tid": track.id(), "args": {"name": track.name()}});
             write!(out, "{}{thread}", if first { "" } else { ",\n" })?;
             first = false;
         }

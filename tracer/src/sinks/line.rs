@@ -153,14 +153,14 @@ impl<'a> JsonCall<'a> {
             object: &probe.object,
             args: json_args(event, probe),
             ret: json_return(event, probe),
-            results: json_slots(&event.payload, &probe.results),
+            results: json_results(event, probe),
             latency_ns: event.latency_ns(),
         }
     }
 }
 
 /// The goroutine of a Go call.
-fn goroutine(event: &CallEvent, probe: &ProbeInfo) -> Option<u64> {
+pub fn goroutine(event: &CallEvent, probe: &ProbeInfo) -> Option<u64> {
     decode_goroutine(&event.payload, probe.goroutine.as_ref()?)
 }
 
@@ -170,6 +170,14 @@ pub fn json_args(
     probe: &ProbeInfo,
 ) -> serde_json::Map<String, serde_json::Value> {
     json_slots(&event.payload, &probe.args)
+}
+
+/// A Go call's results by name as a JSON object (empty when `ret` says it all).
+pub fn json_results(
+    event: &CallEvent,
+    probe: &ProbeInfo,
+) -> serde_json::Map<String, serde_json::Value> {
+    json_slots(&event.payload, &probe.results)
 }
 
 /// The slots of `payload` as a JSON object, in plan order.
