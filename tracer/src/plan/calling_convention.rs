@@ -327,9 +327,12 @@ pub(crate) const GO_ARGS: [u8; 9] = [
 ];
 
 /// Where each parameter of a Go function is at its entry: DWARF's location where it gives
-/// one (Go writes them for register arguments), else the register ABI's assignment for
-/// scalars and strings. What this does not place (structs split over registers, arguments
-/// spilled to the stack) shows as unavailable rather than as a neighbour's value.
+/// one (Go writes them for register arguments), else the register ABI's assignment: each
+/// value takes its integer words in order ([`go_words`]: a string or interface two, a slice
+/// three, a struct its fields'), and one that does not fit what is left goes to the stack
+/// whole while the next still gets registers. What this does not place (a struct in more
+/// than two registers, arguments on the stack) shows as unavailable rather than as a
+/// neighbour's value.
 fn go_entry_places(function: &FunctionDebug) -> Vec<ArgPlace> {
     let mut next = 0usize;
     let mut lost = false;
@@ -338,31 +341,27 @@ fn go_entry_places(function: &FunctionDebug) -> Vec<ArgPlace> {
         .iter()
         .map(|param| {
             let go_slice = matches!(param.ty, Type::Slice { go: true, .. });
-            let words = match &param.ty {
-                Type::Str | Type::Interface { .. } => Some(2),
-                _ if go_slice => Some(3),
-                Type::Float { .. } => Some(0),
-                ty if ty.is_scalar() => Some(1),
-                _ => None,
-            };
+            let words = go_words(&param.ty);
+            let fits = words.is_some_and(|words| next + words <= GO_ARGS.len());
             let by_abi = match words {
                 _ if lost => ArgPlace::Unavailable("after a Go argument of unknown assignment"),
-                Some(0) => ArgPlace::Unavailable("xmm"),
-                Some(1) if next < GO_ARGS.len() => ArgPlace::Register(GO_ARGS[next]),
-                Some(2) if next + 1 < GO_ARGS.len() => {
-                    ArgPlace::RegisterPair(GO_ARGS[next], GO_ARGS[next + 1])
-                }
-                // (pointer, length); the capacity is not shown.
-                Some(3) if next + 2 < GO_ARGS.len() => {
-                    ArgPlace::RegisterPair(GO_ARGS[next], GO_ARGS[next + 1])
-                }
-                Some(_) => ArgPlace::Unavailable("on the stack"),
                 None => {
                     lost = true;
                     ArgPlace::Unavailable("Go aggregate")
                 }
+                _ if !fits => ArgPlace::Unavailable("on the stack"),
+                Some(0) if matches!(param.ty, Type::Float { .. }) => ArgPlace::Unavailable("xmm"),
+                Some(0) => ArgPlace::Unavailable("no integer words"),
+                Some(1) => ArgPlace::Register(GO_ARGS[next]),
+                // A string or interface, a struct of two words, a slice's (pointer, length):
+                // its capacity is not shown.
+                Some(2) => ArgPlace::RegisterPair(GO_ARGS[next], GO_ARGS[next + 1]),
+                Some(3) if go_slice => ArgPlace::RegisterPair(GO_ARGS[next], GO_ARGS[next + 1]),
+                Some(_) => ArgPlace::Unavailable("struct over more than two registers"),
             };
-            next += words.unwrap_or(0);
+            if fits {
+                next += words.unwrap_or(0);
+            }
             match &param.entry_location {
                 // A slice in three registers: its (pointer, length) pair is what is shown.
                 Some(EntryLocation::Pieces(pieces)) if go_slice && pieces.len() == 3 => {
@@ -452,6 +451,38 @@ mod tests {
             union: false,
             trivial: Some(true),
         }
+    }
+
+    #[test]
+    fn go_arguments_take_their_words_in_order_and_spill_whole_values() {
+        let pair = strukt(16, vec![int(8), int(8)]);
+        let error = Type::Interface {
+            name: "error".into(),
+            empty: false,
+        };
+        let f = function(
+            Language::Go,
+            vec![int(8), pair, Type::Str, double(), error, int(8)],
+            Type::Void,
+        );
+        assert_eq!(
+            entry_places(&f),
+            [
+                ArgPlace::Register(reg::RAX),
+                ArgPlace::RegisterPair(reg::RBX, reg::RCX),
+                ArgPlace::RegisterPair(reg::RDI, reg::RSI),
+                ArgPlace::Unavailable("xmm"),
+                ArgPlace::RegisterPair(reg::R8, reg::R9),
+                ArgPlace::Register(reg::R10),
+            ]
+        );
+        // Eight words used: a string no longer fits and goes to the stack, the int after it
+        // still gets R11.
+        let mut params = vec![int(8); 8];
+        params.extend([Type::Str, int(8)]);
+        let places = entry_places(&function(Language::Go, params, Type::Void));
+        assert_eq!(places[8], ArgPlace::Unavailable("on the stack"));
+        assert_eq!(places[9], ArgPlace::Register(reg::R11));
     }
 
     #[test]
