@@ -635,6 +635,12 @@ fn http_service_is_traced_call_for_call(go: Go, flags: &[&str]) {
                 (&id.into(), &(id * 3).into())
             );
             assert_eq!(order["Items"]["len"], 2, "{label}: {call}");
+            // A []string result by its first strings, read at the `ret`.
+            assert_eq!(
+                order["Items"]["items"],
+                serde_json::json!(["tea", "shop"]),
+                "{label}: {call}"
+            );
             assert!(error.is_null(), "{label}: {call}");
         }
         let latency = call["latency_ns"].as_u64().unwrap();

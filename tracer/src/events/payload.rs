@@ -41,6 +41,11 @@ pub enum Decoded {
     },
     /// A Go interface that holds nothing.
     Nil,
+    /// A slice's length and its first elements (no more than the length).
+    Elements {
+        len: u64,
+        items: Vec<Decoded>,
+    },
     /// A Go interface: the name of its dynamic type (None: unreadable), its data pointer and,
     /// for the errors whose value starts with their message, the message.
     Interface {
@@ -250,7 +255,21 @@ pub fn decode(payload: &[u8], value: &SlotValue) -> Decoded {
             data,
             message,
         } => decode_interface(payload, type_word, type_name, data, message.as_deref()),
+        SlotValue::Elements { len, items } => match decode(payload, len) {
+            Decoded::Slice { len, .. } => elements(payload, len, items),
+            Decoded::Signed(len) => elements(payload, len.max(0) as u64, items),
+            other => other,
+        },
         SlotValue::Missing { reason } => Decoded::Missing(reason.clone()),
+    }
+}
+
+/// The first `items` of a slice of `len` elements.
+fn elements(payload: &[u8], len: u64, items: &[SlotValue]) -> Decoded {
+    let shown = items.len().min(usize::try_from(len).unwrap_or(usize::MAX));
+    Decoded::Elements {
+        len,
+        items: items[..shown].iter().map(|item| decode(payload, item)).collect(),
     }
 }
 
@@ -437,6 +456,22 @@ impl Decoded {
                 out.push('}');
             }
             Self::Nil => out.push_str("nil"),
+            Self::Elements { len, items } => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    item.write_human(out);
+                }
+                if (items.len() as u64) < *len {
+                    if !items.is_empty() {
+                        out.push_str(", ");
+                    }
+                    let _ = write!(out, "…{len} items");
+                }
+                out.push(']');
+            }
             Self::Interface {
                 type_name,
                 data,
@@ -492,6 +527,10 @@ impl Decoded {
                 Json::Object(object)
             }
             Self::Nil => Json::Null,
+            Self::Elements { len, items } => json!({
+                "len": len,
+                "items": items.iter().map(Self::to_json).collect::<Vec<_>>(),
+            }),
             Self::Interface {
                 type_name,
                 data,
@@ -823,6 +862,43 @@ mod tests {
         payload[1] = step_status::FAULT;
         let unreadable = decode(&payload, &slot);
         assert_eq!(human(&unreadable), "<unreadable type>(0xc0001000)");
+    }
+
+    #[test]
+    fn slices_of_strings_show_no_more_elements_than_their_length() {
+        let string = |offset| SlotValue::Captured {
+            offset,
+            size: 16,
+            step: 0,
+            render: Render::Str,
+        };
+        let slot = SlotValue::Elements {
+            len: Box::new(SlotValue::Captured {
+                offset: 16,
+                size: 8,
+                step: 0,
+                render: Render::Int {
+                    size: 8,
+                    signed: true,
+                },
+            }),
+            items: vec![string(24), string(40)],
+        };
+        let mut payload = vec![0u8; 64];
+        payload[24..32].copy_from_slice(&3u64.to_le_bytes());
+        payload[32..35].copy_from_slice(b"tea");
+        payload[40..48].copy_from_slice(&8u64.to_le_bytes());
+        payload[48..56].copy_from_slice(b"leftover");
+        for (len, shown, json) in [
+            (1u64, "[\"tea\"]", json!({"len": 1, "items": ["tea"]})),
+            (2, "[\"tea\", \"leftover\"]", json!({"len": 2, "items": ["tea", "leftover"]})),
+            (5, "[\"tea\", \"leftover\", …5 items]", json!({"len": 5, "items": ["tea", "leftover"]})),
+            (0, "[]", json!({"len": 0, "items": []})),
+        ] {
+            payload[16..24].copy_from_slice(&len.to_le_bytes());
+            let value = decode(&payload, &slot);
+            assert_eq!((human(&value), value.to_json()), (shown.to_string(), json));
+        }
     }
 
     #[test]

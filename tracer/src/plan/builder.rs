@@ -85,6 +85,9 @@ pub(super) const PLAN_FULL: &str = "plan full";
 
 /// Bytes of a Go type's name captured (`*github.com/acme/shop/orders.NotFoundError` fits).
 const GO_TYPE_NAME_BYTES: u16 = 96;
+/// The first strings of a Go `[]string` shown, and the bytes of each.
+const GO_SLICE_STRINGS: usize = 2;
+const GO_SLICE_STRING_BYTES: u16 = 32;
 
 impl PlanBuilder {
     pub(super) fn new(string_size: u16) -> Self {
@@ -290,6 +293,10 @@ impl PlanBuilder {
             Type::Interface { name, empty } => {
                 self.interface(access, *empty, name == "error", None)
             }
+            Type::Slice { element, go: true } if matches!(**element, Type::Str) => {
+                let len = self.pointer_and_length(access, 0, Render::Slice { bytes: false });
+                self.go_strings(access, len)
+            }
             Type::Slice { element, .. } => {
                 let bytes = element.size() == 1;
                 let copy = if bytes { self.string_size.min(32) } else { 0 };
@@ -457,6 +464,28 @@ impl PlanBuilder {
         }
     }
 
+    /// A Go `[]string` at `access` (its header: array pointer, length, capacity) by `len`
+    /// and its first strings, each read through the array pointer (a string is 16 bytes).
+    /// Strings past the length are read too but never shown.
+    fn go_strings(&mut self, access: &Access, len: SlotValue) -> SlotValue {
+        let array = match access {
+            Access::RegisterPair(pointer, _) => Some(Access::Register(*pointer)),
+            Access::Memory { .. } => Some(access.clone()),
+            Access::Register(_) => None,
+        };
+        let bytes = self.string_size.min(GO_SLICE_STRING_BYTES);
+        let items = (0..GO_SLICE_STRINGS)
+            .map(|i| match array.as_ref().and_then(|a| a.through_pointer(16 * i as i32)) {
+                Some(at) => self.pointer_and_length(&at, bytes, Render::Str),
+                None => self.missing("pointer chain too deep"),
+            })
+            .collect();
+        SlotValue::Elements {
+            len: Box::new(len),
+            items,
+        }
+    }
+
     /// Steps added from here on run at a Go function's returns (its results' strings and
     /// interfaces), until [`end_return_steps`](Self::end_return_steps).
     pub(super) fn begin_return_steps(&mut self) -> u32 {
@@ -496,6 +525,10 @@ impl PlanBuilder {
             Type::Slice { element, go: true } if element.size() == 1 => {
                 let copy = self.string_size.min(32);
                 self.pointer_and_length(&pair(), copy, Render::Slice { bytes: true })
+            }
+            Type::Slice { element, go: true } if matches!(**element, Type::Str) => {
+                let len = in_room(word + 1, 8, signed);
+                self.go_strings(&pair(), len)
             }
             // Other slices by their length, from the room.
             Type::Slice { go: true, .. } => SlotValue::Struct {

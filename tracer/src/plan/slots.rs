@@ -79,6 +79,11 @@ pub enum SlotValue {
         data: Box<SlotValue>,
         message: Option<Box<SlotValue>>,
     },
+    /// A slice by its length and its first elements (a Go `[]string`'s first strings).
+    Elements {
+        len: Box<SlotValue>,
+        items: Vec<SlotValue>,
+    },
     /// Not captured, and why (`xmm`, `plan full`, ...).
     Missing { reason: String },
 }
