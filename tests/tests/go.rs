@@ -226,6 +226,14 @@ fn check_runtime_layout(go: Go, binary: &Path) {
     }
 }
 
+/// A raw register word of a JSON call (a number; negative for small negative values).
+fn word(value: &Value) -> i64 {
+    value
+        .as_i64()
+        .or_else(|| value.as_u64().map(|w| w as i64))
+        .unwrap_or_else(|| panic!("no raw word: {value}"))
+}
+
 fn int(call: &Value, name: &str) -> i64 {
     call["args"][name]
         .as_i64()
@@ -461,12 +469,6 @@ fn stripped_build_is_traced_through_its_pclntab(go: Go) {
     assert_eq!(adds.len(), 200, "{}", output.stderr);
     for call in &adds {
         // Raw words: arg0 = a in RAX, arg1 = b in RBX, the result in RAX.
-        let word = |v: &Value| {
-            v.as_str()
-                .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
-                .or_else(|| v.as_u64())
-                .unwrap_or_else(|| panic!("no raw word in {call}"))
-        };
         let (a, b) = (word(&call["args"]["arg0"]), word(&call["args"]["arg1"]));
         assert!(a < 8 && b < 25, "{call}");
         assert_eq!(word(&call["ret"]), a * 1000 + b, "{call}");
@@ -481,11 +483,83 @@ fn stripped_build_is_traced_through_its_pclntab(go: Go) {
 
 #[test]
 fn a_net_http_service_under_load_is_traced_call_for_call() {
-    for go in [Go::Debian, Go::Release("1.26.6")] {
+    for go in [Go::Debian, Go::Release("1.26.6"), Go::Release("1.27.3")] {
         http_service_is_traced_call_for_call(go, &[]);
     }
     // A PIE: the dynamic types' names are found where the loader put the binary.
     http_service_is_traced_call_for_call(Go::Release("1.22.10"), &["-buildmode=pie"]);
+}
+
+#[test]
+fn a_stripped_net_http_service_is_traced_by_name_call_for_call() {
+    stripped_http_service_is_traced_call_for_call(Go::Release("1.26.6"));
+}
+
+/// The service built with `-ldflags=-s -w`: its functions found by name in `.gopclntab`, the
+/// raw argument words in the ABI's registers (`arg1` is the id), every call once and paired.
+fn stripped_http_service_is_traced_call_for_call(go: Go) {
+    let binary = go_fixture(go, "service", &["-ldflags=-s -w"]);
+    let label = go.label();
+    let elf = tracer::ElfFile::open(&binary).unwrap();
+    assert!(
+        !elf.has_section(".symtab") && !elf.has_dwarf(),
+        "{label}: stripped"
+    );
+    let mut fixture = Fixture::start(&binary, &[]);
+    let pid = fixture.pid.to_string();
+    let record = binary.with_file_name("service.kt");
+    let record = record.to_str().unwrap();
+    let tracer = Tracer::start(&[
+        "--pid",
+        &pid,
+        "--fn",
+        "main.(*Server).*",
+        "--fn",
+        "main.nest",
+        "--fn",
+        "main.expected",
+        "-o",
+        record,
+        "--force",
+    ]);
+    fixture.start_round();
+    let figures = fixture.round_figures();
+    let traced = tracer.interrupt();
+    assert!(fixture.is_running(), "the service is alive");
+    assert_eq!(figures, [2000, 0, 35], "{label}: handled, bad, slow");
+    assert!(traced.status.success(), "{label}: {}", traced.stderr);
+    assert!(traced.stderr.contains("drops: none"), "{}", traced.stderr);
+    let output = run_tracer(&["export", "--format", "jsonl", record]);
+    assert!(output.status.success(), "{output:?}");
+    let raw = |call: &Value, name: &str| word(&call["args"][name]);
+
+    assert_eq!(output.calls_of("main.(*Server).ServeOrders").len(), 2000);
+    let lookups = output.calls_of("main.(*Server).lookup");
+    let ids: BTreeSet<i64> = lookups.iter().map(|c| raw(c, "arg1")).collect();
+    assert_eq!(ids, (1..=2000).collect(), "{label}: each id looked up once");
+    for call in &lookups {
+        let id = raw(call, "arg1");
+        // The first result word is Order.ID (0 for a failed lookup).
+        let want = if id % 7 == 0 { 0 } else { id };
+        assert_eq!(word(&call["ret"]), want, "{label}: {call}");
+        if id % 50 == 0 && id % 7 != 0 {
+            let latency = call["latency_ns"].as_u64().unwrap();
+            assert!(latency >= 20_000_000, "{label}: a sleeping lookup: {call}");
+        }
+    }
+    let expected = output.calls_of("main.expected");
+    assert_eq!(expected.len(), 2000, "{label}");
+    for call in &expected {
+        let status = if raw(call, "arg0") % 7 == 0 { 404 } else { 200 };
+        assert_eq!(word(&call["ret"]), status, "{label}: {call}");
+    }
+    let found = (1..=2000).filter(|id| id % 7 != 0).count();
+    let nests = output.calls_of("main.nest");
+    assert_eq!(nests.len(), found * 41, "{label}: {}", output.stderr);
+    assert!(
+        nests.iter().all(|c| word(&c["ret"]) == raw(c, "arg0")),
+        "{label}: each nest(n) paired with its own return"
+    );
 }
 
 /// `export --format chrome --tracks goroutine` of the service's trace: each Go call on its

@@ -269,7 +269,10 @@ fn elements(payload: &[u8], len: u64, items: &[SlotValue]) -> Decoded {
     let shown = items.len().min(usize::try_from(len).unwrap_or(usize::MAX));
     Decoded::Elements {
         len,
-        items: items[..shown].iter().map(|item| decode(payload, item)).collect(),
+        items: items[..shown]
+            .iter()
+            .map(|item| decode(payload, item))
+            .collect(),
     }
 }
 
@@ -891,8 +894,16 @@ mod tests {
         payload[48..56].copy_from_slice(b"leftover");
         for (len, shown, json) in [
             (1u64, "[\"tea\"]", json!({"len": 1, "items": ["tea"]})),
-            (2, "[\"tea\", \"leftover\"]", json!({"len": 2, "items": ["tea", "leftover"]})),
-            (5, "[\"tea\", \"leftover\", …5 items]", json!({"len": 5, "items": ["tea", "leftover"]})),
+            (
+                2,
+                "[\"tea\", \"leftover\"]",
+                json!({"len": 2, "items": ["tea", "leftover"]}),
+            ),
+            (
+                5,
+                "[\"tea\", \"leftover\", …5 items]",
+                json!({"len": 5, "items": ["tea", "leftover"]}),
+            ),
             (0, "[]", json!({"len": 0, "items": []})),
         ] {
             payload[16..24].copy_from_slice(&len.to_le_bytes());

@@ -475,9 +475,14 @@ impl PlanBuilder {
         };
         let bytes = self.string_size.min(GO_SLICE_STRING_BYTES);
         let items = (0..GO_SLICE_STRINGS)
-            .map(|i| match array.as_ref().and_then(|a| a.through_pointer(16 * i as i32)) {
-                Some(at) => self.pointer_and_length(&at, bytes, Render::Str),
-                None => self.missing("pointer chain too deep"),
+            .map(|i| {
+                match array
+                    .as_ref()
+                    .and_then(|a| a.through_pointer(16 * i as i32))
+                {
+                    Some(at) => self.pointer_and_length(&at, bytes, Render::Str),
+                    None => self.missing("pointer chain too deep"),
+                }
             })
             .collect();
         SlotValue::Elements {
