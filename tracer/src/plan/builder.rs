@@ -730,7 +730,7 @@ mod tests {
         };
         let room_offset = |value: &SlotValue| match value {
             SlotValue::Captured { offset, step, .. } => (*step, *offset),
-            SlotValue::Struct { fields, .. } => match &fields[0].value {
+            SlotValue::Elements { len, .. } => match &**len {
                 SlotValue::Captured { offset, step, .. } => (*step, *offset),
                 other => panic!("{other:?}"),
             },
@@ -738,6 +738,25 @@ mod tests {
         };
         let words: Vec<(u8, u16)> = fields.iter().map(|f| room_offset(&f.value)).collect();
         assert_eq!(words, [room, (room.0, room.1 + 16), (room.0, room.1 + 32)]);
+        // Items' first two strings, through the array pointer in RBX (word 1).
+        let SlotValue::Elements { items, .. } = &fields[1].value else {
+            panic!("{:?}", fields[1])
+        };
+        let item_steps: Vec<_> = items
+            .iter()
+            .map(|item| match item {
+                SlotValue::Captured { step, .. } => kernel.steps[*step as usize],
+                other => panic!("{other:?}"),
+            })
+            .map(|step| (step.value, step.reg, step.derefs, step.offset))
+            .collect();
+        assert_eq!(
+            item_steps,
+            [
+                (value::PTR_LEN_IN_MEMORY, reg::RBX, 0, 0),
+                (value::PTR_LEN_IN_MEMORY, reg::RBX, 0, 16)
+            ]
+        );
 
         // The error: its two words from the room, its type's name through the itab in R8
         // (the sixth result register), its message through the data pointer in R9.
@@ -772,11 +791,11 @@ mod tests {
             (string.value, string.reg, string.len_reg),
             (value::PTR_LEN_IN_REGISTERS, reg::R10, reg::R11)
         );
-        // Those three steps run at the return; the room's read at the entry.
+        // Those five steps run at the return; the room's read at the entry.
         let at_return: Vec<usize> = (0..kernel.step_count as usize)
             .filter(|&i| kernel.at_return(i))
             .collect();
-        assert_eq!(at_return, [1, 2, 3]);
+        assert_eq!(at_return, [1, 2, 3, 4, 5]);
         assert!(!kernel.at_return(room.0 as usize));
     }
 
