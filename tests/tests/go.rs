@@ -130,7 +130,7 @@ fn check_recovered_panics(output: &tests::TracerOutput, n: impl Fn(&Value) -> i6
     let returned: Vec<(i64, i64)> = (0..10).filter(|n| n % 3 != 0).map(|n| (n, n)).collect();
     assert_eq!(risky, returned, "{}", output.stderr);
     assert!(
-        output.stderr.contains("4 calls were abandoned"),
+        output.stderr.contains("4 calls were unwound"),
         "{}",
         output.stderr
     );

@@ -7,7 +7,7 @@ use tests::{Fixture, Tracer, c_fixture, run_tracer};
 
 const O1: &[&str] = &["-g", "-O1"];
 
-/// The number a line of `text` holding `words` starts with (`"594 calls were abandoned"`).
+/// The number a line of `text` holding `words` starts with (`"594 calls were unwound"`).
 fn count_on_line(text: &str, words: &str) -> Option<u64> {
     let line = text.lines().find(|line| line.contains(words))?;
     line.split_whitespace().next()?.parse().ok()
@@ -74,7 +74,7 @@ fn calls_abandoned_by_longjmp_are_counted_as_such() {
     assert_eq!(output.calls_of("leaf").len(), 100, "{}", output.stderr);
     assert!(output.calls_of("dive").is_empty(), "no dive() returns");
     // 100 rounds of 6 dive() calls: all abandoned, the last round's perhaps not known yet.
-    let abandoned = count_on_line(&output.stderr, "abandoned (left by longjmp").unwrap_or(0);
+    let abandoned = count_on_line(&output.stderr, "unwound (left by").unwrap_or(0);
     let running = count_on_line(&output.stderr, "still running at stop").unwrap_or(0);
     assert!(abandoned >= 594, "{}", output.stderr);
     assert_eq!(abandoned + running, 600, "{}", output.stderr);

@@ -15,9 +15,10 @@ use core::mem::{offset_of, size_of};
 pub const ENTRY_PROGRAM: &str = "koolkit_entry";
 /// Name of the return program (a uretprobe) in the eBPF object.
 pub const RETURN_PROGRAM: &str = "koolkit_return";
-/// Name of the program on the `ret` instructions of Go functions (a uprobe, not a uretprobe:
-/// a uretprobe's foreign return address makes the Go runtime crash when it moves a stack).
-pub const GO_RETURN_PROGRAM: &str = "koolkit_go_return";
+/// Name of the program on every way out of a function (its `ret`s and the jumps that leave it):
+/// a uprobe, not a uretprobe. A uretprobe's foreign return address makes the Go runtime crash
+/// when it moves a stack, and makes an unwinder give up (a C++ exception, a Rust panic).
+pub const RET_SITE_PROGRAM: &str = "koolkit_ret_site";
 /// Name of the program on the `sched:sched_process_fork` tracepoint that adds the children of
 /// selected processes to [`maps::TGIDS`] (`--children`).
 pub const FORK_PROGRAM: &str = "koolkit_fork";
@@ -44,7 +45,16 @@ pub mod maps {
     /// LRU hash `pid_tgid` → [`ThreadCalls`](super::ThreadCalls): each thread's parked
     /// calls, which tell abandoned calls (longjmp, exceptions) from running ones.
     pub const THREADS: &str = "THREADS";
+    /// `HashMap<u32, u32>`: the traced processes whose death is watched, TGID → how it died
+    /// (`u32::MAX` while alive; then the wait status: a signal number in the low 7 bits, or
+    /// the exit status in bits 8..16).
+    pub const EXITS: &str = "EXITS";
 }
+
+/// Capacity of [`maps::EXITS`].
+pub const MAX_WATCHED_EXITS: u32 = 64;
+/// [`maps::EXITS`]' value for a process that has not died yet.
+pub const STILL_ALIVE: u32 = u32::MAX;
 
 /// Capacity of [`maps::PLANS`]: the highest probe id is `MAX_PROBES - 1`.
 pub const MAX_PROBES: u32 = 16384;
@@ -121,7 +131,8 @@ pub struct EventHeader {
     pub pid: u32,
     /// Thread id (kernel PID) as seen from the initial pid namespace.
     pub tid: u32,
-    /// CPU the return was observed on.
+    /// CPU the return was observed on; [`ENDED_BY_TAIL_CALL`] set when the call left by a
+    /// jump to another function (its return value is that function's, not seen).
     pub cpu: u32,
     /// Bytes of payload following this header.
     pub payload_len: u32,
@@ -132,6 +143,9 @@ pub struct EventHeader {
     /// The return register (RAX) at return.
     pub ret: u64,
 }
+
+/// The bit of [`EventHeader::cpu`] that says the call ended by a tail call.
+pub const ENDED_BY_TAIL_CALL: u32 = 1 << 31;
 
 /// Size of [`EventHeader`] in bytes.
 pub const EVENT_HEADER_SIZE: usize = 48;
@@ -375,7 +389,7 @@ pub mod plan_flags {
     pub const PRESENT: u32 = 1;
     /// A Go function: calls are paired by goroutine, not thread (the runtime moves goroutines
     /// between threads and copies their stacks), and its returns are probed at its `ret`
-    /// instructions by [`GO_RETURN_PROGRAM`](super::GO_RETURN_PROGRAM), never by a uretprobe.
+    /// instructions by [`RET_SITE_PROGRAM`](super::RET_SITE_PROGRAM), never by a uretprobe.
     pub const GO: u32 = 2;
 }
 
@@ -399,6 +413,45 @@ pub mod go_type {
     pub const TFLAG_EXTRA_STAR: u8 = 2;
 }
 
+/// The BPF cookie of an attach point: the probe id in its low half, and for a way out of a
+/// function that leaves only when a condition holds (a conditional tail call, `jne f`), that
+/// condition in bits 32..40: the x86 condition code plus one (0: always).
+pub mod exit_condition {
+    /// Where the condition sits in the cookie.
+    pub const SHIFT: u32 = 32;
+    /// Set in the cookie of a way out that is a jump to another function (a tail call), not
+    /// a `ret`.
+    pub const TAIL_CALL: u64 = 1 << 40;
+    const CF: u64 = 1 << 0;
+    const PF: u64 = 1 << 2;
+    const ZF: u64 = 1 << 6;
+    const SF: u64 = 1 << 7;
+    const OF: u64 = 1 << 11;
+
+    /// Whether the jump with `condition` is taken with these `eflags` (an unconditional way
+    /// out always is).
+    #[inline(always)]
+    pub fn holds(condition: u8, eflags: u64) -> bool {
+        if condition == 0 {
+            return true;
+        }
+        let code = condition - 1;
+        let set = |flag: u64| eflags & flag != 0;
+        let sign_differs = set(SF) != set(OF);
+        let base = match code >> 1 {
+            0 => set(OF),
+            1 => set(CF),
+            2 => set(ZF),
+            3 => set(CF) || set(ZF),
+            4 => set(SF),
+            5 => set(PF),
+            6 => sign_differs,
+            _ => set(ZF) || sign_differs,
+        };
+        base != (code & 1 != 0)
+    }
+}
+
 /// Global settings of the programs, element 0 of [`maps::CONFIG`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -416,7 +469,8 @@ pub struct Config {
     /// Where `group_dead` is in a `sched_process_exit` record; 0 on kernels without it (then
     /// a process counts as gone when its main thread exits).
     pub exit_group_dead_offset: u32,
-    pub _pad: u32,
+    /// Where `exit_code` is in the kernel's `task_struct` (from its BTF); 0: unknown.
+    pub task_exit_code_offset: u32,
 }
 const _: () = assert!(size_of::<Config>() == 24);
 
@@ -481,7 +535,7 @@ impl Counter {
             Self::LostEntry => "returns without a recorded entry",
             Self::InflightFull => "entries not recorded: in-flight map full",
             Self::NoPlan => "probes without a plan",
-            Self::Abandoned => "calls abandoned (left by longjmp, an exception or a Go panic)",
+            Self::Abandoned => "calls unwound (left by an exception, a panic or longjmp)",
             Self::TgidsFull => "child processes not traced: process set full",
             Self::NoGoroutine => "Go calls not traced: no goroutine in R14",
         }
@@ -554,6 +608,33 @@ mod tests {
         }
         assert_eq!(Counter::RingFull as u32, 0);
         assert_eq!(Counter::LostEntry as u32, 1);
+    }
+
+    #[test]
+    fn exit_conditions_follow_the_x86_condition_codes() {
+        use exit_condition::holds;
+        const ZF: u64 = 1 << 6;
+        const SF: u64 = 1 << 7;
+        const OF: u64 = 1 << 11;
+        const CF: u64 = 1;
+        // (code + 1, flags, taken)
+        for (condition, flags, taken) in [
+            (0, 0, true),
+            (4 + 1, ZF, true),  // je
+            (4 + 1, 0, false),  // je
+            (5 + 1, ZF, false), // jne
+            (5 + 1, 0, true),   // jne
+            (2 + 1, CF, true),  // jb
+            (7 + 1, 0, true),   // ja
+            (7 + 1, ZF, false), // ja
+            (12 + 1, SF, true), // jl: SF != OF
+            (12 + 1, SF | OF, false),
+            (15 + 1, 0, true), // jg: !ZF && SF == OF
+            (15 + 1, ZF, false),
+            (14 + 1, OF, true), // jle: ZF || SF != OF
+        ] {
+            assert_eq!(holds(condition, flags), taken, "{condition} {flags:#x}");
+        }
     }
 
     #[test]

@@ -20,10 +20,11 @@ mod programs {
     use aya_ebpf::{
         bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, pt_regs},
         helpers::{
-            bpf_get_current_pid_tgid, bpf_probe_read_user,
+            bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_user,
             generated::{
-                bpf_get_attach_cookie, bpf_get_smp_processor_id, bpf_ktime_get_ns,
-                bpf_probe_read_user as raw_read_user, bpf_probe_read_user_str as raw_read_user_str,
+                bpf_get_attach_cookie, bpf_get_current_task, bpf_get_smp_processor_id,
+                bpf_ktime_get_ns, bpf_probe_read_user as raw_read_user,
+                bpf_probe_read_user_str as raw_read_user_str,
             },
         },
         macros::{map, tracepoint, uprobe, uretprobe},
@@ -34,11 +35,12 @@ mod programs {
     use core::ffi::c_void;
     use core::intrinsics::{AtomicOrdering, atomic_xadd};
     use tracer_ebpf::{
-        COUNTER_SLOTS, CapturePlan, CaptureStep, Config, Counter, EVENT_HEADER_SIZE, EventKind,
-        GO_G_STACK_HI, GO_RESULT_WORDS, INFLIGHT_ENTRIES, InFlightCall, InflightKey, MAX_CHUNK,
-        MAX_DEREFS, MAX_PAYLOAD, MAX_PROBES, MAX_STEPS, MAX_TGIDS, MAX_THREADS, PAGE_SIZE,
-        PAYLOAD_BUFFER, RETURN_SP_ADJUST, RING_BYTES, THREAD_DEPTH, ThreadCalls, config_flags,
-        go_type, inflight_marks, location, plan_flags, reg, step_status, value,
+        COUNTER_SLOTS, CapturePlan, CaptureStep, Config, Counter, ENDED_BY_TAIL_CALL,
+        EVENT_HEADER_SIZE, EventKind, GO_G_STACK_HI, GO_RESULT_WORDS, INFLIGHT_ENTRIES,
+        InFlightCall, InflightKey, MAX_CHUNK, MAX_DEREFS, MAX_PAYLOAD, MAX_PROBES, MAX_STEPS,
+        MAX_TGIDS, MAX_THREADS, MAX_WATCHED_EXITS, PAGE_SIZE, PAYLOAD_BUFFER, RETURN_SP_ADJUST,
+        RING_BYTES, THREAD_DEPTH, ThreadCalls, config_flags, exit_condition, go_type,
+        inflight_marks, location, plan_flags, reg, step_status, value,
     };
 
     #[map]
@@ -65,6 +67,9 @@ mod programs {
 
     #[map]
     static THREADS: LruHashMap<u64, ThreadCalls> = LruHashMap::with_max_entries(MAX_THREADS, 0);
+
+    #[map]
+    static EXITS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_WATCHED_EXITS, 0);
 
     /// What every thread's parked calls start as (read-only data).
     static NO_CALLS: ThreadCalls = ThreadCalls::EMPTY;
@@ -618,6 +623,7 @@ mod programs {
             &key,
             exit_ns,
             ret,
+            false,
             None,
             enabled,
             wakeup_bytes,
@@ -628,11 +634,13 @@ mod programs {
     /// Settles the shadow of the returning call under `key` (calls deeper than it are
     /// abandoned) and completes it; a Go call also takes its results from `go_regs`.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn settle_and_complete(
         owner: Owner,
         key: &InflightKey,
         exit_ns: u64,
         ret: u64,
+        tail_call: bool,
         go_regs: Option<&pt_regs>,
         enabled: bool,
         wakeup_bytes: u32,
@@ -671,7 +679,7 @@ mod programs {
         if let Some(regs) = go_regs {
             copy_go_results(regs, call);
         }
-        complete(call, key, exit_ns, ret, wakeup_bytes);
+        complete(call, key, exit_ns, ret, tail_call, wakeup_bytes);
         if let Some(thread) = thread {
             // SAFETY: the value belongs to this thread's key; only its probes use it.
             let idle = unsafe { (*thread).depth == 0 && (*thread).untracked == 0 };
@@ -705,12 +713,18 @@ mod programs {
         key: &InflightKey,
         exit_ns: u64,
         ret: u64,
+        tail_call: bool,
         wakeup_bytes: u32,
     ) {
         call.header.exit_ns = exit_ns;
         call.header.ret = ret;
         // SAFETY: no preconditions.
-        call.header.cpu = unsafe { bpf_get_smp_processor_id() };
+        let cpu = unsafe { bpf_get_smp_processor_id() };
+        call.header.cpu = if tail_call {
+            cpu | ENDED_BY_TAIL_CALL
+        } else {
+            cpu
+        };
         let payload_len = call.header.payload_len as usize;
         if payload_len <= MAX_PAYLOAD {
             let len = EVENT_HEADER_SIZE + payload_len;
@@ -763,32 +777,60 @@ mod programs {
         }
     }
 
-    /// A `ret` of a Go function: the stack pointer is where it was at the entry probe (the
-    /// return address is still on the stack), so the key matches the entry's.
+    /// A way out of a function (a `ret`, or a jump that leaves it): the stack pointer is at the
+    /// slot of the return address, where it was at the entry probe, so the key matches the
+    /// entry's. A Go call is keyed by its goroutine; any other by its thread. A conditional
+    /// way out (a `jne` tail call) counts only when its condition holds.
     #[uprobe]
-    pub fn koolkit_go_return(ctx: ProbeContext) -> u32 {
+    pub fn koolkit_ret_site(ctx: ProbeContext) -> u32 {
         // SAFETY: reading the monotonic clock has no preconditions; read first so the
         // bookkeeping below is not part of the latency.
         let exit_ns = unsafe { bpf_ktime_get_ns() };
+        // SAFETY: `ctx.regs` is the program context; the helper only reads the cookie.
+        let cookie = unsafe { bpf_get_attach_cookie(ctx.regs.cast()) };
+        let probe = cookie as u32;
+        // SAFETY: `ctx.regs` is the program context.
+        let regs = unsafe { &*ctx.regs };
+        let condition = (cookie >> exit_condition::SHIFT) as u8;
+        if !exit_condition::holds(condition, regs.eflags) {
+            return 0;
+        }
         let config = config();
         let wakeup_bytes = config.map_or(0, |c| c.wakeup_bytes);
         let enabled = config.is_some_and(|c| c.flags & config_flags::ENABLED != 0);
-        let probe = probe_id(ctx.regs.cast());
-        // SAFETY: `ctx.regs` is the program context.
-        let regs = unsafe { &*ctx.regs };
-        let Some(key) = go_key(regs, bpf_get_current_pid_tgid(), probe) else {
+        let Some(plan) = PLANS.get(probe) else {
+            return 0;
+        };
+        let pid_tgid = bpf_get_current_pid_tgid();
+        if plan.flags & plan_flags::GO == 0 {
+            let key = InflightKey {
+                pid_tgid,
+                frame: regs.rsp,
+                probe_id: probe,
+                _pad: 0,
+            };
+            settle_and_complete(
+                Owner::Thread { pid_tgid },
+                &key,
+                exit_ns,
+                regs.rax,
+                cookie & exit_condition::TAIL_CALL != 0,
+                None,
+                enabled,
+                wakeup_bytes,
+            );
+            return 0;
+        }
+        let Some(key) = go_key(regs, pid_tgid, probe) else {
             return 0;
         };
         // The results' strings and interfaces, read before the bookkeeping below: the
         // verifier then sees the two apart.
-        if let Some(call) = INFLIGHT.get_ptr_mut(&key) {
+        if plan.return_steps != 0
+            && let Some(call) = INFLIGHT.get_ptr_mut(&key)
+        {
             // SAFETY: the in-flight value belongs to this goroutine's key; only its probes use it.
-            let call = unsafe { &mut *call };
-            if let Some(plan) = PLANS.get(probe)
-                && plan.return_steps != 0
-            {
-                capture(plan, regs, call, true);
-            }
+            capture(plan, regs, unsafe { &mut *call }, true);
         }
         // Frames a panic unwound never return: the goroutine's next return above them proves
         // them abandoned. A call entered before tracing started has no entry, and no loss.
@@ -797,6 +839,7 @@ mod programs {
             &key,
             exit_ns,
             regs.rax,
+            false,
             Some(regs),
             enabled,
             wakeup_bytes,
@@ -831,8 +874,9 @@ mod programs {
         0
     }
 
-    /// `sched:sched_process_exit`, in the exiting thread: forget its parked calls, and with
-    /// `--children` the thread (the fork program added its id) or the whole process.
+    /// `sched:sched_process_exit`, in the exiting thread: forget its parked calls; when a
+    /// watched process dies with it, note how (its `task_struct.exit_code`); with
+    /// `--children`, forget the thread (the fork program added its id) or the whole process.
     #[tracepoint]
     pub fn koolkit_exit(ctx: TracePointContext) -> u32 {
         let pid_tgid = bpf_get_current_pid_tgid();
@@ -840,13 +884,7 @@ mod programs {
         let Some(config) = config() else {
             return 0;
         };
-        if config.flags & config_flags::FOLLOW_FORKS == 0 {
-            return 0;
-        }
         let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
-        if tid != tgid {
-            let _ = TGIDS.remove(&tid);
-        }
         // The process is gone with its last thread (without the field: with its main thread).
         let group_dead = match config.exit_group_dead_offset {
             0 => tid == tgid,
@@ -854,6 +892,25 @@ mod programs {
             // the tracepoint's format file.
             offset => unsafe { ctx.read_at::<u8>(offset as usize) }.is_ok_and(|dead| dead != 0),
         };
+        if group_dead
+            && config.task_exit_code_offset != 0
+            && let Some(status) = EXITS.get_ptr_mut(&tgid)
+        {
+            // SAFETY: no preconditions; the task is the exiting thread, alive during its exit.
+            let task = unsafe { bpf_get_current_task() };
+            let field = task.wrapping_add(u64::from(config.task_exit_code_offset));
+            // SAFETY: the helper checks the address; the offset comes from the kernel's BTF.
+            if let Ok(code) = unsafe { bpf_probe_read_kernel(field as *const i32) } {
+                // SAFETY: the value is this process's entry, written only here.
+                unsafe { *status = code as u32 & 0xffff };
+            }
+        }
+        if config.flags & config_flags::FOLLOW_FORKS == 0 {
+            return 0;
+        }
+        if tid != tgid {
+            let _ = TGIDS.remove(&tid);
+        }
         if group_dead {
             let _ = TGIDS.remove(&tgid);
         }

@@ -9,7 +9,8 @@
 //! `bpftrace -l` / `bpftrace -lv` on the same binary. Budget: under 150 ms wall and 150 MB
 //! peak RSS each.
 //!
-//! Go: what one traced call costs a Go program, against bpftrace (see `go_call_cost`).
+//! Go: what one traced call costs a Go program, against bpftrace; C++: what each return kind
+//! costs (see `call_cost`).
 
 use std::{
     path::Path,
@@ -204,7 +205,8 @@ pub fn bench() -> Result<(), String> {
         150.0,
     );
 
-    crate::go_call_cost::go_call_cost(&tracer)?;
+    crate::call_cost::go_call_cost(&tracer)?;
+    crate::call_cost::return_kind_cost(&tracer)?;
 
     run(cargo().args(["bench", "--package", "tracer", "--bench", "trace_file"]))
 }

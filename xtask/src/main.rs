@@ -5,8 +5,8 @@
 //! nothing else to do.
 
 mod bench;
+mod call_cost;
 mod demo;
-mod go_call_cost;
 mod setup;
 
 use std::{

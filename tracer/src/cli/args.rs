@@ -16,7 +16,7 @@ use crate::{
     },
     session::{RecordOptions, TraceOptions},
     sinks::clock::TimeFormat,
-    symbols::FunctionSpec,
+    symbols::{FunctionSpec, ReturnChoice},
     target::Target,
 };
 
@@ -199,6 +199,11 @@ pub struct ListArgs {
     /// Write JSON Lines instead of a table.
     #[arg(long)]
     pub json: bool,
+
+    /// How returns would be probed (the RETURNS column says which each function gets, and
+    /// why).
+    #[arg(long, value_enum, default_value_t, value_name = "KIND")]
+    pub returns: ReturnsChoice,
 }
 
 /// Colour choice for human output.
@@ -247,6 +252,31 @@ impl TimeChoice {
             Self::Local => TimeFormat::Local,
             Self::Iso => TimeFormat::Iso,
             Self::Relative => TimeFormat::Relative,
+        }
+    }
+}
+
+/// How returns are probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ReturnsChoice {
+    /// A probe on every way out (each `ret`, each tail-call jump) wherever a C++ exception or
+    /// Rust panic may unwind through the function; a uretprobe (cheaper) where nothing can:
+    /// C, Rust built with panic=abort, functions that call nothing. Go always gets the former.
+    #[default]
+    Auto,
+    /// A probe on every way out, for every function: the return address is never touched.
+    RetSites,
+    /// A uretprobe for every function but Go's: cheapest, but the target aborts if an
+    /// exception or panic unwinds through a traced function.
+    Uretprobe,
+}
+
+impl ReturnsChoice {
+    pub(super) fn choice(self) -> ReturnChoice {
+        match self {
+            Self::Auto => ReturnChoice::Auto,
+            Self::RetSites => ReturnChoice::RetSites,
+            Self::Uretprobe => ReturnChoice::Uretprobe,
         }
     }
 }
@@ -326,6 +356,10 @@ pub struct TraceArgs {
     #[arg(long, value_enum, default_value_t, value_name = "MODE")]
     pub attach: AttachChoice,
 
+    /// How to probe returns.
+    #[arg(long, value_enum, default_value_t, value_name = "KIND")]
+    pub returns: ReturnsChoice,
+
     /// Also record every call to this trace file (review it later with replay, report,
     /// export; no access to the binaries needed).
     #[arg(short, long, value_name = "FILE.kt")]
@@ -381,6 +415,7 @@ impl TraceArgs {
                 AttachChoice::Multi => AttachMode::Multi,
                 AttachChoice::Perf => AttachMode::Perf,
             },
+            returns: self.returns.choice(),
             plan: PlanOptions {
                 selection: self.args.clone(),
                 string_size: self.string_size,

@@ -12,7 +12,7 @@ use crate::{
         calling_convention::{ArgPlace, entry_places},
         registers,
     },
-    symbols::{Detail, FunctionSpec, ProbeSite, Resolver, open_objects},
+    symbols::{Detail, FunctionSpec, ProbeSite, Resolver, open_objects, site::ReturnProbes},
 };
 
 /// `koolkit-trace list`: the table (or JSON Lines) of what matches; exit 2 when nothing does.
@@ -27,7 +27,9 @@ pub(super) fn run(args: &ListArgs) -> anyhow::Result<i32> {
     } else {
         Detail::Source
     };
-    let sites = Resolver::new(&target, &objects).list(object.as_deref(), pattern, detail)?;
+    let sites = Resolver::new(&target, &objects)
+        .with_returns(args.returns.choice())
+        .list(object.as_deref(), pattern, detail)?;
     let text = if args.json {
         json_lines(&sites)
     } else {
@@ -83,6 +85,20 @@ fn probe_column(site: &ProbeSite) -> String {
     }
 }
 
+/// How the returns are probed, and why: `uretprobe (a leaf: …)`, `3 ret sites (Go: …)`.
+fn returns_column(site: &ProbeSite) -> String {
+    let how = match &site.returns {
+        ReturnProbes::Uretprobe => "uretprobe".to_string(),
+        ReturnProbes::AtExits(exits) if exits.len() == 1 => "1 ret site".to_string(),
+        ReturnProbes::AtExits(exits) => format!("{} ret sites", exits.len()),
+    };
+    if site.returns_why.is_empty() {
+        how
+    } else {
+        format!("{how} ({})", site.returns_why)
+    }
+}
+
 /// A table, one function per line, sorted by object then name.
 pub fn table(sites: &[ProbeSite]) -> String {
     let mut sorted: Vec<&ProbeSite> = sites.iter().collect();
@@ -99,11 +115,12 @@ pub fn table(sites: &[ProbeSite]) -> String {
     };
     let name_width = width(&|s| s.function.len(), 8, 70);
     let object_width = width(&|s| s.object.file_name().len(), 6, 30);
+    let probe_width = width(&|s| probe_column(s).chars().count(), 5, 40);
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<name_width$}  {:<object_width$}  {:>12}  {:>7}  {:<32}  PROBE",
-        "FUNCTION", "OBJECT", "ADDRESS", "SIZE", "SOURCE"
+        "{:<name_width$}  {:<object_width$}  {:>12}  {:>7}  {:<32}  {:<probe_width$}  RETURNS",
+        "FUNCTION", "OBJECT", "ADDRESS", "SIZE", "SOURCE", "PROBE"
     );
     for site in sorted {
         let source = site
@@ -113,13 +130,14 @@ pub fn table(sites: &[ProbeSite]) -> String {
             .unwrap_or_else(|| "-".into());
         let _ = writeln!(
             out,
-            "{:<name_width$}  {:<object_width$}  {:>12}  {:>7}  {:<32}  {}",
+            "{:<name_width$}  {:<object_width$}  {:>12}  {:>7}  {:<32}  {:<probe_width$}  {}",
             site.function,
             site.object.file_name(),
             format!("{:#x}", site.address),
             site.size,
             source,
-            probe_column(site)
+            probe_column(site),
+            returns_column(site)
         );
         for (name, ty, place) in parameters(site).unwrap_or_default() {
             let _ = writeln!(out, "    {name}: {ty}  ({place})");
@@ -162,6 +180,18 @@ pub fn json_lines(sites: &[ProbeSite]) -> String {
                 "cost": site.cost,
                 "instruction": site.probe_instruction,
             },
+            "returns": {
+                "kind": site.returns.kind(),
+                "sites": match &site.returns {
+                    ReturnProbes::Uretprobe => 0,
+                    ReturnProbes::AtExits(exits) => exits.len(),
+                },
+                "tail_calls": match &site.returns {
+                    ReturnProbes::Uretprobe => 0,
+                    ReturnProbes::AtExits(exits) => exits.iter().filter(|e| e.tail_call).count(),
+                },
+                "why": site.returns_why,
+            },
         });
         if let Some(params) = params {
             record["params"] = json!(params);
@@ -202,6 +232,8 @@ mod tests {
             debug: None,
             build_id: None,
             returns: Default::default(),
+            returns_why: "a leaf: nothing unwinds through it".into(),
+            go: false,
             goroutine_id_offset: None,
             go_types: None,
         }
@@ -213,8 +245,12 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("FUNCTION"));
         assert!(lines[1].starts_with("apply_discount"), "sorted: {text}");
-        assert!(lines[1].ends_with("single-step (imul)"), "{text}");
-        assert!(lines[2].ends_with("emulated (push at +4)"), "{text}");
+        assert!(lines[1].contains("single-step (imul)  "), "{text}");
+        assert!(lines[2].contains("emulated (push at +4)"), "{text}");
+        assert!(
+            lines[2].ends_with("uretprobe (a leaf: nothing unwinds through it)"),
+            "{text}"
+        );
         assert!(lines[2].contains("…"), "long paths keep their end: {text}");
         assert!(lines[2].contains("pricing.c:14"), "{text}");
     }
@@ -227,5 +263,6 @@ mod tests {
         assert_eq!(value["source"]["line"], 14);
         assert_eq!(value["probe"]["cost"], "emulated");
         assert_eq!(value["probe"]["skip"], 4);
+        assert_eq!(value["returns"]["kind"], "uretprobe");
     }
 }

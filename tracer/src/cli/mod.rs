@@ -48,8 +48,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let traced = runtime.block_on(trace(&options, Box::new(io::stdout()), &mut stderr))?;
     eprint!("{}", traced.summary.render(&traced.table));
     let summary = traced.summary;
+    let killed = summary.stop.target_killed();
     match summary.recording_failed.or(summary.output_failed) {
         Some(err) => Err(err.into()),
+        // The trace is whole, but the program it watched died: say so to scripts too.
+        None if killed => Ok(exit_code::RUNTIME),
         None => Ok(exit_code::OK),
     }
 }

@@ -31,6 +31,20 @@ impl CallEvent {
     pub fn latency_ns(&self) -> u64 {
         self.exit_ns.saturating_sub(self.entry_ns)
     }
+
+    /// Whether the call left by a jump to another function (a tail call): its latency ends
+    /// at the jump, and its return value is the other function's, not seen.
+    pub fn ended_by_tail_call(&self) -> bool {
+        self.cpu & tracer_ebpf::ENDED_BY_TAIL_CALL != 0
+    }
+
+    /// The return value, as `how` shows it; `<tail call>` for a call that left by one.
+    pub fn return_value(&self, how: &crate::plan::ReturnValue) -> payload::Decoded {
+        if self.ended_by_tail_call() {
+            return payload::Decoded::Missing("tail call".into());
+        }
+        payload::decode_return(self.ret, how)
+    }
 }
 
 /// Why a record could not be decoded.

@@ -25,7 +25,6 @@ use crate::{
     symbols::{
         ProbeSite,
         dwarf::{FunctionDebug, Language},
-        site::ReturnProbes,
         types::Type,
     },
 };
@@ -288,7 +287,7 @@ pub fn plan_sites(sites: &[ProbeSite], options: &PlanOptions) -> Result<Vec<Plan
     sites
         .iter()
         .map(|site| {
-            let go = matches!(site.returns, ReturnProbes::AtRets(_));
+            let go = site.go;
             let goid_offset = site.goroutine_id_offset;
             let mut plan = match &site.debug {
                 Some(debug) => compile(debug, options, goid_offset),

@@ -132,7 +132,7 @@ mod tests {
         for program in [
             tracer_ebpf::ENTRY_PROGRAM,
             tracer_ebpf::RETURN_PROGRAM,
-            tracer_ebpf::GO_RETURN_PROGRAM,
+            tracer_ebpf::RET_SITE_PROGRAM,
             tracer_ebpf::FORK_PROGRAM,
             tracer_ebpf::EXIT_PROGRAM,
         ] {

@@ -7,6 +7,7 @@
 //! fall back to aya's perf-event links elsewhere (DESIGN.md, "Attaching").
 
 pub(crate) mod ebpf_object;
+pub(crate) mod kernel_btf;
 #[allow(unsafe_code)]
 pub(crate) mod uprobe_multi;
 
@@ -28,8 +29,9 @@ use aya::{
     },
 };
 use tracer_ebpf::{
-    CapturePlan, Config, Counter, ENTRY_PROGRAM, EXIT_PROGRAM, FORK_PROGRAM, GO_RETURN_PROGRAM,
-    InFlightCall, InflightKey, MAX_PROBES, RETURN_PROGRAM, config_flags, inflight_marks, maps,
+    CapturePlan, Config, Counter, ENTRY_PROGRAM, EXIT_PROGRAM, FORK_PROGRAM, InFlightCall,
+    InflightKey, MAX_PROBES, RET_SITE_PROGRAM, RETURN_PROGRAM, STILL_ALIVE, config_flags,
+    exit_condition, inflight_marks, maps,
 };
 
 use crate::{
@@ -75,16 +77,16 @@ pub struct Attached {
 struct MultiPrograms {
     entry: OwnedFd,
     ret: OwnedFd,
-    go_return: OwnedFd,
+    ret_site: OwnedFd,
 }
 
-/// The probes of one object's sites, as (file offset, cookie) pairs: every entry, uretprobes
-/// for C, C++ and Rust functions, and a probe on each `ret` of a Go function.
+/// The probes of one object's sites, as (file offset, cookie) pairs: every entry, the
+/// uretprobes, and a probe on each way out of the functions probed there instead.
 #[derive(Debug, Default)]
 struct ObjectProbes {
     entries: Vec<(u64, u64)>,
     uretprobes: Vec<(u64, u64)>,
-    go_returns: Vec<(u64, u64)>,
+    exits: Vec<(u64, u64)>,
 }
 
 impl ObjectProbes {
@@ -97,15 +99,27 @@ impl ObjectProbes {
             probes.entries.push((site.probe_offset, cookie));
             match &site.returns {
                 ReturnProbes::Uretprobe => probes.uretprobes.push((site.probe_offset, cookie)),
-                ReturnProbes::AtRets(rets) => {
-                    probes
-                        .go_returns
-                        .extend(rets.iter().map(|&ret| (ret, cookie)));
+                ReturnProbes::AtExits(exits) => {
+                    probes.exits.extend(exits.iter().map(|exit| {
+                        let condition = u64::from(exit.condition) << exit_condition::SHIFT;
+                        let tail = if exit.tail_call {
+                            exit_condition::TAIL_CALL
+                        } else {
+                            0
+                        };
+                        (exit.offset, cookie | condition | tail)
+                    }));
                 }
             }
         }
         probes
     }
+}
+
+/// The site (probe id) a cookie belongs to: its low half (a way out of a function carries its
+/// condition above, see [`exit_condition`]).
+fn site_of(cookie: u64) -> u64 {
+    cookie & u64::from(u32::MAX)
 }
 
 /// `ENOTSUPP`, the kernel's answer to a uprobe on an instruction it cannot single-step.
@@ -234,6 +248,7 @@ pub struct Probes {
     plans: Array<MapData, CapturePlan>,
     inflight: aya::maps::HashMap<MapData, InflightKey, InFlightCall>,
     tgids: aya::maps::HashMap<MapData, u32, u8>,
+    exits: aya::maps::HashMap<MapData, u32, u32>,
     config: Array<MapData, Config>,
     /// What `enable` writes, besides switching recording on.
     settings: Config,
@@ -273,12 +288,14 @@ impl Probes {
         let ring = take_map(&mut ebpf, maps::EVENTS)?;
         let inflight = take_map(&mut ebpf, maps::INFLIGHT)?;
         let tgids = take_map(&mut ebpf, maps::TGIDS)?;
+        let exits = take_map(&mut ebpf, maps::EXITS)?;
         Ok(Self {
             ebpf,
             map_fds,
             plans,
             inflight,
             tgids,
+            exits,
             config,
             settings: Config {
                 // The tracer may map the very library it traces: never trace itself.
@@ -339,6 +356,42 @@ impl Probes {
             }
         }
         Ok(())
+    }
+
+    /// Notes how process `pid` dies (a signal, or its exit status), for [`exit_status`]: the
+    /// exit program reads the kernel's `task_struct.exit_code`, found in its BTF, as the last
+    /// thread exits. Fails where the kernel has no BTF or no visible tracepoint.
+    ///
+    /// [`exit_status`]: Self::exit_status
+    pub fn watch_exit(&mut self, pid: u32) -> Result<()> {
+        let btf = fs::read(kernel_btf::VMLINUX_BTF)
+            .map_err(|err| Error::io(kernel_btf::VMLINUX_BTF, err))?;
+        let offset =
+            kernel_btf::member_offset(&btf, "task_struct", "exit_code").ok_or_else(|| {
+                Error::KernelFeature {
+                    what: "tell how the target died".into(),
+                    hint: "the kernel's BTF has no task_struct.exit_code".into(),
+                }
+            })?;
+        if self.settings.exit_group_dead_offset == 0 {
+            self.settings.exit_group_dead_offset =
+                tracepoint_field_offset("sched_process_exit", "group_dead")?.unwrap_or(0);
+        }
+        self.settings.task_exit_code_offset = offset;
+        self.attach_tracepoint(EXIT_PROGRAM, "sched_process_exit")?;
+        self.exits
+            .insert(pid, STILL_ALIVE, 0)
+            .map_err(|err| bpf_error("watching the target's exit", err))?;
+        self.write_config(self.settings)
+    }
+
+    /// How watched process `pid` died: its wait status (see `waitpid(2)`), None while alive or
+    /// when it was not watched.
+    pub fn exit_status(&self, pid: u32) -> Option<u32> {
+        self.exits
+            .get(&pid, 0)
+            .ok()
+            .filter(|&status| status != STILL_ALIVE)
     }
 
     /// Attaches tracepoint program `program` to `sched:event`, once.
@@ -506,7 +559,7 @@ impl Probes {
             return Ok(true);
         }
         let bytes = ebpf_object::ebpf_object()?;
-        const PROGRAMS: [&str; 3] = [ENTRY_PROGRAM, RETURN_PROGRAM, GO_RETURN_PROGRAM];
+        const PROGRAMS: [&str; 3] = [ENTRY_PROGRAM, RETURN_PROGRAM, RET_SITE_PROGRAM];
         let linked = ebpf_object::link_programs(bytes, &self.map_fds, &PROGRAMS)?;
         let mut loaded = Vec::new();
         for name in PROGRAMS {
@@ -530,13 +583,13 @@ impl Probes {
                 }
             }
         }
-        let go_return = loaded.pop().expect("three programs");
+        let ret_site = loaded.pop().expect("three programs");
         let ret = loaded.pop().expect("three programs");
         let entry = loaded.pop().expect("three programs");
         self.multi_programs = Some(MultiPrograms {
             entry,
             ret,
-            go_return,
+            ret_site,
         });
         Ok(true)
     }
@@ -582,7 +635,7 @@ impl Probes {
         let kept = |sites: &[(u64, u64)]| -> (Vec<u64>, Vec<u64>) {
             sites
                 .iter()
-                .filter(|(_, cookie)| !refused.contains(cookie))
+                .filter(|(_, cookie)| !refused.contains(&site_of(*cookie)))
                 .copied()
                 .unzip()
         };
@@ -594,16 +647,16 @@ impl Probes {
                     .map_err(|err| bpf_error("uprobe-multi return link", err))?,
             );
         }
-        let (go_offsets, go_cookies) = kept(&probes.go_returns);
-        if !go_offsets.is_empty() {
+        let (exit_offsets, exit_cookies) = kept(&probes.exits);
+        if !exit_offsets.is_empty() {
             links.push(
                 link(
-                    &programs.go_return,
-                    &go_offsets,
-                    &go_cookies,
+                    &programs.ret_site,
+                    &exit_offsets,
+                    &exit_cookies,
                     LinkKind::Entry,
                 )
-                .map_err(|err| bpf_error("uprobe-multi link on Go returns", err))?,
+                .map_err(|err| bpf_error("uprobe-multi link on the ways out", err))?,
             );
         }
         self.multi_links.extend(links);
@@ -619,7 +672,7 @@ impl Probes {
         pid: Option<u32>,
     ) -> Result<Vec<u64>> {
         if !self.perf_loaded {
-            for name in [ENTRY_PROGRAM, RETURN_PROGRAM, GO_RETURN_PROGRAM] {
+            for name in [ENTRY_PROGRAM, RETURN_PROGRAM, RET_SITE_PROGRAM] {
                 self.uprobe(name)?
                     .load()
                     .map_err(|err| bpf_error(&format!("loading {name}"), err))?;
@@ -634,11 +687,11 @@ impl Probes {
         for (name, sites) in [
             (ENTRY_PROGRAM, &probes.entries),
             (RETURN_PROGRAM, &probes.uretprobes),
-            (GO_RETURN_PROGRAM, &probes.go_returns),
+            (RET_SITE_PROGRAM, &probes.exits),
         ] {
             let program = self.uprobe(name)?;
             for &(offset, cookie) in sites.iter() {
-                if refused.contains(&cookie) {
+                if refused.contains(&site_of(cookie)) {
                     continue;
                 }
                 let point = UProbeAttachPoint {
@@ -647,7 +700,7 @@ impl Probes {
                 };
                 match program.attach(point, path, scope) {
                     Ok(_) => {}
-                    Err(err) if has_os_error(&err, ENOTSUPP) => refused.push(cookie),
+                    Err(err) if has_os_error(&err, ENOTSUPP) => refused.push(site_of(cookie)),
                     Err(err) => {
                         return Err(bpf_error(&format!("perf-event uprobe at {offset:#x}"), err));
                     }

@@ -61,6 +61,14 @@ impl ReadOutcome {
                 ));
             }
         }
+        // The program traced died of a signal (`target killed by SIGABRT (process 42)`).
+        if let Some(end) = self
+            .end
+            .as_ref()
+            .filter(|end| end.stop.starts_with("target killed"))
+        {
+            notes.push(format!("{}: {}", path.display(), end.stop));
+        }
         if self.end.is_none() && self.torn_tail.is_none() {
             notes.push(format!(
                 "{}: no end frame: the recording was stopped abruptly (or is still going on)",

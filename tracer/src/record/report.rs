@@ -54,6 +54,8 @@ impl FunctionReport {
     fn record(&mut self, event: &CallEvent, ret: Option<&ReturnValue>, sequence: u64) {
         let latency = event.latency_ns();
         self.latency.record(latency);
+        // A call that left by a tail call returned its callee's value, never seen.
+        let ret = ret.filter(|_| !event.ended_by_tail_call());
         // Only the bytes the return type has: the rest of the register is left over.
         let value = match ret {
             Some(ReturnValue::Register {

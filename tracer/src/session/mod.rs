@@ -37,14 +37,16 @@ use crate::{
         clock::{TimeFormat, WallClock, local_zone},
         line::{HumanLines, Style},
     },
-    symbols::{FunctionSpec, ProbeSite, placement::CostClass, resolve, site::ReturnProbes},
+    symbols::{
+        FunctionSpec, ProbeSite, ReturnChoice, placement::CostClass, resolve, site::ReturnProbes,
+    },
     sys,
     target::{self, Target},
 };
 use line_output::LineOutput;
 use sink::{LiveLines, Sink};
 use status::{Family, attach_status};
-use summary::{StopReason, Summary};
+use summary::{StopReason, Summary, TargetStatus};
 
 /// How often the ring buffer is drained when the kernel does not wake us.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
@@ -69,6 +71,8 @@ pub struct TraceOptions {
     pub duration: Option<Duration>,
     pub max_events: Option<u64>,
     pub attach_mode: AttachMode,
+    /// How returns are probed (`--returns`).
+    pub returns: ReturnChoice,
     pub plan: PlanOptions,
     /// `-o`: record the calls to a trace file too.
     pub record: Option<RecordOptions>,
@@ -157,13 +161,13 @@ fn warn_not_traced(status: &mut dyn Write, site: &ProbeSite, why: &str) {
 /// Resolves the functions and plans what each probe captures. Touches no kernel. Functions
 /// the kernel cannot probe are left out, each with a warning on `status`.
 fn prepare(options: &TraceOptions, status: &mut dyn Write) -> Result<Prepared> {
-    let resolved = resolve(&options.target, &options.functions)?;
+    let resolved = resolve(&options.target, &options.functions, options.returns)?;
     let (refused, sites): (Vec<ProbeSite>, Vec<ProbeSite>) = resolved
         .into_iter()
         .partition(|site| site.cost == CostClass::Refused);
     for site in &refused {
         let why = match &site.returns {
-            ReturnProbes::AtRets(rets) if rets.is_empty() => {
+            ReturnProbes::AtExits(rets) if rets.is_empty() && site.go => {
                 format!("its returns cannot be probed: {}", site.probe_instruction)
             }
             _ => format!(
@@ -239,6 +243,13 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
     let sigint = signal(SignalKind::interrupt()).map_err(|err| Error::io("SIGINT", err))?;
     let sigterm = signal(SignalKind::terminate()).map_err(|err| Error::io("SIGTERM", err))?;
     let sighup = signal(SignalKind::hangup()).map_err(|err| Error::io("SIGHUP", err))?;
+    // How the target dies is told in the summary (a signal, or its exit status); without
+    // the kernel's BTF or tracefs, only that it exited.
+    if let Some(pid) = options.target.pid()
+        && let Err(err) = probes.watch_exit(pid)
+    {
+        log::info!("the target's exit status will not be known: {err}");
+    }
     // The kernel's pid filter takes one process; a family is selected by the programs.
     let attach_pid = match options.target.pid() {
         Some(pid) if options.children => {
@@ -350,9 +361,13 @@ async fn stream(
             _ = armed.sigterm.recv() => Some(StopReason::Terminated),
             _ = armed.sighup.recv() => Some(StopReason::HungUp),
             () = &mut sleep => Some(StopReason::DurationElapsed),
-            () = &mut exited => Some(StopReason::TargetExited {
-                pid: options.target.pid().unwrap_or_default(),
-            }),
+            () = &mut exited => {
+                let pid = options.target.pid().unwrap_or_default();
+                Some(StopReason::TargetExited {
+                    pid,
+                    status: armed.probes.exit_status(pid).map(TargetStatus::from_wait_status),
+                })
+            }
             ready = armed.ring.readable_mut() => {
                 ready.map_err(|err| Error::io("the event ring buffer", err))?.clear_ready();
                 None

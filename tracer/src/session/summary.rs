@@ -22,6 +22,8 @@ pub enum StopReason {
     MaxEvents,
     TargetExited {
         pid: u32,
+        /// How it died, where the kernel told.
+        status: Option<TargetStatus>,
     },
     OutputClosed,
     /// SIGHUP: the terminal went away.
@@ -37,11 +39,100 @@ impl std::fmt::Display for StopReason {
             Self::Terminated => f.write_str("terminated"),
             Self::DurationElapsed => f.write_str("duration elapsed"),
             Self::MaxEvents => f.write_str("max events reached"),
-            Self::TargetExited { pid } => write!(f, "process {pid} exited"),
+            Self::TargetExited { pid, status: None } => write!(f, "process {pid} exited"),
+            Self::TargetExited {
+                pid,
+                status: Some(TargetStatus::Exited(code)),
+            } => write!(f, "process {pid} exited with status {code}"),
+            Self::TargetExited {
+                pid,
+                status: Some(TargetStatus::Killed { signal, core }),
+            } => write!(
+                f,
+                "target killed by {} (process {pid}{})",
+                signal_name(*signal),
+                if *core { ", core dumped" } else { "" }
+            ),
             Self::OutputClosed => f.write_str("output closed"),
             Self::HungUp => f.write_str("hung up"),
             Self::RecordingFailed => f.write_str("the trace file could not be written"),
         }
+    }
+}
+
+impl StopReason {
+    /// Whether the traced process died of a signal while traced (the trace then exits 1).
+    pub fn target_killed(&self) -> bool {
+        matches!(
+            self,
+            Self::TargetExited {
+                status: Some(TargetStatus::Killed { .. }),
+                ..
+            }
+        )
+    }
+}
+
+/// How a traced process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetStatus {
+    Exited(u8),
+    Killed { signal: u8, core: bool },
+}
+
+impl TargetStatus {
+    /// From a wait status (`waitpid(2)`): the signal in the low 7 bits (0x80: core dumped),
+    /// else the exit status in bits 8..16.
+    pub fn from_wait_status(status: u32) -> Self {
+        match status & 0x7f {
+            0 => Self::Exited((status >> 8) as u8),
+            signal => Self::Killed {
+                signal: signal as u8,
+                core: status & 0x80 != 0,
+            },
+        }
+    }
+}
+
+/// `SIGABRT` for 6; the number for signals without a common name.
+fn signal_name(signal: u8) -> String {
+    const NAMES: [&str; 32] = [
+        "",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    match NAMES.get(usize::from(signal)) {
+        Some(name) if !name.is_empty() => (*name).to_string(),
+        _ => format!("signal {signal}"),
     }
 }
 
@@ -203,8 +294,8 @@ impl Summary {
         if abandoned > 0 {
             let _ = writeln!(
                 out,
-                "{} (left by longjmp, an exception or a recovered Go panic, never returned)",
-                count_irregular(abandoned, "call was abandoned", "calls were abandoned"),
+                "{} (left by an exception, a panic or longjmp, never returned)",
+                count_irregular(abandoned, "call was unwound", "calls were unwound"),
             );
         }
         if self.unfinished > 0 {

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::{
     events::{
         CallEvent,
-        payload::{decode_args, decode_goroutine, decode_return},
+        payload::{decode_args, decode_goroutine},
         probe_table::ProbeInfo,
     },
     plan::ArgSlot,
@@ -93,7 +93,7 @@ fn write_call(out: &mut String, event: &CallEvent, probe: &ProbeInfo, style: Sty
         write_slots(out, &event.payload, &probe.results);
     } else if let Some(ret) = &probe.ret {
         out.push_str(" = ");
-        decode_return(event.ret, ret).write_human(out);
+        event.return_value(ret).write_human(out);
     }
     out.push_str(" <");
     style.paint("33", &format_duration_ns(event.latency_ns()), out);
@@ -191,7 +191,7 @@ fn json_slots(payload: &[u8], slots: &[ArgSlot]) -> serde_json::Map<String, serd
 /// The return value of a call as JSON; `null` for functions that return nothing.
 pub fn json_return(event: &CallEvent, probe: &ProbeInfo) -> serde_json::Value {
     probe.ret.as_ref().map_or(serde_json::Value::Null, |ret| {
-        decode_return(event.ret, ret).to_json()
+        event.return_value(ret).to_json()
     })
 }
 

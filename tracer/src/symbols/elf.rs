@@ -381,6 +381,17 @@ impl ElfFile {
             .map(|symbol| symbol.address())
     }
 
+    /// Whether any symbol of `.symtab` or `.dynsym`, defined or imported, satisfies `test`.
+    pub fn any_symbol(&self, mut test: impl FnMut(&[u8]) -> bool) -> bool {
+        use object::{Object as _, ObjectSymbol as _};
+        let Ok(elf) = self.parse() else {
+            return false;
+        };
+        elf.symbols()
+            .chain(elf.dynamic_symbols())
+            .any(|symbol| symbol.name_bytes().is_ok_and(&mut test))
+    }
+
     /// Whether the file is position independent (an ET_DYN executable or a library).
     pub fn is_position_independent(&self) -> bool {
         use object::Object as _;

@@ -9,6 +9,7 @@ pub(crate) mod debug_file;
 pub(crate) mod demangle;
 pub(crate) mod dwarf;
 pub(crate) mod elf;
+pub(crate) mod exits;
 pub(crate) mod glob;
 pub(crate) mod go_runtime;
 pub(crate) mod gopclntab;
@@ -22,11 +23,18 @@ pub(crate) mod types;
 use crate::{error::Result, target::Target};
 pub use glob::glob_match;
 pub use resolver::{Detail, Resolver, open_objects};
-pub use site::{ProbeSite, SourceLocation, file_name, group_by_object};
+pub use site::{ProbeSite, ReturnChoice, SourceLocation, file_name, group_by_object};
 pub use spec::FunctionSpec;
 
-/// Opens the target's objects and resolves `specs` in one step.
-pub fn resolve(target: &Target, specs: &[FunctionSpec]) -> Result<Vec<ProbeSite>> {
+/// Opens the target's objects and resolves `specs` in one step, returns probed as `returns`
+/// says.
+pub fn resolve(
+    target: &Target,
+    specs: &[FunctionSpec],
+    returns: ReturnChoice,
+) -> Result<Vec<ProbeSite>> {
     let objects = open_objects(target, specs)?;
-    Resolver::new(target, &objects).resolve(specs)
+    Resolver::new(target, &objects)
+        .with_returns(returns)
+        .resolve(specs)
 }

@@ -63,6 +63,10 @@ pub struct ObjectFiles {
     debug_file: OnceCell<Option<ElfFile>>,
     /// Where `.gopclntab` says its Go functions are defined, by address.
     go_sources: OnceCell<HashMap<u64, SourceLocation>>,
+    /// Why an exception or panic may unwind through this object's functions, if it may.
+    unwinding: OnceCell<Option<&'static str>>,
+    /// The `.cold` parts the compiler split off functions, by the function's symbol.
+    cold_parts: OnceCell<HashMap<String, FunctionSymbol>>,
 }
 
 impl std::fmt::Debug for ObjectFiles {
@@ -114,7 +118,59 @@ impl ObjectFiles {
             functions: OnceCell::new(),
             debug_file: OnceCell::new(),
             go_sources: OnceCell::new(),
+            unwinding: OnceCell::new(),
+            cold_parts: OnceCell::new(),
         })
+    }
+
+    /// Why an exception or a panic may unwind through the functions of this object (a frame
+    /// whose return address a uretprobe replaced stops the unwinder: the program aborts);
+    /// None for code nothing unwinds through: C without exception tables, Rust built with
+    /// `panic=abort`.
+    pub fn unwinding(&self) -> Option<&'static str> {
+        *self.unwinding.get_or_init(|| {
+            let elf = &self.elf;
+            let named =
+                |names: &[&str]| elf.any_symbol(|name| names.iter().any(|n| name == n.as_bytes()));
+            let containing = |part: &str| {
+                elf.any_symbol(|name| name.windows(part.len()).any(|w| w == part.as_bytes()))
+            };
+            if named(&["__gxx_personality_v0", "__cxa_throw", "__cxa_begin_catch"]) {
+                return Some("C++ exceptions may unwind through it");
+            }
+            if named(&["rust_eh_personality"]) {
+                // The panic runtime linked in decides: panic_abort never unwinds.
+                if containing("panic_abort") && !containing("panic_unwind") {
+                    return None;
+                }
+                return Some("Rust panics may unwind through it");
+            }
+            if named(&["_Unwind_Resume", "_Unwind_RaiseException"])
+                || elf.has_section(".gcc_except_table")
+            {
+                return Some("its object has exception tables: an exception may unwind through it");
+            }
+            None
+        })
+    }
+
+    /// The `.cold` part of the function whose symbol is `name` (GCC moves unlikely paths
+    /// there: `f.cold`), if it has one.
+    pub fn cold_part(&self, name: &str) -> Option<&FunctionSymbol> {
+        self.cold_parts
+            .get_or_init(|| {
+                let Ok(functions) = self.functions() else {
+                    return HashMap::new();
+                };
+                functions
+                    .iter()
+                    .filter_map(|f| {
+                        let parent = f.name.strip_suffix(".cold")?;
+                        Some((parent.to_string(), f.clone()))
+                    })
+                    .collect()
+            })
+            .get(name)
     }
 
     /// The binary itself: file offsets and code bytes always come from it.

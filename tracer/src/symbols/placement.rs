@@ -71,7 +71,7 @@ impl Emulation {
 
 /// Decodes `code` at `address`; `None` unless all of it decodes (a body with data or
 /// unknown encodings in it cannot be checked for jumps).
-fn decode_all(code: &[u8], address: u64) -> (Vec<Instruction>, bool) {
+pub(crate) fn decode_all(code: &[u8], address: u64) -> (Vec<Instruction>, bool) {
     let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
     let mut instructions = Vec::new();
     while decoder.can_decode() {
@@ -112,7 +112,7 @@ const REFUSED_OPCODES: [u64; 4] = {
 /// (`uprobe_init_insn`): a `lock` or ES/CS/SS/DS segment prefix, an instruction that masks
 /// exceptions (`mov` to SS), or an opcode it never single-steps. Two-byte (`0f`) and VEX
 /// opcodes pass its first check, as here.
-fn kernel_refuses(bytes: &[u8]) -> Option<&'static str> {
+pub(crate) fn kernel_refuses(bytes: &[u8]) -> Option<&'static str> {
     let mut at = 0;
     while let Some(&byte) = bytes.get(at) {
         match byte {

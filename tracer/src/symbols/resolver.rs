@@ -12,11 +12,14 @@ use super::{
     demangle::{self, NamePattern},
     dwarf::{DebugInfo, FunctionDebug},
     elf::{FunctionKind, FunctionSymbol},
+    exits::{Part, find_exits},
     glob::{closest_names, is_glob},
     go_runtime::goroutine_id_offset,
     object_files::ObjectFiles,
     placement::{CostClass, Emulation, EntryPlacement, place_entry_probe, place_go_probes},
-    site::{ProbeObject, ProbeSite, ReturnProbes, SourceLocation, file_name},
+    site::{
+        ExitProbe, ProbeObject, ProbeSite, ReturnChoice, ReturnProbes, SourceLocation, file_name,
+    },
     spec::FunctionSpec,
 };
 use crate::{
@@ -123,6 +126,7 @@ pub struct Resolver<'a> {
     objects: &'a [ObjectFiles],
     dwarf: Vec<OnceCell<Option<DebugInfo<'a>>>>,
     emulation: Emulation,
+    returns: ReturnChoice,
 }
 
 impl<'a> Resolver<'a> {
@@ -132,7 +136,14 @@ impl<'a> Resolver<'a> {
             objects,
             dwarf: objects.iter().map(|_| OnceCell::new()).collect(),
             emulation: Emulation::of_running_kernel(),
+            returns: ReturnChoice::Auto,
         }
+    }
+
+    /// Probes returns as `returns` says (`--returns`).
+    pub fn with_returns(mut self, returns: ReturnChoice) -> Self {
+        self.returns = returns;
+        self
     }
 
     fn dwarf(&self, index: usize) -> Option<&DebugInfo<'a>> {
@@ -374,6 +385,73 @@ impl<'a> Resolver<'a> {
         Err(no_code_at_line(file, line, any_dwarf, files_seen, nearby))
     }
 
+    /// How the returns of `function` (not Go; its `code`, all of it when `whole_body`) are
+    /// probed, and why: on its ways out wherever an exception or panic may unwind through it
+    /// (a uretprobe's trampoline address stops the unwinder and the program aborts), else by
+    /// the cheaper uretprobe.
+    fn return_probes(
+        &self,
+        files: &ObjectFiles,
+        function: &FunctionSymbol,
+        code: &[u8],
+        whole_body: bool,
+    ) -> Result<(ReturnProbes, String)> {
+        if self.returns == ReturnChoice::Uretprobe {
+            return Ok((ReturnProbes::Uretprobe, "--returns uretprobe".into()));
+        }
+        let cold = files.cold_part(&function.name).and_then(|cold| {
+            let offset = files.elf().file_offset(cold.address).ok()??;
+            let size = usize::try_from(cold.size)
+                .ok()
+                .filter(|&s| s > 0 && s as u64 <= MAX_DECODED_BODY)?;
+            Some(Part {
+                code: files.elf().bytes_at(offset, size),
+                address: cold.address,
+            })
+        });
+        let body = Part {
+            code,
+            address: function.address,
+        };
+        let parts: Vec<Part<'_>> = std::iter::once(body).chain(cold).collect();
+        let Some(exits) = whole_body.then(|| find_exits(&parts)).flatten() else {
+            return Ok((
+                ReturnProbes::Uretprobe,
+                "its body does not decode whole, so its ways out are not known".into(),
+            ));
+        };
+        let why = match self.returns {
+            ReturnChoice::RetSites => "--returns ret-sites",
+            _ if !exits.calls && !exits.tail_calls => {
+                return Ok((
+                    ReturnProbes::Uretprobe,
+                    "a leaf: nothing unwinds through it".into(),
+                ));
+            }
+            _ => match files.unwinding() {
+                Some(why) => why,
+                None => {
+                    return Ok((
+                        ReturnProbes::Uretprobe,
+                        "no exception or panic unwinds through its object".into(),
+                    ));
+                }
+            },
+        };
+        let mut probes = Vec::with_capacity(exits.exits.len());
+        for exit in &exits.exits {
+            let Some(offset) = files.elf().file_offset(exit.address)? else {
+                continue;
+            };
+            probes.push(ExitProbe {
+                offset,
+                condition: exit.condition,
+                tail_call: exit.tail_call,
+            });
+        }
+        Ok((ReturnProbes::AtExits(probes), why.to_string()))
+    }
+
     /// Builds the site of `function` (at `file_offset` of object `index`).
     fn site(
         &self,
@@ -395,25 +473,39 @@ impl<'a> Resolver<'a> {
         // In a Go program, Go functions are `pkg.Name`; C linked in with cgo has no dot and
         // is traced as C.
         let go_function = files.go.is_some() && function.name.contains('.');
-        let (placement, returns) = if go_function {
+        let (placement, returns, returns_why) = if go_function {
+            let why = "Go: the runtime moves stacks, so never a uretprobe".to_string();
             match place_go_probes(code, function.address, self.emulation) {
                 Ok(go) => (
                     go.entry,
-                    ReturnProbes::AtRets(go.returns.iter().map(|r| file_offset + r).collect()),
+                    ReturnProbes::AtExits(
+                        go.returns
+                            .iter()
+                            .map(|r| ExitProbe {
+                                offset: file_offset + r,
+                                condition: 0,
+                                tail_call: false,
+                            })
+                            .collect(),
+                    ),
+                    why,
                 ),
-                Err(why) => (
+                Err(reason) => (
                     EntryPlacement {
                         skip: 0,
                         cost: CostClass::Refused,
-                        instruction: why.to_string(),
+                        instruction: reason.to_string(),
                     },
-                    ReturnProbes::AtRets(Vec::new()),
+                    ReturnProbes::AtExits(Vec::new()),
+                    why,
                 ),
             }
         } else {
+            let (returns, why) = self.return_probes(files, function, code, whole_body)?;
             (
                 place_entry_probe(code, function.address, whole_body, self.emulation),
-                ReturnProbes::Uretprobe,
+                returns,
+                why,
             )
         };
         let probe_offset =
@@ -451,6 +543,8 @@ impl<'a> Resolver<'a> {
             debug,
             build_id: files.elf().build_id_hex(),
             returns,
+            returns_why,
+            go: go_function,
             goroutine_id_offset: go_function
                 .then(|| files.go.as_deref().and_then(goroutine_id_offset))
                 .flatten(),
@@ -670,18 +764,33 @@ mod tests {
         let target = Target::Process {
             pid: std::process::id(),
         };
-        let sites = resolve(&target, &["libc.so.6:malloc".parse().unwrap()]).unwrap();
+        let sites = resolve(
+            &target,
+            &["libc.so.6:malloc".parse().unwrap()],
+            ReturnChoice::Auto,
+        )
+        .unwrap();
         assert_eq!(sites.len(), 1, "{sites:?}");
         assert_eq!(sites[0].function, "malloc");
         assert_eq!(sites[0].object.file_name(), "libc.so.6");
 
-        let err = resolve(&target, &["libc.so.6:mallok".parse().unwrap()]).unwrap_err();
+        let err = resolve(
+            &target,
+            &["libc.so.6:mallok".parse().unwrap()],
+            ReturnChoice::Auto,
+        )
+        .unwrap_err();
         let Error::UnknownFunction { suggestions, .. } = &err else {
             panic!("{err}")
         };
         assert!(suggestions.iter().any(|s| s == "malloc"), "{suggestions:?}");
 
-        let err = resolve(&target, &["libnothere.so:f".parse().unwrap()]).unwrap_err();
+        let err = resolve(
+            &target,
+            &["libnothere.so:f".parse().unwrap()],
+            ReturnChoice::Auto,
+        )
+        .unwrap_err();
         assert!(matches!(err, Error::UnknownObject { .. }), "{err}");
     }
 
@@ -695,6 +804,7 @@ mod tests {
             &["tracer::symbols::dwarf::lines::path_ends_with"
                 .parse()
                 .unwrap()],
+            ReturnChoice::Auto,
         )
         .unwrap();
         assert_eq!(sites.len(), 1);

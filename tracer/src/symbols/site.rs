@@ -68,6 +68,10 @@ pub struct ProbeSite {
     pub build_id: Option<String>,
     /// How returns are probed.
     pub returns: ReturnProbes,
+    /// Why they are probed so (`a leaf: nothing unwinds through it`).
+    pub returns_why: String,
+    /// A Go function (paired by goroutine, its arguments by Go's register ABI).
+    pub go: bool,
     /// A Go function's: where its goroutine's id is, as an offset into the `runtime.g` that
     /// R14 points at (None: not Go, or a Go release whose layout is not known).
     pub goroutine_id_offset: Option<i32>,
@@ -87,12 +91,47 @@ impl ProbeSite {
 /// How the returns of a function are probed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum ReturnProbes {
-    /// A uretprobe: the kernel swaps the return address for its trampoline.
+    /// A uretprobe: the kernel swaps the return address for its trampoline. Cheapest, but
+    /// an unwinder stops at that foreign address, and Go's runtime crashes on it.
     #[default]
     Uretprobe,
-    /// A uprobe on each `ret` of the body, at these file offsets (Go: a moving goroutine
-    /// stack must never hold a foreign return address).
-    AtRets(Vec<u64>),
+    /// A uprobe on every way out of the body: each `ret`, and the jumps that leave it (tail
+    /// calls). The return address is never touched.
+    AtExits(Vec<ExitProbe>),
+}
+
+impl ReturnProbes {
+    /// The name `list` and the docs use.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Uretprobe => "uretprobe",
+            Self::AtExits(_) => "ret-sites",
+        }
+    }
+}
+
+/// A way out of a function, probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitProbe {
+    /// File offset of the instruction.
+    pub offset: u64,
+    /// For a conditional tail call, the condition under which it leaves
+    /// ([`tracer_ebpf::exit_condition`]); 0: always.
+    pub condition: u8,
+    /// A jump to another function (a tail call), not a `ret`.
+    pub tail_call: bool,
+}
+
+/// How to probe returns (`--returns`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReturnChoice {
+    /// Probes on the ways out wherever an exception or panic may unwind through the function,
+    /// a uretprobe where nothing can (C, Rust with `panic=abort`, leaf functions). Go always
+    /// gets probes on its ways out.
+    #[default]
+    Auto,
+    RetSites,
+    Uretprobe,
 }
 
 impl ProbeSite {
@@ -116,6 +155,8 @@ impl ProbeSite {
             debug: None,
             build_id: None,
             returns: ReturnProbes::Uretprobe,
+            returns_why: String::new(),
+            go: false,
             goroutine_id_offset: None,
             go_types: None,
         }

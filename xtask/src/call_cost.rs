@@ -1,9 +1,13 @@
-//! `cargo xtask bench`, Go part: what one traced Go call costs the program, measured by the
-//! program itself (a loop of `add` calls timing itself), untraced, under bpftrace with an entry
-//! probe at +0 on the same function (`@n = count()`, in-kernel), and under koolkit-trace (an
-//! entry probe after the stack check and a uprobe on every `ret`, each call recorded to a trace
-//! file). Go functions have no safe uretprobe, so bpftrace's figure has no return probe: the
-//! difference is an estimate of what the `ret` trap and the pairing add.
+//! `cargo xtask bench`, what one traced call costs the program, measured by the program itself
+//! (a loop of calls timing itself) in one run against bpftrace on the same function:
+//!
+//! - Go: untraced, under bpftrace with an entry probe at +0 (`@n = count()`, in-kernel), and
+//!   under koolkit-trace (an entry probe after the stack check and a uprobe on every `ret`,
+//!   each call recorded to a trace file). Go functions have no safe uretprobe, so bpftrace's
+//!   figure has no return probe: the difference estimates what the `ret` trap and pairing add.
+//! - C++, both return kinds on one function that calls another: a uretprobe (the kernel's
+//!   trampoline) and a uprobe on each way out (the kernel single-steps `ret`), against
+//!   bpftrace's uprobe + uretprobe.
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
@@ -40,7 +44,7 @@ impl Looper {
             .read_line(&mut ready)
             .map_err(|err| err.to_string())?;
         if !ready.starts_with("ready ") {
-            return Err(format!("the Go loop said {ready:?}"));
+            return Err(format!("the loop said {ready:?}"));
         }
         Ok(Self {
             child,
@@ -62,7 +66,7 @@ impl Looper {
                 .split_whitespace()
                 .next()
                 .and_then(|n| n.parse().ok())
-                .ok_or_else(|| format!("the Go loop said {line:?}"))?;
+                .ok_or_else(|| format!("the loop said {line:?}"))?;
             rounds.push(ns);
         }
         rounds.sort_by(f64::total_cmp);
@@ -154,6 +158,94 @@ pub fn go_call_cost(tracer: &Path) -> Result<(), String> {
              ratio {:.2}x bpftrace's entry-only cost",
             ours - theirs,
             (ours - untraced) / (theirs - untraced).max(f64::EPSILON)
+        );
+    }
+    Ok(())
+}
+
+fn build_cpp_loop() -> Result<PathBuf, String> {
+    let root = workspace_root();
+    let binary = root.join("target/bench/cpp-loop");
+    run(Command::new("g++")
+        .args(["-O2", "-g", "-o"])
+        .arg(&binary)
+        .arg(root.join("tests/fixtures/cpp/loop.cpp")))?;
+    Ok(binary)
+}
+
+/// The per-call cost of the two return kinds on one C++ function (`work`, which calls
+/// `leaf`): `--returns uretprobe` and `--returns ret-sites`, against bpftrace's uprobe and
+/// uretprobe on it, in one run.
+pub fn return_kind_cost(tracer: &Path) -> Result<(), String> {
+    let binary = build_cpp_loop()?;
+    let mut looper = Looper::start(&binary)?;
+    let pid = looper.child.id().to_string();
+    let untraced = looper.ns_per_call()?;
+    let bpftrace = Path::new("/usr/bin/bpftrace");
+    let theirs = if bpftrace.exists() {
+        let function = format!("{}:_Z4workl", binary.display());
+        let program = format!(
+            "uprobe:{function} {{ @start[tid] = nsecs; }} \
+             uretprobe:{function} /@start[tid]/ {{ @ns = hist(nsecs - @start[tid]); delete(@start[tid]); }}"
+        );
+        Some(under(
+            &mut looper,
+            Command::new(bpftrace).args(["-p", &pid, "-e", &program]),
+        )?)
+    } else {
+        None
+    };
+    let record = workspace_root().join("target/bench/cpp-loop.kt");
+    let mut ours = Vec::new();
+    for kind in ["uretprobe", "ret-sites"] {
+        ours.push(under(
+            &mut looper,
+            Command::new(tracer)
+                .args([
+                    "--pid",
+                    &pid,
+                    "--fn",
+                    "work",
+                    "--returns",
+                    kind,
+                    "--quiet",
+                    "--force",
+                    "-o",
+                ])
+                .arg(&record),
+        )?);
+    }
+    println!(
+        "\nReturn kinds: work() (C++ -O2, calls leaf()), {CALLS} calls a round, median of \
+         {ROUNDS} rounds, as the program measures itself\n"
+    );
+    println!("  untraced:                              {untraced:8.1} ns/call");
+    if let Some(theirs) = theirs {
+        println!(
+            "  bpftrace, uprobe + uretprobe:          {theirs:8.1} ns/call  (+{:.1} ns)",
+            theirs - untraced
+        );
+    }
+    let (uretprobe, ret_sites) = (ours[0], ours[1]);
+    println!(
+        "  koolkit-trace, uretprobe:              {uretprobe:8.1} ns/call  (+{:.1} ns)",
+        uretprobe - untraced
+    );
+    println!(
+        "  koolkit-trace, a uprobe on each ret:   {ret_sites:8.1} ns/call  (+{:.1} ns)",
+        ret_sites - untraced
+    );
+    println!(
+        "  the ret site costs {:+.1} ns a call more than the uretprobe ({:.2}x); it is what \
+         lets an exception unwind through the function",
+        ret_sites - uretprobe,
+        (ret_sites - untraced) / (uretprobe - untraced).max(f64::EPSILON)
+    );
+    if let Some(theirs) = theirs {
+        println!(
+            "  against bpftrace's uprobe + uretprobe: uretprobe {:.2}x, ret sites {:.2}x",
+            (uretprobe - untraced) / (theirs - untraced).max(f64::EPSILON),
+            (ret_sites - untraced) / (theirs - untraced).max(f64::EPSILON)
         );
     }
     Ok(())
