@@ -124,7 +124,7 @@ fn cpp_exceptions_through_traced_functions_at_o2() {
 /// -O2) is paired; leaf, which calls nothing, keeps the cheap uretprobe.
 fn exceptions_through_traced_functions(level: &str) {
     let binary = cpp_fixture(level);
-    for function in ["outer", "inner", "tail"] {
+    for function in ["outer", "inner", "tail", "thunk"] {
         let returns = returns_of(&binary, function);
         assert_eq!(
             returns["kind"], "ret-sites",
@@ -139,7 +139,8 @@ fn exceptions_through_traced_functions(level: &str) {
     let (output, calls) = traced_round(
         &binary,
         &[
-            "--fn", "outer", "--fn", "middle", "--fn", "inner", "--fn", "tail", "--fn", "leaf",
+            "--fn", "outer", "--fn", "middle", "--fn", "inner", "--fn", "tail", "--fn", "thunk",
+            "--fn", "leaf",
         ],
     );
     assert_eq!(
@@ -159,14 +160,18 @@ fn exceptions_through_traced_functions(level: &str) {
     let tails = calls.calls_of("tail");
     assert_eq!(tails.len(), (2 * THROWS / 100) as usize, "{level}");
     check_returns(&binary, "tail", &tails, |call| 3 * (int(call, "x") + 7) + 1);
+    // A thunk's entry site is its way out: the entry parks the call before it completes.
+    let thunks = calls.calls_of("thunk");
+    assert_eq!(thunks.len(), (2 * THROWS / 100) as usize, "{level}");
+    check_returns(&binary, "thunk", &thunks, |call| 3 * int(call, "x") + 1);
     if level == "O2" {
         // GCC turns `return leaf(x + 7)` into a jump at -O2: the way out tail is built for.
         assert!(returns_of(&binary, "tail")["tail_calls"].as_u64().unwrap() >= 1);
     }
-    // From inner, directly, and (through tail) once more per hundred.
+    // From inner, and per hundred directly, through tail and through thunk.
     assert_eq!(
         calls.calls_of("leaf").len(),
-        (THROWS + 2 * (2 * THROWS / 100)) as usize
+        (THROWS + 3 * (2 * THROWS / 100)) as usize
     );
 }
 

@@ -359,7 +359,10 @@ pub struct CapturePlan {
     /// The steps that read a Go function's results at its returns instead of at its entry:
     /// indexes `return_steps & 0xffff` up to (not including) `return_steps >> 16`.
     pub return_steps: u32,
-    pub _pad: u32,
+    /// Bytes the instructions before the entry probe took off the stack pointer (it moved
+    /// past `sub $N,%rsp`, for a function whose returns are probed on its ways out): the
+    /// call's frame, the slot of its return address, is this far above the stack pointer.
+    pub entry_sp_adjust: u32,
     /// A Go program's `runtime.types` as the file has it (0: none): the names of its type
     /// descriptors are offsets from there ([`value::GO_TYPE_NAME`]).
     pub go_types: u64,

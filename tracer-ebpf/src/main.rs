@@ -520,8 +520,9 @@ mod programs {
         } else {
             InflightKey {
                 pid_tgid,
+                // The slot of the return address, where every way out finds the stack pointer.
                 // SAFETY: `ctx.regs` is the program context.
-                frame: unsafe { (*ctx.regs).rsp },
+                frame: unsafe { (*ctx.regs).rsp }.wrapping_add(u64::from(plan.entry_sp_adjust)),
                 probe_id: probe,
                 _pad: 0,
             }

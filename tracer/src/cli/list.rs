@@ -225,6 +225,7 @@ mod tests {
                 CostClass::SingleStep
             },
             probe_instruction: if skip > 0 { "push" } else { "imul" }.into(),
+            entry_sp_adjust: 0,
             source: Some(SourceLocation {
                 file: "/home/dev/shop/src/very/deep/path/to/pricing.c".into(),
                 line: 14,

@@ -144,7 +144,19 @@ fn raw_args_in(registers: &[u8], count: usize, goid_offset: Option<i32>) -> Resu
 /// The plan for a function DWARF describes, capturing what `options` selects; for a Go
 /// function, also its goroutine id, `goid_offset` into its `runtime.g`, read first so that
 /// arguments filling the plan never cost a call its goroutine.
+#[cfg(test)]
 pub fn compile(function: &FunctionDebug, options: &PlanOptions, goid_offset: Option<i32>) -> Plan {
+    compile_at(function, options, goid_offset, 0)
+}
+
+/// [`compile`] for an entry probe `sp_adjust` bytes below the entry's stack pointer (it moved
+/// past `sub $N,%rsp`): the arguments on the stack are that much further up.
+fn compile_at(
+    function: &FunctionDebug,
+    options: &PlanOptions,
+    goid_offset: Option<i32>,
+    sp_adjust: i32,
+) -> Plan {
     let mut builder = PlanBuilder::new(options.string_size);
     let goroutine = goid_offset.map(|offset| builder.goroutine_id(offset));
     let results = go_results(&mut builder, function);
@@ -172,7 +184,7 @@ pub fn compile(function: &FunctionDebug, options: &PlanOptions, goid_offset: Opt
             ArgPlace::Stack(offset) => Access::Memory {
                 reg: reg::RSP,
                 derefs: Vec::new(),
-                offset: *offset,
+                offset: offset.saturating_add(sp_adjust),
             },
             ArgPlace::Indirect(r) => Access::Memory {
                 reg: *r,
@@ -289,11 +301,13 @@ pub fn plan_sites(sites: &[ProbeSite], options: &PlanOptions) -> Result<Vec<Plan
         .map(|site| {
             let go = site.go;
             let goid_offset = site.goroutine_id_offset;
+            let sp_adjust = i32::try_from(site.entry_sp_adjust).unwrap_or(0);
             let mut plan = match &site.debug {
-                Some(debug) => compile(debug, options, goid_offset),
+                Some(debug) => compile_at(debug, options, goid_offset, sp_adjust),
                 None if go => raw_go_register_args(DEFAULT_RAW_ARGS, goid_offset)?,
                 None => raw_register_args(DEFAULT_RAW_ARGS)?,
             };
+            plan.kernel.entry_sp_adjust = sp_adjust as u32;
             if go {
                 plan.kernel.flags |= tracer_ebpf::plan_flags::GO;
                 if let Some(types) = site.go_types {

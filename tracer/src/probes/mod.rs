@@ -595,8 +595,11 @@ impl Probes {
     }
 
     /// The links of one object's probes; returns the cookies of the sites the kernel refused
-    /// to probe (the rest are attached). Entries go first, harmlessly: they park nothing until
-    /// `enable`, and their link is where a refused site shows.
+    /// to probe (the rest are attached). Ways out go first: where one is also a function's
+    /// entry site (a thunk, `jmp other`), the kernel runs the consumer it got last first
+    /// (`consumer_add` puts each at the head of the list, 5.10 to 6.18), so the entry parks
+    /// the call before the way out completes it. Entries next, harmlessly: they park nothing
+    /// until `enable`, and their link is where a refused site shows.
     fn attach_multi(
         &mut self,
         path: &Path,
@@ -613,6 +616,20 @@ impl Probes {
         let link = |program: &OwnedFd, offsets: &[u64], cookies: &[u64], kind| {
             uprobe_multi::attach(program.as_fd(), path, offsets, cookies, pid, kind)
         };
+        let mut links = Vec::new();
+        if !probes.exits.is_empty() {
+            let (exit_offsets, exit_cookies): (Vec<u64>, Vec<u64>) =
+                probes.exits.iter().copied().unzip();
+            links.push(
+                link(
+                    &programs.ret_site,
+                    &exit_offsets,
+                    &exit_cookies,
+                    LinkKind::Entry,
+                )
+                .map_err(|err| bpf_error("uprobe-multi link on the ways out", err))?,
+            );
+        }
         let entry_link = match link(&programs.entry, &offsets, &cookies, LinkKind::Entry) {
             Ok(entry) => entry,
             // One site the kernel cannot probe fails the whole link: find it and go without.
@@ -639,24 +656,12 @@ impl Probes {
                 .copied()
                 .unzip()
         };
-        let mut links = vec![entry_link];
+        links.push(entry_link);
         let (ret_offsets, ret_cookies) = kept(&probes.uretprobes);
         if !ret_offsets.is_empty() {
             links.push(
                 link(&programs.ret, &ret_offsets, &ret_cookies, LinkKind::Return)
                     .map_err(|err| bpf_error("uprobe-multi return link", err))?,
-            );
-        }
-        let (exit_offsets, exit_cookies) = kept(&probes.exits);
-        if !exit_offsets.is_empty() {
-            links.push(
-                link(
-                    &programs.ret_site,
-                    &exit_offsets,
-                    &exit_cookies,
-                    LinkKind::Entry,
-                )
-                .map_err(|err| bpf_error("uprobe-multi link on the ways out", err))?,
             );
         }
         self.multi_links.extend(links);
@@ -684,10 +689,11 @@ impl Probes {
             None => UProbeScope::AllProcesses,
         };
         let mut refused = Vec::new();
+        // Ways out first, as for uprobe-multi (see `attach_multi`).
         for (name, sites) in [
+            (RET_SITE_PROGRAM, &probes.exits),
             (ENTRY_PROGRAM, &probes.entries),
             (RETURN_PROGRAM, &probes.uretprobes),
-            (RET_SITE_PROGRAM, &probes.exits),
         ] {
             let program = self.uprobe(name)?;
             for &(offset, cookie) in sites.iter() {

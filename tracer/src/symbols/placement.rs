@@ -47,6 +47,10 @@ pub struct EntryPlacement {
     pub cost: CostClass,
     /// The instruction at the probe site, e.g. `push`.
     pub instruction: String,
+    /// Bytes the skipped instructions took off the stack pointer (`sub $8,%rsp`): the return
+    /// address is that far above the stack pointer at the probe. Only where returns are not
+    /// a uretprobe, which takes the return address from the top of the stack.
+    pub sp_adjust: u64,
 }
 
 /// Instructions at most skipped: `endbr64`, then a nop or a compare is all we expect.
@@ -204,6 +208,62 @@ pub fn place_entry_probe(
     whole_body: bool,
     emulation: Emulation,
 ) -> EntryPlacement {
+    place_entry(code, address, whole_body, emulation, false)
+}
+
+/// [`place_entry_probe`] for a function whose returns are probed on its ways out: the probe
+/// may also move past instructions that only grow the stack (`sub $N,%rsp`), whose bytes it
+/// reports in `sp_adjust`.
+pub fn place_entry_probe_moving_sp(
+    code: &[u8],
+    address: u64,
+    whole_body: bool,
+    emulation: Emulation,
+) -> EntryPlacement {
+    place_entry(code, address, whole_body, emulation, true)
+}
+
+/// How many bytes `instruction` takes off the stack pointer, if that is all it does
+/// (`sub $N,%rsp`, `lea -N(%rsp),%rsp`).
+fn stack_growth(instruction: &Instruction) -> Option<u64> {
+    use iced_x86::Register;
+    if instruction.op0_kind() != OpKind::Register || instruction.op0_register() != Register::RSP {
+        return None;
+    }
+    let grows = match instruction.mnemonic() {
+        Mnemonic::Sub if instruction.op_count() == 2 => match instruction.op1_kind() {
+            OpKind::Immediate8to64 | OpKind::Immediate32to64 => instruction.immediate(1) as i64,
+            _ => return None,
+        },
+        Mnemonic::Lea
+            if instruction.memory_base() == Register::RSP
+                && instruction.memory_index() == Register::None =>
+        {
+            -(instruction.memory_displacement64() as i64)
+        }
+        _ => return None,
+    };
+    u64::try_from(grows)
+        .ok()
+        .filter(|&bytes| bytes > 0 && bytes < 1 << 20)
+}
+
+fn place_entry(
+    code: &[u8],
+    address: u64,
+    whole_body: bool,
+    emulation: Emulation,
+    sp_may_move: bool,
+) -> EntryPlacement {
+    let skippable = |instruction: &Instruction| {
+        if leaves_state_untouched(instruction) {
+            Some(0)
+        } else if sp_may_move {
+            stack_growth(instruction)
+        } else {
+            None
+        }
+    };
     let (instructions, decoded_all) = decode_all(code, address);
     let byte_at = |i: &Instruction| code.get((i.ip() - address) as usize).copied().unwrap_or(0);
     let Some(first) = instructions.first() else {
@@ -211,6 +271,7 @@ pub fn place_entry_probe(
             skip: 0,
             cost: CostClass::Unknown,
             instruction: "?".into(),
+            sp_adjust: 0,
         };
     };
     if kernel_refuses(code).is_some() {
@@ -222,29 +283,32 @@ pub fn place_entry_probe(
             } else {
                 mnemonic_name(first)
             },
+            sp_adjust: 0,
         };
     }
     let at_entry = EntryPlacement {
         skip: 0,
         cost: cost_of(first, byte_at(first), emulation),
         instruction: mnemonic_name(first),
+        sp_adjust: 0,
     };
-    if at_entry.cost == CostClass::Emulated
-        || !whole_body
-        || !decoded_all
-        || !leaves_state_untouched(first)
-    {
+    let Some(mut sp_adjust) = skippable(first) else {
+        return at_entry;
+    };
+    if at_entry.cost == CostClass::Emulated || !whole_body || !decoded_all {
         return at_entry;
     }
-    // The first emulated instruction, if only side-effect-free ones come before it.
+    // The first emulated instruction, if only side-effect-free ones (or, where allowed,
+    // stack growth) come before it.
     let mut site = None;
     for instruction in instructions.iter().take(MAX_SKIPPED + 1).skip(1) {
         if cost_of(instruction, byte_at(instruction), emulation) == CostClass::Emulated {
             site = Some(instruction);
             break;
         }
-        if !leaves_state_untouched(instruction) {
-            break;
+        match skippable(instruction) {
+            Some(bytes) => sp_adjust += bytes,
+            None => break,
         }
     }
     let Some(site) = site else {
@@ -262,6 +326,7 @@ pub fn place_entry_probe(
         skip: site.ip() - address,
         cost: CostClass::Emulated,
         instruction: mnemonic_name(site),
+        sp_adjust,
     }
 }
 
@@ -348,6 +413,7 @@ pub fn place_go_probes(
             skip,
             cost,
             instruction: mnemonic_name(site),
+            sp_adjust: 0,
         },
         returns,
     })
@@ -398,6 +464,31 @@ mod tests {
         let placement = place_go_probes(&leaf, 0x6000, Emulation::default()).unwrap();
         assert_eq!((placement.entry.skip, placement.returns), (0, vec![3]));
         assert!(place_go_probes(&[0xeb, 0xfe], 0x7000, Emulation::default()).is_err());
+    }
+
+    #[test]
+    fn with_probes_on_the_ways_out_the_entry_moves_past_stack_growth() {
+        // sub $0x8,%rsp; call +0; add $0x8,%rsp; ret
+        let code = [
+            0x48, 0x83, 0xec, 0x08, 0xe8, 0, 0, 0, 0, 0x48, 0x83, 0xc4, 0x08, RET,
+        ];
+        let moved = place_entry_probe_moving_sp(&code, 0x1000, true, Emulation::default());
+        assert_eq!(
+            (moved.skip, moved.cost, moved.sp_adjust),
+            (4, CostClass::Emulated, 8)
+        );
+        assert_eq!(moved.instruction, "call");
+        // A uretprobe needs the return address on top: the probe stays at the entry.
+        let kept = place_entry_probe(&code, 0x1000, true, Emulation::default());
+        assert_eq!((kept.skip, kept.sp_adjust), (0, 0));
+        // Past an instruction that writes an argument register it never moves.
+        let writes = [0x48, 0x83, 0xec, 0x08, 0x89, 0xfb, 0xe8, 0, 0, 0, 0, RET]; // mov %edi,%ebx
+        let stays = place_entry_probe_moving_sp(&writes, 0x1000, true, Emulation::default());
+        assert_eq!((stays.skip, stays.sp_adjust), (0, 0));
+        // lea -0x18(%rsp),%rsp grows it too.
+        let lea = [0x48, 0x8d, 0x64, 0x24, 0xe8, 0xe8, 0, 0, 0, 0, RET];
+        let moved = place_entry_probe_moving_sp(&lea, 0x1000, true, Emulation::default());
+        assert_eq!((moved.skip, moved.sp_adjust), (5, 0x18));
     }
 
     #[test]

@@ -16,7 +16,10 @@ use super::{
     glob::{closest_names, is_glob},
     go_runtime::goroutine_id_offset,
     object_files::ObjectFiles,
-    placement::{CostClass, Emulation, EntryPlacement, place_entry_probe, place_go_probes},
+    placement::{
+        CostClass, Emulation, EntryPlacement, place_entry_probe, place_entry_probe_moving_sp,
+        place_go_probes,
+    },
     site::{
         ExitProbe, ProbeObject, ProbeSite, ReturnChoice, ReturnProbes, SourceLocation, file_name,
     },
@@ -495,6 +498,7 @@ impl<'a> Resolver<'a> {
                         skip: 0,
                         cost: CostClass::Refused,
                         instruction: reason.to_string(),
+                        sp_adjust: 0,
                     },
                     ReturnProbes::AtExits(Vec::new()),
                     why,
@@ -502,11 +506,17 @@ impl<'a> Resolver<'a> {
             }
         } else {
             let (returns, why) = self.return_probes(files, function, code, whole_body)?;
-            (
-                place_entry_probe(code, function.address, whole_body, self.emulation),
-                returns,
-                why,
-            )
+            // A uretprobe takes the return address from the top of the stack at its probe;
+            // probes on the ways out key on the return address's slot, wherever the entry is.
+            let placement = match returns {
+                ReturnProbes::AtExits(_) => {
+                    place_entry_probe_moving_sp(code, function.address, whole_body, self.emulation)
+                }
+                ReturnProbes::Uretprobe => {
+                    place_entry_probe(code, function.address, whole_body, self.emulation)
+                }
+            };
+            (placement, returns, why)
         };
         let probe_offset =
             file_offset
@@ -537,6 +547,7 @@ impl<'a> Resolver<'a> {
             probe_offset,
             cost: placement.cost,
             probe_instruction: placement.instruction,
+            entry_sp_adjust: placement.sp_adjust,
             source: described
                 .source
                 .or_else(|| files.go_source(function.address)),

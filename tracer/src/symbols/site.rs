@@ -60,6 +60,9 @@ pub struct ProbeSite {
     pub cost: CostClass,
     /// The instruction at the probe site.
     pub probe_instruction: String,
+    /// Bytes the instructions before the entry probe took off the stack pointer: the return
+    /// address is this far above it there (only with probes on the ways out).
+    pub entry_sp_adjust: u64,
     /// Where the function is defined, from DWARF.
     pub source: Option<SourceLocation>,
     /// Parameters and types from DWARF, when resolved for tracing.
@@ -151,6 +154,7 @@ impl ProbeSite {
             probe_offset: 0,
             cost: CostClass::Unknown,
             probe_instruction: String::new(),
+            entry_sp_adjust: 0,
             source: None,
             debug: None,
             build_id: None,
