@@ -505,27 +505,8 @@ fn stripped_http_service_is_traced_call_for_call(go: Go) {
         !elf.has_section(".symtab") && !elf.has_dwarf(),
         "{label}: stripped"
     );
-    let mut fixture = Fixture::start(&binary, &[]);
-    let pid = fixture.pid.to_string();
-    let record = binary.with_file_name("service.kt");
-    let record = record.to_str().unwrap();
-    let tracer = Tracer::start(&[
-        "--pid",
-        &pid,
-        "--fn",
-        "main.(*Server).*",
-        "--fn",
-        "main.nest",
-        "--fn",
-        "main.expected",
-        "-o",
-        record,
-        "--force",
-    ]);
-    fixture.start_round();
-    let figures = fixture.round_figures();
-    let traced = tracer.interrupt();
-    assert!(fixture.is_running(), "the service is alive");
+    let (figures, traced, record) = trace_service_round(&binary);
+    let record = record.as_str();
     assert_eq!(figures, [2000, 0, 35], "{label}: handled, bad, slow");
     assert!(traced.status.success(), "{label}: {}", traced.stderr);
     assert!(traced.stderr.contains("drops: none"), "{}", traced.stderr);
@@ -620,17 +601,15 @@ fn span(call: &Value) -> (f64, f64) {
     (ts, ts + call["dur"].as_f64().unwrap())
 }
 
-/// 2000 requests from 200 client goroutines through the service's handler: every handler
-/// and lookup call seen once and paired (against the service's own counts), the sleeping
-/// lookups at least 20 ms, the recursion nested, the responses unchanged.
-fn http_service_is_traced_call_for_call(go: Go, flags: &[&str]) {
-    let binary = go_fixture(go, "service", flags);
-    let mut fixture = Fixture::start(&binary, &[]);
+/// One round of the service `binary` (2000 requests) traced into a trace file: the service's
+/// figures, the tracer's output and the file. Recorded, not printed: ~76,000 calls in two
+/// seconds outrun a terminal (the live view drops lines, never calls), and the file keeps
+/// them all.
+fn trace_service_round(binary: &Path) -> (Vec<i64>, tests::TracerOutput, String) {
+    let mut fixture = Fixture::start(binary, &[]);
     let pid = fixture.pid.to_string();
-    // Recorded, not printed: ~76,000 calls in two seconds outrun a terminal (the live view
-    // drops lines, never calls), and the file keeps them all.
     let record = binary.with_file_name("service.kt");
-    let record = record.to_str().unwrap();
+    let record = record.to_str().unwrap().to_string();
     let tracer = Tracer::start(&[
         "--pid",
         &pid,
@@ -641,13 +620,23 @@ fn http_service_is_traced_call_for_call(go: Go, flags: &[&str]) {
         "--fn",
         "main.expected",
         "-o",
-        record,
+        &record,
         "--force",
     ]);
     fixture.start_round();
     let figures = fixture.round_figures();
     let traced = tracer.interrupt();
     assert!(fixture.is_running(), "the service is alive");
+    (figures, traced, record)
+}
+
+/// 2000 requests from 200 client goroutines through the service's handler: every handler
+/// and lookup call seen once and paired (against the service's own counts), the sleeping
+/// lookups at least 20 ms, the recursion nested, the responses unchanged.
+fn http_service_is_traced_call_for_call(go: Go, flags: &[&str]) {
+    let binary = go_fixture(go, "service", flags);
+    let (figures, traced, record) = trace_service_round(&binary);
+    let record = record.as_str();
     let label = format!("{} {flags:?}", go.label());
     assert_eq!(
         figures,

@@ -347,7 +347,18 @@ mod programs {
             length -= 1;
             start = start.wrapping_add(1);
         }
-        // SAFETY: as above.
+        if write_counted(slot, length, size, start) {
+            step_status::OK
+        } else {
+            step_status::FAULT
+        }
+    }
+
+    /// Writes `length` into the first 8 bytes of `slot`, then copies at most `size` of the
+    /// `length` bytes at `source` after it; whether the copy read them all.
+    #[inline(always)]
+    fn write_counted(slot: *mut u8, length: u64, size: usize, source: u64) -> bool {
+        // SAFETY: callers pass a slot with 8 + MAX_CHUNK bytes (see `capture_step`).
         unsafe { slot.cast::<u64>().write_unaligned(length) };
         let take = if length < size as u64 {
             length as usize
@@ -355,11 +366,7 @@ mod programs {
             size
         };
         // SAFETY: as above; the bytes go after the 8-byte length.
-        if copy_user(unsafe { slot.add(8) }, take, start) {
-            step_status::OK
-        } else {
-            step_status::FAULT
-        }
+        copy_user(unsafe { slot.add(8) }, take, source)
     }
 
     /// One capture step: follow the step's pointers from its register, then copy what it asks
@@ -444,17 +451,14 @@ mod programs {
                 } else {
                     (source, register(regs, step.len_reg))
                 };
-                // SAFETY: see `slot`.
-                unsafe { slot.cast::<u64>().write_unaligned(length) };
+                if write_counted(slot, length, size, pointer) {
+                    return step_status::OK;
+                }
                 let take = if length < size as u64 {
                     length as usize
                 } else {
                     size
                 };
-                // SAFETY: see `slot`; the bytes go after the 8-byte length.
-                if copy_user(unsafe { slot.add(8) }, take, pointer) {
-                    return step_status::OK;
-                }
                 // The bytes run into an unreadable page: keep those before it.
                 let first = to_page_end(pointer, take);
                 // SAFETY: see `slot`; the bytes go after the 8-byte length.
@@ -605,17 +609,38 @@ mod programs {
         // SAFETY: reading the monotonic clock has no preconditions; read first so the
         // bookkeeping below is not part of the latency.
         let exit_ns = unsafe { bpf_ktime_get_ns() };
-        // Not gated on ENABLED: a call parked before the stop still completes.
-        let config = config();
-        let wakeup_bytes = config.map_or(0, |c| c.wakeup_bytes);
-        let enabled = config.is_some_and(|c| c.flags & config_flags::ENABLED != 0);
         let probe = probe_id(ctx.regs.cast());
         // SAFETY: `ctx.regs` is the program context.
         let (sp, ret) = unsafe { ((*ctx.regs).rsp, (*ctx.regs).rax) };
+        complete_thread_call(
+            sp.wrapping_sub(RETURN_SP_ADJUST),
+            probe,
+            exit_ns,
+            ret,
+            false,
+        );
+        0
+    }
+
+    /// Where a return stands: (wake-up threshold, recording enabled). Returns are not gated
+    /// on ENABLED: a call parked before the stop still completes.
+    #[inline(always)]
+    fn return_settings() -> (u32, bool) {
+        let config = config();
+        (
+            config.map_or(0, |c| c.wakeup_bytes),
+            config.is_some_and(|c| c.flags & config_flags::ENABLED != 0),
+        )
+    }
+
+    /// Completes the call of `probe` whose return address was at `frame` on this thread.
+    #[inline(always)]
+    fn complete_thread_call(frame: u64, probe: u32, exit_ns: u64, ret: u64, tail_call: bool) {
+        let (wakeup_bytes, enabled) = return_settings();
         let pid_tgid = bpf_get_current_pid_tgid();
         let key = InflightKey {
             pid_tgid,
-            frame: sp.wrapping_sub(RETURN_SP_ADJUST),
+            frame,
             probe_id: probe,
             _pad: 0,
         };
@@ -624,12 +649,11 @@ mod programs {
             &key,
             exit_ns,
             ret,
-            false,
+            tail_call,
             None,
             enabled,
             wakeup_bytes,
         );
-        0
     }
 
     /// Settles the shadow of the returning call under `key` (calls deeper than it are
@@ -796,32 +820,16 @@ mod programs {
         if !exit_condition::holds(condition, regs.eflags) {
             return 0;
         }
-        let config = config();
-        let wakeup_bytes = config.map_or(0, |c| c.wakeup_bytes);
-        let enabled = config.is_some_and(|c| c.flags & config_flags::ENABLED != 0);
         let Some(plan) = PLANS.get(probe) else {
             return 0;
         };
-        let pid_tgid = bpf_get_current_pid_tgid();
         if plan.flags & plan_flags::GO == 0 {
-            let key = InflightKey {
-                pid_tgid,
-                frame: regs.rsp,
-                probe_id: probe,
-                _pad: 0,
-            };
-            settle_and_complete(
-                Owner::Thread { pid_tgid },
-                &key,
-                exit_ns,
-                regs.rax,
-                cookie & exit_condition::TAIL_CALL != 0,
-                None,
-                enabled,
-                wakeup_bytes,
-            );
+            let tail_call = cookie & exit_condition::TAIL_CALL != 0;
+            complete_thread_call(regs.rsp, probe, exit_ns, regs.rax, tail_call);
             return 0;
         }
+        let (wakeup_bytes, enabled) = return_settings();
+        let pid_tgid = bpf_get_current_pid_tgid();
         let Some(key) = go_key(regs, pid_tgid, probe) else {
             return 0;
         };

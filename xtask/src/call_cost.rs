@@ -109,15 +109,18 @@ fn build_loop() -> Result<PathBuf, String> {
     Ok(binary)
 }
 
-pub fn go_call_cost(tracer: &Path) -> Result<(), String> {
-    let binary = build_loop()?;
-    let mut looper = Looper::start(&binary)?;
+/// The loop of `binary` started, its untraced cost per call, and its cost under bpftrace
+/// running `program(binary)` (None where bpftrace is not installed).
+fn untraced_and_bpftrace(
+    binary: &Path,
+    program: impl Fn(&Path) -> String,
+) -> Result<(Looper, f64, Option<f64>), String> {
+    let mut looper = Looper::start(binary)?;
     let pid = looper.child.id().to_string();
     let untraced = looper.ns_per_call()?;
-
     let bpftrace = Path::new("/usr/bin/bpftrace");
     let theirs = if bpftrace.exists() {
-        let program = format!("uprobe:{}:main.add {{ @n = count(); }}", binary.display());
+        let program = program(binary);
         Some(under(
             &mut looper,
             Command::new(bpftrace).args(["-p", &pid, "-e", &program]),
@@ -125,6 +128,15 @@ pub fn go_call_cost(tracer: &Path) -> Result<(), String> {
     } else {
         None
     };
+    Ok((looper, untraced, theirs))
+}
+
+pub fn go_call_cost(tracer: &Path) -> Result<(), String> {
+    let binary = build_loop()?;
+    let (mut looper, untraced, theirs) = untraced_and_bpftrace(&binary, |binary| {
+        format!("uprobe:{}:main.add {{ @n = count(); }}", binary.display())
+    })?;
+    let pid = looper.child.id().to_string();
     let record = workspace_root().join("target/bench/go-loop.kt");
     let ours = under(
         &mut looper,
@@ -178,23 +190,14 @@ fn build_cpp_loop() -> Result<PathBuf, String> {
 /// uretprobe on it, in one run.
 pub fn return_kind_cost(tracer: &Path) -> Result<(), String> {
     let binary = build_cpp_loop()?;
-    let mut looper = Looper::start(&binary)?;
-    let pid = looper.child.id().to_string();
-    let untraced = looper.ns_per_call()?;
-    let bpftrace = Path::new("/usr/bin/bpftrace");
-    let theirs = if bpftrace.exists() {
+    let (mut looper, untraced, theirs) = untraced_and_bpftrace(&binary, |binary| {
         let function = format!("{}:_Z4workl", binary.display());
-        let program = format!(
+        format!(
             "uprobe:{function} {{ @start[tid] = nsecs; }} \
              uretprobe:{function} /@start[tid]/ {{ @ns = hist(nsecs - @start[tid]); delete(@start[tid]); }}"
-        );
-        Some(under(
-            &mut looper,
-            Command::new(bpftrace).args(["-p", &pid, "-e", &program]),
-        )?)
-    } else {
-        None
-    };
+        )
+    })?;
+    let pid = looper.child.id().to_string();
     let record = workspace_root().join("target/bench/cpp-loop.kt");
     let mut ours = Vec::new();
     for kind in ["uretprobe", "ret-sites"] {
