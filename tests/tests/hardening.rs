@@ -97,8 +97,15 @@ fn a_call_under_way_at_attach_is_not_a_lost_entry() {
     assert!(output.stderr.contains("drops: none"), "{}", output.stderr);
 }
 
+/// Held by the test that probes libc in every process (every malloc of the machine traps, a
+/// single-stepped `ret` included) and by the tests whose pace it would spoil.
+static MACHINE_WIDE_PROBES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn the_tracer_never_traces_itself() {
+    let _alone = MACHINE_WIDE_PROBES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     // Every process mapping libc hits these probes, the tracer among them (it allocates for
     // every line it prints).
     let libc = "/usr/lib/x86_64-linux-gnu/libc.so.6";
@@ -384,6 +391,9 @@ fn a_truncated_string_says_so_in_json() {
 
 #[test]
 fn a_reader_slower_than_the_calls_costs_lines_not_calls() {
+    let _alone = MACHINE_WIDE_PROBES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     // -O0: `push %rbp` first, an emulated probe: calls come faster than a stalled pipe reads.
     let binary = c_fixture("calls", &["-g", "-O0"]);
     let mut fixture = Fixture::start(&binary, &["100000"]);
@@ -471,4 +481,49 @@ fn sighup_ends_a_trace_like_sigterm() {
         "a clean end frame: {}",
         report.stderr
     );
+}
+
+/// A process whose executable's path is not UTF-8 (paths are bytes to the kernel): its
+/// objects are found and opened (through `/proc/PID/map_files`) and its calls traced.
+#[test]
+fn a_process_mapping_a_path_that_is_not_utf8_is_traced() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let binary = c_fixture("calls", O1);
+    let dir = tests::private_dir("not-utf8");
+    let odd = dir.join(std::ffi::OsStr::from_bytes(b"calls-\xff\xfe"));
+    std::fs::copy(&binary, &odd).unwrap();
+    let mut fixture = Fixture::start(&odd, &["5"]);
+    let pid = fixture.pid.to_string();
+    let tracer = Tracer::start(&["--pid", &pid, "--fn", "compute", "--json"]);
+    fixture.round();
+    let output = tracer.interrupt();
+    assert!(output.status.success(), "{}", output.stderr);
+    let calls = output.calls_of("compute");
+    assert_eq!(calls.len(), 5, "{}", output.stderr);
+    assert!(
+        calls[0]["object"]
+            .as_str()
+            .unwrap()
+            .ends_with("calls-\u{fffd}\u{fffd}"),
+        "{}",
+        calls[0]
+    );
+}
+
+/// A process that is only chroot-ed (no mount namespace of its own): the kernel shows its
+/// maps with host paths, which are not re-rooted under `/proc/PID/root`.
+#[test]
+fn a_chrooted_process_is_traced() {
+    let binary = c_fixture("calls", &["-g", "-O1", "-static"]);
+    let root = tests::private_dir("chroot");
+    std::fs::copy(&binary, root.join("calls")).unwrap();
+    let mut command = std::process::Command::new("chroot");
+    command.arg(&root).args(["/calls", "5"]);
+    let mut fixture = Fixture::start_with(&mut command, &root.join("calls"));
+    let pid = fixture.pid.to_string();
+    let tracer = Tracer::start(&["--pid", &pid, "--fn", "compute", "--json"]);
+    fixture.round();
+    let output = tracer.interrupt();
+    assert!(output.status.success(), "{}", output.stderr);
+    assert_eq!(output.calls_of("compute").len(), 5, "{}", output.stderr);
 }

@@ -46,13 +46,19 @@ impl Target {
     }
 }
 
+/// A text file of `/proc`, whatever bytes it holds: a process's name (in `status` and
+/// `stat`) is its file name, which need not be UTF-8.
+fn read_proc_text(path: &str) -> std::io::Result<String> {
+    Ok(String::from_utf8_lossy(&fs::read(path)?).into_owned())
+}
+
 /// Why process `pid` cannot be traced, if it cannot: it does not exist, is a thread of
 /// another process, has exited (a zombie), or is a kernel thread.
 pub fn process_exists(pid: u32) -> Result<()> {
     if pid == 0 {
         return Err(Error::NoSuchProcess { pid });
     }
-    let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
+    let Ok(status) = read_proc_text(&format!("/proc/{pid}/status")) else {
         return Err(Error::NoSuchProcess { pid });
     };
     let field = |name: &str| {
@@ -92,7 +98,7 @@ fn is_kernel_thread(pid: u32) -> bool {
 /// The fields of `/proc/PID/stat` after the command name (which may hold spaces and
 /// parentheses): `state` is field 0, `ppid` field 1, `flags` field 6.
 fn stat_fields(pid: u32) -> Option<Vec<String>> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = read_proc_text(&format!("/proc/{pid}/stat")).ok()?;
     let (_, rest) = stat.rsplit_once(')')?;
     Some(rest.split_whitespace().map(str::to_string).collect())
 }
@@ -190,7 +196,7 @@ pub fn deleted_copies(path: &Path) -> Vec<(u32, MappedObject)> {
     };
     let mut copies: Vec<(u32, MappedObject)> = Vec::new();
     for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()) {
-        let Ok(maps) = fs::read_to_string(format!("/proc/{pid}/maps")) else {
+        let Ok(maps) = read_maps(pid) else {
             continue;
         };
         for line in maps.lines().filter_map(parse_maps_line) {
@@ -223,7 +229,7 @@ pub fn deleted_copies(path: &Path) -> Vec<(u32, MappedObject)> {
 
 /// Why `path` of process `pid` cannot be read, and what would let us.
 fn not_permitted(pid: u32, path: &str) -> Error {
-    let owner = fs::read_to_string(format!("/proc/{pid}/status"))
+    let owner = read_proc_text(&format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
             let uids = status
@@ -259,14 +265,59 @@ fn not_permitted(pid: u32, path: &str) -> Error {
     Error::Privilege { what, hint }
 }
 
-/// The objects process `pid` maps executable, main executable first, each once.
-pub fn mapped_objects(pid: u32) -> Result<Vec<MappedObject>> {
+/// `/proc/PID/maps` as text. Paths are bytes to the kernel: one that is not UTF-8 reads with
+/// U+FFFD in it, and such a file is opened through `/proc/PID/map_files` (see
+/// [`open_path_of`]), never by that path.
+fn read_maps(pid: u32) -> Result<String> {
     let maps_path = format!("/proc/{pid}/maps");
-    let maps = fs::read_to_string(&maps_path).map_err(|source| match source.kind() {
+    let maps = fs::read(&maps_path).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => Error::NoSuchProcess { pid },
         std::io::ErrorKind::PermissionDenied => not_permitted(pid, &maps_path),
         _ => Error::io(&maps_path, source),
     })?;
+    Ok(String::from_utf8_lossy(&maps).into_owned())
+}
+
+/// The `major:minor` of a maps line as a device number.
+fn parse_dev(dev: &str) -> Option<u64> {
+    let (major, minor) = dev.split_once(':')?;
+    let (major, minor) = (
+        u32::from_str_radix(major, 16).ok()?,
+        u32::from_str_radix(minor, 16).ok()?,
+    );
+    Some(libc::makedev(major, minor))
+}
+
+/// A path that opens, from here, the file of maps line `line` of process `pid`: the path as
+/// the process sees it under `/proc/PID/root` (a container's own mount namespace), else the
+/// path itself (the kernel writes paths from the reader's root: a process that is only
+/// chroot-ed shows host paths), else `/proc/PID/map_files` (a path that is not UTF-8, or
+/// one no root reaches). The first whose device and inode are the mapping's.
+fn open_path_of(pid: u32, line: &MapsLine<'_>, path: &str) -> PathBuf {
+    use std::os::unix::fs::MetadataExt as _;
+    let map_files = PathBuf::from(format!(
+        "/proc/{pid}/map_files/{:x}-{:x}",
+        line.start, line.end
+    ));
+    let wanted = parse_dev(line.dev).map(|dev| (dev, line.inode));
+    let is_the_file = |candidate: &Path| {
+        fs::metadata(candidate).is_ok_and(|meta| Some((meta.dev(), meta.ino())) == wanted)
+    };
+    if !path.contains(char::REPLACEMENT_CHARACTER) {
+        let in_root = PathBuf::from(format!("/proc/{pid}/root{path}"));
+        if is_the_file(&in_root) {
+            return in_root;
+        }
+        if is_the_file(Path::new(path)) {
+            return PathBuf::from(path);
+        }
+    }
+    map_files
+}
+
+/// The objects process `pid` maps executable, main executable first, each once.
+pub fn mapped_objects(pid: u32) -> Result<Vec<MappedObject>> {
+    let maps = read_maps(pid)?;
     let exe_path = format!("/proc/{pid}/exe");
     let exe = match fs::read_link(&exe_path) {
         Ok(exe) => Some(exe),
@@ -275,9 +326,10 @@ pub fn mapped_objects(pid: u32) -> Result<Vec<MappedObject>> {
         }
         Err(_) => None,
     };
+    // Lossy as the maps are, so a path that is not UTF-8 still matches.
+    let exe = exe.map(|exe| exe.to_string_lossy().into_owned());
     let exe = exe
         .as_deref()
-        .and_then(Path::to_str)
         .map(|exe| exe.trim_end_matches(DELETED_SUFFIX));
 
     let mut objects: Vec<MappedObject> = Vec::new();
@@ -301,7 +353,7 @@ pub fn mapped_objects(pid: u32) -> Result<Vec<MappedObject>> {
                 line.start, line.end
             ))
         } else {
-            PathBuf::from(format!("/proc/{pid}/root{path}"))
+            open_path_of(pid, &line, path)
         };
         objects.push(MappedObject {
             path: path.to_string(),
