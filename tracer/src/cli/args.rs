@@ -303,6 +303,12 @@ pub struct TargetArgs {
     /// Trace every process, present and future, that runs this executable or library.
     #[arg(short, long, value_name = "PATH")]
     pub binary: Option<PathBuf>,
+
+    /// Trace the processes of one container, present and future: its id, or a unique
+    /// prefix of it (crictl ps, docker ps). Found by the cgroups the runtime puts it in
+    /// (containerd, CRI-O, Docker; kubelet's cgroupfs and systemd layouts, cgroup v1 and v2).
+    #[arg(long, value_name = "ID")]
+    pub container: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -392,19 +398,67 @@ impl TargetArgs {
         match (&self.pid, &self.binary) {
             (Some(pid), _) => Target::Process { pid: *pid },
             (None, Some(path)) => Target::Binary { path: path.clone() },
+            // Resolved by `resolve`; a container's processes are a process target.
+            (None, None) if self.container.is_some() => Target::Process { pid: 0 },
             (None, None) => unreachable!("clap requires a target"),
         }
     }
+
+    /// The target, a container's processes resolved to the root of their tree (the others
+    /// come back in `also`, traced with it), with a line saying what was chosen.
+    pub(super) fn resolve(&self) -> crate::Result<ResolvedTarget> {
+        let Some(id) = &self.container else {
+            return Ok(ResolvedTarget {
+                target: self.target(),
+                also: Vec::new(),
+                chosen: None,
+            });
+        };
+        let (full, pids) = crate::target::container_processes(id)?;
+        let listed: Vec<String> = pids.iter().map(u32::to_string).collect();
+        Ok(ResolvedTarget {
+            target: Target::Process { pid: pids[0] },
+            also: pids[1..].to_vec(),
+            chosen: Some(format!(
+                "Container {}: {} (pid {})",
+                &full[..12],
+                crate::sinks::units::count_irregular(pids.len() as u64, "process", "processes"),
+                listed.join(", ")
+            )),
+        })
+    }
+}
+
+/// What a target flag chose.
+pub(super) struct ResolvedTarget {
+    pub target: Target,
+    /// More processes traced with the target's (the rest of a container's).
+    pub also: Vec<u32>,
+    /// For the start: which container and processes.
+    pub chosen: Option<String>,
 }
 
 impl TraceArgs {
+    #[cfg(test)]
     pub(super) fn options(&self) -> TraceOptions {
-        let target = self.target.target();
+        self.options_for(ResolvedTarget {
+            target: self.target.target(),
+            also: Vec::new(),
+            chosen: None,
+        })
+    }
+
+    /// The options for the target `resolved` (a container's processes are traced with their
+    /// descendants, as --children does).
+    pub(super) fn options_for(&self, resolved: ResolvedTarget) -> TraceOptions {
+        let container = resolved.chosen.is_some();
+        let target = resolved.target;
         let color = self.color.for_stdout();
         TraceOptions {
             target,
             functions: self.functions.clone(),
-            children: self.children,
+            children: self.children || container,
+            also: resolved.also,
             json: self.json,
             color,
             time: self.time.format(),

@@ -17,7 +17,7 @@ use crate::{
 
 /// `koolkit-trace list`: the table (or JSON Lines) of what matches; exit 2 when nothing does.
 pub(super) fn run(args: &ListArgs) -> anyhow::Result<i32> {
-    let target = args.target.target();
+    let target = args.target.resolve()?.target;
     let FunctionSpec::Symbol { object, pattern } = &args.pattern else {
         return Err(Error::Usage("list takes a name pattern, not FILE:LINE".into()).into());
     };

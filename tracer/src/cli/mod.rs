@@ -39,7 +39,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Merge(args)) => return review::merge(&args),
         None => cli.trace,
     };
-    let options = args.options();
+    let resolved = args.target.resolve()?;
+    if let Some(chosen) = &resolved.chosen {
+        say("", format_args!("{chosen}"));
+    }
+    let options = args.options_for(resolved);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -329,10 +329,10 @@ impl Probes {
         Ok(())
     }
 
-    /// Traces only process `root` and its descendants, present and future (selected in the
+    /// Traces only the processes `roots` and their descendants, present and future (selected in the
     /// kernel, whatever the probes fire in). Forks are followed from before the descendants
     /// are listed, so none falls between the two.
-    pub fn follow_family(&mut self, root: u32) -> Result<()> {
+    pub fn follow_family(&mut self, roots: &[u32]) -> Result<()> {
         self.settings.fork_child_pid_offset =
             tracepoint_field_offset("sched_process_fork", "child_pid")?.ok_or_else(|| {
                 Error::KernelFeature {
@@ -345,14 +345,18 @@ impl Probes {
         self.settings.flags |= config_flags::SELECT_TGIDS | config_flags::FOLLOW_FORKS;
         self.attach_tracepoint(EXIT_PROGRAM, "sched_process_exit")?;
         self.attach_tracepoint(FORK_PROGRAM, "sched_process_fork")?;
-        self.tgids
-            .insert(root, 1, 0)
-            .map_err(|err| bpf_error("selecting processes", err))?;
-        // Following forks (not recording yet) before listing the family.
+        for &root in roots {
+            self.tgids
+                .insert(root, 1, 0)
+                .map_err(|err| bpf_error("selecting processes", err))?;
+        }
+        // Following forks (not recording yet) before listing the families.
         self.write_config(self.settings)?;
-        for child in crate::target::descendants(root) {
-            if let Err(err) = self.tgids.insert(child, 1, 0) {
-                log::warn!("cannot select process {child}: {err}");
+        for &root in roots {
+            for child in crate::target::descendants(root) {
+                if let Err(err) = self.tgids.insert(child, 1, 0) {
+                    log::warn!("cannot select process {child}: {err}");
+                }
             }
         }
         Ok(())

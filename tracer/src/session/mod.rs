@@ -64,6 +64,9 @@ pub struct TraceOptions {
     pub functions: Vec<FunctionSpec>,
     /// With a process target: its descendants too, present and future.
     pub children: bool,
+    /// With `children`: more processes traced with their descendants (the rest of a
+    /// container's).
+    pub also: Vec<u32>,
     pub json: bool,
     pub color: bool,
     /// How human lines write the time of a call.
@@ -253,7 +256,10 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
     // The kernel's pid filter takes one process; a family is selected by the programs.
     let attach_pid = match options.target.pid() {
         Some(pid) if options.children => {
-            probes.follow_family(pid)?;
+            let roots: Vec<u32> = std::iter::once(pid)
+                .chain(options.also.iter().copied())
+                .collect();
+            probes.follow_family(&roots)?;
             None
         }
         pid => pid,

@@ -10,6 +10,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
+pub(crate) mod cgroup;
+
 use crate::error::{Error, Result};
 
 /// The target of a trace, as the user named it.
@@ -130,6 +132,78 @@ pub fn descendants(pid: u32) -> Vec<u32> {
     }
     found.remove(0);
     found
+}
+
+/// The processes of the container whose id is `id` or starts with it (at least 4 hex digits):
+/// (its full id, its processes, the root of their tree first), from each process's cgroups.
+/// Fails when no container or more than one has such an id.
+pub fn container_processes(id: &str) -> Result<(String, Vec<u32>)> {
+    let wanted = id.to_ascii_lowercase();
+    if wanted.len() < 4 || !wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::Usage(format!(
+            "--container {id}: a container id is hex digits, at least 4 of them (crictl ps, \
+             docker ps or ctr task ls show them)"
+        )));
+    }
+    let mut found: Vec<(String, u32)> = Vec::new();
+    for pid in all_pids() {
+        let Ok(cgroup) = read_proc_text(&format!("/proc/{pid}/cgroup")) else {
+            continue;
+        };
+        if let Some(container) = cgroup::identity(&cgroup).container
+            && container.starts_with(&wanted)
+        {
+            found.push((container, pid));
+        }
+    }
+    let mut ids: Vec<&str> = found.iter().map(|(c, _)| c.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    match ids.as_slice() {
+        [] => Err(Error::Usage(format!(
+            "no running container has an id starting with {id} (no process's cgroup names it)"
+        ))),
+        [one] => {
+            let full = (*one).to_string();
+            let pids: Vec<u32> = found.iter().map(|(_, pid)| *pid).collect();
+            Ok((full, tree_roots_first(pids)))
+        }
+        many => Err(Error::Usage(format!(
+            "--container {id} names {} containers ({}): give more of its id",
+            many.len(),
+            many.iter().map(|c| &c[..12]).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// Every process id in `/proc`.
+fn all_pids() -> Vec<u32> {
+    fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `pids` with those whose parent is not among them (the roots of their trees) first,
+/// lowest first.
+fn tree_roots_first(mut pids: Vec<u32>) -> Vec<u32> {
+    pids.sort_unstable();
+    let parent = |pid: u32| -> Option<u32> {
+        let status = read_proc_text(&format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let (roots, rest): (Vec<u32>, Vec<u32>) = pids
+        .iter()
+        .partition(|&&pid| parent(pid).is_none_or(|p| !pids.contains(&p)));
+    roots.into_iter().chain(rest).collect()
 }
 
 /// A file a process maps with execute permission: a place where uprobes can go.
