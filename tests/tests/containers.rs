@@ -24,12 +24,26 @@ impl Cgroup {
 
 impl Drop for Cgroup {
     fn drop(&mut self) {
-        // Processes leave when they exit; the directory (and empty parents made for it) goes.
-        for _ in 0..50 {
-            if fs::remove_dir(&self.0).is_ok() {
+        // Processes leave when they exit (a cgroup empties a moment after); the directory
+        // goes, then its parents while empty (another test's cgroups keep theirs).
+        let remove = |dir: &std::path::Path| {
+            (0..50).any(|_| {
+                let gone = fs::remove_dir(dir).is_ok();
+                if !gone {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                gone
+            })
+        };
+        let mut dir = Some(self.0.as_path());
+        while let Some(here) = dir.filter(|d| d.components().count() > 5) {
+            let empty = fs::read_dir(here)
+                .map(|entries| entries.flatten().all(|e| !e.path().is_dir()))
+                .unwrap_or(false);
+            if !empty || !remove(here) {
                 break;
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            dir = here.parent();
         }
     }
 }
@@ -130,4 +144,117 @@ fn container_ids_that_match_none_or_several_are_refused() {
     let bad = run_tracer(&["--container", "xyz", "--fn", "compute"]);
     assert_eq!(bad.status.code(), Some(2), "{bad:?}");
     drop((one, two));
+}
+
+/// A pod UID of this run.
+fn pod_uid(n: u16) -> String {
+    format!("{:08x}-0000-4000-8000-{n:012x}", std::process::id())
+}
+
+/// `--pod` on a node: kubelet's pod folders and container links under a host root (as
+/// `kubectl debug node/N` mounts it at /host), the pods' processes in their cgroups (one pod
+/// with the systemd driver on v2, one with cgroupfs on v1), and a pod of another name
+/// running the same binary, whose calls are not emitted.
+#[test]
+fn pods_are_found_by_name_under_a_host_root() {
+    let binary = c_fixture("calls", &["-g", "-O1"]);
+    let host = tests::private_dir("host-root");
+    let pods = [
+        ("checkout-7d9-a", pod_uid(1), container_id(0x21)),
+        ("checkout-7d9-b", pod_uid(2), container_id(0x22)),
+        ("cart-5f6-c", pod_uid(3), container_id(0x23)),
+    ];
+    let mut cgroups = Vec::new();
+    let mut fixtures = Vec::new();
+    for (i, (name, uid, id)) in pods.iter().enumerate() {
+        let folder = host.join(format!("var/log/pods/shop_{name}_{uid}/app"));
+        fs::create_dir_all(&folder).unwrap();
+        fs::create_dir_all(host.join("var/log/containers")).unwrap();
+        std::os::unix::fs::symlink(
+            folder.join("0.log"),
+            host.join(format!("var/log/containers/{name}_shop_app-{id}.log")),
+        )
+        .unwrap();
+        let cgroup = if i == 1 {
+            PathBuf::from(format!(
+                "/sys/fs/cgroup/pids/kubepods/besteffort/pod{uid}/{id}"
+            ))
+        } else {
+            let uid_ = uid.replace('-', "_");
+            PathBuf::from(format!(
+                "/sys/fs/cgroup/unified/kubepods.slice/kubepods-besteffort.slice/\
+                 kubepods-besteffort-pod{uid_}.slice/cri-containerd-{id}.scope"
+            ))
+        };
+        let cgroup = Cgroup::new(cgroup);
+        let fixture = Fixture::start(&binary, &["3"]);
+        cgroup.adopt(fixture.pid);
+        cgroups.push(cgroup);
+        fixtures.push(fixture);
+    }
+    let host_root = host.to_str().unwrap();
+    let tracer = Tracer::start(&[
+        "--pod",
+        "checkout-7d9-*",
+        "-n",
+        "shop",
+        "--container",
+        "app",
+        "--host-root",
+        host_root,
+        "--fn",
+        "compute",
+        "--json",
+    ]);
+    for fixture in &mut fixtures {
+        fixture.round();
+    }
+    let output = tracer.interrupt();
+    assert!(output.status.success(), "{}", output.stderr);
+    for (fixture, name) in fixtures.iter().zip(["checkout-7d9-a", "checkout-7d9-b"]) {
+        let line = format!("Pod shop/{name} (app): 1 process (pid {})", fixture.pid);
+        assert!(output.stderr.contains(&line), "{line}: {}", output.stderr);
+    }
+    let calls = output.calls_of("compute");
+    let pids: std::collections::BTreeSet<u64> =
+        calls.iter().map(|c| c["pid"].as_u64().unwrap()).collect();
+    let wanted: std::collections::BTreeSet<u64> =
+        fixtures[..2].iter().map(|f| u64::from(f.pid)).collect();
+    assert_eq!(pids, wanted, "both checkout pods, not the cart pod");
+    assert_eq!(calls.len(), 6, "{}", output.stderr);
+
+    // A container name no pod has, and a pod name no folder has.
+    let sidecar = run_tracer(&[
+        "--pod",
+        "checkout-7d9-*",
+        "--container",
+        "sidecar",
+        "--host-root",
+        host_root,
+        "--fn",
+        "compute",
+    ]);
+    assert_eq!(sidecar.status.code(), Some(2), "{sidecar:?}");
+    assert!(
+        sidecar.stderr.contains("named sidecar"),
+        "{}",
+        sidecar.stderr
+    );
+    let nobody = run_tracer(&[
+        "--pod",
+        "web-*",
+        "--host-root",
+        host_root,
+        "--fn",
+        "compute",
+    ]);
+    assert_eq!(nobody.status.code(), Some(2), "{nobody:?}");
+    assert!(
+        nobody
+            .stderr
+            .contains("no pod on this node matches `web-*`"),
+        "{}",
+        nobody.stderr
+    );
+    drop(fixtures);
 }

@@ -293,22 +293,39 @@ pub enum AttachChoice {
     Perf,
 }
 
+/// What to trace: one of --pid, --binary, --container, --pod (checked by `resolve`: the
+/// pod options that go with --pod are not targets themselves).
 #[derive(Debug, Clone, Args)]
-#[group(id = "target", required = true, multiple = false)]
 pub struct TargetArgs {
     /// Trace one running process (and the shared libraries it maps).
-    #[arg(short, long, value_name = "PID")]
+    #[arg(short, long, value_name = "PID", conflicts_with_all = ["binary", "container", "pod"])]
     pub pid: Option<u32>,
 
     /// Trace every process, present and future, that runs this executable or library.
-    #[arg(short, long, value_name = "PATH")]
+    #[arg(short, long, value_name = "PATH", conflicts_with_all = ["container", "pod"])]
     pub binary: Option<PathBuf>,
 
     /// Trace the processes of one container, present and future: its id, or a unique
     /// prefix of it (crictl ps, docker ps). Found by the cgroups the runtime puts it in
     /// (containerd, CRI-O, Docker; kubelet's cgroupfs and systemd layouts, cgroup v1 and v2).
-    #[arg(long, value_name = "ID")]
+    /// With --pod: the name of the pod's container to trace.
+    #[arg(long, value_name = "ID|NAME")]
     pub container: Option<String>,
+
+    /// Trace the processes of the pods on this node whose name matches (a glob: the pods of
+    /// a Deployment, `checkout-7d9*`), present and future. Found through kubelet's pod
+    /// folders (/var/log/pods) and the cgroups that carry the pod's UID.
+    #[arg(long, value_name = "NAME")]
+    pub pod: Option<String>,
+
+    /// With --pod: only pods of this namespace.
+    #[arg(short, long, value_name = "NAMESPACE", requires = "pod")]
+    pub namespace: Option<String>,
+
+    /// Where the node's file system is: `/` on the node, `/host` in a debug pod that mounts
+    /// it there (kubectl debug node/NAME).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub host_root: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -336,8 +353,8 @@ pub struct TraceArgs {
     #[arg(short, long, value_name = "DURATION", value_parser = parse_nonzero_duration)]
     pub duration: Option<Duration>,
 
-    /// Stop after this many calls.
-    #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    /// Stop after this many calls. (`-n` is the pod's namespace, as for kubectl.)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_events: Option<u64>,
 
     /// When to colour human output.
@@ -398,16 +415,24 @@ impl TargetArgs {
         match (&self.pid, &self.binary) {
             (Some(pid), _) => Target::Process { pid: *pid },
             (None, Some(path)) => Target::Binary { path: path.clone() },
-            // Resolved by `resolve`; a container's processes are a process target.
-            (None, None) if self.container.is_some() => Target::Process { pid: 0 },
-            (None, None) => unreachable!("clap requires a target"),
+            // Resolved by `resolve`; a container's or pod's processes are a process target.
+            (None, None) => Target::Process { pid: 0 },
         }
     }
 
-    /// The target, a container's processes resolved to the root of their tree (the others
-    /// come back in `also`, traced with it), with a line saying what was chosen.
+    /// The target, a container's or pods' processes resolved to the root of their tree (the
+    /// others come back in `also`, traced with it), with lines saying what was chosen.
     pub(super) fn resolve(&self) -> crate::Result<ResolvedTarget> {
+        if let Some(pattern) = &self.pod {
+            return self.resolve_pods(pattern);
+        }
         let Some(id) = &self.container else {
+            if self.pid.is_none() && self.binary.is_none() {
+                return Err(crate::Error::Usage(
+                    "what to trace: give --pid PID, --binary PATH, --container ID or --pod NAME"
+                        .into(),
+                ));
+            }
             return Ok(ResolvedTarget {
                 target: self.target(),
                 also: Vec::new(),
@@ -415,18 +440,79 @@ impl TargetArgs {
             });
         };
         let (full, pids) = crate::target::container_processes(id)?;
-        let listed: Vec<String> = pids.iter().map(u32::to_string).collect();
+        Ok(ResolvedTarget {
+            target: Target::Process { pid: pids[0] },
+            chosen: Some(format!("Container {}: {}", &full[..12], listed(&pids))),
+            also: pids[1..].to_vec(),
+        })
+    }
+
+    fn resolve_pods(&self, pattern: &str) -> crate::Result<ResolvedTarget> {
+        use crate::target::pods;
+        let host_root = &self.host_root;
+        let matches = |name: &str| crate::symbols::glob_match(pattern, name);
+        let found = pods::find_pods(host_root, matches, self.namespace.as_deref());
+        let scope = self
+            .namespace
+            .as_ref()
+            .map_or(String::new(), |ns| format!(" in namespace {ns}"));
+        if found.is_empty() {
+            return Err(crate::Error::Usage(format!(
+                "no pod on this node matches `{pattern}`{scope}: kubelet's pod folders in {} \
+                 name none (in a debug pod, --host-root names where the node's files are)",
+                host_root.join("var/log/pods").display()
+            )));
+        }
+        let processes = pods::pod_processes(host_root, &found, self.container.as_deref());
+        if processes.is_empty() {
+            let which = self.container.as_ref().map_or(String::new(), |name| {
+                format!(" in a container named {name}")
+            });
+            return Err(crate::Error::Usage(format!(
+                "{} matches `{pattern}`{scope}, but no process of {} runs{which}",
+                crate::sinks::units::count(found.len() as u64, "pod"),
+                if found.len() == 1 { "it" } else { "them" },
+            )));
+        }
+        let pids = crate::target::tree_roots_first(processes.iter().map(|p| p.pid).collect());
+        let mut chosen = Vec::new();
+        for (index, pod) in found.iter().enumerate() {
+            let of_pod: Vec<&pods::PodProcess> =
+                processes.iter().filter(|p| p.pod == index).collect();
+            if of_pod.is_empty() {
+                continue;
+            }
+            let mut containers: Vec<&str> = of_pod
+                .iter()
+                .map(|p| p.container.as_deref().unwrap_or("?"))
+                .collect();
+            containers.sort_unstable();
+            containers.dedup();
+            let pod_pids: Vec<u32> = of_pod.iter().map(|p| p.pid).collect();
+            chosen.push(format!(
+                "Pod {}/{} ({}): {}",
+                pod.namespace,
+                pod.name,
+                containers.join(", "),
+                listed(&pod_pids)
+            ));
+        }
         Ok(ResolvedTarget {
             target: Target::Process { pid: pids[0] },
             also: pids[1..].to_vec(),
-            chosen: Some(format!(
-                "Container {}: {} (pid {})",
-                &full[..12],
-                crate::sinks::units::count_irregular(pids.len() as u64, "process", "processes"),
-                listed.join(", ")
-            )),
+            chosen: Some(chosen.join("\n")),
         })
     }
+}
+
+/// `2 processes (pid 4242, 4250)`.
+fn listed(pids: &[u32]) -> String {
+    let listed: Vec<String> = pids.iter().map(u32::to_string).collect();
+    format!(
+        "{} (pid {})",
+        crate::sinks::units::count_irregular(pids.len() as u64, "process", "processes"),
+        listed.join(", ")
+    )
 }
 
 /// What a target flag chose.
@@ -513,7 +599,7 @@ mod tests {
             "compute",
             "--fn",
             "libc.so.6:malloc",
-            "-n",
+            "--max-events",
             "5",
         ])
         .unwrap();
@@ -561,17 +647,26 @@ mod tests {
     }
 
     #[test]
+    fn a_target_is_required() {
+        // Not clap's to check: the pod options alone are no target.
+        let cli = parse(&["--fn", "x"]).unwrap();
+        let err = cli.trace.target.resolve().err().expect("no target");
+        assert!(matches!(err, crate::Error::Usage(_)), "{err}");
+        assert!(err.to_string().contains("--pod NAME"), "{err}");
+    }
+
+    #[test]
     fn usage_errors_exit_with_code_2() {
         for args in [
-            &["--fn", "x"][..],                                        // no target
-            &["--pid", "1"][..],                                       // no function
+            &["--fn", "x", "-n", "shop"][..], // -n without --pod
+            &["--pid", "1"][..],              // no function
             &["--pid", "1", "--binary", "/bin/true", "--fn", "x"][..], // two targets
-            &["--pid", "x", "--fn", "f"][..],                          // pid not a number
-            &["--pid", "1", "--fn", ":bad"][..],                       // malformed spec
-            &["--pid", "1", "--fn", "f", "-d", "soon"][..],            // bad duration
-            &["--pid", "1", "--fn", "f", "-d", "0"][..],               // nothing to trace
-            &["--pid", "1", "--fn", "f", "--max-events", "0"][..],     // nothing to show
-            &["--pid", "1", "--fn", "f", "--force"][..],               // --force without -o
+            &["--pid", "x", "--fn", "f"][..], // pid not a number
+            &["--pid", "1", "--fn", ":bad"][..], // malformed spec
+            &["--pid", "1", "--fn", "f", "-d", "soon"][..], // bad duration
+            &["--pid", "1", "--fn", "f", "-d", "0"][..], // nothing to trace
+            &["--pid", "1", "--fn", "f", "--max-events", "0"][..], // nothing to show
+            &["--pid", "1", "--fn", "f", "--force"][..], // --force without -o
         ] {
             let err = parse(args).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}: {err}");

@@ -41,7 +41,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     };
     let resolved = args.target.resolve()?;
     if let Some(chosen) = &resolved.chosen {
-        say("", format_args!("{chosen}"));
+        for line in chosen.lines() {
+            say("", line);
+        }
     }
     let options = args.options_for(resolved);
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -11,6 +11,7 @@ use std::{
 };
 
 pub(crate) mod cgroup;
+pub(crate) mod pods;
 
 use crate::error::{Error, Result};
 
@@ -50,7 +51,7 @@ impl Target {
 
 /// A text file of `/proc`, whatever bytes it holds: a process's name (in `status` and
 /// `stat`) is its file name, which need not be UTF-8.
-fn read_proc_text(path: &str) -> std::io::Result<String> {
+pub(crate) fn read_proc_text(path: &str) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&fs::read(path)?).into_owned())
 }
 
@@ -177,7 +178,7 @@ pub fn container_processes(id: &str) -> Result<(String, Vec<u32>)> {
 }
 
 /// Every process id in `/proc`.
-fn all_pids() -> Vec<u32> {
+pub(crate) fn all_pids() -> Vec<u32> {
     fs::read_dir("/proc")
         .map(|entries| {
             entries
@@ -189,7 +190,7 @@ fn all_pids() -> Vec<u32> {
 
 /// `pids` with those whose parent is not among them (the roots of their trees) first,
 /// lowest first.
-fn tree_roots_first(mut pids: Vec<u32>) -> Vec<u32> {
+pub(crate) fn tree_roots_first(mut pids: Vec<u32>) -> Vec<u32> {
     pids.sort_unstable();
     let parent = |pid: u32| -> Option<u32> {
         let status = read_proc_text(&format!("/proc/{pid}/status")).ok()?;

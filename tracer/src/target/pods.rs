@@ -1,0 +1,182 @@
+//! Kubernetes pods on this node, without a cluster API: kubelet keeps a log folder per pod,
+//! `/var/log/pods/<namespace>_<pod>_<uid>/<container>/`, and a link per container,
+//! `/var/log/containers/<pod>_<namespace>_<container>-<id>.log`. The pod's UID and the
+//! container's id are what runtimes write into cgroup paths ([`super::cgroup`]), so a pod's
+//! processes are the processes whose cgroups carry its UID. Pod and namespace names are
+//! DNS labels (no `_`), so the folder names split cleanly.
+//!
+//! Everything is read under a host root: `/` on the node, `/host` in `kubectl debug node/N`.
+
+use std::{collections::HashMap, fs, path::Path};
+
+use super::{all_pids, cgroup, read_proc_text};
+
+/// A pod kubelet runs (or ran) on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pod {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+/// A process of a pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodProcess {
+    pub pid: u32,
+    /// Index of its pod in the pods it was found for.
+    pub pod: usize,
+    /// Its container's name, where kubelet's links say.
+    pub container: Option<String>,
+    pub container_id: Option<String>,
+}
+
+/// Splits a pod log folder's name, `<namespace>_<pod>_<uid>`.
+fn parse_pod_folder(name: &str) -> Option<Pod> {
+    let mut parts = name.splitn(3, '_');
+    let (namespace, pod, uid) = (parts.next()?, parts.next()?, parts.next()?);
+    (!namespace.is_empty() && !pod.is_empty() && uid.len() == 36).then(|| Pod {
+        namespace: namespace.into(),
+        name: pod.into(),
+        uid: uid.into(),
+    })
+}
+
+/// The pods of `host_root`'s kubelet log folders whose name `matches` (and in `namespace`,
+/// when given), by namespace and name.
+pub fn find_pods(
+    host_root: &Path,
+    matches: impl Fn(&str) -> bool,
+    namespace: Option<&str>,
+) -> Vec<Pod> {
+    let Ok(entries) = fs::read_dir(host_root.join("var/log/pods")) else {
+        return Vec::new();
+    };
+    let mut pods: Vec<Pod> = entries
+        .filter_map(|entry| parse_pod_folder(entry.ok()?.file_name().to_str()?))
+        .filter(|pod| matches(&pod.name) && namespace.is_none_or(|ns| ns == pod.namespace))
+        .collect();
+    pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    pods
+}
+
+/// Container id → name for `pod`, from kubelet's `/var/log/containers` links
+/// (`<pod>_<namespace>_<container>-<64-digit id>.log`).
+pub fn container_names(host_root: &Path, pod: &Pod) -> HashMap<String, String> {
+    let Ok(entries) = fs::read_dir(host_root.join("var/log/containers")) else {
+        return HashMap::new();
+    };
+    let prefix = format!("{}_{}_", pod.name, pod.namespace);
+    entries
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            let rest = name.strip_prefix(&prefix)?.strip_suffix(".log")?;
+            let (container, id) = rest.rsplit_once('-')?;
+            (id.len() == 64).then(|| (id.to_string(), container.to_string()))
+        })
+        .collect()
+}
+
+/// The running processes of `pods` (of the container named `container` only, when given),
+/// from every process's cgroups.
+pub fn pod_processes(host_root: &Path, pods: &[Pod], container: Option<&str>) -> Vec<PodProcess> {
+    let names: Vec<HashMap<String, String>> = pods
+        .iter()
+        .map(|pod| container_names(host_root, pod))
+        .collect();
+    let mut found = Vec::new();
+    for pid in all_pids() {
+        let Ok(text) = read_proc_text(&format!("/proc/{pid}/cgroup")) else {
+            continue;
+        };
+        let identity = cgroup::identity(&text);
+        let Some(index) = identity
+            .pod_uid
+            .as_ref()
+            .and_then(|uid| pods.iter().position(|pod| &pod.uid == uid))
+        else {
+            continue;
+        };
+        // The pod's sandbox (pause) and CRI-O's monitor have no container of the pod.
+        let Some(id) = identity.container else {
+            continue;
+        };
+        let name = names[index].get(&id).cloned();
+        if container.is_some_and(|wanted| name.as_deref() != Some(wanted)) {
+            continue;
+        }
+        found.push(PodProcess {
+            pid,
+            pod: index,
+            container: name,
+            container_id: Some(id),
+        });
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubelet_log_folders_name_the_pods() {
+        let pod =
+            parse_pod_folder("shop_checkout-7d9f8c6b5-x2x4q_1b2c3d4e-5f60-4718-9a2b-3c4d5e6f7081")
+                .unwrap();
+        assert_eq!(
+            (pod.namespace.as_str(), pod.name.as_str(), pod.uid.as_str()),
+            (
+                "shop",
+                "checkout-7d9f8c6b5-x2x4q",
+                "1b2c3d4e-5f60-4718-9a2b-3c4d5e6f7081"
+            )
+        );
+        assert_eq!(parse_pod_folder("shop_checkout"), None);
+        assert_eq!(
+            parse_pod_folder("_x_1b2c3d4e-5f60-4718-9a2b-3c4d5e6f7081"),
+            None
+        );
+    }
+
+    #[test]
+    fn pods_and_container_names_come_from_a_host_root() {
+        let root = std::env::temp_dir().join(format!("koolkit-pods-{}", std::process::id()));
+        let uid = "1b2c3d4e-5f60-4718-9a2b-3c4d5e6f7081";
+        let id = "ab".repeat(32);
+        for folder in [
+            format!("shop_checkout-7d9-a_{uid}/app"),
+            format!("shop_cart-1_{}/app", "2b2c3d4e-5f60-4718-9a2b-3c4d5e6f7081"),
+            format!(
+                "kube-system_checkout-7d9-b_{}/app",
+                "3b2c3d4e-5f60-4718-9a2b-3c4d5e6f7081"
+            ),
+        ] {
+            fs::create_dir_all(root.join("var/log/pods").join(folder)).unwrap();
+        }
+        fs::create_dir_all(root.join("var/log/containers")).unwrap();
+        fs::write(
+            root.join(format!(
+                "var/log/containers/checkout-7d9-a_shop_side-car-{id}.log"
+            )),
+            "",
+        )
+        .unwrap();
+        let checkout = |name: &str| name.starts_with("checkout-");
+        let all = find_pods(&root, checkout, None);
+        let names: Vec<&str> = all.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["checkout-7d9-b", "checkout-7d9-a"],
+            "by namespace, then name"
+        );
+        let shop = find_pods(&root, checkout, Some("shop"));
+        assert_eq!(shop.len(), 1);
+        assert_eq!(
+            container_names(&root, &shop[0])
+                .get(&id)
+                .map(String::as_str),
+            Some("side-car")
+        );
+        let _ = fs::remove_dir_all(&root);
+    }
+}
