@@ -222,6 +222,19 @@ fn pods_are_found_by_name_under_a_host_root() {
         fixtures[..2].iter().map(|f| u64::from(f.pid)).collect();
     assert_eq!(pids, wanted, "both checkout pods, not the cart pod");
     assert_eq!(calls.len(), 6, "{}", output.stderr);
+    // Each call says its pod and container.
+    for call in &calls {
+        let name = if call["pid"] == fixtures[0].pid {
+            "checkout-7d9-a"
+        } else {
+            "checkout-7d9-b"
+        };
+        assert_eq!(
+            (&call["namespace"], &call["pod"], &call["container"]),
+            (&"shop".into(), &name.into(), &"app".into()),
+            "{call}"
+        );
+    }
 
     // A container name no pod has, and a pod name no folder has.
     let sidecar = run_tracer(&[

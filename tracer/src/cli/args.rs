@@ -435,6 +435,7 @@ impl TargetArgs {
             }
             return Ok(ResolvedTarget {
                 target: self.target(),
+                workloads: Default::default(),
                 also: Vec::new(),
                 chosen: None,
             });
@@ -442,6 +443,7 @@ impl TargetArgs {
         let (full, pids) = crate::target::container_processes(id)?;
         Ok(ResolvedTarget {
             target: Target::Process { pid: pids[0] },
+            workloads: Default::default(),
             chosen: Some(format!("Container {}: {}", &full[..12], listed(&pids))),
             also: pids[1..].to_vec(),
         })
@@ -499,6 +501,7 @@ impl TargetArgs {
         }
         Ok(ResolvedTarget {
             target: Target::Process { pid: pids[0] },
+            workloads: pods::Workloads::of(&found, &processes),
             also: pids[1..].to_vec(),
             chosen: Some(chosen.join("\n")),
         })
@@ -518,6 +521,8 @@ fn listed(pids: &[u32]) -> String {
 /// What a target flag chose.
 pub(super) struct ResolvedTarget {
     pub target: Target,
+    /// The pods and containers of the processes (`--pod`).
+    pub workloads: crate::target::pods::Workloads,
     /// More processes traced with the target's (the rest of a container's).
     pub also: Vec<u32>,
     /// For the start: which container and processes.
@@ -529,6 +534,7 @@ impl TraceArgs {
     pub(super) fn options(&self) -> TraceOptions {
         self.options_for(ResolvedTarget {
             target: self.target.target(),
+            workloads: Default::default(),
             also: Vec::new(),
             chosen: None,
         })
@@ -545,6 +551,7 @@ impl TraceArgs {
             functions: self.functions.clone(),
             children: self.children || container,
             also: resolved.also,
+            workloads: resolved.workloads,
             json: self.json,
             color,
             time: self.time.format(),

@@ -67,6 +67,8 @@ pub struct TraceOptions {
     /// With `children`: more processes traced with their descendants (the rest of a
     /// container's).
     pub also: Vec<u32>,
+    /// The pods and containers of the traced processes (`--pod`): each call is labelled.
+    pub workloads: crate::target::pods::Workloads,
     pub json: bool,
     pub color: bool,
     /// How human lines write the time of a call.
@@ -529,7 +531,8 @@ pub async fn trace(
         &prepared.table,
         options.max_events,
         recorder,
-    );
+    )
+    .with_workloads(options.workloads.clone());
     let stop = stream(options, &mut armed, &mut sink).await?;
     let summary = finish(options, armed, sink, stop).await?;
     Ok(Traced {

@@ -15,8 +15,9 @@ use crate::{
     record::{file_format::CountersRecord, writer::TraceWriter},
     sinks::{
         clock::WallClock,
-        line::{HumanLines, json_line},
+        line::{HumanLines, json_line_labelled},
     },
+    target::pods::Workloads,
 };
 
 /// How calls are shown live.
@@ -49,6 +50,8 @@ pub struct Sink<'a> {
     /// Why recording stopped before the end (the trace file could not be written); the trace
     /// then stops too, cleanly, and says so.
     pub recording_failed: Option<Error>,
+    /// The pods and containers of the traced processes, for `--pod`.
+    workloads: Workloads,
 }
 
 impl<'a> Sink<'a> {
@@ -74,7 +77,14 @@ impl<'a> Sink<'a> {
             undecodable: 0,
             recorder,
             recording_failed: None,
+            workloads: Workloads::default(),
         }
+    }
+
+    /// Labels each call with the pod and container of its process (`--pod`).
+    pub fn with_workloads(mut self, workloads: Workloads) -> Self {
+        self.workloads = workloads;
+        self
     }
 
     /// Writes what the trace file holds back and the drop counters; a failure ends recording.
@@ -123,9 +133,14 @@ impl<'a> Sink<'a> {
         if self.out.is_closed() {
             return;
         }
+        let labels = self.workloads.labels_of(event.pid);
         match &mut self.lines {
-            LiveLines::Human(lines) => lines.write(&mut self.buffer, &event, probe, &self.clock),
-            LiveLines::Json => json_line(&mut self.buffer, &event, probe, &self.clock),
+            LiveLines::Human(lines) => {
+                lines.write_labelled(&mut self.buffer, &event, probe, &self.clock, labels);
+            }
+            LiveLines::Json => {
+                json_line_labelled(&mut self.buffer, &event, probe, &self.clock, labels);
+            }
             LiveLines::Off => return,
         }
         self.buffered_lines += 1;

@@ -21,6 +21,7 @@ use crate::{
         clock::{TimeFormat, TimeWriter, WallClock, rfc3339},
         units::format_duration_ns,
     },
+    target::pods::PodLabels,
 };
 
 /// How human lines look: ANSI colour or none, and how times are written.
@@ -64,7 +65,26 @@ impl HumanLines {
         probe: &ProbeInfo,
         clock: &WallClock,
     ) {
+        self.write_labelled(out, event, probe, clock, None);
+    }
+
+    /// [`write`](Self::write), the call's `namespace/pod/container` first where known.
+    pub fn write_labelled(
+        &mut self,
+        out: &mut String,
+        event: &CallEvent,
+        probe: &ProbeInfo,
+        clock: &WallClock,
+        labels: Option<&PodLabels>,
+    ) {
         self.times.write(out, clock, event.entry_ns);
+        if let Some(labels) = labels {
+            let _ = write!(
+                out,
+                " {}/{}/{}",
+                labels.namespace, labels.pod, labels.container
+            );
+        }
         write_call(out, event, probe, self.style);
     }
 }
@@ -126,6 +146,13 @@ pub struct JsonCall<'a> {
     time: String,
     pid: u32,
     tid: u32,
+    /// The pod, its namespace and the container the call ran in, where known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pod: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container: Option<&'a str>,
     /// A Go call's goroutine id.
     #[serde(skip_serializing_if = "Option::is_none")]
     goid: Option<u64>,
@@ -142,12 +169,25 @@ pub struct JsonCall<'a> {
 
 impl<'a> JsonCall<'a> {
     pub fn new(event: &CallEvent, probe: &'a ProbeInfo, clock: &WallClock) -> Self {
+        Self::labelled(event, probe, clock, None)
+    }
+
+    /// [`new`](Self::new) with the pod and container the call ran in.
+    pub fn labelled(
+        event: &CallEvent,
+        probe: &'a ProbeInfo,
+        clock: &WallClock,
+        labels: Option<&'a PodLabels>,
+    ) -> Self {
         let ts_ns = clock.wall_ns(event.entry_ns);
         Self {
             ts_ns,
             time: rfc3339(ts_ns),
             pid: event.pid,
             tid: event.tid,
+            namespace: labels.map(|l| l.namespace.as_str()),
+            pod: labels.map(|l| l.pod.as_str()),
+            container: labels.map(|l| l.container.as_str()),
             goid: goroutine(event, probe),
             function: &probe.function,
             object: &probe.object,
@@ -197,10 +237,20 @@ pub fn json_return(event: &CallEvent, probe: &ProbeInfo) -> serde_json::Value {
 
 /// Appends the JSON line for `event` (with a newline) to `out`.
 pub fn json_line(out: &mut String, event: &CallEvent, probe: &ProbeInfo, clock: &WallClock) {
+    json_line_labelled(out, event, probe, clock, None);
+}
+
+/// [`json_line`] with the pod and container the call ran in.
+pub fn json_line_labelled(
+    out: &mut String,
+    event: &CallEvent,
+    probe: &ProbeInfo,
+    clock: &WallClock,
+    labels: Option<&PodLabels>,
+) {
     // Serializing plain values into a String cannot fail.
-    out.push_str(
-        &serde_json::to_string(&JsonCall::new(event, probe, clock)).expect("JSON of plain data"),
-    );
+    let call = JsonCall::labelled(event, probe, clock, labels);
+    out.push_str(&serde_json::to_string(&call).expect("JSON of plain data"));
     out.push('\n');
 }
 
@@ -297,6 +347,39 @@ mod tests {
         let mut json = String::new();
         json_line(&mut json, &event, &probe, &clock);
         assert!(!json.contains("goid"), "not Go, no goid: {json}");
+    }
+
+    #[test]
+    fn a_call_in_a_pod_names_it_in_both_shapes() {
+        let (event, probe) = fixture();
+        let clock = WallClock::from_anchor(0, 0);
+        let labels = PodLabels {
+            namespace: "shop".into(),
+            pod: "checkout-7d9".into(),
+            container: "app".into(),
+        };
+        let mut human = String::new();
+        HumanLines::new(Style::default()).write_labelled(
+            &mut human,
+            &event,
+            &probe,
+            &clock,
+            Some(&labels),
+        );
+        assert!(
+            human.contains(" shop/checkout-7d9/app 4242/4243 compute("),
+            "{human}"
+        );
+        let mut json = String::new();
+        json_line_labelled(&mut json, &event, &probe, &clock, Some(&labels));
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            (&value["namespace"], &value["pod"], &value["container"]),
+            (&"shop".into(), &"checkout-7d9".into(), &"app".into())
+        );
+        let mut plain = String::new();
+        json_line(&mut plain, &event, &probe, &clock);
+        assert!(!plain.contains("\"pod\""), "outside a pod, no pod: {plain}");
     }
 
     #[test]

@@ -19,6 +19,61 @@ pub struct Pod {
     pub uid: String,
 }
 
+/// Which pod and container a call ran in, as lines and JSON show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodLabels {
+    pub namespace: String,
+    pub pod: String,
+    /// The container's name (`?` where kubelet's links do not say).
+    pub container: String,
+}
+
+/// The pod and container of each traced process, by container id: found at the start, and
+/// for processes that start later (a worker forked, a container restarted with the same id)
+/// from their cgroups on their first call.
+#[derive(Debug, Clone, Default)]
+pub struct Workloads {
+    by_container: HashMap<String, PodLabels>,
+    by_pid: HashMap<u32, Option<PodLabels>>,
+}
+
+impl Workloads {
+    /// The labels of the containers of `processes` of `pods`.
+    pub fn of(pods: &[Pod], processes: &[PodProcess]) -> Self {
+        let mut workloads = Self::default();
+        for process in processes {
+            let (Some(id), Some(pod)) = (&process.container_id, pods.get(process.pod)) else {
+                continue;
+            };
+            let labels = PodLabels {
+                namespace: pod.namespace.clone(),
+                pod: pod.name.clone(),
+                container: process.container.clone().unwrap_or_else(|| "?".into()),
+            };
+            workloads.by_pid.insert(process.pid, Some(labels.clone()));
+            workloads.by_container.insert(id.clone(), labels);
+        }
+        workloads
+    }
+
+    /// The pod and container of process `pid`, if it runs in one of them.
+    pub fn labels_of(&mut self, pid: u32) -> Option<&PodLabels> {
+        if self.by_container.is_empty() {
+            return None;
+        }
+        let by_container = &self.by_container;
+        self.by_pid
+            .entry(pid)
+            .or_insert_with(|| {
+                let text = read_proc_text(&format!("/proc/{pid}/cgroup")).ok()?;
+                by_container
+                    .get(&cgroup::identity(&text).container?)
+                    .cloned()
+            })
+            .as_ref()
+    }
+}
+
 /// A process of a pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodProcess {
