@@ -207,6 +207,7 @@ pub fn bench() -> Result<(), String> {
 
     crate::call_cost::go_call_cost(&tracer)?;
     crate::call_cost::return_kind_cost(&tracer)?;
+    crate::call_cost::selection_cost(&tracer)?;
 
     run(cargo().args(["bench", "--package", "tracer", "--bench", "trace_file"]))
 }

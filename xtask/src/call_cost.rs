@@ -253,3 +253,63 @@ pub fn return_kind_cost(tracer: &Path) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// What a process outside the selected set pays when the kernel selects the traced processes
+/// (`--container`, `--pod`, `--children`): the probes live on the file's inode, so a second
+/// process running the same binary still traps on every call, and the programs drop the call
+/// after one map lookup. Measured on that second process, against it traced itself.
+pub fn selection_cost(tracer: &Path) -> Result<(), String> {
+    let binary = build_cpp_loop()?;
+    // Started and left idle: the process the trace selects.
+    let selected = Looper::start(&binary)?;
+    let mut outside = Looper::start(&binary)?;
+    let untraced = outside.ns_per_call()?;
+    let selected_pid = selected.child.id().to_string();
+    let outside_pid = outside.child.id().to_string();
+    let record = workspace_root().join("target/bench/cpp-loop.kt");
+    let not_selected = under(
+        &mut outside,
+        Command::new(tracer)
+            .args([
+                "--pid",
+                &selected_pid,
+                "--children",
+                "--fn",
+                "work",
+                "--quiet",
+                "--force",
+                "-o",
+            ])
+            .arg(&record),
+    )?;
+    let traced = under(
+        &mut outside,
+        Command::new(tracer)
+            .args([
+                "--pid",
+                &outside_pid,
+                "--fn",
+                "work",
+                "--quiet",
+                "--force",
+                "-o",
+            ])
+            .arg(&record),
+    )?;
+    drop(selected);
+    println!(
+        "\nKernel selection: work() in a second process of the same binary, {CALLS} calls a \
+         round, median of {ROUNDS} rounds\n"
+    );
+    println!("  untraced:                                {untraced:8.1} ns/call");
+    println!(
+        "  outside the selected processes:          {not_selected:8.1} ns/call  (+{:.1} ns: \
+         the traps and one map lookup, nothing emitted)",
+        not_selected - untraced
+    );
+    println!(
+        "  traced itself:                           {traced:8.1} ns/call  (+{:.1} ns)",
+        traced - untraced
+    );
+    Ok(())
+}
