@@ -267,35 +267,17 @@ pub fn selection_cost(tracer: &Path) -> Result<(), String> {
     let selected_pid = selected.child.id().to_string();
     let outside_pid = outside.child.id().to_string();
     let record = workspace_root().join("target/bench/cpp-loop.kt");
-    let not_selected = under(
-        &mut outside,
-        Command::new(tracer)
-            .args([
-                "--pid",
-                &selected_pid,
-                "--children",
-                "--fn",
-                "work",
-                "--quiet",
-                "--force",
-                "-o",
-            ])
-            .arg(&record),
-    )?;
-    let traced = under(
-        &mut outside,
-        Command::new(tracer)
-            .args([
-                "--pid",
-                &outside_pid,
-                "--fn",
-                "work",
-                "--quiet",
-                "--force",
-                "-o",
-            ])
-            .arg(&record),
-    )?;
+    let trace_work = |looper: &mut Looper, target: &[&str]| {
+        under(
+            looper,
+            Command::new(tracer)
+                .args(target)
+                .args(["--fn", "work", "--quiet", "--force", "-o"])
+                .arg(&record),
+        )
+    };
+    let not_selected = trace_work(&mut outside, &["--pid", &selected_pid, "--children"])?;
+    let traced = trace_work(&mut outside, &["--pid", &outside_pid])?;
     drop(selected);
     println!(
         "\nKernel selection: work() in a second process of the same binary, {CALLS} calls a \
