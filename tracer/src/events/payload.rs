@@ -172,26 +172,18 @@ fn decode_captured(payload: &[u8], offset: u16, size: u16, step: u8, render: &Re
             let length = length as usize;
             text(&bytes[..length.min(shown)], length > shown)
         }
-        Render::GoTypeName => {
+        Render::Str | Render::Slice { .. } | Render::GoTypeName => {
             let Some(length) = word(slot, 8) else {
                 return Decoded::Missing("short".into());
             };
-            if length == u64::MAX {
+            if *render == Render::GoTypeName && length == u64::MAX {
                 return Decoded::Nil;
             }
             let bytes = &slot[8..];
             let copied = (length.min(bytes.len() as u64)) as usize;
-            text(&bytes[..copied], partial || length > copied as u64)
-        }
-        Render::Str | Render::Slice { .. } => {
-            let Some(length) = word(slot, 8) else {
-                return Decoded::Missing("short".into());
-            };
-            let bytes = &slot[8..];
-            let copied = (length.min(bytes.len() as u64)) as usize;
             let truncated = partial || length > copied as u64;
             match render {
-                Render::Str => text(&bytes[..copied], truncated),
+                Render::Str | Render::GoTypeName => text(&bytes[..copied], truncated),
                 // A slice cut short by an unreadable page has a length of its own we lost.
                 Render::Slice { bytes: true } if partial => text(&bytes[..copied], true),
                 Render::Slice { bytes: true } => Decoded::Slice {

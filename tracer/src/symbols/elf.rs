@@ -381,15 +381,18 @@ impl ElfFile {
             .map(|symbol| symbol.address())
     }
 
-    /// Whether any symbol of `.symtab` or `.dynsym`, defined or imported, satisfies `test`.
-    pub fn any_symbol(&self, mut test: impl FnMut(&[u8]) -> bool) -> bool {
+    /// Calls `visit` with the name of every symbol of `.symtab` and `.dynsym`, defined or
+    /// imported.
+    pub fn for_each_symbol_name(&self, mut visit: impl FnMut(&[u8])) {
         use object::{Object as _, ObjectSymbol as _};
         let Ok(elf) = self.parse() else {
-            return false;
+            return;
         };
-        elf.symbols()
-            .chain(elf.dynamic_symbols())
-            .any(|symbol| symbol.name_bytes().is_ok_and(&mut test))
+        for symbol in elf.symbols().chain(elf.dynamic_symbols()) {
+            if let Ok(name) = symbol.name_bytes() {
+                visit(name);
+            }
+        }
     }
 
     /// Whether the file is position independent (an ET_DYN executable or a library).

@@ -129,25 +129,30 @@ impl ObjectFiles {
     /// `panic=abort`.
     pub fn unwinding(&self) -> Option<&'static str> {
         *self.unwinding.get_or_init(|| {
-            let elf = &self.elf;
-            let named =
-                |names: &[&str]| elf.any_symbol(|name| names.iter().any(|n| name == n.as_bytes()));
-            let containing = |part: &str| {
-                elf.any_symbol(|name| name.windows(part.len()).any(|w| w == part.as_bytes()))
-            };
-            if named(&["__gxx_personality_v0", "__cxa_throw", "__cxa_begin_catch"]) {
+            // What the symbols say, in one pass over both tables.
+            let (mut cpp, mut rust, mut panic_abort, mut panic_unwind, mut unwinder) =
+                (false, false, false, false, false);
+            let contains = |name: &[u8], part: &[u8]| name.windows(part.len()).any(|w| w == part);
+            self.elf.for_each_symbol_name(|name| match name {
+                b"__gxx_personality_v0" | b"__cxa_throw" | b"__cxa_begin_catch" => cpp = true,
+                b"rust_eh_personality" => rust = true,
+                b"_Unwind_Resume" | b"_Unwind_RaiseException" => unwinder = true,
+                _ => {
+                    panic_abort |= contains(name, b"panic_abort");
+                    panic_unwind |= contains(name, b"panic_unwind");
+                }
+            });
+            if cpp {
                 return Some("C++ exceptions may unwind through it");
             }
-            if named(&["rust_eh_personality"]) {
+            if rust {
                 // The panic runtime linked in decides: panic_abort never unwinds.
-                if containing("panic_abort") && !containing("panic_unwind") {
+                if panic_abort && !panic_unwind {
                     return None;
                 }
                 return Some("Rust panics may unwind through it");
             }
-            if named(&["_Unwind_Resume", "_Unwind_RaiseException"])
-                || elf.has_section(".gcc_except_table")
-            {
+            if unwinder || self.elf.has_section(".gcc_except_table") {
                 return Some("its object has exception tables: an exception may unwind through it");
             }
             None

@@ -106,18 +106,17 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
     Some(rest.split_whitespace().map(str::to_string).collect())
 }
 
+/// The parent of process `pid`, as its `/proc/PID/stat` names it.
+fn parent_of(pid: u32) -> Option<u32> {
+    stat_fields(pid)?.get(1)?.parse().ok()
+}
+
 /// Every process below `pid` (children, their children, ...), from the parents
 /// `/proc/*/stat` names.
 pub fn descendants(pid: u32) -> Vec<u32> {
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let parents: Vec<(u32, u32)> = entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|child| {
-            let ppid = stat_fields(child)?.get(1)?.parse().ok()?;
-            Some((child, ppid))
-        })
+    let parents: Vec<(u32, u32)> = all_pids()
+        .into_iter()
+        .filter_map(|child| Some((child, parent_of(child)?)))
         .collect();
     let mut found = vec![pid];
     let mut next = 0;
@@ -146,17 +145,10 @@ pub fn container_processes(id: &str) -> Result<(String, Vec<u32>)> {
              docker ps or ctr task ls show them)"
         )));
     }
-    let mut found: Vec<(String, u32)> = Vec::new();
-    for pid in all_pids() {
-        let Ok(cgroup) = read_proc_text(&format!("/proc/{pid}/cgroup")) else {
-            continue;
-        };
-        if let Some(container) = cgroup::identity(&cgroup).container
-            && container.starts_with(&wanted)
-        {
-            found.push((container, pid));
-        }
-    }
+    let found: Vec<(String, u32)> = cgroup_identities()
+        .filter_map(|(pid, identity)| Some((identity.container?, pid)))
+        .filter(|(container, _)| container.starts_with(&wanted))
+        .collect();
     let mut ids: Vec<&str> = found.iter().map(|(c, _)| c.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -188,22 +180,21 @@ pub(crate) fn all_pids() -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// Every process with what its cgroups say of it (its container and pod).
+pub(crate) fn cgroup_identities() -> impl Iterator<Item = (u32, cgroup::CgroupIdentity)> {
+    all_pids().into_iter().filter_map(|pid| {
+        let text = read_proc_text(&format!("/proc/{pid}/cgroup")).ok()?;
+        Some((pid, cgroup::identity(&text)))
+    })
+}
+
 /// `pids` with those whose parent is not among them (the roots of their trees) first,
 /// lowest first.
 pub(crate) fn tree_roots_first(mut pids: Vec<u32>) -> Vec<u32> {
     pids.sort_unstable();
-    let parent = |pid: u32| -> Option<u32> {
-        let status = read_proc_text(&format!("/proc/{pid}/status")).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("PPid:"))?
-            .trim()
-            .parse()
-            .ok()
-    };
     let (roots, rest): (Vec<u32>, Vec<u32>) = pids
         .iter()
-        .partition(|&&pid| parent(pid).is_none_or(|p| !pids.contains(&p)));
+        .partition(|&&pid| parent_of(pid).is_none_or(|p| !pids.contains(&p)));
     roots.into_iter().chain(rest).collect()
 }
 
@@ -266,11 +257,8 @@ pub fn deleted_copies(path: &Path) -> Vec<(u32, MappedObject)> {
     let Some(wanted) = path.to_str() else {
         return Vec::new();
     };
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
     let mut copies: Vec<(u32, MappedObject)> = Vec::new();
-    for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()) {
+    for pid in all_pids() {
         let Ok(maps) = read_maps(pid) else {
             continue;
         };

@@ -9,7 +9,7 @@
 
 use std::{collections::HashMap, fs, path::Path};
 
-use super::{all_pids, cgroup, read_proc_text};
+use super::{cgroup, cgroup_identities, read_proc_text};
 
 /// A pod kubelet runs (or ran) on this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,11 +139,7 @@ pub fn pod_processes(host_root: &Path, pods: &[Pod], container: Option<&str>) ->
         .map(|pod| container_names(host_root, pod))
         .collect();
     let mut found = Vec::new();
-    for pid in all_pids() {
-        let Ok(text) = read_proc_text(&format!("/proc/{pid}/cgroup")) else {
-            continue;
-        };
-        let identity = cgroup::identity(&text);
+    for (pid, identity) in cgroup_identities() {
         let Some(index) = identity
             .pod_uid
             .as_ref()
