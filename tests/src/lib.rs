@@ -4,6 +4,8 @@
 //! These tests need root and a kernel with uprobes. They fail, never skip, when they cannot
 //! attach: a tracer that cannot trace is a broken tracer.
 
+pub mod pods;
+
 use std::{
     collections::hash_map::DefaultHasher,
     fs,
@@ -348,7 +350,21 @@ impl TracerOutput {
 impl Tracer {
     /// Starts `koolkit-trace ARGS` and waits until it reports its probes attached.
     pub fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(tracer_bin())
+        Self::start_under(&[], args)
+    }
+
+    /// Starts `WRAPPER... koolkit-trace ARGS` (`nsenter -t PID -p --`) and waits as
+    /// [`start`](Self::start) does.
+    pub fn start_under(wrapper: &[&str], args: &[&str]) -> Self {
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(tracer_bin());
+                command
+            }
+            None => Command::new(tracer_bin()),
+        };
+        let mut child = command
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -374,9 +390,29 @@ impl Tracer {
     }
 
     pub fn signal(&self, signal: i32) {
-        // SAFETY: sending a signal to our own child process.
-        let rc = unsafe { libc::kill(self.child.id() as i32, signal) };
+        // SAFETY: sending a signal to our own child process (or, under a wrapper, its child).
+        let rc = unsafe { libc::kill(self.tracer_pid() as i32, signal) };
         assert_eq!(rc, 0, "kill({signal})");
+    }
+
+    /// The tracer's own process: the child, or under a wrapper (`nsenter`) the descendant
+    /// that runs the tracer binary.
+    fn tracer_pid(&self) -> u32 {
+        let bin = tracer_bin();
+        let mut parents = vec![self.child.id()];
+        while let Some(parent) = parents.pop() {
+            if fs::read_link(format!("/proc/{parent}/exe")).is_ok_and(|exe| exe == bin) {
+                return parent;
+            }
+            let children = fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+                .unwrap_or_default();
+            parents.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+        self.child.id()
     }
 
     /// Waits for the tracer to exit on its own (or after a signal) and collects its output.

@@ -212,7 +212,7 @@ fn pods_are_found_by_name_under_a_host_root() {
     let output = tracer.interrupt();
     assert!(output.status.success(), "{}", output.stderr);
     for (fixture, name) in fixtures.iter().zip(["checkout-7d9-a", "checkout-7d9-b"]) {
-        let line = format!("Pod shop/{name} (app): 1 process (pid {})", fixture.pid);
+        let line = format!("  shop/{name} (app): 1 process (pid {})", fixture.pid);
         assert!(output.stderr.contains(&line), "{line}: {}", output.stderr);
     }
     let calls = output.calls_of("compute");

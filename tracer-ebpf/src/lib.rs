@@ -474,8 +474,13 @@ pub struct Config {
     pub exit_group_dead_offset: u32,
     /// Where `exit_code` is in the kernel's `task_struct` (from its BTF); 0: unknown.
     pub task_exit_code_offset: u32,
+    /// With [`config_flags::PID_NAMESPACE`]: the device and inode of the pid namespace whose
+    /// process ids the programs use (`stat /proc/self/ns/pid`, device as the kernel encodes
+    /// it), for a tracer that runs inside a container and knows no host pids.
+    pub pid_ns_dev: u64,
+    pub pid_ns_ino: u64,
 }
-const _: () = assert!(size_of::<Config>() == 24);
+const _: () = assert!(size_of::<Config>() == 40);
 
 /// Bits of [`Config::flags`].
 pub mod config_flags {
@@ -486,6 +491,11 @@ pub mod config_flags {
     pub const SELECT_TGIDS: u32 = 2;
     /// Children forked by processes in [`maps::TGIDS`](super::maps::TGIDS) join it.
     pub const FOLLOW_FORKS: u32 = 4;
+    /// Process and thread ids are those of the pid namespace [`Config::pid_ns_ino`] names
+    /// (the tracer's own): every id in maps and events, and processes of other namespaces
+    /// are never traced. Forks are then not followed (the fork record's child id is the
+    /// host's); user space selects new processes instead.
+    pub const PID_NAMESPACE: u32 = 8;
 }
 
 /// Per-CPU counters of everything the programs could not do, indexes of [`maps::COUNTERS`].

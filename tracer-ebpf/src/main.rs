@@ -18,12 +18,14 @@
 #[cfg(target_arch = "bpf")]
 mod programs {
     use aya_ebpf::{
-        bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, pt_regs},
+        bindings::{
+            BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, bpf_pidns_info, pt_regs,
+        },
         helpers::{
             bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_user,
             generated::{
-                bpf_get_attach_cookie, bpf_get_current_task, bpf_get_smp_processor_id,
-                bpf_ktime_get_ns, bpf_probe_read_user as raw_read_user,
+                bpf_get_attach_cookie, bpf_get_current_task, bpf_get_ns_current_pid_tgid,
+                bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_user as raw_read_user,
                 bpf_probe_read_user_str as raw_read_user_str,
             },
         },
@@ -82,6 +84,26 @@ mod programs {
             // can be preempted by another on the same CPU, so the add is atomic.
             unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(slot, delta) };
         }
+    }
+
+    /// `bpf_get_current_pid_tgid()` in the ids the tracer knows: the host's, or with
+    /// [`config_flags::PID_NAMESPACE`] its pid namespace's (None for a task of another).
+    #[inline(always)]
+    fn current_pid_tgid(config: Option<&Config>) -> Option<u64> {
+        let Some(config) = config.filter(|c| c.flags & config_flags::PID_NAMESPACE != 0) else {
+            return Some(bpf_get_current_pid_tgid());
+        };
+        let mut ids = bpf_pidns_info { pid: 0, tgid: 0 };
+        // SAFETY: `ids` is a valid, writable `bpf_pidns_info` of the size passed.
+        let failed = unsafe {
+            bpf_get_ns_current_pid_tgid(
+                config.pid_ns_dev,
+                config.pid_ns_ino,
+                &mut ids,
+                size_of::<bpf_pidns_info>() as u32,
+            )
+        } != 0;
+        (!failed).then(|| (u64::from(ids.tgid) << 32) | u64::from(ids.pid))
     }
 
     /// Whether calls of process `tgid` are traced.
@@ -500,7 +522,9 @@ mod programs {
         if config.flags & config_flags::ENABLED == 0 {
             return 0;
         }
-        let pid_tgid = bpf_get_current_pid_tgid();
+        let Some(pid_tgid) = current_pid_tgid(Some(config)) else {
+            return 0;
+        };
         if !traced(config, (pid_tgid >> 32) as u32) {
             return 0;
         }
@@ -637,7 +661,9 @@ mod programs {
     #[inline(always)]
     fn complete_thread_call(frame: u64, probe: u32, exit_ns: u64, ret: u64, tail_call: bool) {
         let (wakeup_bytes, enabled) = return_settings();
-        let pid_tgid = bpf_get_current_pid_tgid();
+        let Some(pid_tgid) = current_pid_tgid(config()) else {
+            return;
+        };
         let key = InflightKey {
             pid_tgid,
             frame,
@@ -829,7 +855,9 @@ mod programs {
             return 0;
         }
         let (wakeup_bytes, enabled) = return_settings();
-        let pid_tgid = bpf_get_current_pid_tgid();
+        let Some(pid_tgid) = current_pid_tgid(config()) else {
+            return 0;
+        };
         let Some(key) = go_key(regs, pid_tgid, probe) else {
             return 0;
         };
@@ -888,9 +916,12 @@ mod programs {
     /// `--children`, forget the thread (the fork program added its id) or the whole process.
     #[tracepoint]
     pub fn koolkit_exit(ctx: TracePointContext) -> u32 {
-        let pid_tgid = bpf_get_current_pid_tgid();
+        let config = config();
+        let Some(pid_tgid) = current_pid_tgid(config) else {
+            return 0;
+        };
         let _ = THREADS.remove(&pid_tgid);
-        let Some(config) = config() else {
+        let Some(config) = config else {
             return 0;
         };
         let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);

@@ -52,3 +52,5 @@ pub use symbols::{
     go_runtime::{goroutine_id_offset, module_types_offset},
     object_files::{go_types_address, go_types_without_symbols},
 };
+/// A channel to a CRI socket, for tests that run pods through the runtime themselves.
+pub use target::cri::channel as cri_channel;

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use tracer::{
     CallEvent, ProbeSite, ProbeTable, raw_register_args,
     record::{
-        CHUNK_EVENTS, CallFilter, CountersRecord, EndRecord, FILE_HEADER, Report, Rotation,
-        TargetInfo, TraceHeader, TraceReader, TraceWriter, WriterOptions, merge,
+        CHUNK_EVENTS, CallFilter, CountersRecord, EndRecord, FILE_HEADER, ProcessInfo, Report,
+        Rotation, TargetInfo, TraceHeader, TraceReader, TraceWriter, WriterOptions, merge,
     },
 };
 
@@ -443,4 +443,75 @@ fn a_frame_claiming_a_huge_size_is_skipped_not_allocated() {
             .any(|w| w.contains("does not decompress")),
         "{outcome:?}"
     );
+}
+
+#[test]
+fn merge_keeps_apart_two_hosts_processes_of_one_pid() {
+    let dir = scratch("merge-hosts");
+    let events: Vec<CallEvent> = (0..200).map(|i| call(i, 2)).collect();
+    let mut inputs = Vec::new();
+    for (host, pod) in [("node-1", Some("checkout-7d9-a")), ("node-2", None)] {
+        let path = dir.join(format!("{host}.kt"));
+        let mut header = header(
+            &["price_order", "lookup_customer"],
+            1_700_000_000_000_000_000,
+        );
+        header.hostname = host.into();
+        let mut writer = TraceWriter::create(&path, &header, WriterOptions::default()).unwrap();
+        for pid in 4242..4245 {
+            writer.add_process(ProcessInfo {
+                pid,
+                host: host.into(),
+                command: Some("shop".into()),
+                namespace: pod.map(|_| "shop".into()),
+                pod: pod.map(Into::into),
+                container: pod.map(|_| "app".into()),
+                ..ProcessInfo::default()
+            });
+        }
+        for event in &events {
+            writer.push(event).unwrap();
+        }
+        let end = EndRecord {
+            stop: "x".into(),
+            events: 200,
+            unfinished: 0,
+        };
+        writer.finish(&CountersRecord::default(), &end).unwrap();
+        inputs.push(path);
+    }
+    let merged = dir.join("all.kt");
+    merge(&inputs, &merged, false).unwrap();
+    let reader = TraceReader::open(&merged).unwrap();
+    let (read, outcome) = reader.read_all();
+    assert_eq!(read.len(), 400);
+    // Six processes: node-1's keep their pids, node-2's get others and say their own.
+    assert_eq!(outcome.processes.len(), 6, "{:?}", outcome.processes);
+    for process in outcome.processes.values() {
+        assert!((4242..4245).contains(&process.host_pid()), "{process:?}");
+        match process.host.as_str() {
+            "node-1" => {
+                assert_eq!(process.host_pid, None);
+                assert_eq!(process.pod.as_deref(), Some("checkout-7d9-a"));
+            }
+            "node-2" => assert_ne!(process.pid, process.host_pid(), "{process:?}"),
+            other => panic!("host {other}"),
+        }
+    }
+    // Every call names a process of the table, and each host's calls are all there.
+    let per_host = |host: &str| {
+        read.iter()
+            .filter(|e| outcome.processes[&e.pid].host == host)
+            .count()
+    };
+    assert_eq!((per_host("node-1"), per_host("node-2")), (200, 200));
+    // A thread keeps its place in its process.
+    for event in &read {
+        let process = &outcome.processes[&event.pid];
+        let own_tid = event
+            .tid
+            .wrapping_sub(event.pid)
+            .wrapping_add(process.host_pid());
+        assert!((4242..4251).contains(&own_tid), "{event:?}");
+    }
 }

@@ -5,8 +5,10 @@ use std::{fs, path::Path, process::Command};
 
 use crate::{run, workspace_root};
 
-/// Debian packages: LLVM 22 for bpf-linker, compilers for the test fixtures, util-linux's
-/// setpriv for the privilege tests, bpftrace for comparisons, pip to fetch newer Go releases.
+/// Debian packages: LLVM 22 for bpf-linker, protoc for the CRI client's generated code,
+/// compilers for the test fixtures, util-linux's setpriv and nsenter for the privilege and
+/// pod tests, containerd and runc to run real pods, bpftrace for comparisons, pip to fetch
+/// newer Go releases.
 const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -18,6 +20,9 @@ const PACKAGES: &[&str] = &[
     "python3-pip",
     "bpftrace",
     "util-linux",
+    "protobuf-compiler",
+    "containerd",
+    "runc",
 ];
 
 /// bpf-linker must match the nightly's LLVM; 0.13.0 built against LLVM 22 does.

@@ -326,6 +326,11 @@ pub struct TargetArgs {
     /// it there (kubectl debug node/NAME).
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub host_root: PathBuf,
+
+    /// With --pod: the container runtime's CRI socket to ask for pods. Default: containerd's
+    /// or CRI-O's under --host-root, else kubelet's pod folders.
+    #[arg(long, value_name = "PATH", requires = "pod")]
+    pub cri_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -420,79 +425,139 @@ impl TargetArgs {
         }
     }
 
-    /// The target, a container's or pods' processes resolved to the root of their tree (the
-    /// others come back in `also`, traced with it), with lines saying what was chosen.
+    /// The target, with lines saying what was chosen: a container's or pods' processes (or,
+    /// with no target flag inside a container's pid namespace, that namespace's) are a group
+    /// whose membership is asked again while tracing.
     pub(super) fn resolve(&self) -> crate::Result<ResolvedTarget> {
+        use crate::target::membership::{self, Membership};
         if let Some(pattern) = &self.pod {
             return self.resolve_pods(pattern);
         }
-        let Some(id) = &self.container else {
-            if self.pid.is_none() && self.binary.is_none() {
-                return Err(crate::Error::Usage(
-                    "what to trace: give --pid PID, --binary PATH, --container ID or --pod NAME"
-                        .into(),
-                ));
-            }
+        if let Some(id) = &self.container {
+            let (full, pids) = crate::target::container_processes(id)?;
+            return Ok(ResolvedTarget {
+                chosen: Some(format!("Container {}: {}", &full[..12], listed(&pids))),
+                target: Target::Processes { pids },
+                workloads: Default::default(),
+                membership: Some(Membership::Container { id: full }),
+            });
+        }
+        if self.pid.is_some() || self.binary.is_some() {
             return Ok(ResolvedTarget {
                 target: self.target(),
                 workloads: Default::default(),
-                also: Vec::new(),
+                membership: None,
                 chosen: None,
             });
-        };
-        let (full, pids) = crate::target::container_processes(id)?;
+        }
+        if !membership::proc_is_own_namespace() {
+            return Err(crate::Error::Usage(
+                "what to trace: give --pid PID, --binary PATH, --container ID or --pod NAME (this \
+                 process's /proc belongs to another pid namespace, so the pid namespace it shares \
+                 cannot be traced without a target: mount /proc for it, as kubectl debug does)"
+                    .into(),
+            ));
+        }
+        if !membership::in_child_pid_namespace() {
+            return Err(crate::Error::Usage(
+                "what to trace: give --pid PID, --binary PATH, --container ID or --pod NAME \
+                 (with none, inside a debug container that shares a pod's pid namespace: that \
+                 pod's processes)"
+                    .into(),
+            ));
+        }
+        let found = Membership::PidNamespace.find()?;
+        let pids = crate::target::tree_roots_first(found.members.iter().map(|m| m.pid).collect());
+        if pids.is_empty() {
+            return Err(crate::Error::Usage(
+                "no target flag, and this pid namespace has no process outside the tracer's own \
+                 container: share the target's (kubectl debug --target=CONTAINER) or name a \
+                 target"
+                    .into(),
+            ));
+        }
         Ok(ResolvedTarget {
-            target: Target::Process { pid: pids[0] },
+            chosen: Some(format!(
+                "No target given, inside a container's pid namespace: tracing its processes \
+                 outside the tracer's container, {}",
+                listed(&pids)
+            )),
+            target: Target::Processes { pids },
             workloads: Default::default(),
-            chosen: Some(format!("Container {}: {}", &full[..12], listed(&pids))),
-            also: pids[1..].to_vec(),
+            membership: Some(Membership::PidNamespace),
         })
     }
 
+    /// Where pods are looked up: the CRI socket named, else one that is there, else kubelet's
+    /// pod folders.
+    fn pod_source(&self) -> crate::target::membership::PodSource {
+        use crate::target::{cri, membership::PodSource};
+        if let Some(socket) = &self.cri_socket {
+            return PodSource::Cri(socket.clone());
+        }
+        for socket in cri::sockets_under(&self.host_root) {
+            match cri::list_pods(&socket) {
+                Ok(_) => return PodSource::Cri(socket),
+                Err(err) => log::info!("not asking the runtime for pods: {err}"),
+            }
+        }
+        PodSource::LogFolders(self.host_root.clone())
+    }
+
     fn resolve_pods(&self, pattern: &str) -> crate::Result<ResolvedTarget> {
-        use crate::target::pods;
-        let host_root = &self.host_root;
-        let matches = |name: &str| crate::symbols::glob_match(pattern, name);
-        let found = pods::find_pods(host_root, matches, self.namespace.as_deref());
+        use crate::target::membership::{Membership, PodQuery};
+        let query = PodQuery {
+            pattern: pattern.to_string(),
+            namespace: self.namespace.clone(),
+            container: self.container.clone(),
+            source: self.pod_source(),
+        };
+        let found = Membership::Pods(query.clone()).find()?;
         let scope = self
             .namespace
             .as_ref()
             .map_or(String::new(), |ns| format!(" in namespace {ns}"));
-        if found.is_empty() {
+        if found.pods.is_empty() {
             return Err(crate::Error::Usage(format!(
-                "no pod on this node matches `{pattern}`{scope}: kubelet's pod folders in {} \
-                 name none (in a debug pod, --host-root names where the node's files are)",
-                host_root.join("var/log/pods").display()
+                "no pod on this node matches `{pattern}`{scope}: {} names none (in a debug pod, \
+                 --host-root names where the node's files are)",
+                query.source
             )));
         }
-        let processes = pods::pod_processes(host_root, &found, self.container.as_deref());
-        if processes.is_empty() {
+        if found.members.is_empty() {
             let which = self.container.as_ref().map_or(String::new(), |name| {
                 format!(" in a container named {name}")
             });
             return Err(crate::Error::Usage(format!(
                 "{} matches `{pattern}`{scope}, but no process of {} runs{which}",
-                crate::sinks::units::count(found.len() as u64, "pod"),
-                if found.len() == 1 { "it" } else { "them" },
+                crate::sinks::units::count(found.pods.len() as u64, "pod"),
+                if found.pods.len() == 1 { "it" } else { "them" },
             )));
         }
-        let pids = crate::target::tree_roots_first(processes.iter().map(|p| p.pid).collect());
-        let mut chosen = Vec::new();
-        for (index, pod) in found.iter().enumerate() {
-            let of_pod: Vec<&pods::PodProcess> =
-                processes.iter().filter(|p| p.pod == index).collect();
+        let pids = crate::target::tree_roots_first(found.members.iter().map(|m| m.pid).collect());
+        let mut chosen = vec![format!("Pods from {}:", query.source)];
+        for pod in &found.pods {
+            let of_pod: Vec<_> = found
+                .members
+                .iter()
+                .filter(|m| {
+                    m.labels
+                        .as_ref()
+                        .is_some_and(|l| l.pod == pod.name && l.namespace == pod.namespace)
+                })
+                .collect();
             if of_pod.is_empty() {
                 continue;
             }
             let mut containers: Vec<&str> = of_pod
                 .iter()
-                .map(|p| p.container.as_deref().unwrap_or("?"))
+                .filter_map(|m| Some(m.labels.as_ref()?.container.as_str()))
                 .collect();
             containers.sort_unstable();
             containers.dedup();
-            let pod_pids: Vec<u32> = of_pod.iter().map(|p| p.pid).collect();
+            let pod_pids: Vec<u32> = of_pod.iter().map(|m| m.pid).collect();
             chosen.push(format!(
-                "Pod {}/{} ({}): {}",
+                "  {}/{} ({}): {}",
                 pod.namespace,
                 pod.name,
                 containers.join(", "),
@@ -500,9 +565,9 @@ impl TargetArgs {
             ));
         }
         Ok(ResolvedTarget {
-            target: Target::Process { pid: pids[0] },
-            workloads: pods::Workloads::of(&found, &processes),
-            also: pids[1..].to_vec(),
+            target: Target::Processes { pids },
+            workloads: crate::target::pods::Workloads::of(&found.members),
+            membership: Some(Membership::Pods(query)),
             chosen: Some(chosen.join("\n")),
         })
     }
@@ -523,9 +588,9 @@ pub(super) struct ResolvedTarget {
     pub target: Target,
     /// The pods and containers of the processes (`--pod`).
     pub workloads: crate::target::pods::Workloads,
-    /// More processes traced with the target's (the rest of a container's).
-    pub also: Vec<u32>,
-    /// For the start: which container and processes.
+    /// How processes that join the target later are found.
+    pub membership: Option<crate::target::membership::Membership>,
+    /// For the start: which container, pods and processes.
     pub chosen: Option<String>,
 }
 
@@ -535,7 +600,7 @@ impl TraceArgs {
         self.options_for(ResolvedTarget {
             target: self.target.target(),
             workloads: Default::default(),
-            also: Vec::new(),
+            membership: None,
             chosen: None,
         })
     }
@@ -543,14 +608,13 @@ impl TraceArgs {
     /// The options for the target `resolved` (a container's processes are traced with their
     /// descendants, as --children does).
     pub(super) fn options_for(&self, resolved: ResolvedTarget) -> TraceOptions {
-        let container = resolved.chosen.is_some();
         let target = resolved.target;
         let color = self.color.for_stdout();
         TraceOptions {
             target,
             functions: self.functions.clone(),
-            children: self.children || container,
-            also: resolved.also,
+            children: self.children,
+            membership: resolved.membership,
             workloads: resolved.workloads,
             json: self.json,
             color,

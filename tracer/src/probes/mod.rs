@@ -362,6 +362,45 @@ impl Probes {
         Ok(())
     }
 
+    /// Traces only the processes `pids` (and those [`select`](Self::select) adds later),
+    /// without following their forks: for a tracer inside a pid namespace, whose fork records
+    /// name host ids it cannot use.
+    pub fn select_only(&mut self, pids: &[u32]) -> Result<()> {
+        self.settings.flags |= config_flags::SELECT_TGIDS;
+        for &pid in pids {
+            self.select(pid)?;
+        }
+        self.write_config(self.settings)
+    }
+
+    /// Adds process `pid` to the traced processes (one that joined a container or pod).
+    pub fn select(&mut self, pid: u32) -> Result<()> {
+        self.tgids
+            .insert(pid, 1, 0)
+            .map_err(|err| bpf_error("selecting processes", err))
+    }
+
+    /// Takes process `pid` out of the traced processes (it left, or its id may be reused).
+    pub fn deselect(&mut self, pid: u32) {
+        let _ = self.tgids.remove(&pid);
+    }
+
+    /// Makes the programs use the process ids of the tracer's own pid namespace (a debug
+    /// container's), where host ids mean nothing; processes of other namespaces are not traced.
+    /// Needs `bpf_get_ns_current_pid_tgid` (Linux 5.7).
+    pub fn use_own_pid_namespace(&mut self) -> Result<()> {
+        use std::os::unix::fs::MetadataExt as _;
+        let path = "/proc/self/ns/pid";
+        let meta = fs::metadata(path).map_err(|err| Error::io(path, err))?;
+        // The kernel compares its own encoding of the device: major in the bits above 20.
+        let dev = meta.dev();
+        let (major, minor) = (libc::major(dev), libc::minor(dev));
+        self.settings.pid_ns_dev = (u64::from(major) << 20) | u64::from(minor);
+        self.settings.pid_ns_ino = meta.ino();
+        self.settings.flags |= config_flags::PID_NAMESPACE;
+        self.write_config(self.settings)
+    }
+
     /// Notes how process `pid` dies (a signal, or its exit status), for [`exit_status`]: the
     /// exit program reads the kernel's `task_struct.exit_code`, found in its BTF, as the last
     /// thread exits. Fails where the kernel has no BTF or no visible tracepoint.

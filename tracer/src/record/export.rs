@@ -12,7 +12,7 @@ use super::{
     filter::CallFilter,
     reader::{ReadOutcome, TraceReader},
 };
-use crate::sinks::line::{goroutine, json_args, json_line, json_results, json_return};
+use crate::sinks::line::{goroutine, json_args, json_line_labelled, json_results, json_return};
 
 /// Output formats of `export`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,10 +67,14 @@ pub fn export(
         out.write_all(b"{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n")?;
     }
     let mut line = String::new();
-    let report = reader.try_for_each_call(filter, |event, probe| {
+    let merged = !header.merged_from.is_empty();
+    let report = reader.try_for_each_call(filter, |event, probe, process| {
         line.clear();
         match format {
-            ExportFormat::JsonLines => json_line(&mut line, event, probe, &clock),
+            ExportFormat::JsonLines => {
+                let placed = super::Placed::new(event, process, merged);
+                json_line_labelled(&mut line, &placed.event, probe, &clock, placed.origin());
+            }
             ExportFormat::Chrome | ExportFormat::ChromeByGoroutine => {
                 let goid = goroutine(event, probe);
                 let track = match goid {

@@ -39,6 +39,8 @@ pub enum FrameKind {
     Counters = 3,
     /// JSON [`EndRecord`]: the trace ended cleanly.
     End = 4,
+    /// JSON [`ProcessesRecord`]: processes whose calls follow, first seen since the last one.
+    Processes = 5,
 }
 
 impl FrameKind {
@@ -48,6 +50,7 @@ impl FrameKind {
             2 => Self::Events,
             3 => Self::Counters,
             4 => Self::End,
+            5 => Self::Processes,
             _ => return None,
         })
     }
@@ -120,6 +123,48 @@ impl TraceHeader {
     pub fn clock(&self) -> WallClock {
         WallClock::from_anchor(self.start_realtime_ns, self.start_monotonic_ns)
     }
+}
+
+/// A process whose calls a trace holds: where it ran (the host, and its pod), so that the
+/// traces of several nodes, merged, keep their processes apart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    /// The id the file's calls carry.
+    pub pid: u32,
+    pub host: String,
+    /// Its id on its host, where a merge gave it another (two nodes' pid 4242).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+}
+
+impl ProcessInfo {
+    /// Its pid on its host.
+    pub fn host_pid(&self) -> u32 {
+        self.host_pid.unwrap_or(self.pid)
+    }
+
+    /// Its pod and container, where it ran in one.
+    pub fn labels(&self) -> Option<crate::target::pods::PodLabels> {
+        Some(crate::target::pods::PodLabels {
+            namespace: self.namespace.clone()?,
+            pod: self.pod.clone()?,
+            container: self.container.clone().unwrap_or_else(|| "?".into()),
+        })
+    }
+}
+
+/// Processes first seen since the last record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessesRecord {
+    pub processes: Vec<ProcessInfo>,
 }
 
 /// Drops counted so far (cumulative), written periodically.

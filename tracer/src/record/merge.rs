@@ -4,13 +4,13 @@
 
 use std::{
     cmp::Reverse,
-    collections::BinaryHeap,
+    collections::{BinaryHeap, HashMap, HashSet},
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
 };
 
 use super::{
-    file_format::{CountersRecord, EndRecord, TargetInfo, TraceHeader},
+    file_format::{CountersRecord, EndRecord, ProcessInfo, TargetInfo, TraceHeader},
     output::{StagedOutput, refuse_input_as_output},
     reader::{Batches, TraceReader},
     writer::{TraceWriter, WriterOptions, WriterStats},
@@ -38,16 +38,68 @@ struct Input<'a> {
     pending: std::vec::IntoIter<CallEvent>,
     ids: Vec<u32>,
     shift: i128,
+    /// The host its header names: where its processes ran when it names none itself.
+    host: String,
+}
+
+/// The processes of the merged trace: each (host, pid) of an input keeps its pid unless
+/// another host's process has it already, and then gets a free one (the file says which).
+#[derive(Default)]
+struct MergedProcesses {
+    by_origin: HashMap<(String, u32), u32>,
+    taken: HashSet<u32>,
+    /// Named since the writer last took them.
+    new: Vec<ProcessInfo>,
+}
+
+/// Where merged pids for processes whose own is taken start: above any pid Linux gives.
+const RENUMBERED_FROM: u32 = 1 << 30;
+
+impl MergedProcesses {
+    /// The merged pid of the process the input names `process` (or knows only as `pid` on
+    /// `host`).
+    fn pid_of(&mut self, pid: u32, process: Option<&ProcessInfo>, host: &str) -> u32 {
+        let info = process.cloned().unwrap_or_else(|| ProcessInfo {
+            pid,
+            host: host.to_string(),
+            ..ProcessInfo::default()
+        });
+        let host_pid = info.host_pid();
+        let origin = (info.host.clone(), host_pid);
+        if let Some(&merged) = self.by_origin.get(&origin) {
+            return merged;
+        }
+        let mut merged = host_pid;
+        if self.taken.contains(&merged) {
+            merged = RENUMBERED_FROM;
+            while self.taken.contains(&merged) {
+                merged += 1;
+            }
+        }
+        self.taken.insert(merged);
+        self.by_origin.insert(origin, merged);
+        self.new.push(ProcessInfo {
+            pid: merged,
+            host_pid: (merged != host_pid).then_some(host_pid),
+            ..info
+        });
+        merged
+    }
 }
 
 impl Input<'_> {
-    fn next_event(&mut self) -> Option<CallEvent> {
+    fn next_event(&mut self, processes: &mut MergedProcesses) -> Option<CallEvent> {
         loop {
             if let Some(mut event) = self.pending.next() {
                 let Some(&id) = self.ids.get(event.probe_id as usize) else {
                     continue;
                 };
                 event.probe_id = id;
+                let merged =
+                    processes.pid_of(event.pid, self.batches.process(event.pid), &self.host);
+                // Threads keep their ids relative to their process.
+                event.tid = event.tid.wrapping_sub(event.pid).wrapping_add(merged);
+                event.pid = merged;
                 event.entry_ns = (i128::from(event.entry_ns) + self.shift).max(0) as u64;
                 event.exit_ns = (i128::from(event.exit_ns) + self.shift).max(0) as u64;
                 return Some(event);
@@ -89,6 +141,7 @@ pub fn merge(inputs: &[PathBuf], output: &Path, allow_duplicates: bool) -> Resul
             pending: Vec::new().into_iter(),
             ids: join_probes(&mut probes, &header.probes),
             shift: clock_offset(header) - clock_offset(anchor),
+            host: header.hostname.clone(),
         });
     }
     let header = merged_header(anchor, ProbeTable::from_probes(probes), merged_from);
@@ -214,15 +267,20 @@ fn merged_header(
 fn interleave(inputs: &mut [Input<'_>], writer: &mut TraceWriter) -> Result<u64> {
     let mut written = 0;
     let mut heads = BinaryHeap::new();
+    let mut processes = MergedProcesses::default();
     for (index, input) in inputs.iter_mut().enumerate() {
-        if let Some(event) = input.next_event() {
+        if let Some(event) = input.next_event(&mut processes) {
             heads.push(Reverse((event.exit_ns, index, HeapEvent(event))));
         }
     }
     while let Some(Reverse((_, index, HeapEvent(event)))) = heads.pop() {
+        // Every process is named before its calls (the writer puts the names first).
+        for process in processes.new.drain(..) {
+            writer.add_process(process);
+        }
         writer.push(&event)?;
         written += 1;
-        if let Some(next) = inputs[index].next_event() {
+        if let Some(next) = inputs[index].next_event(&mut processes) {
             heads.push(Reverse((next.exit_ns, index, HeapEvent(next))));
         }
     }

@@ -13,7 +13,9 @@ pub(crate) mod replay;
 pub(crate) mod report;
 pub(crate) mod writer;
 
-pub use file_format::{CountersRecord, EndRecord, FILE_HEADER, TargetInfo, TraceHeader};
+pub use file_format::{
+    CountersRecord, EndRecord, FILE_HEADER, ProcessInfo, ProcessesRecord, TargetInfo, TraceHeader,
+};
 pub use filter::CallFilter;
 pub use merge::merge;
 pub use reader::TraceReader;
@@ -28,6 +30,48 @@ fn read_trimmed(path: &str) -> String {
     fs::read_to_string(path)
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
+}
+
+/// A recorded call as its host saw it: the pid it had there (a merge may renumber it), and
+/// where it ran (the host, for a trace merged from several; the pod).
+pub(crate) struct Placed<'a> {
+    pub event: std::borrow::Cow<'a, crate::CallEvent>,
+    labels: Option<crate::target::pods::PodLabels>,
+    host: Option<&'a str>,
+}
+
+impl<'a> Placed<'a> {
+    /// `event` of `process` (as the file names it) in a trace that is `merged` or not.
+    pub fn new(
+        event: &'a crate::CallEvent,
+        process: Option<&'a ProcessInfo>,
+        merged: bool,
+    ) -> Self {
+        let event = match process.and_then(|p| p.host_pid) {
+            Some(pid) => std::borrow::Cow::Owned(crate::CallEvent {
+                pid,
+                ..event.clone()
+            }),
+            None => std::borrow::Cow::Borrowed(event),
+        };
+        Self {
+            event,
+            labels: process.and_then(ProcessInfo::labels),
+            host: process.filter(|_| merged).map(|p| p.host.as_str()),
+        }
+    }
+
+    pub fn origin(&self) -> crate::sinks::line::Origin<'_> {
+        crate::sinks::line::Origin {
+            host: self.host,
+            labels: self.labels.as_ref(),
+        }
+    }
+}
+
+/// This machine's host name, as trace files name where they were made.
+pub fn host_name() -> String {
+    read_trimmed("/proc/sys/kernel/hostname")
 }
 
 /// `koolkit-trace 0.1.0`: which tool wrote a trace file.
@@ -46,6 +90,18 @@ pub fn header_for(target: &Target, probes: &ProbeTable, start: (u64, u64)) -> Tr
                 .map(|p| p.display().to_string()),
             command: Some(read_trimmed(&format!("/proc/{pid}/comm"))).filter(|c| !c.is_empty()),
         },
+        Target::Processes { pids } => TargetInfo {
+            kind: "processes".into(),
+            pid: pids.first().copied(),
+            binary: pids
+                .first()
+                .and_then(|pid| fs::read_link(format!("/proc/{pid}/exe")).ok())
+                .map(|p| p.display().to_string()),
+            command: pids
+                .first()
+                .map(|pid| read_trimmed(&format!("/proc/{pid}/comm")))
+                .filter(|c| !c.is_empty()),
+        },
         Target::Binary { path } => TargetInfo {
             kind: "binary".into(),
             pid: None,
@@ -55,7 +111,7 @@ pub fn header_for(target: &Target, probes: &ProbeTable, start: (u64, u64)) -> Tr
     };
     TraceHeader {
         tool: tool_version(),
-        hostname: read_trimmed("/proc/sys/kernel/hostname"),
+        hostname: host_name(),
         kernel: read_trimmed("/proc/sys/kernel/osrelease"),
         start_realtime_ns: start.0,
         start_monotonic_ns: start.1,

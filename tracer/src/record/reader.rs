@@ -11,7 +11,8 @@ use std::{
 
 use super::file_format::{
     CountersRecord, EndRecord, FILE_HEADER, FRAME_HEADER, FRAME_MAGIC, FrameKind, MAGIC,
-    MAX_FRAME_BYTES, TraceHeader, VERSION, checksum, decode_events, frame_flags,
+    MAX_FRAME_BYTES, ProcessInfo, ProcessesRecord, TraceHeader, VERSION, checksum, decode_events,
+    frame_flags,
 };
 use super::filter::CallFilter;
 use crate::{
@@ -32,6 +33,8 @@ pub struct ReadOutcome {
     pub counters: Option<CountersRecord>,
     /// Present when the trace ended cleanly.
     pub end: Option<EndRecord>,
+    /// The processes the file names (host, pod), by the pid its calls carry.
+    pub processes: std::collections::BTreeMap<u32, ProcessInfo>,
 }
 
 impl ReadOutcome {
@@ -358,17 +361,17 @@ impl TraceReader {
     pub fn try_for_each_call<E>(
         &self,
         filter: &CallFilter,
-        mut visit: impl FnMut(&CallEvent, &ProbeInfo) -> Result<(), E>,
+        mut visit: impl FnMut(&CallEvent, &ProbeInfo, Option<&ProcessInfo>) -> Result<(), E>,
     ) -> Result<ReadOutcome, E> {
         let table = &self.header.probes;
         let mut batches = self.batches();
-        for batch in batches.by_ref() {
+        while let Some(batch) = batches.next() {
             for event in &batch {
                 let Some(probe) = table.get(event.probe_id) else {
                     continue;
                 };
                 if filter.accepts(event, probe) {
-                    visit(event, probe)?;
+                    visit(event, probe, batches.process(event.pid))?;
                 }
             }
         }
@@ -391,6 +394,12 @@ pub struct Batches<'a> {
 impl Batches<'_> {
     pub fn finish(self) -> ReadOutcome {
         self.frames.report
+    }
+
+    /// The process of `pid`, as the file has named it so far (a writer names a process
+    /// before its calls).
+    pub fn process(&self, pid: u32) -> Option<&ProcessInfo> {
+        self.frames.report.processes.get(&pid)
     }
 }
 
@@ -418,6 +427,16 @@ impl Iterator for Batches<'_> {
                         .warnings
                         .push(format!("frame at offset {offset}: {err}")),
                 },
+                FrameKind::Processes => {
+                    match serde_json::from_slice::<ProcessesRecord>(&frame.payload) {
+                        Ok(record) => report
+                            .processes
+                            .extend(record.processes.into_iter().map(|p| (p.pid, p))),
+                        Err(err) => report
+                            .warnings
+                            .push(format!("frame at offset {offset}: {err}")),
+                    }
+                }
                 FrameKind::End => match serde_json::from_slice(&frame.payload) {
                     Ok(end) => report.end = Some(end),
                     Err(err) => report

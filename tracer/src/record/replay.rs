@@ -8,7 +8,10 @@ use super::{
     filter::CallFilter,
     reader::{ReadOutcome, TraceReader},
 };
-use crate::sinks::line::{HumanLines, Style, json_line};
+use crate::{
+    record::Placed,
+    sinks::line::{HumanLines, Style, json_line_labelled},
+};
 
 /// How to replay.
 #[derive(Debug, Clone)]
@@ -29,12 +32,15 @@ pub fn replay(
     let clock = reader.header().clock();
     let mut line = String::new();
     let mut human = HumanLines::new(options.style);
-    let outcome = reader.try_for_each_call(&options.filter, |event, probe| {
+    // Calls of a trace merged from several hosts say which host; their pid is the host's.
+    let merged = !reader.header().merged_from.is_empty();
+    let outcome = reader.try_for_each_call(&options.filter, |event, probe, process| {
         line.clear();
+        let placed = Placed::new(event, process, merged);
         if options.json {
-            json_line(&mut line, event, probe, &clock);
+            json_line_labelled(&mut line, &placed.event, probe, &clock, placed.origin());
         } else {
-            human.write(&mut line, event, probe, &clock);
+            human.write_labelled(&mut line, &placed.event, probe, &clock, placed.origin());
         }
         out.write_all(line.as_bytes())
     })?;

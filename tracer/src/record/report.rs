@@ -137,7 +137,7 @@ impl Report {
         let table = &reader.header().probes;
         let mut per_probe: Vec<FunctionReport> = vec![FunctionReport::default(); table.len()];
         let (mut calls, mut first, mut last) = (0u64, None::<u64>, None::<u64>);
-        let visited = reader.try_for_each_call(filter, |event, probe| {
+        let visited = reader.try_for_each_call(filter, |event, probe, _process| {
             per_probe[event.probe_id as usize].record(event, probe.ret.as_ref(), calls);
             calls += 1;
             first = Some(first.map_or(event.entry_ns, |f| f.min(event.entry_ns)));

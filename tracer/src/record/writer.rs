@@ -11,7 +11,8 @@ use std::{
 
 use super::file_format::{
     CountersRecord, EndRecord, EventColumns, FILE_HEADER, FRAME_HEADER, FrameKind, MAGIC,
-    MAX_FRAME_BYTES, TraceHeader, VERSION, checksum, frame_flags, frame_header,
+    MAX_FRAME_BYTES, ProcessInfo, ProcessesRecord, TraceHeader, VERSION, checksum, frame_flags,
+    frame_header,
 };
 use crate::{
     error::{Error, Result},
@@ -73,6 +74,10 @@ pub struct TraceWriter {
     file_events: u64,
     stats: WriterStats,
     last_counters: Option<CountersRecord>,
+    /// Every process named so far (each rotated file names them all again).
+    processes: Vec<ProcessInfo>,
+    /// Of those, the ones the current file has not named yet.
+    unnamed: usize,
 }
 
 fn create_file(path: &Path) -> Result<BufWriter<File>> {
@@ -113,6 +118,8 @@ impl TraceWriter {
             file_events: 0,
             stats: WriterStats::default(),
             last_counters: None,
+            processes: Vec::new(),
+            unnamed: 0,
         };
         writer.start_file()?;
         // On disk before anything is traced: a reader or a tracer killed early sees a trace
@@ -130,9 +137,28 @@ impl TraceWriter {
         let result = self.write_frame(FrameKind::Header, &header, false);
         self.header = header;
         self.stats.files += 1;
-        // Each file carries its own counters.
+        // Each file carries its own counters and names its processes.
         self.last_counters = None;
+        self.unnamed = self.processes.len();
         result
+    }
+
+    /// Names a process whose calls follow: written before the next frame of calls.
+    pub fn add_process(&mut self, process: ProcessInfo) {
+        self.processes.push(process);
+        self.unnamed += 1;
+    }
+
+    fn write_unnamed_processes(&mut self) -> Result<()> {
+        if self.unnamed == 0 {
+            return Ok(());
+        }
+        let record = ProcessesRecord {
+            processes: self.processes[self.processes.len() - self.unnamed..].to_vec(),
+        };
+        self.write_json(FrameKind::Processes, &record)?;
+        self.unnamed = 0;
+        Ok(())
     }
 
     fn write_bytes(&mut self, bytes: &[u8]) -> Result<()> {
@@ -193,6 +219,7 @@ impl TraceWriter {
         {
             self.rotate()?;
         }
+        self.write_unnamed_processes()?;
         self.write_frame(FrameKind::Events, &raw, self.options.compress)?;
         self.stats.events += calls;
         self.file_events += calls;

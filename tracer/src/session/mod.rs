@@ -8,6 +8,7 @@
 //! costs no wake-up per call (DESIGN.md, "What a probe costs").
 
 mod line_output;
+mod members;
 pub(crate) mod sink;
 mod status;
 pub(crate) mod summary;
@@ -41,9 +42,10 @@ use crate::{
         FunctionSpec, ProbeSite, ReturnChoice, placement::CostClass, resolve, site::ReturnProbes,
     },
     sys,
-    target::{self, Target},
+    target::{self, Target, membership::Membership},
 };
 use line_output::LineOutput;
+use members::{Members, RESCAN_INTERVAL};
 use sink::{LiveLines, Sink};
 use status::{Family, attach_status};
 use summary::{StopReason, Summary, TargetStatus};
@@ -64,9 +66,9 @@ pub struct TraceOptions {
     pub functions: Vec<FunctionSpec>,
     /// With a process target: its descendants too, present and future.
     pub children: bool,
-    /// With `children`: more processes traced with their descendants (the rest of a
-    /// container's).
-    pub also: Vec<u32>,
+    /// For a group target (a container's, pods', the pid namespace's processes): how
+    /// processes that join later are found.
+    pub membership: Option<crate::target::membership::Membership>,
     /// The pods and containers of the traced processes (`--pod`): each call is labelled.
     pub workloads: crate::target::pods::Workloads,
     pub json: bool,
@@ -226,6 +228,8 @@ struct Armed {
     sighup: Signal,
     attached: Attached,
     started: Instant,
+    /// The processes of a group target, asked again while tracing.
+    members: Option<Members>,
 }
 
 /// Loads the eBPF object, writes the plans, attaches every probe and switches recording on.
@@ -248,6 +252,13 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
     let sigint = signal(SignalKind::interrupt()).map_err(|err| Error::io("SIGINT", err))?;
     let sigterm = signal(SignalKind::terminate()).map_err(|err| Error::io("SIGTERM", err))?;
     let sighup = signal(SignalKind::hangup()).map_err(|err| Error::io("SIGHUP", err))?;
+    // Inside a container's pid namespace (a debug container), every id the programs use
+    // must be this namespace's: /proc, pidfds and the user's --pid speak it, the kernel's
+    // helpers speak the host's.
+    let own_namespace = target::membership::in_own_child_pid_namespace();
+    if own_namespace {
+        probes.use_own_pid_namespace()?;
+    }
     // How the target dies is told in the summary (a signal, or its exit status); without
     // the kernel's BTF or tracefs, only that it exited.
     if let Some(pid) = options.target.pid()
@@ -255,16 +266,32 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
     {
         log::info!("the target's exit status will not be known: {err}");
     }
-    // The kernel's pid filter takes one process; a family is selected by the programs.
-    let attach_pid = match options.target.pid() {
-        Some(pid) if options.children => {
-            let roots: Vec<u32> = std::iter::once(pid)
-                .chain(options.also.iter().copied())
-                .collect();
-            probes.follow_family(&roots)?;
-            None
+    // The kernel's pid filter takes one process; a family or group is selected by the
+    // programs.
+    // A family or group is selected by the programs; there the fork records' ids mean
+    // nothing inside a pid namespace, so new processes are found by asking again.
+    let family: Option<(Vec<u32>, Option<Membership>)> =
+        match (&options.target, &options.membership) {
+            (Target::Processes { pids }, membership) => Some((pids.clone(), membership.clone())),
+            (Target::Process { pid }, _) if options.children => Some((
+                std::iter::once(*pid)
+                    .chain(target::descendants(*pid))
+                    .collect(),
+                own_namespace.then_some(Membership::Family { root: *pid }),
+            )),
+            _ => None,
+        };
+    let (attach_pid, members) = match family {
+        Some((pids, membership)) => {
+            if own_namespace {
+                probes.select_only(&pids)?;
+            } else {
+                probes.follow_family(&pids)?;
+            }
+            (None, membership.map(|m| Members::new(m, &pids)))
         }
-        pid => pid,
+        // The kernel's pid filter takes one process.
+        None => (options.target.pid(), None),
     };
     let attached = probes
         .attach(&prepared.sites, attach_pid, options.attach_mode)
@@ -286,6 +313,7 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
         sighup,
         attached,
         started: Instant::now(),
+        members,
     })
 }
 
@@ -362,6 +390,7 @@ async fn stream(
     let mut ticker = tokio::time::interval(DRAIN_INTERVAL);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_record_flush = Instant::now();
+    let mut last_rescan = Instant::now();
     loop {
         let requested = tokio::select! {
             biased;
@@ -396,6 +425,12 @@ async fn stream(
             sink.flush_recording(&counters);
             last_record_flush = Instant::now();
         }
+        if let Some(members) = &mut armed.members
+            && last_rescan.elapsed() >= RESCAN_INTERVAL
+        {
+            members.refresh(&mut armed.probes, sink.workloads_mut());
+            last_rescan = Instant::now();
+        }
         if let Some(reason) = sink.stop_reason() {
             return Ok(reason);
         }
@@ -415,6 +450,7 @@ async fn finish(
         mut probes,
         mut ring,
         started,
+        members,
         ..
     } = armed;
     probes.disable()?;
@@ -468,6 +504,7 @@ async fn finish(
         detach_time: detach_started.elapsed(),
         stop,
         recorded,
+        group: members.map(|m| m.traced()),
     })
 }
 

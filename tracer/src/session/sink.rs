@@ -3,6 +3,8 @@
 //! `--max-events`. Knows nothing of the kernel: it is fed item bytes, so it is tested without
 //! one.
 
+use std::collections::HashSet;
+
 use bytes::Bytes;
 
 use super::{
@@ -12,10 +14,10 @@ use super::{
 use crate::{
     error::{Error, Result},
     events::{decode, probe_table::ProbeTable},
-    record::{file_format::CountersRecord, writer::TraceWriter},
+    record::{ProcessInfo, file_format::CountersRecord, writer::TraceWriter},
     sinks::{
         clock::WallClock,
-        line::{HumanLines, json_line_labelled},
+        line::{HumanLines, Origin, json_line_labelled},
     },
     target::pods::Workloads,
 };
@@ -52,6 +54,9 @@ pub struct Sink<'a> {
     pub recording_failed: Option<Error>,
     /// The pods and containers of the traced processes, for `--pod`.
     workloads: Workloads,
+    /// The processes the trace file names so far, and the host they run on.
+    named: HashSet<u32>,
+    host: String,
 }
 
 impl<'a> Sink<'a> {
@@ -78,7 +83,39 @@ impl<'a> Sink<'a> {
             recorder,
             recording_failed: None,
             workloads: Workloads::default(),
+            named: HashSet::new(),
+            host: crate::record::host_name(),
         }
+    }
+
+    /// Names process `pid` in the trace file, once, before its first call: its host, command
+    /// and pod, which the file keeps when the process and this machine are long gone.
+    fn name_process(&mut self, pid: u32) {
+        let Some(recorder) = &mut self.recorder else {
+            return;
+        };
+        if !self.named.insert(pid) {
+            return;
+        }
+        let labels = self.workloads.labels_of(pid).cloned();
+        let command = std::fs::read(format!("/proc/{pid}/comm"))
+            .ok()
+            .map(|c| String::from_utf8_lossy(&c).trim_end().to_string())
+            .filter(|c| !c.is_empty());
+        recorder.add_process(ProcessInfo {
+            pid,
+            host: self.host.clone(),
+            host_pid: None,
+            command,
+            namespace: labels.as_ref().map(|l| l.namespace.clone()),
+            pod: labels.as_ref().map(|l| l.pod.clone()),
+            container: labels.map(|l| l.container),
+        });
+    }
+
+    /// The pods and containers calls are labelled with (processes join while tracing).
+    pub fn workloads_mut(&mut self) -> &mut Workloads {
+        &mut self.workloads
     }
 
     /// Labels each call with the pod and container of its process (`--pod`).
@@ -125,6 +162,7 @@ impl<'a> Sink<'a> {
         }
         self.stats.record(&event);
         self.shown += 1;
+        self.name_process(event.pid);
         if let Some(recorder) = &mut self.recorder
             && let Err(err) = recorder.push(&event)
         {
@@ -133,13 +171,16 @@ impl<'a> Sink<'a> {
         if self.out.is_closed() {
             return;
         }
-        let labels = self.workloads.labels_of(event.pid);
+        let origin = Origin {
+            host: None,
+            labels: self.workloads.labels_of(event.pid),
+        };
         match &mut self.lines {
             LiveLines::Human(lines) => {
-                lines.write_labelled(&mut self.buffer, &event, probe, &self.clock, labels);
+                lines.write_labelled(&mut self.buffer, &event, probe, &self.clock, origin);
             }
             LiveLines::Json => {
-                json_line_labelled(&mut self.buffer, &event, probe, &self.clock, labels);
+                json_line_labelled(&mut self.buffer, &event, probe, &self.clock, origin);
             }
             LiveLines::Off => return,
         }

@@ -25,6 +25,10 @@ fn describe_target(target: &Target, family: Family) -> String {
         ),
         (Target::Process { pid }, _) => format!("process {pid}"),
         (Target::Binary { path }, _) => format!("every process running {}", path.display()),
+        (Target::Processes { pids }, _) => format!(
+            "{} and those that join",
+            count_irregular(pids.len() as u64, "process", "processes")
+        ),
     }
 }
 

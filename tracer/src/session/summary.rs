@@ -140,16 +140,25 @@ fn signal_name(signal: u8) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct CallStats {
     per_probe: Vec<Histogram>,
+    /// The processes that made calls.
+    callers: std::collections::HashSet<u32>,
 }
 
 impl CallStats {
     pub fn new(probes: usize) -> Self {
         Self {
             per_probe: vec![Histogram::default(); probes],
+            callers: Default::default(),
         }
     }
 
+    /// How many processes made calls.
+    pub fn processes(&self) -> usize {
+        self.callers.len()
+    }
+
     pub fn record(&mut self, event: &CallEvent) {
+        self.callers.insert(event.pid);
         if let Some(histogram) = self.per_probe.get_mut(event.probe_id as usize) {
             histogram.record(event.latency_ns());
         }
@@ -186,6 +195,17 @@ pub struct Summary {
     pub lines: super::line_output::LinesWritten,
     /// Why writing live lines failed, if it did; the caller reports it after the summary.
     pub output_failed: Option<crate::error::Error>,
+    /// For a container's, pods' or pid namespace's processes: how many were traced.
+    pub group: Option<GroupTraced>,
+}
+
+/// How many processes of a group (a container's, pods') were traced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupTraced {
+    /// Every process that was a member at some point.
+    pub processes: usize,
+    /// Of those, the ones that joined while tracing (restarted, forked, scaled up).
+    pub joined: usize,
 }
 
 impl Summary {
@@ -211,6 +231,15 @@ impl Summary {
             self.elapsed.as_secs_f64(),
             self.stop
         );
+        if let Some(group) = self.group {
+            let _ = writeln!(
+                out,
+                "processes: {} traced ({} joined while tracing), {} with calls",
+                group.processes,
+                group.joined,
+                self.stats.processes()
+            );
+        }
         self.render_table(table, &mut out);
         let _ = writeln!(out, "drops: {}", self.drops());
         self.render_notes(&mut out);
@@ -397,6 +426,7 @@ mod tests {
             recording_failed: None,
             lines: Default::default(),
             output_failed: None,
+            group: None,
         }
         .render(&table);
         assert!(text.lines().any(|l| l.starts_with("f7 ")), "{text}");
@@ -427,6 +457,7 @@ mod tests {
                 recording_failed: None,
                 lines: Default::default(),
                 output_failed: None,
+                group: None,
             }
             .render(&table())
         };
@@ -473,10 +504,18 @@ mod tests {
                 skipped: 10,
             },
             output_failed: None,
+            group: Some(GroupTraced {
+                processes: 3,
+                joined: 1,
+            }),
         };
         let text = summary.render(&table());
         assert!(
             text.contains("100 calls of 1 function in 2.00s; stopped: max events reached"),
+            "{text}"
+        );
+        assert!(
+            text.contains("processes: 3 traced (1 joined while tracing), 1 with calls"),
             "{text}"
         );
         let compute = text.lines().find(|l| l.starts_with("compute")).unwrap();

@@ -65,20 +65,24 @@ impl HumanLines {
         probe: &ProbeInfo,
         clock: &WallClock,
     ) {
-        self.write_labelled(out, event, probe, clock, None);
+        self.write_labelled(out, event, probe, clock, Origin::default());
     }
 
-    /// [`write`](Self::write), the call's `namespace/pod/container` first where known.
+    /// [`write`](Self::write), the call's host and `namespace/pod/container` first where
+    /// known.
     pub fn write_labelled(
         &mut self,
         out: &mut String,
         event: &CallEvent,
         probe: &ProbeInfo,
         clock: &WallClock,
-        labels: Option<&PodLabels>,
+        origin: Origin<'_>,
     ) {
         self.times.write(out, clock, event.entry_ns);
-        if let Some(labels) = labels {
+        if let Some(host) = origin.host {
+            let _ = write!(out, " {host}");
+        }
+        if let Some(labels) = origin.labels {
             let _ = write!(
                 out,
                 " {}/{}/{}",
@@ -87,6 +91,13 @@ impl HumanLines {
         }
         write_call(out, event, probe, self.style);
     }
+}
+
+/// Where a call ran, beyond its pid: the host (for traces merged from several) and the pod.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Origin<'a> {
+    pub host: Option<&'a str>,
+    pub labels: Option<&'a PodLabels>,
 }
 
 /// Appends the human line for `event` (with a newline) to `out`.
@@ -144,6 +155,9 @@ pub struct JsonCall<'a> {
     ts_ns: u64,
     /// The same moment in RFC 3339, with date and the local offset.
     time: String,
+    /// The host the call ran on, in traces merged from several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<&'a str>,
     pid: u32,
     tid: u32,
     /// The pod, its namespace and the container the call ran in, where known.
@@ -169,20 +183,22 @@ pub struct JsonCall<'a> {
 
 impl<'a> JsonCall<'a> {
     pub fn new(event: &CallEvent, probe: &'a ProbeInfo, clock: &WallClock) -> Self {
-        Self::labelled(event, probe, clock, None)
+        Self::labelled(event, probe, clock, Origin::default())
     }
 
-    /// [`new`](Self::new) with the pod and container the call ran in.
+    /// [`new`](Self::new) with the host, pod and container the call ran in.
     pub fn labelled(
         event: &CallEvent,
         probe: &'a ProbeInfo,
         clock: &WallClock,
-        labels: Option<&'a PodLabels>,
+        origin: Origin<'a>,
     ) -> Self {
         let ts_ns = clock.wall_ns(event.entry_ns);
+        let labels = origin.labels;
         Self {
             ts_ns,
             time: rfc3339(ts_ns),
+            host: origin.host,
             pid: event.pid,
             tid: event.tid,
             namespace: labels.map(|l| l.namespace.as_str()),
@@ -237,19 +253,19 @@ pub fn json_return(event: &CallEvent, probe: &ProbeInfo) -> serde_json::Value {
 
 /// Appends the JSON line for `event` (with a newline) to `out`.
 pub fn json_line(out: &mut String, event: &CallEvent, probe: &ProbeInfo, clock: &WallClock) {
-    json_line_labelled(out, event, probe, clock, None);
+    json_line_labelled(out, event, probe, clock, Origin::default());
 }
 
-/// [`json_line`] with the pod and container the call ran in.
+/// [`json_line`] with the host, pod and container the call ran in.
 pub fn json_line_labelled(
     out: &mut String,
     event: &CallEvent,
     probe: &ProbeInfo,
     clock: &WallClock,
-    labels: Option<&PodLabels>,
+    origin: Origin<'_>,
 ) {
     // Serializing plain values into a String cannot fail.
-    let call = JsonCall::labelled(event, probe, clock, labels);
+    let call = JsonCall::labelled(event, probe, clock, origin);
     out.push_str(&serde_json::to_string(&call).expect("JSON of plain data"));
     out.push('\n');
 }
@@ -358,24 +374,33 @@ mod tests {
             pod: "checkout-7d9".into(),
             container: "app".into(),
         };
+        let origin = Origin {
+            host: Some("node-1"),
+            labels: Some(&labels),
+        };
         let mut human = String::new();
-        HumanLines::new(Style::default()).write_labelled(
-            &mut human,
-            &event,
-            &probe,
-            &clock,
-            Some(&labels),
-        );
+        HumanLines::new(Style::default())
+            .write_labelled(&mut human, &event, &probe, &clock, origin);
         assert!(
-            human.contains(" shop/checkout-7d9/app 4242/4243 compute("),
+            human.contains(" node-1 shop/checkout-7d9/app 4242/4243 compute("),
             "{human}"
         );
         let mut json = String::new();
-        json_line_labelled(&mut json, &event, &probe, &clock, Some(&labels));
+        json_line_labelled(&mut json, &event, &probe, &clock, origin);
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(
-            (&value["namespace"], &value["pod"], &value["container"]),
-            (&"shop".into(), &"checkout-7d9".into(), &"app".into())
+            (
+                &value["host"],
+                &value["namespace"],
+                &value["pod"],
+                &value["container"]
+            ),
+            (
+                &"node-1".into(),
+                &"shop".into(),
+                &"checkout-7d9".into(),
+                &"app".into()
+            )
         );
         let mut plain = String::new();
         json_line(&mut plain, &event, &probe, &clock);

@@ -67,6 +67,8 @@ pub struct ObjectFiles {
     unwinding: OnceCell<Option<&'static str>>,
     /// The `.cold` parts the compiler split off functions, by the function's symbol.
     cold_parts: OnceCell<HashMap<String, FunctionSymbol>>,
+    /// Whether a traced process runs it as its program (not a library it loaded).
+    pub is_program: bool,
 }
 
 impl std::fmt::Debug for ObjectFiles {
@@ -120,6 +122,7 @@ impl ObjectFiles {
             go_sources: OnceCell::new(),
             unwinding: OnceCell::new(),
             cold_parts: OnceCell::new(),
+            is_program: false,
         })
     }
 

@@ -53,23 +53,18 @@ pub fn open_objects(target: &Target, specs: &[FunctionSpec]) -> Result<Vec<Objec
         }
     };
     match target {
-        Target::Process { pid } => {
-            let root = PathBuf::from(format!("/proc/{pid}/root"));
-            for mapped in mapped_objects(*pid)? {
-                let object = ProbeObject {
-                    path: mapped.path.clone(),
-                    open_path: mapped.open_path.clone(),
-                };
-                match ObjectFiles::open(object, &root) {
-                    Ok(files) => push(files, &mut opened),
-                    // The main executable must be readable; a library that is not should not
-                    // hide the others.
-                    Err(err) if !mapped.is_main => {
-                        log::warn!("skipping {}: {err}", mapped.path);
-                    }
+        Target::Process { pid } => open_mapped(*pid, true, &mut |files| push(files, &mut opened))?,
+        Target::Processes { pids } => {
+            for (index, &pid) in pids.iter().enumerate() {
+                // Processes of a group may exit meanwhile; only the lead must be there.
+                match open_mapped(pid, index == 0, &mut |files| push(files, &mut opened)) {
+                    Ok(()) => {}
+                    Err(err) if index > 0 => log::info!("skipping process {pid}: {err}"),
                     Err(err) => return Err(err),
                 }
             }
+            // Programs before libraries: a function of any of them wins over a library's.
+            opened.sort_by_key(|files| !files.is_program);
         }
         Target::Binary { path } => {
             let root = Path::new("/");
@@ -110,6 +105,34 @@ pub fn open_objects(target: &Target, specs: &[FunctionSpec]) -> Result<Vec<Objec
         }
     }
     Ok(opened)
+}
+
+/// Opens every object process `pid` maps executable and hands each to `push`. The main
+/// executable must be readable when `main_required`; a library that is not should not hide
+/// the others.
+fn open_mapped(pid: u32, main_required: bool, push: &mut dyn FnMut(ObjectFiles)) -> Result<()> {
+    let root = PathBuf::from(format!("/proc/{pid}/root"));
+    for mapped in mapped_objects(pid)? {
+        let object = ProbeObject {
+            path: mapped.path.clone(),
+            open_path: mapped.open_path.clone(),
+        };
+        match ObjectFiles::open(object, &root) {
+            Ok(mut files) => {
+                files.is_program = mapped.is_main;
+                // Uprobes go on the layer's file: two containers of an image share it.
+                if let Some(backing) = mapped.backing {
+                    files.identity = backing;
+                }
+                push(files);
+            }
+            Err(err) if !(mapped.is_main && main_required) => {
+                log::warn!("skipping {}: {err}", mapped.path);
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
 }
 
 /// Whether `wanted` names the object at `path`: the same path, the same file name, or the
@@ -177,20 +200,27 @@ impl<'a> Resolver<'a> {
             return Ok(matching);
         }
         match self.target {
-            Target::Process { pid } => Err(Error::UnknownObject {
-                pid: *pid,
-                object: wanted.to_string(),
-                candidates: self
-                    .objects
-                    .iter()
-                    .map(|o| o.object.file_name().to_string())
-                    .collect(),
-            }),
+            Target::Process { pid } => Err(self.unknown_object(*pid, wanted)),
+            Target::Processes { pids } => {
+                Err(self.unknown_object(pids.first().copied().unwrap_or(0), wanted))
+            }
             Target::Binary { path } => Err(Error::Usage(format!(
                 "`{wanted}` is not {}; with --binary, OBJECT must name that binary or be the \
                  path of another object file",
                 path.display()
             ))),
+        }
+    }
+
+    fn unknown_object(&self, pid: u32, wanted: &str) -> Error {
+        Error::UnknownObject {
+            pid,
+            object: wanted.to_string(),
+            candidates: self
+                .objects
+                .iter()
+                .map(|o| o.object.file_name().to_string())
+                .collect(),
         }
     }
 
@@ -202,8 +232,8 @@ impl<'a> Resolver<'a> {
             let found = match spec {
                 FunctionSpec::Symbol { object, pattern } => {
                     let candidates = self.candidates(object.as_deref())?;
-                    // Without OBJECT, the first object that defines a match wins (the main
-                    // executable before its libraries).
+                    // Without OBJECT, the programs that define a match win (the main
+                    // executables of the target's processes), else the first library.
                     self.by_name(pattern, &candidates, object.is_none(), Detail::Parameters)?
                 }
                 FunctionSpec::Line { file, line } => self.by_line(file, *line)?,
@@ -249,8 +279,9 @@ impl<'a> Resolver<'a> {
         let mut hit = false;
         for &index in candidates {
             let files = &self.objects[index];
-            // After the first hit only the copies of that object a replaced file left running.
-            if hit && first_hit_only && !files.object.is_replaced_copy() {
+            // After the first hit only the copies of that object a replaced file left running,
+            // and the programs of other processes of the target (they come first).
+            if hit && first_hit_only && !files.object.is_replaced_copy() && !files.is_program {
                 continue;
             }
             let functions = files.functions()?;

@@ -11,6 +11,8 @@ use std::{
 };
 
 pub(crate) mod cgroup;
+pub(crate) mod cri;
+pub(crate) mod membership;
 pub(crate) mod pods;
 
 use crate::error::{Error, Result};
@@ -22,6 +24,10 @@ pub enum Target {
     Process { pid: u32 },
     /// Every process, present and future, that runs or maps this file.
     Binary { path: PathBuf },
+    /// The processes of a container, of pods or of the tracer's pid namespace, lead first:
+    /// their functions are found in the objects any of them maps, and a
+    /// [`membership::Membership`] finds those that join later.
+    Processes { pids: Vec<u32> },
 }
 
 impl Target {
@@ -29,7 +35,7 @@ impl Target {
     pub fn pid(&self) -> Option<u32> {
         match self {
             Self::Process { pid } => Some(*pid),
-            Self::Binary { .. } => None,
+            Self::Binary { .. } | Self::Processes { .. } => None,
         }
     }
 
@@ -37,6 +43,10 @@ impl Target {
     pub fn check(&self) -> Result<()> {
         match self {
             Self::Process { pid } => process_exists(*pid),
+            Self::Processes { pids } => match pids.first() {
+                Some(&lead) => process_exists(lead),
+                None => Err(Error::Usage("no process to trace".into())),
+            },
             Self::Binary { path } => match fs::metadata(path) {
                 Ok(meta) if meta.is_file() => Ok(()),
                 Ok(_) => Err(Error::Usage(format!(
@@ -91,7 +101,7 @@ pub fn process_exists(pid: u32) -> Result<()> {
 }
 
 /// Whether `pid` is a kernel thread (`PF_KTHREAD` in the flags of `/proc/PID/stat`).
-fn is_kernel_thread(pid: u32) -> bool {
+pub(crate) fn is_kernel_thread(pid: u32) -> bool {
     const PF_KTHREAD: u64 = 0x0020_0000;
     stat_fields(pid)
         .and_then(|fields| fields.get(6)?.parse::<u64>().ok())
@@ -210,6 +220,10 @@ pub struct MappedObject {
     pub inode: u64,
     /// Whether this is the process's main executable.
     pub is_main: bool,
+    /// For a file of an overlay mount (a container's image layers): the device and inode of
+    /// the layer's file behind it, where the kernel's uprobes go. Two containers of one
+    /// image map one such file through two overlay mounts of different devices.
+    pub backing: Option<(u64, u64)>,
 }
 
 /// One line of `/proc/PID/maps` that maps a file.
@@ -283,6 +297,7 @@ pub fn deleted_copies(path: &Path) -> Vec<(u32, MappedObject)> {
                     dev: line.dev.to_string(),
                     inode: line.inode,
                     is_main: true,
+                    backing: None,
                 },
             ));
         }
@@ -378,6 +393,94 @@ fn open_path_of(pid: u32, line: &MapsLine<'_>, path: &str) -> PathBuf {
     map_files
 }
 
+/// `\040` and the other octal escapes of `/proc/PID/mountinfo`, decoded.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match (bytes[i], octal) {
+            (b'\\', Some(digits)) => {
+                out.push(
+                    digits
+                        .iter()
+                        .fold(0u8, |n, d| n.wrapping_mul(8) + (d - b'0')),
+                );
+                i += 4;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// For `path` (as the process sees it) on an overlay mount of `mountinfo`: the device and
+/// inode of the file behind it, the first of the upper layer and then the lower layers that
+/// holds it. None for other file systems, or where the layers are out of reach.
+fn overlay_backing(mountinfo: &str, path: &str) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let inside = |point: &str| {
+        point == "/"
+            || path == point
+            || path
+                .strip_prefix(point)
+                .is_some_and(|rest| rest.starts_with('/'))
+    };
+    // The deepest mount that holds the path; later lines of one point shadow earlier ones.
+    let (point, root, options) = mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (mount, fs) = line.split_once(" - ")?;
+            let fields: Vec<&str> = mount.split(' ').collect();
+            let mut fs_fields = fs.split(' ');
+            let fs_type = fs_fields.next()?;
+            let options = fs_fields.nth(1).unwrap_or("");
+            Some((
+                unescape_mountinfo(fields.get(4)?),
+                unescape_mountinfo(fields.get(3)?),
+                fs_type,
+                options,
+            ))
+        })
+        .filter(|(point, ..)| inside(point))
+        .max_by_key(|(point, ..)| point.len())
+        .filter(|(_, _, fs_type, _)| *fs_type == "overlay")
+        .map(|(point, root, _, options)| (point, root, options))?;
+    let relative = path
+        .strip_prefix(point.as_str())
+        .unwrap_or(path)
+        .trim_start_matches('/');
+    let within = root.trim_start_matches('/');
+    let option = |name: &str| {
+        options
+            .split(',')
+            .find_map(|option| option.strip_prefix(name)?.strip_prefix('='))
+            .map(unescape_mountinfo)
+    };
+    let upper = option("upperdir");
+    let lowers = option("lowerdir").unwrap_or_default();
+    let layers = upper
+        .iter()
+        .map(String::as_str)
+        .chain(lowers.split(':').filter(|dir| !dir.is_empty()));
+    for layer in layers {
+        let file = Path::new(layer).join(within).join(relative);
+        match fs::symlink_metadata(&file) {
+            Ok(meta) if meta.is_file() => return Some((meta.dev(), meta.ino())),
+            // A whiteout (a 0:0 character device) hides the lower layers' file.
+            Ok(_) => return None,
+            Err(_) => {}
+        }
+    }
+    None
+}
+
 /// The objects process `pid` maps executable, main executable first, each once.
 pub fn mapped_objects(pid: u32) -> Result<Vec<MappedObject>> {
     let maps = read_maps(pid)?;
@@ -395,6 +498,7 @@ pub fn mapped_objects(pid: u32) -> Result<Vec<MappedObject>> {
         .as_deref()
         .map(|exe| exe.trim_end_matches(DELETED_SUFFIX));
 
+    let mountinfo = read_proc_text(&format!("/proc/{pid}/mountinfo")).unwrap_or_default();
     let mut objects: Vec<MappedObject> = Vec::new();
     for line in maps.lines().filter_map(parse_maps_line) {
         if !line.perms.contains('x') {
@@ -424,6 +528,9 @@ pub fn mapped_objects(pid: u32) -> Result<Vec<MappedObject>> {
             dev: line.dev.to_string(),
             inode: line.inode,
             is_main: Some(path) == exe,
+            backing: (!deleted)
+                .then(|| overlay_backing(&mountinfo, path))
+                .flatten(),
         });
     }
     objects.sort_by_key(|o| !o.is_main);
@@ -457,6 +564,48 @@ mod tests {
             None
         );
         assert_eq!(parse_maps_line("garbage"), None);
+    }
+
+    #[test]
+    fn a_file_of_an_overlay_is_the_layer_file_behind_it() {
+        use std::os::unix::fs::MetadataExt as _;
+        let base = std::env::temp_dir().join(format!("koolkit-overlay-{}", std::process::id()));
+        let (upper, lower1, lower2) = (base.join("up"), base.join("low 1"), base.join("low2"));
+        for dir in [&upper, &lower1, &lower2] {
+            fs::create_dir_all(dir.join("app")).unwrap();
+        }
+        fs::write(lower1.join("app/shop"), "lower one").unwrap();
+        fs::write(lower2.join("app/shop"), "lower two").unwrap();
+        fs::write(upper.join("app/copied"), "upper").unwrap();
+        fs::write(lower2.join("app/copied"), "older").unwrap();
+        let escaped = |p: &Path| p.display().to_string().replace(' ', "\\040");
+        let mountinfo = format!(
+            "47 1 0:25 / /dev rw - devtmpfs udev rw\n\
+             71 47 0:39 / / rw,relatime - overlay overlay rw,lowerdir={}:{},upperdir={},workdir=/w\n\
+             72 71 0:40 / /data rw - ext4 /dev/sdb rw\n",
+            escaped(&lower1),
+            escaped(&lower2),
+            escaped(&upper)
+        );
+        let id = |p: PathBuf| {
+            let meta = fs::metadata(p).unwrap();
+            Some((meta.dev(), meta.ino()))
+        };
+        assert_eq!(
+            overlay_backing(&mountinfo, "/app/shop"),
+            id(lower1.join("app/shop"))
+        );
+        assert_eq!(
+            overlay_backing(&mountinfo, "/app/copied"),
+            id(upper.join("app/copied"))
+        );
+        assert_eq!(
+            overlay_backing(&mountinfo, "/data/lib.so"),
+            None,
+            "not an overlay"
+        );
+        assert_eq!(overlay_backing(&mountinfo, "/app/missing"), None);
+        let _ = fs::remove_dir_all(&base);
     }
 
     #[test]

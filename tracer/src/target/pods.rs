@@ -17,6 +17,8 @@ pub struct Pod {
     pub namespace: String,
     pub name: String,
     pub uid: String,
+    /// Its containers that the source knows of: id → name.
+    pub containers: HashMap<String, String>,
 }
 
 /// Which pod and container a call ran in, as lines and JSON show it.
@@ -38,22 +40,23 @@ pub struct Workloads {
 }
 
 impl Workloads {
-    /// The labels of the containers of `processes` of `pods`.
-    pub fn of(pods: &[Pod], processes: &[PodProcess]) -> Self {
+    /// The labels of `members` (those of pods).
+    pub fn of(members: &[super::membership::Member]) -> Self {
         let mut workloads = Self::default();
-        for process in processes {
-            let (Some(id), Some(pod)) = (&process.container_id, pods.get(process.pod)) else {
-                continue;
-            };
-            let labels = PodLabels {
-                namespace: pod.namespace.clone(),
-                pod: pod.name.clone(),
-                container: process.container.clone().unwrap_or_else(|| "?".into()),
-            };
-            workloads.by_pid.insert(process.pid, Some(labels.clone()));
-            workloads.by_container.insert(id.clone(), labels);
+        for member in members {
+            if let Some(labels) = &member.labels {
+                workloads.add(member.pid, member.container_id.as_deref(), labels.clone());
+            }
         }
         workloads
+    }
+
+    /// Notes the pod and container of process `pid` (one that joined later).
+    pub fn add(&mut self, pid: u32, container_id: Option<&str>, labels: PodLabels) {
+        if let Some(id) = container_id {
+            self.by_container.insert(id.to_string(), labels.clone());
+        }
+        self.by_pid.insert(pid, Some(labels));
     }
 
     /// The pod and container of process `pid`, if it runs in one of them.
@@ -93,11 +96,12 @@ fn parse_pod_folder(name: &str) -> Option<Pod> {
         namespace: namespace.into(),
         name: pod.into(),
         uid: uid.into(),
+        containers: HashMap::new(),
     })
 }
 
 /// The pods of `host_root`'s kubelet log folders whose name `matches` (and in `namespace`,
-/// when given), by namespace and name.
+/// when given), by namespace and name, with the containers kubelet's links name.
 pub fn find_pods(
     host_root: &Path,
     matches: impl Fn(&str) -> bool,
@@ -110,8 +114,16 @@ pub fn find_pods(
         .filter_map(|entry| parse_pod_folder(entry.ok()?.file_name().to_str()?))
         .filter(|pod| matches(&pod.name) && namespace.is_none_or(|ns| ns == pod.namespace))
         .collect();
-    pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    for pod in &mut pods {
+        pod.containers = container_names(host_root, pod);
+    }
+    sort_pods(&mut pods);
     pods
+}
+
+/// Pods by namespace, then name.
+pub(crate) fn sort_pods(pods: &mut [Pod]) {
+    pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
 }
 
 /// Container id → name for `pod`, from kubelet's `/var/log/containers` links
@@ -132,26 +144,24 @@ pub fn container_names(host_root: &Path, pod: &Pod) -> HashMap<String, String> {
 }
 
 /// The running processes of `pods` (of the container named `container` only, when given),
-/// from every process's cgroups.
-pub fn pod_processes(host_root: &Path, pods: &[Pod], container: Option<&str>) -> Vec<PodProcess> {
-    let names: Vec<HashMap<String, String>> = pods
-        .iter()
-        .map(|pod| container_names(host_root, pod))
-        .collect();
+/// from every process's cgroups: those that carry the pod's UID or one of its containers' ids.
+pub fn pod_processes(pods: &[Pod], container: Option<&str>) -> Vec<PodProcess> {
     let mut found = Vec::new();
     for (pid, identity) in cgroup_identities() {
-        let Some(index) = identity
-            .pod_uid
-            .as_ref()
-            .and_then(|uid| pods.iter().position(|pod| &pod.uid == uid))
-        else {
-            continue;
-        };
         // The pod's sandbox (pause) and CRI-O's monitor have no container of the pod.
         let Some(id) = identity.container else {
             continue;
         };
-        let name = names[index].get(&id).cloned();
+        let Some(index) = pods.iter().position(|pod| {
+            identity.pod_uid.as_ref() == Some(&pod.uid) || pod.containers.contains_key(&id)
+        }) else {
+            continue;
+        };
+        // Where the pod's containers are known, another id is its sandbox (pause).
+        if !pods[index].containers.is_empty() && !pods[index].containers.contains_key(&id) {
+            continue;
+        }
+        let name = pods[index].containers.get(&id).cloned();
         if container.is_some_and(|wanted| name.as_deref() != Some(wanted)) {
             continue;
         }
@@ -223,9 +233,7 @@ mod tests {
         let shop = find_pods(&root, checkout, Some("shop"));
         assert_eq!(shop.len(), 1);
         assert_eq!(
-            container_names(&root, &shop[0])
-                .get(&id)
-                .map(String::as_str),
+            shop[0].containers.get(&id).map(String::as_str),
             Some("side-car")
         );
         let _ = fs::remove_dir_all(&root);
