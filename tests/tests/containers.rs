@@ -113,6 +113,41 @@ fn only_the_named_container_of_two_is_traced() {
     }
 }
 
+/// A container running two programs: each function is found in the program that defines it,
+/// whichever process came first.
+#[test]
+fn a_container_of_two_programs_is_traced_in_each() {
+    let calls_binary = c_fixture("calls", &["-g", "-O1"]);
+    let shop_binary = c_fixture("shop", &["-g", "-O1"]);
+    let id = container_id(0x30);
+    let cgroup = Cgroup::new(systemd_scope(&id));
+    // The shop first: the lowest pid, the one whose objects were the only ones searched.
+    let shop = Fixture::start(&shop_binary, &["200"]);
+    let mut calls = Fixture::start(&calls_binary, &["5"]);
+    cgroup.adopt(shop.pid);
+    cgroup.adopt(calls.pid);
+    let tracer = Tracer::start(&[
+        "--container",
+        &id[..16],
+        "--fn",
+        "compute",
+        "--fn",
+        "lookup_customer",
+        "--json",
+    ]);
+    calls.round();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let output = tracer.interrupt();
+    assert!(output.status.success(), "{}", output.stderr);
+    let computed = output.calls_of("compute");
+    assert_eq!(computed.len(), 5, "{}", output.stderr);
+    assert!(computed.iter().all(|c| c["pid"] == calls.pid));
+    let looked_up = output.calls_of("lookup_customer");
+    assert!(!looked_up.is_empty(), "{}", output.stderr);
+    assert!(looked_up.iter().all(|c| c["pid"] == shop.pid));
+    drop((shop, calls));
+}
+
 #[test]
 fn container_ids_that_match_none_or_several_are_refused() {
     let binary = c_fixture("calls", &["-g", "-O1"]);
