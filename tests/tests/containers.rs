@@ -145,6 +145,26 @@ fn a_container_of_two_programs_is_traced_in_each() {
     let looked_up = output.calls_of("lookup_customer");
     assert!(!looked_up.is_empty(), "{}", output.stderr);
     assert!(looked_up.iter().all(|c| c["pid"] == shop.pid));
+    // --binary names the program to look in, as the container sees it.
+    let scoped = run_tracer(&[
+        "list",
+        "--container",
+        &id[..16],
+        "--binary",
+        shop_binary.to_str().unwrap(),
+        "compute",
+    ]);
+    assert_eq!(scoped.status.code(), Some(2), "not in the shop: {scoped:?}");
+    let scoped = run_tracer(&[
+        "list",
+        "--container",
+        &id[..16],
+        "--binary",
+        calls_binary.to_str().unwrap(),
+        "compute",
+    ]);
+    assert!(scoped.status.success(), "{scoped:?}");
+    assert!(scoped.stdout.contains("compute"), "{}", scoped.stdout);
     drop((shop, calls));
 }
 
@@ -303,6 +323,23 @@ fn pods_are_found_by_name_under_a_host_root() {
             .contains("no pod on this node matches `web-*`"),
         "{}",
         nobody.stderr
+    );
+    // The folder of a pod that has gone (no cgroup names its UID) is no pod.
+    fs::create_dir_all(host.join(format!("var/log/pods/shop_web-gone_{}/app", pod_uid(9))))
+        .unwrap();
+    let gone = run_tracer(&[
+        "--pod",
+        "web-*",
+        "--host-root",
+        host_root,
+        "--fn",
+        "compute",
+    ]);
+    assert_eq!(gone.status.code(), Some(2), "{gone:?}");
+    assert!(
+        gone.stderr.contains("no pod on this node matches `web-*`"),
+        "{}",
+        gone.stderr
     );
     drop(fixtures);
 }

@@ -301,8 +301,10 @@ pub struct TargetArgs {
     #[arg(short, long, value_name = "PID", conflicts_with_all = ["binary", "container", "pod"])]
     pub pid: Option<u32>,
 
-    /// Trace every process, present and future, that runs this executable or library.
-    #[arg(short, long, value_name = "PATH", conflicts_with_all = ["container", "pod"])]
+    /// Trace every process, present and future, that runs this executable or library. With
+    /// --container or --pod: only functions of this file, named as the containers see it
+    /// (`/app/server`).
+    #[arg(short, long, value_name = "PATH")]
     pub binary: Option<PathBuf>,
 
     /// Trace the processes of one container, present and future: its id, or a unique
@@ -416,6 +418,35 @@ pub struct TraceArgs {
 }
 
 impl TargetArgs {
+    /// With --container or --pod, --binary names the file the functions are in, as the
+    /// containers see it.
+    pub(super) fn object_in_group(&self) -> Option<String> {
+        let path = self.binary.as_ref()?;
+        (self.container.is_some() || self.pod.is_some()).then(|| path.display().to_string())
+    }
+
+    /// `specs`, each name without an OBJECT looked up in [`object_in_group`] when given.
+    ///
+    /// [`object_in_group`]: Self::object_in_group
+    pub(super) fn scoped(&self, specs: &[FunctionSpec]) -> Vec<FunctionSpec> {
+        let Some(path) = self.object_in_group() else {
+            return specs.to_vec();
+        };
+        specs
+            .iter()
+            .map(|spec| match spec {
+                FunctionSpec::Symbol {
+                    object: None,
+                    pattern,
+                } => FunctionSpec::Symbol {
+                    object: Some(path.clone()),
+                    pattern: pattern.clone(),
+                },
+                other => other.clone(),
+            })
+            .collect()
+    }
+
     pub(super) fn target(&self) -> Target {
         match (&self.pid, &self.binary) {
             (Some(pid), _) => Target::Process { pid: *pid },
@@ -443,6 +474,7 @@ impl TargetArgs {
             });
         }
         if self.pid.is_some() || self.binary.is_some() {
+            // A --binary that names no file here may be a container's path.
             return Ok(ResolvedTarget {
                 target: self.target(),
                 workloads: Default::default(),
@@ -612,7 +644,7 @@ impl TraceArgs {
         let color = self.color.for_stdout();
         TraceOptions {
             target,
-            functions: self.functions.clone(),
+            functions: self.target.scoped(&self.functions),
             children: self.children,
             membership: resolved.membership,
             workloads: resolved.workloads,

@@ -18,10 +18,11 @@ use crate::{
 /// `koolkit-trace list`: the table (or JSON Lines) of what matches; exit 2 when nothing does.
 pub(super) fn run(args: &ListArgs) -> anyhow::Result<i32> {
     let target = args.target.resolve()?.target;
-    let FunctionSpec::Symbol { object, pattern } = &args.pattern else {
+    let specs = args.target.scoped(std::slice::from_ref(&args.pattern));
+    let FunctionSpec::Symbol { object, pattern } = &specs[0] else {
         return Err(Error::Usage("list takes a name pattern, not FILE:LINE".into()).into());
     };
-    let objects = open_objects(&target, std::slice::from_ref(&args.pattern))?;
+    let objects = open_objects(&target, &specs)?;
     let detail = if args.params {
         Detail::Parameters
     } else {

@@ -79,42 +79,34 @@ pub struct Found {
 impl Membership {
     /// The processes that belong to the target now.
     pub fn find(&self) -> Result<Found> {
+        let unlabelled = |pids: Vec<u32>, container: Option<&String>| Found {
+            members: pids
+                .into_iter()
+                .map(|pid| Member {
+                    pid,
+                    container_id: container.cloned(),
+                    labels: None,
+                })
+                .collect(),
+            pods: Vec::new(),
+        };
         match self {
-            Self::Container { id } => Ok(Found {
-                members: super::cgroup_identities()
+            Self::Container { id } => Ok(unlabelled(
+                super::cgroup_identities()
                     .filter(|(_, identity)| identity.container.as_ref() == Some(id))
-                    .map(|(pid, _)| Member {
-                        pid,
-                        container_id: Some(id.clone()),
-                        labels: None,
-                    })
+                    .map(|(pid, _)| pid)
                     .collect(),
-                pods: Vec::new(),
-            }),
+                Some(id),
+            )),
             Self::Pods(query) => query.find(),
-            Self::Family { root } => Ok(Found {
-                members: std::iter::once(*root)
+            Self::Family { root } => Ok(unlabelled(
+                std::iter::once(*root)
                     .filter(|&pid| super::process_exists(pid).is_ok())
                     .chain(super::descendants(*root))
-                    .map(|pid| Member {
-                        pid,
-                        container_id: None,
-                        labels: None,
-                    })
                     .collect(),
-                pods: Vec::new(),
-            }),
-            Self::PidNamespace => Ok(Found {
-                members: namespace_members()
-                    .into_iter()
-                    .map(|pid| Member {
-                        pid,
-                        container_id: None,
-                        labels: None,
-                    })
-                    .collect(),
-                pods: Vec::new(),
-            }),
+                None,
+            )),
+            Self::PidNamespace => Ok(unlabelled(namespace_members(), None)),
         }
     }
 }
@@ -139,7 +131,14 @@ impl PodQuery {
                 pods
             }
             PodSource::LogFolders(root) => {
-                pods::find_pods(root, matches, self.namespace.as_deref())
+                // kubelet leaves the folders of pods that have gone: only a pod some live
+                // cgroup still names is on this node.
+                let live: std::collections::HashSet<String> = super::cgroup_identities()
+                    .filter_map(|(_, identity)| identity.pod_uid)
+                    .collect();
+                let mut found = pods::find_pods(root, matches, self.namespace.as_deref());
+                found.retain(|pod| live.contains(&pod.uid));
+                found
             }
         };
         let processes = pods::pod_processes(&pods, self.container.as_deref());
