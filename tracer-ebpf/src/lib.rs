@@ -49,6 +49,8 @@ pub mod maps {
     /// (`u32::MAX` while alive; then the wait status: a signal number in the low 7 bits, or
     /// the exit status in bits 8..16).
     pub const EXITS: &str = "EXITS";
+    /// Per-CPU array, one `u64` per probe id: its calls filtered out by the latency bounds.
+    pub const FILTERED: &str = "FILTERED";
 }
 
 /// Capacity of [`maps::EXITS`].
@@ -479,8 +481,19 @@ pub struct Config {
     /// it), for a tracer that runs inside a container and knows no host pids.
     pub pid_ns_dev: u64,
     pub pid_ns_ino: u64,
+    /// Calls that returned faster than this are not emitted, only counted
+    /// ([`Counter::Filtered`], per probe in [`maps::FILTERED`]); 0: no bound.
+    pub min_latency_ns: u64,
+    /// Calls slower than this likewise; 0: no bound.
+    pub max_latency_ns: u64,
+    /// With [`config_flags::ONE_THREAD`]: only this thread's calls are traced.
+    pub tid: u32,
+    pub _pad: u32,
+    /// With [`config_flags::ONE_COMMAND`]: only threads whose command name
+    /// (`bpf_get_current_comm`, NUL-padded) is this are traced.
+    pub comm: [u8; 16],
 }
-const _: () = assert!(size_of::<Config>() == 40);
+const _: () = assert!(size_of::<Config>() == 80);
 
 /// Bits of [`Config::flags`].
 pub mod config_flags {
@@ -496,6 +509,10 @@ pub mod config_flags {
     /// are never traced. Forks are then not followed (the fork record's child id is the
     /// host's); user space selects new processes instead.
     pub const PID_NAMESPACE: u32 = 8;
+    /// Only the thread [`Config::tid`] is traced (`--tid`).
+    pub const ONE_THREAD: u32 = 16;
+    /// Only threads named [`Config::comm`] are traced (`--comm`).
+    pub const ONE_COMMAND: u32 = 32;
 }
 
 /// Per-CPU counters of everything the programs could not do, indexes of [`maps::COUNTERS`].
@@ -518,6 +535,9 @@ pub enum Counter {
     TgidsFull = 5,
     /// A Go function was entered where R14 held no readable goroutine (`g`): not paired.
     NoGoroutine = 6,
+    /// A call returned outside `--min-latency`/`--max-latency` and was not emitted, as asked.
+    /// Not a drop.
+    Filtered = 7,
 }
 
 /// Capacity of [`maps::COUNTERS`].
@@ -525,7 +545,7 @@ pub const COUNTER_SLOTS: u32 = 8;
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::RingFull,
         Self::LostEntry,
         Self::InflightFull,
@@ -533,12 +553,13 @@ impl Counter {
         Self::Abandoned,
         Self::TgidsFull,
         Self::NoGoroutine,
+        Self::Filtered,
     ];
 
     /// Whether the counter counts calls lost to the trace (a drop), not calls that ended in
-    /// an unusual way.
+    /// an unusual way or were filtered out as asked.
     pub const fn is_drop(self) -> bool {
-        !matches!(self, Self::Abandoned)
+        !matches!(self, Self::Abandoned | Self::Filtered)
     }
 
     /// What the counter means, for summaries.
@@ -551,6 +572,7 @@ impl Counter {
             Self::Abandoned => "calls unwound (left by an exception, a panic or longjmp)",
             Self::TgidsFull => "child processes not traced: process set full",
             Self::NoGoroutine => "Go calls not traced: no goroutine in R14",
+            Self::Filtered => "calls outside the latency bounds, not emitted",
         }
     }
 }

@@ -22,7 +22,8 @@ mod programs {
             BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, bpf_pidns_info, pt_regs,
         },
         helpers::{
-            bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_user,
+            bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
+            bpf_probe_read_user,
             generated::{
                 bpf_get_attach_cookie, bpf_get_current_task, bpf_get_ns_current_pid_tgid,
                 bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_user as raw_read_user,
@@ -73,6 +74,9 @@ mod programs {
     #[map]
     static EXITS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_WATCHED_EXITS, 0);
 
+    #[map]
+    static FILTERED: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_PROBES, 0);
+
     /// What every thread's parked calls start as (read-only data).
     static NO_CALLS: ThreadCalls = ThreadCalls::EMPTY;
 
@@ -114,6 +118,27 @@ mod programs {
         }
         // SAFETY: the value is only tested for presence.
         config.flags & config_flags::SELECT_TGIDS == 0 || unsafe { TGIDS.get(&tgid) }.is_some()
+    }
+
+    /// Whether the current thread passes `--tid` and `--comm`.
+    #[inline(always)]
+    fn selected_thread(config: &Config, pid_tgid: u64) -> bool {
+        if config.flags & config_flags::ONE_THREAD != 0 && pid_tgid as u32 != config.tid {
+            return false;
+        }
+        if config.flags & config_flags::ONE_COMMAND != 0 {
+            let Ok(comm) = bpf_get_current_comm() else {
+                return false;
+            };
+            let mut i = 0;
+            while i < 16 {
+                if comm[i] != config.comm[i] {
+                    return false;
+                }
+                i += 1;
+            }
+        }
+        true
     }
 
     /// Whose calls a [`ThreadCalls`] shadow holds: a thread's, whose frames are entry stack
@@ -525,7 +550,7 @@ mod programs {
         let Some(pid_tgid) = current_pid_tgid(Some(config)) else {
             return 0;
         };
-        if !traced(config, (pid_tgid >> 32) as u32) {
+        if !traced(config, (pid_tgid >> 32) as u32) || !selected_thread(config, pid_tgid) {
             return 0;
         }
         let probe = probe_id(ctx.regs.cast());
@@ -769,6 +794,22 @@ mod programs {
     ) {
         call.header.exit_ns = exit_ns;
         call.header.ret = ret;
+        // Outside the latency bounds: counted, per probe too, never emitted.
+        if let Some(config) = config() {
+            let latency = exit_ns.wrapping_sub(call.header.entry_ns);
+            let too_fast = config.min_latency_ns != 0 && latency < config.min_latency_ns;
+            let too_slow = config.max_latency_ns != 0 && latency > config.max_latency_ns;
+            if too_fast || too_slow {
+                count(Counter::Filtered);
+                if let Some(slot) = FILTERED.get_ptr_mut(call.header.probe_id) {
+                    // SAFETY: the slot is a valid, aligned u64 of this CPU's counters; atomic
+                    // as for COUNTERS.
+                    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(slot, 1) };
+                }
+                let _ = INFLIGHT.remove(key);
+                return;
+            }
+        }
         // SAFETY: no preconditions.
         let cpu = unsafe { bpf_get_smp_processor_id() };
         call.header.cpu = if tail_call {

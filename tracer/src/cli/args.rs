@@ -30,6 +30,10 @@ Examples:
       every process running ./server, now or later, as JSON Lines for 10 seconds
   koolkit-trace --pid 4242 --fn 'myapp::db::*' --fn src/server.c:42 --args req.path
       Rust/C++ paths and globs, the function holding a source line, one field of a parameter
+  koolkit-trace --pid 4242 --fn 'myapp::db::*' --min-latency 5ms
+      only the slow calls: the fast ones are left out in the kernel and counted
+  koolkit-trace --pod 'checkout-7d9*' -n shop --fn handler
+      the pods of a Deployment on this node (inside kubectl debug --target: no target flag)
   koolkit-trace list --pid 4242 'myapp::*'
       what can be traced: functions, source positions, and what each probe costs
   koolkit-trace --pid 4242 --fn 'myapp::db::*' -o db.kt --quiet --duration 1h
@@ -360,6 +364,24 @@ pub struct TraceArgs {
     #[arg(short, long, value_name = "DURATION", value_parser = parse_nonzero_duration)]
     pub duration: Option<Duration>,
 
+    /// Show only calls that took at least this long (5ms, 250us). Faster calls are dropped in
+    /// the kernel, never sent, and counted per function in the summary.
+    #[arg(long, value_name = "DURATION", value_parser = parse_nonzero_duration)]
+    pub min_latency: Option<Duration>,
+
+    /// Show only calls that took at most this long; slower ones are counted likewise.
+    #[arg(long, value_name = "DURATION", value_parser = parse_nonzero_duration)]
+    pub max_latency: Option<Duration>,
+
+    /// Trace only this thread (a thread id of the target, as `ps -L` shows).
+    #[arg(long, value_name = "TID")]
+    pub tid: Option<u32>,
+
+    /// Trace only threads of this command name (as /proc/PID/comm or `ps -o comm` shows it;
+    /// the kernel keeps 15 bytes). Threads a program names itself are matched by that name.
+    #[arg(long, value_name = "NAME")]
+    pub comm: Option<String>,
+
     /// Stop after this many calls. (`-n` is the pod's namespace, as for kubectl.)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_events: Option<u64>,
@@ -637,6 +659,26 @@ impl TraceArgs {
         })
     }
 
+    /// Refuses filters that can let no call through.
+    pub(super) fn check_filters(&self) -> crate::Result<()> {
+        if let (Some(min), Some(max)) = (self.min_latency, self.max_latency)
+            && min > max
+        {
+            return Err(crate::Error::Usage(format!(
+                "--min-latency {min:?} is above --max-latency {max:?}: no call could be shown"
+            )));
+        }
+        if let Some(comm) = &self.comm
+            && (comm.is_empty() || comm.len() > 15)
+        {
+            return Err(crate::Error::Usage(format!(
+                "--comm `{comm}`: the kernel keeps command names of 1 to 15 bytes (see \
+                 /proc/PID/comm)"
+            )));
+        }
+        Ok(())
+    }
+
     /// The options for the target `resolved` (a container's processes are traced with their
     /// descendants, as --children does).
     pub(super) fn options_for(&self, resolved: ResolvedTarget) -> TraceOptions {
@@ -653,6 +695,12 @@ impl TraceArgs {
             time: self.time.format(),
             duration: self.duration,
             max_events: self.max_events,
+            filter: crate::probes::LiveFilter {
+                min_latency: self.min_latency,
+                max_latency: self.max_latency,
+                tid: self.tid,
+                comm: self.comm.clone(),
+            },
             attach_mode: match self.attach {
                 AttachChoice::Auto => AttachMode::Auto,
                 AttachChoice::Multi => AttachMode::Multi,

@@ -39,6 +39,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Merge(args)) => return review::merge(&args),
         None => cli.trace,
     };
+    args.check_filters()?;
     let resolved = args.target.resolve()?;
     if let Some(chosen) = &resolved.chosen {
         for line in chosen.lines() {

@@ -255,6 +255,8 @@ pub struct Probes {
     /// Tracepoint programs attached (their links live in `ebpf`).
     tracepoints: Vec<String>,
     counters: PerCpuArray<MapData, u64>,
+    /// Calls each probe had filtered out by the latency bounds, per CPU.
+    filtered: PerCpuArray<MapData, u64>,
     ring: Option<RingBuf<MapData>>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     /// uprobe-multi programs, loaded on first use.
@@ -262,6 +264,31 @@ pub struct Probes {
     /// uprobe-multi links; closing them detaches.
     multi_links: Vec<OwnedFd>,
     perf_loaded: bool,
+}
+
+/// What the programs filter in the kernel (`--min-latency`, `--max-latency`, `--tid`,
+/// `--comm`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveFilter {
+    pub min_latency: Option<std::time::Duration>,
+    pub max_latency: Option<std::time::Duration>,
+    pub tid: Option<u32>,
+    pub comm: Option<String>,
+}
+
+impl LiveFilter {
+    pub fn filters_latency(&self) -> bool {
+        self.min_latency.is_some() || self.max_latency.is_some()
+    }
+}
+
+/// A command name as the kernel keeps it: at most 15 bytes, NUL-padded to 16.
+pub fn comm_bytes(comm: &str) -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    for (slot, byte) in bytes.iter_mut().zip(comm.bytes().take(15)) {
+        *slot = byte;
+    }
+    bytes
 }
 
 impl Probes {
@@ -289,6 +316,7 @@ impl Probes {
         let inflight = take_map(&mut ebpf, maps::INFLIGHT)?;
         let tgids = take_map(&mut ebpf, maps::TGIDS)?;
         let exits = take_map(&mut ebpf, maps::EXITS)?;
+        let filtered = take_map(&mut ebpf, maps::FILTERED)?;
         Ok(Self {
             ebpf,
             map_fds,
@@ -304,6 +332,7 @@ impl Probes {
             },
             tracepoints: Vec::new(),
             counters,
+            filtered,
             ring: Some(ring),
             logger,
             multi_programs: None,
@@ -503,6 +532,40 @@ impl Probes {
     /// Whether the programs counted the call abandoned (they mark its entry so).
     fn is_abandoned(&self, _key: &InflightKey, call: &InFlightCall) -> bool {
         call.header.exit_ns == inflight_marks::ABANDONED
+    }
+
+    /// Only calls that pass `filter` are emitted or traced (written at [`enable`]).
+    ///
+    /// [`enable`]: Self::enable
+    pub fn set_filter(&mut self, filter: &LiveFilter) {
+        let nanos = |d: Option<std::time::Duration>| {
+            d.map_or(0, |d| {
+                u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
+            })
+        };
+        self.settings.min_latency_ns = nanos(filter.min_latency);
+        self.settings.max_latency_ns = nanos(filter.max_latency);
+        if let Some(tid) = filter.tid {
+            self.settings.flags |= config_flags::ONE_THREAD;
+            self.settings.tid = tid;
+        }
+        if let Some(comm) = &filter.comm {
+            self.settings.flags |= config_flags::ONE_COMMAND;
+            self.settings.comm = comm_bytes(comm);
+        }
+    }
+
+    /// How many calls of each of the first `probes` probes the latency bounds filtered out.
+    pub fn filtered(&self, probes: usize) -> Result<Vec<u64>> {
+        (0..probes as u32)
+            .map(|id| {
+                let per_cpu = self
+                    .filtered
+                    .get(&id, 0)
+                    .map_err(|err| bpf_error("reading filter counters", err))?;
+                Ok(per_cpu.iter().sum())
+            })
+            .collect()
     }
 
     /// Sums of the per-CPU counters, by [`Counter`].

@@ -176,6 +176,10 @@ pub struct CountersRecord {
     /// Calls that ended without returning (`longjmp`, exceptions): not lost, not drops.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub abandoned: u64,
+    /// Calls each probe (by id) had filtered out in the kernel by the latency bounds
+    /// (`--min-latency`, `--max-latency`): not drops, not in the file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filtered: Vec<u64>,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -153,10 +153,20 @@ pub fn merge(inputs: &[PathBuf], output: &Path, allow_duplicates: bool) -> Resul
     let mut notes = Vec::new();
     let mut unfinished = 0;
     for (input, path) in sources.into_iter().zip(inputs) {
+        let ids = input.ids.clone();
         let outcome = input.batches.finish();
         notes.extend(outcome.notes(path));
         unfinished += outcome.end.as_ref().map_or(0, |end| end.unfinished);
         if let Some(input_counters) = outcome.counters {
+            // Filtered calls count under the merged probe ids.
+            for (id, n) in input_counters.filtered.iter().enumerate() {
+                let Some(&merged) = ids.get(id) else { continue };
+                let merged = merged as usize;
+                if counters.filtered.len() <= merged {
+                    counters.filtered.resize(merged + 1, 0);
+                }
+                counters.filtered[merged] += n;
+            }
             add_counters(&mut counters, input_counters);
         }
     }

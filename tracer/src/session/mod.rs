@@ -28,7 +28,7 @@ use crate::{
     error::{Error, Result, tool_line},
     events::probe_table::ProbeTable,
     plan::{PlanOptions, full_plans_warning, plan_sites},
-    probes::{AttachMode, Attached, Probes},
+    probes::{AttachMode, Attached, LiveFilter, Probes},
     record::{
         file_format::{CountersRecord, EndRecord},
         header_for,
@@ -48,7 +48,7 @@ use line_output::LineOutput;
 use members::{Members, RESCAN_INTERVAL};
 use sink::{LiveLines, Sink};
 use status::{Family, attach_status};
-use summary::{StopReason, Summary, TargetStatus};
+use summary::{FilteredCalls, StopReason, Summary, TargetStatus};
 
 /// How often the ring buffer is drained when the kernel does not wake us.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
@@ -81,6 +81,8 @@ pub struct TraceOptions {
     /// How returns are probed (`--returns`).
     pub returns: ReturnChoice,
     pub plan: PlanOptions,
+    /// What the kernel filters: latency bounds, one thread, one command name.
+    pub filter: LiveFilter,
     /// `-o`: record the calls to a trace file too.
     pub record: Option<RecordOptions>,
     /// No live lines.
@@ -99,8 +101,17 @@ pub struct RecordOptions {
 /// How often the trace file gets what was traced since (and the drop counters).
 const RECORD_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
-fn counters_record(counters: &[(Counter, u64)], undecodable: u64) -> CountersRecord {
+fn counters_record(
+    counters: &[(Counter, u64)],
+    undecodable: u64,
+    filtered: Vec<u64>,
+) -> CountersRecord {
     CountersRecord {
+        filtered: if filtered.iter().any(|&n| n > 0) {
+            filtered
+        } else {
+            Vec::new()
+        },
         kernel: counters
             .iter()
             .filter(|(counter, _)| counter.is_drop())
@@ -301,6 +312,15 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
             "nothing left to trace: the kernel refused a probe on every function".into(),
         ));
     }
+    probes.set_filter(&options.filter);
+    let traced_now: &[u32] = match &options.target {
+        Target::Process { pid } => std::slice::from_ref(pid),
+        Target::Processes { pids } => pids,
+        Target::Binary { .. } => &[],
+    };
+    for &pid in traced_now {
+        fault_in_go_type_names(&prepared.sites, pid);
+    }
     // Recording starts once every probe is in place, so no call is seen half (an entry
     // without its return probe, or a return whose entry fired before its probe existed).
     probes.enable(WAKEUP_BYTES)?;
@@ -315,6 +335,26 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
         started: Instant::now(),
         members,
     })
+}
+
+/// Most a Go program's read-only data is read through to fault it in.
+const GO_FAULT_IN_LIMIT: u64 = 256 << 20;
+
+/// Faults in, in process `pid`, the read-only data of the Go programs among `sites`, where
+/// the type names of interface values are (the programs cannot fault a page in).
+pub(crate) fn fault_in_go_type_names(sites: &[ProbeSite], pid: u32) {
+    let mut done: Vec<&str> = Vec::new();
+    for site in sites.iter().filter(|site| site.go) {
+        if done.contains(&site.object.path.as_str()) {
+            continue;
+        }
+        done.push(&site.object.path);
+        let bytes = target::fault_in_read_only(pid, &site.object.path, GO_FAULT_IN_LIMIT);
+        log::debug!(
+            "faulted in {bytes} bytes of {} in process {pid}",
+            site.object.path
+        );
+    }
 }
 
 /// An attach that failed because the traced process exited meanwhile says so.
@@ -421,7 +461,8 @@ async fn stream(
             logger.flush();
         }
         if sink.recorder.is_some() && last_record_flush.elapsed() >= RECORD_FLUSH_INTERVAL {
-            let counters = counters_record(&armed.probes.counters()?, sink.undecodable);
+            let filtered = armed.probes.filtered(sink.probes())?;
+            let counters = counters_record(&armed.probes.counters()?, sink.undecodable, filtered);
             sink.flush_recording(&counters);
             last_record_flush = Instant::now();
         }
@@ -463,10 +504,11 @@ async fn finish(
     probes.detach_multi_links();
     while drain(ring.get_mut(), &mut sink)? {}
     let kernel_counters = probes.counters()?;
+    let filtered = probes.filtered(sink.probes())?;
     let unfinished = probes.calls_in_flight();
     let recorded = match (sink.recorder.take(), &options.record) {
         (Some(recorder), Some(record)) => {
-            let counters = counters_record(&kernel_counters, sink.undecodable);
+            let counters = counters_record(&kernel_counters, sink.undecodable, filtered.clone());
             let end = EndRecord {
                 stop: stop.to_string(),
                 events: sink.shown,
@@ -505,7 +547,22 @@ async fn finish(
         stop,
         recorded,
         group: members.map(|m| m.traced()),
+        filtered: options.filter.filters_latency().then(|| FilteredCalls {
+            per_probe: filtered,
+            bounds: latency_bounds(&options.filter),
+        }),
     })
+}
+
+/// `faster than 5ms`, `slower than 1s`, `outside 1ms..1s`: what the latency bounds left out.
+fn latency_bounds(filter: &LiveFilter) -> String {
+    let shown = |d: Duration| crate::sinks::units::format_duration_ns(d.as_nanos() as u64);
+    match (filter.min_latency, filter.max_latency) {
+        (Some(min), None) => format!("faster than {}", shown(min)),
+        (None, Some(max)) => format!("slower than {}", shown(max)),
+        (Some(min), Some(max)) => format!("outside {}..{}", shown(min), shown(max)),
+        (None, None) => String::new(),
+    }
 }
 
 /// Runs a trace to its end. Events go to `out`, the start line to `status`; the summary is

@@ -113,6 +113,11 @@ impl<'a> Sink<'a> {
         });
     }
 
+    /// How many probes the trace has.
+    pub fn probes(&self) -> usize {
+        self.table.len()
+    }
+
     /// The pods and containers calls are labelled with (processes join while tracing).
     pub fn workloads_mut(&mut self) -> &mut Workloads {
         &mut self.workloads

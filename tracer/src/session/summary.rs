@@ -197,6 +197,17 @@ pub struct Summary {
     pub output_failed: Option<crate::error::Error>,
     /// For a container's, pods' or pid namespace's processes: how many were traced.
     pub group: Option<GroupTraced>,
+    /// With latency bounds: the calls each probe had filtered out in the kernel.
+    pub filtered: Option<FilteredCalls>,
+}
+
+/// Calls the kernel left out as asked (`--min-latency`, `--max-latency`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilteredCalls {
+    /// By probe id.
+    pub per_probe: Vec<u64>,
+    /// What was left out: `faster than 5ms`.
+    pub bounds: String,
 }
 
 /// How many processes of a group (a container's, pods') were traced.
@@ -241,6 +252,27 @@ impl Summary {
             );
         }
         self.render_table(table, &mut out);
+        if let Some(filtered) = &self.filtered {
+            let total: u64 = filtered.per_probe.iter().sum();
+            let of: Vec<String> = table
+                .iter()
+                .filter_map(|p| {
+                    let n = *filtered.per_probe.get(p.id as usize)?;
+                    (n > 0).then(|| format!("{} {n}", p.function))
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "not shown: {} {} (counted in the kernel{})",
+                count(total, "call"),
+                filtered.bounds,
+                if of.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", of.join(", "))
+                }
+            );
+        }
         let _ = writeln!(out, "drops: {}", self.drops());
         self.render_notes(&mut out);
         let _ = writeln!(
@@ -427,6 +459,7 @@ mod tests {
             lines: Default::default(),
             output_failed: None,
             group: None,
+            filtered: None,
         }
         .render(&table);
         assert!(text.lines().any(|l| l.starts_with("f7 ")), "{text}");
@@ -458,6 +491,7 @@ mod tests {
                 lines: Default::default(),
                 output_failed: None,
                 group: None,
+                filtered: None,
             }
             .render(&table())
         };
@@ -508,6 +542,10 @@ mod tests {
                 processes: 3,
                 joined: 1,
             }),
+            filtered: Some(FilteredCalls {
+                per_probe: vec![0, 7],
+                bounds: "faster than 5.0ms".into(),
+            }),
         };
         let text = summary.render(&table());
         assert!(
@@ -516,6 +554,10 @@ mod tests {
         );
         assert!(
             text.contains("processes: 3 traced (1 joined while tracing), 1 with calls"),
+            "{text}"
+        );
+        assert!(
+            text.contains("not shown: 7 calls faster than 5.0ms (counted in the kernel: sleepy 7)"),
             "{text}"
         );
         let compute = text.lines().find(|l| l.starts_with("compute")).unwrap();

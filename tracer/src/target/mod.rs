@@ -481,6 +481,39 @@ fn overlay_backing(mountinfo: &str, path: &str) -> Option<(u64, u64)> {
     None
 }
 
+/// Faults in, in process `pid`, the read-only mappings of the file it maps at `path` (at most
+/// `limit` bytes), by reading them through `/proc/PID/mem` as a debugger would. The programs'
+/// reads never fault a page in, and a Go program's type names sit in pages it may not have
+/// touched yet: read through once, they are there for every call. Returns the bytes read.
+pub fn fault_in_read_only(pid: u32, path: &str, limit: u64) -> u64 {
+    use std::os::unix::fs::FileExt as _;
+    let Ok(maps) = read_maps(pid) else {
+        return 0;
+    };
+    let Ok(mem) = fs::File::open(format!("/proc/{pid}/mem")) else {
+        return 0;
+    };
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut read = 0u64;
+    for line in maps.lines().filter_map(parse_maps_line) {
+        if line.perms != "r--p" || line.path != path {
+            continue;
+        }
+        let mut at = line.start;
+        while at < line.end && read < limit {
+            let want = (line.end - at).min(buffer.len() as u64) as usize;
+            match mem.read_at(&mut buffer[..want], at) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    at += n as u64;
+                    read += n as u64;
+                }
+            }
+        }
+    }
+    read
+}
+
 /// The objects process `pid` maps executable, main executable first, each once.
 pub fn mapped_objects(pid: u32) -> Result<Vec<MappedObject>> {
     let maps = read_maps(pid)?;

@@ -1,0 +1,125 @@
+//! End-to-end: filters decided in the kernel (`--min-latency`, `--max-latency`, `--tid`,
+//! `--comm`), with exact counts against the `calls` fixture, whose rounds make a known number of
+//! fast calls (`compute`) and slow ones (`sleepy`, which sleeps). Run as root through
+//! `cargo xtask test`.
+
+use tests::{Fixture, c_fixture, run_tracer, trace_round};
+
+/// Ten rounds' iterations of compute (µs) and sleepy (3 ms) per round.
+fn fixture() -> Fixture {
+    Fixture::start(&c_fixture("calls", &["-g", "-O1"]), &["10", "3"])
+}
+
+#[test]
+fn latency_bounds_leave_calls_out_in_the_kernel_and_count_them() {
+    let mut fixture = fixture();
+    let slow_only = trace_round(
+        &mut fixture,
+        &["--fn", "compute", "--fn", "sleepy", "--min-latency", "1ms"],
+    );
+    assert_eq!(
+        slow_only.calls_of("sleepy").len(),
+        10,
+        "{}",
+        slow_only.stderr
+    );
+    assert_eq!(
+        slow_only.calls_of("compute").len(),
+        0,
+        "{}",
+        slow_only.stderr
+    );
+    assert!(
+        slow_only
+            .calls_of("sleepy")
+            .iter()
+            .all(|c| c["latency_ns"].as_u64() >= Some(1_000_000)),
+        "{}",
+        slow_only.stdout
+    );
+    assert!(
+        slow_only
+            .stderr
+            .contains("not shown: 10 calls faster than 1.00ms (counted in the kernel: compute 10)"),
+        "{}",
+        slow_only.stderr
+    );
+    assert!(
+        slow_only.stderr.contains("drops: none"),
+        "{}",
+        slow_only.stderr
+    );
+
+    let fast_only = trace_round(
+        &mut fixture,
+        &["--fn", "compute", "--fn", "sleepy", "--max-latency", "1ms"],
+    );
+    assert_eq!(
+        fast_only.calls_of("compute").len(),
+        10,
+        "{}",
+        fast_only.stderr
+    );
+    assert_eq!(
+        fast_only.calls_of("sleepy").len(),
+        0,
+        "{}",
+        fast_only.stderr
+    );
+    assert!(
+        fast_only
+            .stderr
+            .contains("not shown: 10 calls slower than 1.00ms (counted in the kernel: sleepy 10)"),
+        "{}",
+        fast_only.stderr
+    );
+}
+
+#[test]
+fn one_thread_or_one_command_name_is_traced() {
+    let mut fixture = fixture();
+    let pid = fixture.pid.to_string();
+    let own = trace_round(&mut fixture, &["--fn", "compute", "--tid", &pid]);
+    assert_eq!(own.calls_of("compute").len(), 10, "{}", own.stderr);
+    // Thread 1 is init's: none of the fixture's calls.
+    let other = trace_round(&mut fixture, &["--fn", "compute", "--tid", "1"]);
+    assert_eq!(other.calls_of("compute").len(), 0, "{}", other.stderr);
+
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    let named = trace_round(&mut fixture, &["--fn", "compute", "--comm", comm.trim()]);
+    assert_eq!(named.calls_of("compute").len(), 10, "{}", named.stderr);
+    let unnamed = trace_round(&mut fixture, &["--fn", "compute", "--comm", "not-this-one"]);
+    assert_eq!(unnamed.calls_of("compute").len(), 0, "{}", unnamed.stderr);
+}
+
+#[test]
+fn filters_that_let_nothing_through_are_refused() {
+    let fixture = fixture();
+    let pid = fixture.pid.to_string();
+    let crossed = run_tracer(&[
+        "--pid",
+        &pid,
+        "--fn",
+        "compute",
+        "--min-latency",
+        "5ms",
+        "--max-latency",
+        "1ms",
+    ]);
+    assert_eq!(crossed.status.code(), Some(2), "{crossed:?}");
+    assert!(
+        crossed.stderr.contains("above --max-latency"),
+        "{}",
+        crossed.stderr
+    );
+    let long = run_tracer(&[
+        "--pid",
+        &pid,
+        "--fn",
+        "compute",
+        "--comm",
+        "a-name-of-sixteen",
+    ]);
+    assert_eq!(long.status.code(), Some(2), "{long:?}");
+    assert!(long.stderr.contains("1 to 15 bytes"), "{}", long.stderr);
+}
