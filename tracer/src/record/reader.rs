@@ -63,6 +63,14 @@ impl ReadOutcome {
                     dropped.join(", ")
                 ));
             }
+            let filtered: u64 = counters.filtered.iter().sum();
+            if filtered > 0 {
+                notes.push(format!(
+                    "{}: {filtered} calls outside the trace's latency bounds were left out in \
+                     the kernel (not in the file)",
+                    path.display()
+                ));
+            }
         }
         // The program traced died of a signal (`target killed by SIGABRT (process 42)`).
         if let Some(end) = self

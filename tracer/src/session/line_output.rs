@@ -106,6 +106,17 @@ impl LineOutput {
         }
     }
 
+    /// Leaves out one line without formatting it, when the writer is a full backlog behind
+    /// (the reader stalled): formatting lines that would be left out anyway is what makes a
+    /// stalled reader slow the draining of the ring buffer. Whether the line was left out.
+    pub fn skip_if_backed_up(&mut self) -> bool {
+        if self.shared.backlog.load(Ordering::Relaxed) < BACKLOG_BYTES {
+            return false;
+        }
+        self.skipped += 1;
+        true
+    }
+
     /// Whether the reader has gone (or writing failed): no more lines are taken.
     pub fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Relaxed)

@@ -173,7 +173,10 @@ impl<'a> Sink<'a> {
         {
             self.recording_failed(err);
         }
-        if self.out.is_closed() {
+        if self.out.is_closed() || matches!(self.lines, LiveLines::Off) {
+            return;
+        }
+        if self.out.skip_if_backed_up() {
             return;
         }
         let origin = Origin {
