@@ -106,11 +106,12 @@ impl LineOutput {
         }
     }
 
-    /// Leaves out one line without formatting it, when the writer is a full backlog behind
-    /// (the reader stalled): formatting lines that would be left out anyway is what makes a
-    /// stalled reader slow the draining of the ring buffer. Whether the line was left out.
+    /// Leaves out one line without formatting it, when the writer is half a backlog behind
+    /// (the reader stalled; a batch of lines is a few MiB, so `send` would soon leave whole
+    /// batches out): formatting lines that are left out anyway is what makes a stalled
+    /// reader slow the draining of the ring buffer. Whether the line was left out.
     pub fn skip_if_backed_up(&mut self) -> bool {
-        if self.shared.backlog.load(Ordering::Relaxed) < BACKLOG_BYTES {
+        if self.shared.backlog.load(Ordering::Relaxed) < BACKLOG_BYTES / 2 {
             return false;
         }
         self.skipped += 1;
