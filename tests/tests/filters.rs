@@ -123,3 +123,43 @@ fn filters_that_let_nothing_through_are_refused() {
     assert_eq!(long.status.code(), Some(2), "{long:?}");
     assert!(long.stderr.contains("1 to 15 bytes"), "{}", long.stderr);
 }
+
+#[test]
+fn a_call_that_does_not_return_is_shown_while_it_runs_and_at_stop() {
+    // One round: compute, negate, then sleepy(3000) sleeps 3 s.
+    let mut fixture = Fixture::start(&c_fixture("calls", &["-g", "-O1"]), &["1", "3000"]);
+    let pid = fixture.pid.to_string();
+    let tracer =
+        tests::Tracer::start(&["--pid", &pid, "--fn", "sleepy", "--stuck", "1s", "--json"]);
+    fixture.start_round();
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    let output = tracer.interrupt();
+    assert!(output.status.success(), "{}", output.stderr);
+    let lines = output.json_lines();
+    let running: Vec<&serde_json::Value> = lines.iter().filter(|l| l["running"] == true).collect();
+    assert_eq!(running.len(), 1, "shown once: {}", output.stdout);
+    let call = running[0];
+    assert_eq!(call["fn"], "sleepy", "{call}");
+    assert_eq!(call["args"]["ms"], 3000, "{call}");
+    assert_eq!(call["tid"].as_u64(), Some(u64::from(fixture.pid)), "{call}");
+    let age = call["running_ns"].as_u64().unwrap();
+    assert!((1_000_000_000..2_300_000_000).contains(&age), "{call}");
+    // At stop it is still running: the summary shows it, not only counts it.
+    assert!(
+        output
+            .stderr
+            .contains("1 call was still running at stop (entered, never returned while traced):"),
+        "{}",
+        output.stderr
+    );
+    let shown = output
+        .stderr
+        .lines()
+        .find(|l| l.contains("still running after"))
+        .unwrap_or_else(|| panic!("{}", output.stderr));
+    assert!(
+        shown.contains(&format!("{pid}/{pid} sleepy(ms=3000)")),
+        "{shown}"
+    );
+    fixture.round_done();
+}

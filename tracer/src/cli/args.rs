@@ -382,6 +382,11 @@ pub struct TraceArgs {
     #[arg(long, value_name = "NAME")]
     pub comm: Option<String>,
 
+    /// Show, once each, calls that have run longer than this without returning (checked
+    /// every second): the hung calls, with their arguments and thread.
+    #[arg(long, value_name = "DURATION", value_parser = parse_nonzero_duration)]
+    pub stuck: Option<Duration>,
+
     /// Stop after this many calls. (`-n` is the pod's namespace, as for kubectl.)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_events: Option<u64>,
@@ -695,6 +700,7 @@ impl TraceArgs {
             time: self.time.format(),
             duration: self.duration,
             max_events: self.max_events,
+            stuck: self.stuck,
             filter: crate::probes::LiveFilter {
                 min_latency: self.min_latency,
                 max_latency: self.max_latency,

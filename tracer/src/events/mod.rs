@@ -109,6 +109,30 @@ pub fn decode(record: &Bytes) -> Result<CallEvent, DecodeError> {
     })
 }
 
+/// A call still in flight (parked by the entry program, not returned), as an event whose
+/// "return" is `now_ns`: its latency is how long it has been running. None for a record the
+/// entry program has not finished filling.
+pub fn running_call(call: &tracer_ebpf::InFlightCall, now_ns: u64) -> Option<CallEvent> {
+    let header = &call.header;
+    let payload_len = header.payload_len as usize;
+    if EventKind::from_u32(header.kind) != Some(EventKind::Call)
+        || header.entry_ns == 0
+        || payload_len > MAX_PAYLOAD.min(call.payload.len())
+    {
+        return None;
+    }
+    Some(CallEvent {
+        probe_id: header.probe_id,
+        pid: header.pid,
+        tid: header.tid,
+        cpu: header.cpu,
+        entry_ns: header.entry_ns,
+        exit_ns: now_ns.max(header.entry_ns),
+        ret: 0,
+        payload: Bytes::copy_from_slice(&call.payload[..payload_len]),
+    })
+}
+
 #[cfg(test)]
 pub(crate) fn encode(header: &EventHeader, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(EVENT_HEADER_SIZE + payload.len());

@@ -529,6 +529,17 @@ impl Probes {
             .count() as u64
     }
 
+    /// The calls that entered and have not returned (not those known abandoned), as the
+    /// entry program parked them.
+    pub fn running_calls(&self) -> Vec<InFlightCall> {
+        self.inflight
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(key, call)| !self.is_abandoned(key, call))
+            .map(|(_, call)| call)
+            .collect()
+    }
+
     /// Whether the programs counted the call abandoned (they mark its entry so).
     fn is_abandoned(&self, _key: &InflightKey, call: &InFlightCall) -> bool {
         call.header.exit_ns == inflight_marks::ABANDONED

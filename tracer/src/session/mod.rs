@@ -54,6 +54,8 @@ use summary::{FilteredCalls, StopReason, Summary, TargetStatus};
 const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
 /// The kernel wakes the reader once this much data is pending.
 const WAKEUP_BYTES: u32 = 256 << 10;
+/// How often the in-flight calls are looked at for `--stuck`.
+const STUCK_SCAN_INTERVAL: Duration = Duration::from_secs(1);
 /// How long calls under way at stop get to return before the probes are detached.
 const STOP_GRACE: Duration = Duration::from_millis(100);
 /// Records read per drain before checking for stop requests again.
@@ -83,6 +85,8 @@ pub struct TraceOptions {
     pub plan: PlanOptions,
     /// What the kernel filters: latency bounds, one thread, one command name.
     pub filter: LiveFilter,
+    /// `--stuck`: show calls running longer than this, once each, while tracing.
+    pub stuck: Option<Duration>,
     /// `-o`: record the calls to a trace file too.
     pub record: Option<RecordOptions>,
     /// No live lines.
@@ -431,6 +435,8 @@ async fn stream(
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_record_flush = Instant::now();
     let mut last_rescan = Instant::now();
+    let mut last_stuck_scan = Instant::now();
+    let mut shown_stuck: std::collections::HashSet<(u32, u64, u32)> = Default::default();
     loop {
         let requested = tokio::select! {
             biased;
@@ -465,6 +471,21 @@ async fn stream(
             let counters = counters_record(&armed.probes.counters()?, sink.undecodable, filtered);
             sink.flush_recording(&counters);
             last_record_flush = Instant::now();
+        }
+        if let Some(threshold) = options.stuck
+            && last_stuck_scan.elapsed() >= STUCK_SCAN_INTERVAL
+        {
+            let now = sys::monotonic_ns();
+            for call in armed.probes.running_calls() {
+                let Some(running) = crate::events::running_call(&call, now) else {
+                    continue;
+                };
+                let key = (running.tid, running.entry_ns, running.probe_id);
+                if running.latency_ns() >= threshold.as_nanos() as u64 && shown_stuck.insert(key) {
+                    sink.running(&running);
+                }
+            }
+            last_stuck_scan = Instant::now();
         }
         if let Some(members) = &mut armed.members
             && last_rescan.elapsed() >= RESCAN_INTERVAL
@@ -506,6 +527,19 @@ async fn finish(
     let kernel_counters = probes.counters()?;
     let filtered = probes.filtered(sink.probes())?;
     let unfinished = probes.calls_in_flight();
+    // The calls still running are shown, the longest-running first.
+    let now = sys::monotonic_ns();
+    let mut still: Vec<crate::CallEvent> = probes
+        .running_calls()
+        .iter()
+        .filter_map(|call| crate::events::running_call(call, now))
+        .collect();
+    still.sort_by_key(|call| call.entry_ns);
+    let running: Vec<String> = still
+        .iter()
+        .take(summary::RUNNING_SHOWN)
+        .filter_map(|call| sink.running_line(call))
+        .collect();
     let recorded = match (sink.recorder.take(), &options.record) {
         (Some(recorder), Some(record)) => {
             let counters = counters_record(&kernel_counters, sink.undecodable, filtered.clone());
@@ -547,6 +581,7 @@ async fn finish(
         stop,
         recorded,
         group: members.map(|m| m.traced()),
+        running,
         filtered: options.filter.filters_latency().then(|| FilteredCalls {
             per_probe: filtered,
             bounds: latency_bounds(&options.filter),

@@ -13,11 +13,11 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
-    events::{decode, probe_table::ProbeTable},
+    events::{CallEvent, decode, probe_table::ProbeTable},
     record::{ProcessInfo, file_format::CountersRecord, writer::TraceWriter},
     sinks::{
         clock::WallClock,
-        line::{HumanLines, Origin, json_line_labelled},
+        line::{HumanLines, Origin, json_line_labelled, json_running_line},
     },
     target::pods::Workloads,
 };
@@ -193,6 +193,45 @@ impl<'a> Sink<'a> {
             LiveLines::Off => return,
         }
         self.buffered_lines += 1;
+    }
+
+    /// Shows a call still running (`--stuck`) among the live lines, as the mode says.
+    pub fn running(&mut self, running: &CallEvent) {
+        let Some(probe) = self.table.get(running.probe_id) else {
+            return;
+        };
+        if self.out.is_closed() {
+            return;
+        }
+        let origin = Origin {
+            host: None,
+            labels: self.workloads.labels_of(running.pid),
+        };
+        match &mut self.lines {
+            LiveLines::Human(lines) => {
+                lines.write_running(&mut self.buffer, running, probe, &self.clock, origin);
+            }
+            LiveLines::Json => {
+                json_running_line(&mut self.buffer, running, probe, &self.clock, origin);
+            }
+            LiveLines::Off => return,
+        }
+        self.buffered_lines += 1;
+        self.flush();
+    }
+
+    /// The human line of a call still running at stop, for the summary.
+    pub fn running_line(&self, running: &CallEvent) -> Option<String> {
+        let probe = self.table.get(running.probe_id)?;
+        let mut line = String::new();
+        HumanLines::new(Default::default()).write_running(
+            &mut line,
+            running,
+            probe,
+            &self.clock,
+            Origin::default(),
+        );
+        Some(line)
     }
 
     /// Hands what is buffered to the lines thread. A closed pipe ends the live lines

@@ -199,7 +199,12 @@ pub struct Summary {
     pub group: Option<GroupTraced>,
     /// With latency bounds: the calls each probe had filtered out in the kernel.
     pub filtered: Option<FilteredCalls>,
+    /// The lines of calls still running at stop (the first [`RUNNING_SHOWN`]).
+    pub running: Vec<String>,
 }
+
+/// Calls still running at stop shown in the summary, at most.
+pub const RUNNING_SHOWN: usize = 20;
 
 /// Calls the kernel left out as asked (`--min-latency`, `--max-latency`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -362,9 +367,20 @@ impl Summary {
         if self.unfinished > 0 {
             let _ = writeln!(
                 out,
-                "{} still running at stop (entered, never returned while traced)",
+                "{} still running at stop (entered, never returned while traced){}",
                 count_irregular(self.unfinished, "call was", "calls were"),
+                if self.running.is_empty() { "" } else { ":" }
             );
+            for line in &self.running {
+                let _ = write!(out, "  {line}");
+            }
+            if self.unfinished as usize > self.running.len() && !self.running.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "  ... and {} more",
+                    self.unfinished as usize - self.running.len()
+                );
+            }
         }
         if self.not_shown > 0 {
             let _ = writeln!(
@@ -460,6 +476,7 @@ mod tests {
             output_failed: None,
             group: None,
             filtered: None,
+            running: Vec::new(),
         }
         .render(&table);
         assert!(text.lines().any(|l| l.starts_with("f7 ")), "{text}");
@@ -492,6 +509,7 @@ mod tests {
                 output_failed: None,
                 group: None,
                 filtered: None,
+                running: Vec::new(),
             }
             .render(&table())
         };
@@ -546,6 +564,9 @@ mod tests {
                 per_probe: vec![0, 7],
                 bounds: "faster than 5.0ms".into(),
             }),
+            running: vec![
+                "12:00:00.000000 4242/4243 sleepy(ms=9000) still running after 6.00s\n".into(),
+            ],
         };
         let text = summary.render(&table());
         assert!(

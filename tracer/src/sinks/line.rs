@@ -93,6 +93,93 @@ impl HumanLines {
     }
 }
 
+impl HumanLines {
+    /// Appends the line of a call still running (`running` is one from
+    /// [`running_call`](crate::events::running_call)): when it entered, where, its arguments
+    /// and for how long it has run.
+    pub fn write_running(
+        &mut self,
+        out: &mut String,
+        running: &CallEvent,
+        probe: &ProbeInfo,
+        clock: &WallClock,
+        origin: Origin<'_>,
+    ) {
+        self.times.write(out, clock, running.entry_ns);
+        if let Some(labels) = origin.labels {
+            let _ = write!(
+                out,
+                " {}/{}/{}",
+                labels.namespace, labels.pod, labels.container
+            );
+        }
+        let _ = write!(out, " {}/{} ", running.pid, running.tid);
+        if let Some(id) = goroutine(running, probe) {
+            let _ = write!(out, "g{id} ");
+        }
+        self.style.paint("1", &probe.function, out);
+        write_slots(out, &running.payload, &probe.args);
+        out.push_str(" still running after ");
+        self.style
+            .paint("33", &format_duration_ns(running.latency_ns()), out);
+        out.push('\n');
+    }
+}
+
+/// A call still running, as JSON: the call's fields without a return, `running_ns` for how
+/// long it has run, and `"running": true`.
+#[derive(Serialize)]
+struct JsonRunning<'a> {
+    ts_ns: u64,
+    time: String,
+    pid: u32,
+    tid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pod: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    goid: Option<u64>,
+    #[serde(rename = "fn")]
+    function: &'a str,
+    object: &'a str,
+    args: serde_json::Map<String, serde_json::Value>,
+    running: bool,
+    running_ns: u64,
+}
+
+/// Appends the JSON line of a call still running.
+pub fn json_running_line(
+    out: &mut String,
+    running: &CallEvent,
+    probe: &ProbeInfo,
+    clock: &WallClock,
+    origin: Origin<'_>,
+) {
+    let ts_ns = clock.wall_ns(running.entry_ns);
+    let labels = origin.labels;
+    let line = JsonRunning {
+        ts_ns,
+        time: rfc3339(ts_ns),
+        pid: running.pid,
+        tid: running.tid,
+        namespace: labels.map(|l| l.namespace.as_str()),
+        pod: labels.map(|l| l.pod.as_str()),
+        container: labels.map(|l| l.container.as_str()),
+        goid: goroutine(running, probe),
+        function: &probe.function,
+        object: &probe.object,
+        args: json_args(running, probe),
+        running: true,
+        running_ns: running.latency_ns(),
+    };
+    // Serializing plain values into a String cannot fail.
+    out.push_str(&serde_json::to_string(&line).expect("JSON of plain data"));
+    out.push('\n');
+}
+
 /// Where a call ran, beyond its pid: the host (for traces merged from several) and the pod.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Origin<'a> {
