@@ -78,22 +78,20 @@ impl HumanLines {
         clock: &WallClock,
         origin: Origin<'_>,
     ) {
-        self.times.write(out, clock, event.entry_ns);
-        if let Some(host) = origin.host {
-            let _ = write!(out, " {host}");
+        self.write_entry(out, event, probe, clock, origin);
+        if !probe.results.is_empty() {
+            out.push_str(" = ");
+            write_slots(out, &event.payload, &probe.results);
+        } else if let Some(ret) = &probe.ret {
+            out.push_str(" = ");
+            event.return_value(ret).write_human(out);
         }
-        if let Some(labels) = origin.labels {
-            let _ = write!(
-                out,
-                " {}/{}/{}",
-                labels.namespace, labels.pod, labels.container
-            );
-        }
-        write_call(out, event, probe, self.style);
+        out.push_str(" <");
+        self.style
+            .paint("33", &format_duration_ns(event.latency_ns()), out);
+        out.push_str(">\n");
     }
-}
 
-impl HumanLines {
     /// Appends the line of a call still running (`running` is one from
     /// [`running_call`](crate::events::running_call)): when it entered, where, its arguments
     /// and for how long it has run.
@@ -105,7 +103,27 @@ impl HumanLines {
         clock: &WallClock,
         origin: Origin<'_>,
     ) {
-        self.times.write(out, clock, running.entry_ns);
+        self.write_entry(out, running, probe, clock, origin);
+        out.push_str(" still running after ");
+        self.style
+            .paint("33", &format_duration_ns(running.latency_ns()), out);
+        out.push('\n');
+    }
+
+    /// What every line starts with: `time [host] [ns/pod/container] pid/tid [gN]
+    /// function(args)`.
+    fn write_entry(
+        &mut self,
+        out: &mut String,
+        event: &CallEvent,
+        probe: &ProbeInfo,
+        clock: &WallClock,
+        origin: Origin<'_>,
+    ) {
+        self.times.write(out, clock, event.entry_ns);
+        if let Some(host) = origin.host {
+            let _ = write!(out, " {host}");
+        }
         if let Some(labels) = origin.labels {
             let _ = write!(
                 out,
@@ -113,16 +131,12 @@ impl HumanLines {
                 labels.namespace, labels.pod, labels.container
             );
         }
-        let _ = write!(out, " {}/{} ", running.pid, running.tid);
-        if let Some(id) = goroutine(running, probe) {
+        let _ = write!(out, " {}/{} ", event.pid, event.tid);
+        if let Some(id) = goroutine(event, probe) {
             let _ = write!(out, "g{id} ");
         }
         self.style.paint("1", &probe.function, out);
-        write_slots(out, &running.payload, &probe.args);
-        out.push_str(" still running after ");
-        self.style
-            .paint("33", &format_duration_ns(running.latency_ns()), out);
-        out.push('\n');
+        write_slots(out, &event.payload, &probe.args);
     }
 }
 
@@ -130,22 +144,8 @@ impl HumanLines {
 /// long it has run, and `"running": true`.
 #[derive(Serialize)]
 struct JsonRunning<'a> {
-    ts_ns: u64,
-    time: String,
-    pid: u32,
-    tid: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    namespace: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pod: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    container: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    goid: Option<u64>,
-    #[serde(rename = "fn")]
-    function: &'a str,
-    object: &'a str,
-    args: serde_json::Map<String, serde_json::Value>,
+    #[serde(flatten)]
+    entry: JsonEntry<'a>,
     running: bool,
     running_ns: u64,
 }
@@ -158,20 +158,8 @@ pub fn json_running_line(
     clock: &WallClock,
     origin: Origin<'_>,
 ) {
-    let ts_ns = clock.wall_ns(running.entry_ns);
-    let labels = origin.labels;
     let line = JsonRunning {
-        ts_ns,
-        time: rfc3339(ts_ns),
-        pid: running.pid,
-        tid: running.tid,
-        namespace: labels.map(|l| l.namespace.as_str()),
-        pod: labels.map(|l| l.pod.as_str()),
-        container: labels.map(|l| l.container.as_str()),
-        goid: goroutine(running, probe),
-        function: &probe.function,
-        object: &probe.object,
-        args: json_args(running, probe),
+        entry: JsonEntry::new(running, probe, clock, origin),
         running: true,
         running_ns: running.latency_ns(),
     };
@@ -198,26 +186,6 @@ pub fn human_line(
     HumanLines::new(style).write(out, event, probe, clock);
 }
 
-/// The line after its time: ` pid/tid function(args) = ret <latency>\n`.
-fn write_call(out: &mut String, event: &CallEvent, probe: &ProbeInfo, style: Style) {
-    let _ = write!(out, " {}/{} ", event.pid, event.tid);
-    if let Some(id) = goroutine(event, probe) {
-        let _ = write!(out, "g{id} ");
-    }
-    style.paint("1", &probe.function, out);
-    write_slots(out, &event.payload, &probe.args);
-    if !probe.results.is_empty() {
-        out.push_str(" = ");
-        write_slots(out, &event.payload, &probe.results);
-    } else if let Some(ret) = &probe.ret {
-        out.push_str(" = ");
-        event.return_value(ret).write_human(out);
-    }
-    out.push_str(" <");
-    style.paint("33", &format_duration_ns(event.latency_ns()), out);
-    out.push_str(">\n");
-}
-
 /// Appends `(name=value, ...)` for the slots of `payload`: the arguments, or a Go call's
 /// results.
 fn write_slots(out: &mut String, payload: &[u8], slots: &[ArgSlot]) {
@@ -238,6 +206,18 @@ fn write_slots(out: &mut String, payload: &[u8], slots: &[ArgSlot]) {
 /// stable schema.
 #[derive(Serialize)]
 pub struct JsonCall<'a> {
+    #[serde(flatten)]
+    entry: JsonEntry<'a>,
+    ret: serde_json::Value,
+    /// A Go call's results by name, when there is more than `ret`.
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    results: serde_json::Map<String, serde_json::Value>,
+    latency_ns: u64,
+}
+
+/// What every JSON call starts with: when, where, which function, its arguments.
+#[derive(Serialize)]
+struct JsonEntry<'a> {
     /// Nanoseconds since the Unix epoch (exact; many JSON tools round it, hence `time`).
     ts_ns: u64,
     /// The same moment in RFC 3339, with date and the local offset.
@@ -261,25 +241,10 @@ pub struct JsonCall<'a> {
     function: &'a str,
     object: &'a str,
     args: serde_json::Map<String, serde_json::Value>,
-    ret: serde_json::Value,
-    /// A Go call's results by name, when there is more than `ret`.
-    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
-    results: serde_json::Map<String, serde_json::Value>,
-    latency_ns: u64,
 }
 
-impl<'a> JsonCall<'a> {
-    pub fn new(event: &CallEvent, probe: &'a ProbeInfo, clock: &WallClock) -> Self {
-        Self::labelled(event, probe, clock, Origin::default())
-    }
-
-    /// [`new`](Self::new) with the host, pod and container the call ran in.
-    pub fn labelled(
-        event: &CallEvent,
-        probe: &'a ProbeInfo,
-        clock: &WallClock,
-        origin: Origin<'a>,
-    ) -> Self {
+impl<'a> JsonEntry<'a> {
+    fn new(event: &CallEvent, probe: &'a ProbeInfo, clock: &WallClock, origin: Origin<'a>) -> Self {
         let ts_ns = clock.wall_ns(event.entry_ns);
         let labels = origin.labels;
         Self {
@@ -295,6 +260,24 @@ impl<'a> JsonCall<'a> {
             function: &probe.function,
             object: &probe.object,
             args: json_args(event, probe),
+        }
+    }
+}
+
+impl<'a> JsonCall<'a> {
+    pub fn new(event: &CallEvent, probe: &'a ProbeInfo, clock: &WallClock) -> Self {
+        Self::labelled(event, probe, clock, Origin::default())
+    }
+
+    /// [`new`](Self::new) with the host, pod and container the call ran in.
+    pub fn labelled(
+        event: &CallEvent,
+        probe: &'a ProbeInfo,
+        clock: &WallClock,
+        origin: Origin<'a>,
+    ) -> Self {
+        Self {
+            entry: JsonEntry::new(event, probe, clock, origin),
             ret: json_return(event, probe),
             results: json_results(event, probe),
             latency_ns: event.latency_ns(),
