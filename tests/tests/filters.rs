@@ -163,3 +163,26 @@ fn a_call_that_does_not_return_is_shown_while_it_runs_and_at_stop() {
     );
     fixture.round_done();
 }
+
+#[test]
+fn sampling_shows_one_call_in_n_and_counts_the_rest() {
+    let mut fixture = Fixture::start(&c_fixture("calls", &["-g", "-O1"]), &["1000"]);
+    let output = trace_round(&mut fixture, &["--fn", "compute", "--sample", "1/10"]);
+    let shown = output.calls_of("compute").len() as u64;
+    // One in ten per CPU: exactly 100 if the thread stayed on one CPU, a few more if not.
+    let cpus = std::thread::available_parallelism().unwrap().get() as u64;
+    assert!(
+        (100..=100 + cpus).contains(&shown),
+        "{shown}: {}",
+        output.stderr
+    );
+    let passed_over = 1000 - shown;
+    assert!(
+        output.stderr.contains(&format!(
+            "not shown: {passed_over} calls passed over by --sample 1/10 (counted in the kernel: compute {passed_over})"
+        )),
+        "{}",
+        output.stderr
+    );
+    assert!(output.stderr.contains("drops: none"), "{}", output.stderr);
+}

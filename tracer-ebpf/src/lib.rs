@@ -49,8 +49,12 @@ pub mod maps {
     /// (`u32::MAX` while alive; then the wait status: a signal number in the low 7 bits, or
     /// the exit status in bits 8..16).
     pub const EXITS: &str = "EXITS";
-    /// Per-CPU array, one `u64` per probe id: its calls filtered out by the latency bounds.
+    /// Per-CPU array, one `u64` per probe id: its calls filtered out by the latency bounds
+    /// or sampling.
     pub const FILTERED: &str = "FILTERED";
+    /// Per-CPU array, one `u64` per probe id: its calls that passed the latency bounds, the
+    /// count `--sample` picks from.
+    pub const SAMPLED: &str = "SAMPLED";
 }
 
 /// Capacity of [`maps::EXITS`].
@@ -488,7 +492,9 @@ pub struct Config {
     pub max_latency_ns: u64,
     /// With [`config_flags::ONE_THREAD`]: only this thread's calls are traced.
     pub tid: u32,
-    pub _pad: u32,
+    /// Above 1: one call in this many, per probe and CPU, is emitted (`--sample 1/N`); the
+    /// others are counted as filtered out.
+    pub sample_every: u32,
     /// With [`config_flags::ONE_COMMAND`]: only threads whose command name
     /// (`bpf_get_current_comm`, NUL-padded) is this are traced.
     pub comm: [u8; 16],
@@ -535,8 +541,8 @@ pub enum Counter {
     TgidsFull = 5,
     /// A Go function was entered where R14 held no readable goroutine (`g`): not paired.
     NoGoroutine = 6,
-    /// A call returned outside `--min-latency`/`--max-latency` and was not emitted, as asked.
-    /// Not a drop.
+    /// A call returned outside `--min-latency`/`--max-latency`, or `--sample` passed it over,
+    /// and it was not emitted, as asked. Not a drop.
     Filtered = 7,
 }
 
@@ -572,7 +578,7 @@ impl Counter {
             Self::Abandoned => "calls unwound (left by an exception, a panic or longjmp)",
             Self::TgidsFull => "child processes not traced: process set full",
             Self::NoGoroutine => "Go calls not traced: no goroutine in R14",
-            Self::Filtered => "calls outside the latency bounds, not emitted",
+            Self::Filtered => "calls filtered out as asked (latency bounds, sampling), not emitted",
         }
     }
 }

@@ -77,6 +77,9 @@ mod programs {
     #[map]
     static FILTERED: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_PROBES, 0);
 
+    #[map]
+    static SAMPLED: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_PROBES, 0);
+
     /// What every thread's parked calls start as (read-only data).
     static NO_CALLS: ThreadCalls = ThreadCalls::EMPTY;
 
@@ -782,6 +785,31 @@ mod programs {
         })
     }
 
+    /// Whether a call of `probe` that took `latency` is left out as asked: outside the
+    /// latency bounds, or not the one in `sample_every` of its probe on this CPU.
+    #[inline(always)]
+    fn filtered_out(config: &Config, probe: u32, latency: u64) -> bool {
+        let too_fast = config.min_latency_ns != 0 && latency < config.min_latency_ns;
+        let too_slow = config.max_latency_ns != 0 && latency > config.max_latency_ns;
+        if too_fast || too_slow {
+            return true;
+        }
+        if config.sample_every <= 1 {
+            return false;
+        }
+        let Some(seen) = SAMPLED.get_ptr_mut(probe) else {
+            return false;
+        };
+        // SAFETY: this CPU's slot of the probe, a valid aligned u64. Not atomic: a program
+        // preempting this one on the CPU can only make the sampling a call less even.
+        let n = unsafe {
+            let n = *seen;
+            *seen = n.wrapping_add(1);
+            n
+        };
+        !n.is_multiple_of(u64::from(config.sample_every))
+    }
+
     /// Stamps the return of the parked `call` under `key`, emits it and forgets it.
     #[inline(always)]
     fn complete(
@@ -794,21 +822,23 @@ mod programs {
     ) {
         call.header.exit_ns = exit_ns;
         call.header.ret = ret;
-        // Outside the latency bounds: counted, per probe too, never emitted.
-        if let Some(config) = config() {
-            let latency = exit_ns.wrapping_sub(call.header.entry_ns);
-            let too_fast = config.min_latency_ns != 0 && latency < config.min_latency_ns;
-            let too_slow = config.max_latency_ns != 0 && latency > config.max_latency_ns;
-            if too_fast || too_slow {
-                count(Counter::Filtered);
-                if let Some(slot) = FILTERED.get_ptr_mut(call.header.probe_id) {
-                    // SAFETY: the slot is a valid, aligned u64 of this CPU's counters; atomic
-                    // as for COUNTERS.
-                    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(slot, 1) };
-                }
-                let _ = INFLIGHT.remove(key);
-                return;
+        // Outside the latency bounds, or passed over by sampling: counted, per probe too,
+        // never emitted.
+        if let Some(config) = config()
+            && filtered_out(
+                config,
+                call.header.probe_id,
+                exit_ns.wrapping_sub(call.header.entry_ns),
+            )
+        {
+            count(Counter::Filtered);
+            if let Some(slot) = FILTERED.get_ptr_mut(call.header.probe_id) {
+                // SAFETY: the slot is a valid, aligned u64 of this CPU's counters; atomic as
+                // for COUNTERS.
+                unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(slot, 1) };
             }
+            let _ = INFLIGHT.remove(key);
+            return;
         }
         // SAFETY: no preconditions.
         let cpu = unsafe { bpf_get_smp_processor_id() };

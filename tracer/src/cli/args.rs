@@ -382,6 +382,11 @@ pub struct TraceArgs {
     #[arg(long, value_name = "NAME")]
     pub comm: Option<String>,
 
+    /// Show one call in N of each function (`1/100`, or `100`); the others are counted in the
+    /// kernel, not sent. Per CPU: a function called on several CPUs shows about one in N.
+    #[arg(long, value_name = "1/N", value_parser = parse_sample)]
+    pub sample: Option<u32>,
+
     /// Show, once each, calls that have run longer than this without returning (checked
     /// every second): the hung calls, with their arguments and thread.
     #[arg(long, value_name = "DURATION", value_parser = parse_nonzero_duration)]
@@ -632,6 +637,17 @@ impl TargetArgs {
     }
 }
 
+/// `--sample 1/N` (or `N`): N, at least 2.
+fn parse_sample(text: &str) -> std::result::Result<u32, String> {
+    let n = text.strip_prefix("1/").unwrap_or(text);
+    match n.parse::<u32>() {
+        Ok(n) if n >= 2 => Ok(n),
+        _ => Err(format!(
+            "`{text}`: give 1/N with N at least 2 (`1/100` shows one call in a hundred)"
+        )),
+    }
+}
+
 /// `2 processes (pid 4242, 4250)`.
 fn listed(pids: &[u32]) -> String {
     let listed: Vec<String> = pids.iter().map(u32::to_string).collect();
@@ -706,6 +722,7 @@ impl TraceArgs {
                 max_latency: self.max_latency,
                 tid: self.tid,
                 comm: self.comm.clone(),
+                sample_every: self.sample,
             },
             attach_mode: match self.attach {
                 AttachChoice::Auto => AttachMode::Auto,
@@ -736,6 +753,15 @@ impl TraceArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sample_is_one_in_n() {
+        assert_eq!(parse_sample("1/100"), Ok(100));
+        assert_eq!(parse_sample("7"), Ok(7));
+        for bad in ["1/1", "1/0", "0", "2/3", "x", ""] {
+            assert!(parse_sample(bad).is_err(), "{bad}");
+        }
+    }
     use clap::CommandFactory as _;
 
     #[test]

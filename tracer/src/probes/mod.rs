@@ -274,11 +274,14 @@ pub struct LiveFilter {
     pub max_latency: Option<std::time::Duration>,
     pub tid: Option<u32>,
     pub comm: Option<String>,
+    /// `--sample 1/N`: one call in N per function (and CPU) is emitted.
+    pub sample_every: Option<u32>,
 }
 
 impl LiveFilter {
-    pub fn filters_latency(&self) -> bool {
-        self.min_latency.is_some() || self.max_latency.is_some()
+    /// Whether calls are left out after they return (and counted): latency bounds, sampling.
+    pub fn leaves_calls_out(&self) -> bool {
+        self.min_latency.is_some() || self.max_latency.is_some() || self.sample_every.is_some()
     }
 }
 
@@ -556,6 +559,7 @@ impl Probes {
         };
         self.settings.min_latency_ns = nanos(filter.min_latency);
         self.settings.max_latency_ns = nanos(filter.max_latency);
+        self.settings.sample_every = filter.sample_every.unwrap_or(0);
         if let Some(tid) = filter.tid {
             self.settings.flags |= config_flags::ONE_THREAD;
             self.settings.tid = tid;

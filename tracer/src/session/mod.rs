@@ -582,22 +582,31 @@ async fn finish(
         recorded,
         group: members.map(|m| m.traced()),
         running,
-        filtered: options.filter.filters_latency().then(|| FilteredCalls {
+        filtered: options.filter.leaves_calls_out().then(|| FilteredCalls {
             per_probe: filtered,
             bounds: latency_bounds(&options.filter),
         }),
     })
 }
 
-/// `faster than 5ms`, `slower than 1s`, `outside 1ms..1s`: what the latency bounds left out.
+/// `faster than 5ms`, `slower than 1s`, `outside 1ms..1s`, `passed over by --sample 1/10`:
+/// what the filters after the return left out.
 fn latency_bounds(filter: &LiveFilter) -> String {
     let shown = |d: Duration| crate::sinks::units::format_duration_ns(d.as_nanos() as u64);
-    match (filter.min_latency, filter.max_latency) {
-        (Some(min), None) => format!("faster than {}", shown(min)),
-        (None, Some(max)) => format!("slower than {}", shown(max)),
-        (Some(min), Some(max)) => format!("outside {}..{}", shown(min), shown(max)),
-        (None, None) => String::new(),
-    }
+    let bounds = match (filter.min_latency, filter.max_latency) {
+        (Some(min), None) => Some(format!("faster than {}", shown(min))),
+        (None, Some(max)) => Some(format!("slower than {}", shown(max))),
+        (Some(min), Some(max)) => Some(format!("outside {}..{}", shown(min), shown(max))),
+        (None, None) => None,
+    };
+    let sampled = filter
+        .sample_every
+        .map(|n| format!("passed over by --sample 1/{n}"));
+    bounds
+        .into_iter()
+        .chain(sampled)
+        .collect::<Vec<_>>()
+        .join(" or ")
 }
 
 /// Runs a trace to its end. Events go to `out`, the start line to `status`; the summary is
