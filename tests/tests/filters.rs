@@ -1,6 +1,7 @@
-//! End-to-end: filters decided in the kernel (`--min-latency`, `--max-latency`, `--tid`,
-//! `--comm`), with exact counts against the `calls` fixture, whose rounds make a known number of
-//! fast calls (`compute`) and slow ones (`sleepy`, which sleeps). Run as root through
+//! End-to-end: what the kernel decides instead of sending every call (`--min-latency`,
+//! `--max-latency`, `--tid`, `--comm`, `--sample`, `--histogram`) and calls that do not return
+//! (`--stuck`), with exact counts against the `calls` fixture, whose rounds make a known number
+//! of fast calls (`compute`) and slow ones (`sleepy`, which sleeps). Run as root through
 //! `cargo xtask test`.
 
 use tests::{Fixture, c_fixture, run_tracer, trace_round};
@@ -185,4 +186,66 @@ fn sampling_shows_one_call_in_n_and_counts_the_rest() {
         output.stderr
     );
     assert!(output.stderr.contains("drops: none"), "{}", output.stderr);
+}
+
+#[test]
+fn histograms_count_every_call_in_the_kernel() {
+    let mut fixture = Fixture::start(&c_fixture("calls", &["-g", "-O1"]), &["1000"]);
+    let output = trace_round(
+        &mut fixture,
+        &[
+            "--fn",
+            "compute",
+            "--fn",
+            "negate",
+            "--histogram",
+            "--interval",
+            "200ms",
+        ],
+    );
+    let lines = output.json_lines();
+    assert!(
+        lines.iter().all(|l| l.get("latency_ns").is_none()),
+        "no line per call: {}",
+        output.stdout
+    );
+    let totals: Vec<&serde_json::Value> = lines.iter().filter(|l| l["total"] == true).collect();
+    assert_eq!(totals.len(), 2, "{}", output.stdout);
+    for total in &totals {
+        assert_eq!(total["calls"], 1000, "{total}");
+        let buckets: u64 = total["histogram"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(buckets, 1000, "{total}");
+    }
+    // The intervals add up to the totals.
+    let in_intervals: u64 = lines
+        .iter()
+        .filter(|l| l.get("interval_ns").is_some())
+        .map(|l| l["calls"].as_u64().unwrap())
+        .sum();
+    assert!(in_intervals <= 2000, "{}", output.stdout);
+    assert!(
+        output.stderr.contains("2000 calls of 2 functions"),
+        "{}",
+        output.stderr
+    );
+    assert!(output.stderr.contains("drops: none"), "{}", output.stderr);
+
+    // Human: BCC funclatency's shape.
+    let pid = fixture.pid.to_string();
+    let tracer = tests::Tracer::start(&["--pid", &pid, "--fn", "compute", "--histogram"]);
+    fixture.round();
+    let human = tracer.interrupt();
+    assert!(human.status.success(), "{}", human.stderr);
+    let total = human
+        .stdout
+        .split("In total, over")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{}", human.stdout));
+    assert!(total.contains("compute: 1000 calls"), "{}", human.stdout);
+    assert!(total.contains("distribution"), "{}", human.stdout);
 }

@@ -55,6 +55,28 @@ pub mod maps {
     /// Per-CPU array, one `u64` per probe id: its calls that passed the latency bounds, the
     /// count `--sample` picks from.
     pub const SAMPLED: &str = "SAMPLED";
+    /// Per-CPU hash, [`histogram_key`](super::histogram_key) → calls: with
+    /// [`config_flags::AGGREGATE`], each probe's calls by the power of two of their latency.
+    pub const HISTOGRAMS: &str = "HISTOGRAMS";
+}
+
+/// Capacity of [`maps::HISTOGRAMS`]: 64 buckets for each of 1,024 probes (a probe's calls
+/// fill a few).
+pub const HISTOGRAM_ENTRIES: u32 = 65536;
+
+/// Log2 buckets of a latency histogram: bucket 0 holds 0 ns, bucket k `2^(k-1)..2^k - 1`.
+pub const HISTOGRAM_BUCKETS: u32 = 65;
+
+/// The bucket of `latency_ns`: the number of bits it takes.
+#[inline(always)]
+pub const fn histogram_bucket(latency_ns: u64) -> u32 {
+    64 - latency_ns.leading_zeros()
+}
+
+/// The key of a probe's bucket in [`maps::HISTOGRAMS`].
+#[inline(always)]
+pub const fn histogram_key(probe: u32, bucket: u32) -> u32 {
+    probe * HISTOGRAM_BUCKETS + bucket
 }
 
 /// Capacity of [`maps::EXITS`].
@@ -519,6 +541,9 @@ pub mod config_flags {
     pub const ONE_THREAD: u32 = 16;
     /// Only threads named [`Config::comm`] are traced (`--comm`).
     pub const ONE_COMMAND: u32 = 32;
+    /// Calls are not emitted: their latencies are counted in log2 buckets per probe
+    /// ([`maps::HISTOGRAMS`]) (`--histogram`).
+    pub const AGGREGATE: u32 = 64;
 }
 
 /// Per-CPU counters of everything the programs could not do, indexes of [`maps::COUNTERS`].
@@ -544,14 +569,16 @@ pub enum Counter {
     /// A call returned outside `--min-latency`/`--max-latency`, or `--sample` passed it over,
     /// and it was not emitted, as asked. Not a drop.
     Filtered = 7,
+    /// A call's latency could not be counted: the histogram map was full.
+    HistogramFull = 8,
 }
 
 /// Capacity of [`maps::COUNTERS`].
-pub const COUNTER_SLOTS: u32 = 8;
+pub const COUNTER_SLOTS: u32 = 16;
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::RingFull,
         Self::LostEntry,
         Self::InflightFull,
@@ -560,6 +587,7 @@ impl Counter {
         Self::TgidsFull,
         Self::NoGoroutine,
         Self::Filtered,
+        Self::HistogramFull,
     ];
 
     /// Whether the counter counts calls lost to the trace (a drop), not calls that ended in
@@ -579,6 +607,7 @@ impl Counter {
             Self::TgidsFull => "child processes not traced: process set full",
             Self::NoGoroutine => "Go calls not traced: no goroutine in R14",
             Self::Filtered => "calls filtered out as asked (latency bounds, sampling), not emitted",
+            Self::HistogramFull => "calls not counted: histogram map full",
         }
     }
 }

@@ -31,7 +31,7 @@ mod programs {
             },
         },
         macros::{map, tracepoint, uprobe, uretprobe},
-        maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+        maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
         programs::{ProbeContext, RetProbeContext, TracePointContext},
     };
     use aya_log_ebpf::warn;
@@ -39,11 +39,12 @@ mod programs {
     use core::intrinsics::{AtomicOrdering, atomic_xadd};
     use tracer_ebpf::{
         COUNTER_SLOTS, CapturePlan, CaptureStep, Config, Counter, ENDED_BY_TAIL_CALL,
-        EVENT_HEADER_SIZE, EventKind, GO_G_STACK_HI, GO_RESULT_WORDS, INFLIGHT_ENTRIES,
-        InFlightCall, InflightKey, MAX_CHUNK, MAX_DEREFS, MAX_PAYLOAD, MAX_PROBES, MAX_STEPS,
-        MAX_TGIDS, MAX_THREADS, MAX_WATCHED_EXITS, PAGE_SIZE, PAYLOAD_BUFFER, RETURN_SP_ADJUST,
-        RING_BYTES, THREAD_DEPTH, ThreadCalls, config_flags, exit_condition, go_type,
-        inflight_marks, location, plan_flags, reg, step_status, value,
+        EVENT_HEADER_SIZE, EventKind, GO_G_STACK_HI, GO_RESULT_WORDS, HISTOGRAM_ENTRIES,
+        INFLIGHT_ENTRIES, InFlightCall, InflightKey, MAX_CHUNK, MAX_DEREFS, MAX_PAYLOAD,
+        MAX_PROBES, MAX_STEPS, MAX_TGIDS, MAX_THREADS, MAX_WATCHED_EXITS, PAGE_SIZE,
+        PAYLOAD_BUFFER, RETURN_SP_ADJUST, RING_BYTES, THREAD_DEPTH, ThreadCalls, config_flags,
+        exit_condition, go_type, histogram_bucket, histogram_key, inflight_marks, location,
+        plan_flags, reg, step_status, value,
     };
 
     #[map]
@@ -79,6 +80,10 @@ mod programs {
 
     #[map]
     static SAMPLED: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_PROBES, 0);
+
+    #[map]
+    static HISTOGRAMS: PerCpuHashMap<u32, u64> =
+        PerCpuHashMap::with_max_entries(HISTOGRAM_ENTRIES, 0);
 
     /// What every thread's parked calls start as (read-only data).
     static NO_CALLS: ThreadCalls = ThreadCalls::EMPTY;
@@ -836,6 +841,23 @@ mod programs {
                 // SAFETY: the slot is a valid, aligned u64 of this CPU's counters; atomic as
                 // for COUNTERS.
                 unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(slot, 1) };
+            }
+            let _ = INFLIGHT.remove(key);
+            return;
+        }
+        // `--histogram`: the call only adds one to its latency's bucket.
+        if config().is_some_and(|c| c.flags & config_flags::AGGREGATE != 0) {
+            let latency = exit_ns.wrapping_sub(call.header.entry_ns);
+            let bucket = histogram_key(call.header.probe_id, histogram_bucket(latency));
+            match HISTOGRAMS.get_ptr_mut(&bucket) {
+                // SAFETY: this CPU's value of the key, a valid aligned u64; per CPU, so a
+                // plain add (a preempting program can only lose one count, never corrupt).
+                Some(n) => unsafe { *n += 1 },
+                None => {
+                    if HISTOGRAMS.insert(&bucket, &1, 0).is_err() {
+                        count(Counter::HistogramFull);
+                    }
+                }
             }
             let _ = INFLIGHT.remove(key);
             return;

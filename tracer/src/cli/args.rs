@@ -387,6 +387,17 @@ pub struct TraceArgs {
     #[arg(long, value_name = "1/N", value_parser = parse_sample)]
     pub sample: Option<u32>,
 
+    /// Count each function's calls by latency in the kernel (log2 buckets) and print the
+    /// histograms every --interval, and in total at the end, instead of a line per call:
+    /// the cheapest way to watch a hot function.
+    #[arg(long, conflicts_with_all = ["output", "max_events"])]
+    pub histogram: bool,
+
+    /// With --histogram: how often to print.
+    #[arg(long, value_name = "DURATION", default_value = "1s", requires = "histogram",
+          value_parser = parse_nonzero_duration)]
+    pub interval: Duration,
+
     /// Show, once each, calls that have run longer than this without returning (checked
     /// every second): the hung calls, with their arguments and thread.
     #[arg(long, value_name = "DURATION", value_parser = parse_nonzero_duration)]
@@ -717,6 +728,7 @@ impl TraceArgs {
             duration: self.duration,
             max_events: self.max_events,
             stuck: self.stuck,
+            histogram: self.histogram.then_some(self.interval),
             filter: crate::probes::LiveFilter {
                 min_latency: self.min_latency,
                 max_latency: self.max_latency,

@@ -257,6 +257,8 @@ pub struct Probes {
     counters: PerCpuArray<MapData, u64>,
     /// Calls each probe had filtered out by the latency bounds, per CPU.
     filtered: PerCpuArray<MapData, u64>,
+    /// `--histogram`: calls by probe and log2 latency bucket, per CPU.
+    histograms: aya::maps::PerCpuHashMap<MapData, u32, u64>,
     ring: Option<RingBuf<MapData>>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     /// uprobe-multi programs, loaded on first use.
@@ -320,6 +322,7 @@ impl Probes {
         let tgids = take_map(&mut ebpf, maps::TGIDS)?;
         let exits = take_map(&mut ebpf, maps::EXITS)?;
         let filtered = take_map(&mut ebpf, maps::FILTERED)?;
+        let histograms = take_map(&mut ebpf, maps::HISTOGRAMS)?;
         Ok(Self {
             ebpf,
             map_fds,
@@ -336,6 +339,7 @@ impl Probes {
             tracepoints: Vec::new(),
             counters,
             filtered,
+            histograms,
             ring: Some(ring),
             logger,
             multi_programs: None,
@@ -568,6 +572,30 @@ impl Probes {
             self.settings.flags |= config_flags::ONE_COMMAND;
             self.settings.comm = comm_bytes(comm);
         }
+    }
+
+    /// Calls are counted in latency histograms in the kernel, not emitted (`--histogram`;
+    /// written at [`enable`](Self::enable)).
+    pub fn aggregate(&mut self) {
+        self.settings.flags |= config_flags::AGGREGATE;
+    }
+
+    /// The calls of each probe counted so far by log2 latency bucket (see
+    /// [`tracer_ebpf::histogram_bucket`]), summed over CPUs.
+    pub fn histograms(&self) -> Result<std::collections::BTreeMap<u32, Vec<u64>>> {
+        let mut by_probe: std::collections::BTreeMap<u32, Vec<u64>> = Default::default();
+        for entry in self.histograms.iter() {
+            let (key, per_cpu) = entry.map_err(|err| bpf_error("reading histograms", err))?;
+            let (probe, bucket) = (
+                key / tracer_ebpf::HISTOGRAM_BUCKETS,
+                key % tracer_ebpf::HISTOGRAM_BUCKETS,
+            );
+            let counts = by_probe
+                .entry(probe)
+                .or_insert_with(|| vec![0; tracer_ebpf::HISTOGRAM_BUCKETS as usize]);
+            counts[bucket as usize] += per_cpu.iter().sum::<u64>();
+        }
+        Ok(by_probe)
     }
 
     /// How many calls of each of the first `probes` probes the latency bounds filtered out.

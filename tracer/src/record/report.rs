@@ -176,23 +176,7 @@ fn render_return(value: u64, how: Option<&ReturnValue>) -> String {
 
 /// Draws `histogram` as BCC's funclatency does.
 pub fn draw_histogram(histogram: &Histogram, out: &mut String) {
-    const WIDTH: u64 = 40;
-    let buckets = histogram.log2_buckets();
-    let peak = buckets.iter().map(|b| b.2).max().unwrap_or(1).max(1);
-    let _ = writeln!(out, "  {:>24} : {:<10} distribution", "latency", "count");
-    for (low, high, count) in buckets {
-        let stars = (count * WIDTH).div_ceil(peak) as usize;
-        let range = format!(
-            "{} -> {}",
-            format_duration_ns(low),
-            format_duration_ns(high)
-        );
-        let _ = writeln!(
-            out,
-            "  {range:>24} : {count:<10} |{:<40}|",
-            "*".repeat(stars)
-        );
-    }
+    crate::sinks::histogram::draw_log2(&histogram.log2_buckets(), out);
 }
 
 /// The report as text.

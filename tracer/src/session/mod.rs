@@ -7,6 +7,7 @@
 //! without wake-ups below a threshold) and otherwise drains on a short timer, so a hot function
 //! costs no wake-up per call (DESIGN.md, "What a probe costs").
 
+mod aggregate;
 mod line_output;
 mod members;
 pub(crate) mod sink;
@@ -87,6 +88,8 @@ pub struct TraceOptions {
     pub filter: LiveFilter,
     /// `--stuck`: show calls running longer than this, once each, while tracing.
     pub stuck: Option<Duration>,
+    /// `--histogram`: count latencies in the kernel, printed every this long; no events.
+    pub histogram: Option<Duration>,
     /// `-o`: record the calls to a trace file too.
     pub record: Option<RecordOptions>,
     /// No live lines.
@@ -317,6 +320,9 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
         ));
     }
     probes.set_filter(&options.filter);
+    if options.histogram.is_some() {
+        probes.aggregate();
+    }
     let traced_now: &[u32] = match &options.target {
         Target::Process { pid } => std::slice::from_ref(pid),
         Target::Processes { pids } => pids,
@@ -436,6 +442,7 @@ async fn stream(
     let mut last_record_flush = Instant::now();
     let mut last_rescan = Instant::now();
     let mut last_stuck_scan = Instant::now();
+    let mut histograms = options.histogram.map(aggregate::Histograms::new);
     let mut shown_stuck: std::collections::HashSet<(u32, u64, u32)> = Default::default();
     loop {
         let requested = tokio::select! {
@@ -471,6 +478,14 @@ async fn stream(
             let counters = counters_record(&armed.probes.counters()?, sink.undecodable, filtered);
             sink.flush_recording(&counters);
             last_record_flush = Instant::now();
+        }
+        if let Some(histograms) = &mut histograms
+            && histograms.due()
+        {
+            let counts = armed.probes.histograms()?;
+            let (table, clock, json) = sink.table_clock_json();
+            let text = histograms.interval_lines(&counts, table, clock, json);
+            sink.write_text(&text);
         }
         if let Some(threshold) = options.stuck
             && last_stuck_scan.elapsed() >= STUCK_SCAN_INTERVAL
@@ -526,6 +541,23 @@ async fn finish(
     while drain(ring.get_mut(), &mut sink)? {}
     let kernel_counters = probes.counters()?;
     let filtered = probes.filtered(sink.probes())?;
+    // `--histogram`: the totals are printed, and the summary's table counts from them.
+    if options.histogram.is_some() {
+        let counts = probes.histograms()?;
+        let (table, clock, json) = sink.table_clock_json();
+        let text = aggregate::total_lines(&counts, table, clock, json, started.elapsed());
+        sink.write_text(&text);
+        for (probe, buckets) in &counts {
+            for (bucket, &n) in buckets.iter().enumerate() {
+                // The middle of the bucket's range stands for its calls.
+                let latency = match bucket {
+                    0 => 0,
+                    b => (1u64 << (b - 1)) + ((1u64 << (b - 1)) >> 1),
+                };
+                sink.stats.record_counted(*probe, latency, n);
+            }
+        }
+    }
     let unfinished = probes.calls_in_flight();
     // The calls still running are shown, the longest-running first.
     let now = sys::monotonic_ns();

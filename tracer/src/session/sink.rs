@@ -195,6 +195,25 @@ impl<'a> Sink<'a> {
         self.buffered_lines += 1;
     }
 
+    /// Writes `text` (whole lines) among the live lines: the histograms of `--histogram`.
+    pub fn write_text(&mut self, text: &str) {
+        if self.out.is_closed() || matches!(self.lines, LiveLines::Off) || text.is_empty() {
+            return;
+        }
+        self.buffer.push_str(text);
+        self.buffered_lines += text.lines().count() as u64;
+        self.flush();
+    }
+
+    /// The probes, the clock and whether lines are JSON: what `--histogram` prints with.
+    pub fn table_clock_json(&self) -> (&ProbeTable, &WallClock, bool) {
+        (
+            self.table,
+            &self.clock,
+            matches!(self.lines, LiveLines::Json),
+        )
+    }
+
     /// Shows a call still running (`--stuck`) among the live lines, as the mode says.
     pub fn running(&mut self, running: &CallEvent) {
         let Some(probe) = self.table.get(running.probe_id) else {

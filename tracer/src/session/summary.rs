@@ -157,6 +157,13 @@ impl CallStats {
         self.callers.len()
     }
 
+    /// Records `n` calls of `probe` that took about `latency_ns` (counted in the kernel).
+    pub fn record_counted(&mut self, probe: u32, latency_ns: u64, n: u64) {
+        if let Some(histogram) = self.per_probe.get_mut(probe as usize) {
+            histogram.record_n(latency_ns, n);
+        }
+    }
+
     pub fn record(&mut self, event: &CallEvent) {
         self.callers.insert(event.pid);
         if let Some(histogram) = self.per_probe.get_mut(event.probe_id as usize) {

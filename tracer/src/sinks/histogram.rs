@@ -66,9 +66,17 @@ fn bucket_high(bucket: usize) -> u64 {
 
 impl Histogram {
     pub fn record(&mut self, value: u64) {
-        self.counts[bucket_of(value)] += 1;
-        self.count += 1;
-        self.sum += u128::from(value);
+        self.record_n(value, 1);
+    }
+
+    /// Records `value` `n` times (a bucket of a histogram counted elsewhere).
+    pub fn record_n(&mut self, value: u64, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.counts[bucket_of(value)] += n;
+        self.count += n;
+        self.sum += u128::from(value) * u128::from(n);
         self.min = self.min.min(value);
         self.max = self.max.max(value);
     }
@@ -125,20 +133,7 @@ impl Histogram {
                 powers[power] += n;
             }
         }
-        let Some(first) = powers.iter().position(|&n| n > 0) else {
-            return Vec::new();
-        };
-        let last = powers.iter().rposition(|&n| n > 0).unwrap_or(first);
-        (first..=last)
-            .map(|power| {
-                let (low, high) = match power {
-                    0 => (0, 0),
-                    64 => (1 << 63, u64::MAX),
-                    p => (1u64 << (p - 1), (1u64 << p) - 1),
-                };
-                (low, high, powers[power])
-            })
-            .collect()
+        log2_ranges(&powers)
     }
 
     /// Adds every value of `other`.
@@ -150,6 +145,47 @@ impl Histogram {
         self.sum += other.sum;
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
+    }
+}
+
+/// The `(low, high, count)` of each power-of-two bucket from the first non-empty one to the
+/// last, from counts by bucket (bucket 0: 0; bucket k: `2^(k-1)..=2^k - 1`), as
+/// [`Histogram::log2_buckets`] gives them.
+pub fn log2_ranges(counts: &[u64]) -> Vec<(u64, u64, u64)> {
+    let Some(first) = counts.iter().position(|&n| n > 0) else {
+        return Vec::new();
+    };
+    let last = counts.iter().rposition(|&n| n > 0).unwrap_or(first);
+    (first..=last)
+        .map(|power| {
+            let (low, high) = match power {
+                0 => (0, 0),
+                64 => (1 << 63, u64::MAX),
+                p => (1u64 << (p - 1), (1u64 << p) - 1),
+            };
+            (low, high, counts[power])
+        })
+        .collect()
+}
+
+/// Draws power-of-two buckets as BCC's funclatency does.
+pub fn draw_log2(buckets: &[(u64, u64, u64)], out: &mut String) {
+    use std::fmt::Write as _;
+    const WIDTH: u64 = 40;
+    let peak = buckets.iter().map(|b| b.2).max().unwrap_or(1).max(1);
+    let _ = writeln!(out, "  {:>24} : {:<10} distribution", "latency", "count");
+    for &(low, high, count) in buckets {
+        let stars = (count * WIDTH).div_ceil(peak) as usize;
+        let range = format!(
+            "{} -> {}",
+            super::units::format_duration_ns(low),
+            super::units::format_duration_ns(high)
+        );
+        let _ = writeln!(
+            out,
+            "  {range:>24} : {count:<10} |{:<40}|",
+            "*".repeat(stars)
+        );
     }
 }
 
