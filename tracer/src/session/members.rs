@@ -37,8 +37,9 @@ impl Members {
     }
 
     /// Asks who belongs now: selects newcomers (labelling them in `workloads`), deselects
-    /// leavers.
-    pub fn refresh(&mut self, probes: &mut Probes, workloads: &mut Workloads) {
+    /// leavers. Returns the newcomers.
+    pub fn refresh(&mut self, probes: &mut Probes, workloads: &mut Workloads) -> Vec<u32> {
+        let mut joined = Vec::new();
         let found = match self.membership.find() {
             Ok(found) => {
                 self.last_error = None;
@@ -50,7 +51,7 @@ impl Members {
                     log::warn!("cannot tell which processes joined the target: {message}");
                     self.last_error = Some(message);
                 }
-                return;
+                return joined;
             }
         };
         let now: HashSet<u32> = found.members.iter().map(|m| m.pid).collect();
@@ -66,6 +67,7 @@ impl Members {
                 workloads.add(member.pid, member.container_id.as_deref(), labels.clone());
             }
             log::info!("process {} joined the target", member.pid);
+            joined.push(member.pid);
             if self.ever.insert(member.pid) {
                 self.joined += 1;
             }
@@ -74,6 +76,7 @@ impl Members {
             probes.deselect(gone);
         }
         self.current = now;
+        joined
     }
 
     pub fn traced(&self) -> GroupTraced {

@@ -248,6 +248,9 @@ struct Armed {
     started: Instant,
     /// The processes of a group target, asked again while tracing.
     members: Option<Members>,
+    /// The Go programs probed (by the path processes map them at): what a process that
+    /// joins gets faulted in.
+    go_programs: Vec<String>,
 }
 
 /// Loads the eBPF object, writes the plans, attaches every probe and switches recording on.
@@ -344,26 +347,30 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
         attached,
         started: Instant::now(),
         members,
+        go_programs: go_programs(&prepared.sites),
     })
 }
 
 /// Most a Go program's read-only data is read through to fault it in.
 const GO_FAULT_IN_LIMIT: u64 = 256 << 20;
 
+/// The Go programs among `sites`, each once, by the path processes map them at.
+fn go_programs(sites: &[ProbeSite]) -> Vec<String> {
+    let mut programs: Vec<String> = Vec::new();
+    for site in sites.iter().filter(|site| site.go) {
+        if !programs.contains(&site.object.path) {
+            programs.push(site.object.path.clone());
+        }
+    }
+    programs
+}
+
 /// Faults in, in process `pid`, the read-only data of the Go programs among `sites`, where
 /// the type names of interface values are (the programs cannot fault a page in).
-pub(crate) fn fault_in_go_type_names(sites: &[ProbeSite], pid: u32) {
-    let mut done: Vec<&str> = Vec::new();
-    for site in sites.iter().filter(|site| site.go) {
-        if done.contains(&site.object.path.as_str()) {
-            continue;
-        }
-        done.push(&site.object.path);
-        let bytes = target::fault_in_read_only(pid, &site.object.path, GO_FAULT_IN_LIMIT);
-        log::debug!(
-            "faulted in {bytes} bytes of {} in process {pid}",
-            site.object.path
-        );
+fn fault_in_go_type_names(sites: &[ProbeSite], pid: u32) {
+    for program in go_programs(sites) {
+        let bytes = target::fault_in_read_only(pid, &program, GO_FAULT_IN_LIMIT);
+        log::debug!("faulted in {bytes} bytes of {program} in process {pid}");
     }
 }
 
@@ -505,7 +512,11 @@ async fn stream(
         if let Some(members) = &mut armed.members
             && last_rescan.elapsed() >= RESCAN_INTERVAL
         {
-            members.refresh(&mut armed.probes, sink.workloads_mut());
+            for pid in members.refresh(&mut armed.probes, sink.workloads_mut()) {
+                for program in &armed.go_programs {
+                    target::fault_in_read_only(pid, program, GO_FAULT_IN_LIMIT);
+                }
+            }
             last_rescan = Instant::now();
         }
         if let Some(reason) = sink.stop_reason() {
