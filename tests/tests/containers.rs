@@ -291,55 +291,23 @@ fn pods_are_found_by_name_under_a_host_root() {
         );
     }
 
-    // A container name no pod has, and a pod name no folder has.
-    let sidecar = run_tracer(&[
-        "--pod",
+    // A container name no pod has, a pod name no folder has, and the folder of a pod that
+    // has gone (no cgroup names its UID): each refused, saying why.
+    let refused = |pod: &str, extra: &[&str], why: &str| {
+        let mut args = vec!["--pod", pod, "--host-root", host_root, "--fn", "compute"];
+        args.extend_from_slice(extra);
+        let output = run_tracer(&args);
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        assert!(output.stderr.contains(why), "{}", output.stderr);
+    };
+    refused(
         "checkout-7d9-*",
-        "--container",
-        "sidecar",
-        "--host-root",
-        host_root,
-        "--fn",
-        "compute",
-    ]);
-    assert_eq!(sidecar.status.code(), Some(2), "{sidecar:?}");
-    assert!(
-        sidecar.stderr.contains("named sidecar"),
-        "{}",
-        sidecar.stderr
+        &["--container", "sidecar"],
+        "named sidecar",
     );
-    let nobody = run_tracer(&[
-        "--pod",
-        "web-*",
-        "--host-root",
-        host_root,
-        "--fn",
-        "compute",
-    ]);
-    assert_eq!(nobody.status.code(), Some(2), "{nobody:?}");
-    assert!(
-        nobody
-            .stderr
-            .contains("no pod on this node matches `web-*`"),
-        "{}",
-        nobody.stderr
-    );
-    // The folder of a pod that has gone (no cgroup names its UID) is no pod.
+    refused("web-*", &[], "no pod on this node matches `web-*`");
     fs::create_dir_all(host.join(format!("var/log/pods/shop_web-gone_{}/app", pod_uid(9))))
         .unwrap();
-    let gone = run_tracer(&[
-        "--pod",
-        "web-*",
-        "--host-root",
-        host_root,
-        "--fn",
-        "compute",
-    ]);
-    assert_eq!(gone.status.code(), Some(2), "{gone:?}");
-    assert!(
-        gone.stderr.contains("no pod on this node matches `web-*`"),
-        "{}",
-        gone.stderr
-    );
+    refused("web-*", &[], "no pod on this node matches `web-*`");
     drop(fixtures);
 }

@@ -827,14 +827,12 @@ mod programs {
     ) {
         call.header.exit_ns = exit_ns;
         call.header.ret = ret;
+        let config = config();
+        let latency = exit_ns.wrapping_sub(call.header.entry_ns);
         // Outside the latency bounds, or passed over by sampling: counted, per probe too,
         // never emitted.
-        if let Some(config) = config()
-            && filtered_out(
-                config,
-                call.header.probe_id,
-                exit_ns.wrapping_sub(call.header.entry_ns),
-            )
+        if let Some(config) = config
+            && filtered_out(config, call.header.probe_id, latency)
         {
             count(Counter::Filtered);
             if let Some(slot) = FILTERED.get_ptr_mut(call.header.probe_id) {
@@ -846,8 +844,7 @@ mod programs {
             return;
         }
         // `--histogram`: the call only adds one to its latency's bucket.
-        if config().is_some_and(|c| c.flags & config_flags::AGGREGATE != 0) {
-            let latency = exit_ns.wrapping_sub(call.header.entry_ns);
+        if config.is_some_and(|c| c.flags & config_flags::AGGREGATE != 0) {
             let bucket = histogram_key(call.header.probe_id, histogram_bucket(latency));
             match HISTOGRAMS.get_ptr_mut(&bucket) {
                 // SAFETY: this CPU's value of the key, a valid aligned u64; per CPU, so a

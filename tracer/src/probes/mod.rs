@@ -388,11 +388,9 @@ impl Probes {
         }
         // Following forks (not recording yet) before listing the families.
         self.write_config(self.settings)?;
-        for &root in roots {
-            for child in crate::target::descendants(root) {
-                if let Err(err) = self.tgids.insert(child, 1, 0) {
-                    log::warn!("cannot select process {child}: {err}");
-                }
+        for child in crate::target::descendants_of(roots) {
+            if let Err(err) = self.tgids.insert(child, 1, 0) {
+                log::warn!("cannot select process {child}: {err}");
             }
         }
         Ok(())
@@ -529,11 +527,7 @@ impl Probes {
     /// counting those already known abandoned: parked by their thread, which has since left
     /// their frame.
     pub fn calls_in_flight(&self) -> u64 {
-        self.inflight
-            .iter()
-            .filter_map(Result::ok)
-            .filter(|(key, call)| !self.is_abandoned(key, call))
-            .count() as u64
+        self.running_calls().len() as u64
     }
 
     /// The calls that entered and have not returned (not those known abandoned), as the

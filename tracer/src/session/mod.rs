@@ -288,18 +288,19 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
         log::info!("the target's exit status will not be known: {err}");
     }
     // The kernel's pid filter takes one process; a family or group is selected by the
-    // programs.
-    // A family or group is selected by the programs; there the fork records' ids mean
-    // nothing inside a pid namespace, so new processes are found by asking again.
+    // programs. Inside a pid namespace the fork records' ids mean nothing, so there new
+    // processes are found by asking again, and the descendants are selected now (elsewhere
+    // `follow_family` lists them).
     let family: Option<(Vec<u32>, Option<Membership>)> =
         match (&options.target, &options.membership) {
             (Target::Processes { pids }, membership) => Some((pids.clone(), membership.clone())),
-            (Target::Process { pid }, _) if options.children => Some((
+            (Target::Process { pid }, _) if options.children && own_namespace => Some((
                 std::iter::once(*pid)
                     .chain(target::descendants(*pid))
                     .collect(),
-                own_namespace.then_some(Membership::Family { root: *pid }),
+                Some(Membership::Family { root: *pid }),
             )),
+            (Target::Process { pid }, _) if options.children => Some((vec![*pid], None)),
             _ => None,
         };
     let (attach_pid, members) = match family {
@@ -481,7 +482,7 @@ async fn stream(
             logger.flush();
         }
         if sink.recorder.is_some() && last_record_flush.elapsed() >= RECORD_FLUSH_INTERVAL {
-            let filtered = armed.probes.filtered(sink.probes())?;
+            let filtered = filtered_calls(&armed.probes, options, sink.probes())?;
             let counters = counters_record(&armed.probes.counters()?, sink.undecodable, filtered);
             sink.flush_recording(&counters);
             last_record_flush = Instant::now();
@@ -551,7 +552,7 @@ async fn finish(
     probes.detach_multi_links();
     while drain(ring.get_mut(), &mut sink)? {}
     let kernel_counters = probes.counters()?;
-    let filtered = probes.filtered(sink.probes())?;
+    let filtered = filtered_calls(&probes, options, sink.probes())?;
     // `--histogram`: the totals are printed, and the summary's table counts from them.
     if options.histogram.is_some() {
         let counts = probes.histograms()?;
@@ -559,21 +560,18 @@ async fn finish(
         let text = aggregate::total_lines(&counts, table, clock, json, started.elapsed());
         sink.write_text(&text);
         for (probe, buckets) in &counts {
-            for (bucket, &n) in buckets.iter().enumerate() {
+            for (low, high, n) in crate::sinks::histogram::log2_ranges(buckets) {
                 // The middle of the bucket's range stands for its calls.
-                let latency = match bucket {
-                    0 => 0,
-                    b => (1u64 << (b - 1)) + ((1u64 << (b - 1)) >> 1),
-                };
-                sink.stats.record_counted(*probe, latency, n);
+                sink.stats
+                    .record_counted(*probe, low + (high - low).div_ceil(2), n);
             }
         }
     }
-    let unfinished = probes.calls_in_flight();
-    // The calls still running are shown, the longest-running first.
+    // The calls still running are counted and shown, the longest-running first.
+    let in_flight = probes.running_calls();
+    let unfinished = in_flight.len() as u64;
     let now = sys::monotonic_ns();
-    let mut still: Vec<crate::CallEvent> = probes
-        .running_calls()
+    let mut still: Vec<crate::CallEvent> = in_flight
         .iter()
         .filter_map(|call| crate::events::running_call(call, now))
         .collect();
@@ -630,6 +628,16 @@ async fn finish(
             bounds: latency_bounds(&options.filter),
         }),
     })
+}
+
+/// The calls each probe had left out by the filters after the return, when there are such
+/// filters (reading the counters costs a syscall per probe).
+fn filtered_calls(probes: &Probes, options: &TraceOptions, n: usize) -> Result<Vec<u64>> {
+    if options.filter.leaves_calls_out() {
+        probes.filtered(n)
+    } else {
+        Ok(Vec::new())
+    }
 }
 
 /// `faster than 5ms`, `slower than 1s`, `outside 1ms..1s`, `passed over by --sample 1/10`:

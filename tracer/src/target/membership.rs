@@ -114,6 +114,9 @@ impl Membership {
 impl PodQuery {
     fn find(&self) -> Result<Found> {
         let matches = |name: &str| crate::symbols::glob_match(&self.pattern, name);
+        // One walk of every process's cgroups serves both what is live and who is whose.
+        let identities: Vec<(u32, super::cgroup::CgroupIdentity)> =
+            super::cgroup_identities().collect();
         let pods = match &self.source {
             PodSource::Cri(socket) => {
                 let mut pods: Vec<Pod> = cri::list_pods(socket)
@@ -133,15 +136,16 @@ impl PodQuery {
             PodSource::LogFolders(root) => {
                 // kubelet leaves the folders of pods that have gone: only a pod some live
                 // cgroup still names is on this node.
-                let live: std::collections::HashSet<String> = super::cgroup_identities()
-                    .filter_map(|(_, identity)| identity.pod_uid)
+                let live: std::collections::HashSet<&String> = identities
+                    .iter()
+                    .filter_map(|(_, identity)| identity.pod_uid.as_ref())
                     .collect();
                 let mut found = pods::find_pods(root, matches, self.namespace.as_deref());
                 found.retain(|pod| live.contains(&pod.uid));
                 found
             }
         };
-        let processes = pods::pod_processes(&pods, self.container.as_deref());
+        let processes = pods::pod_processes(&pods, self.container.as_deref(), &identities);
         let mut members: Vec<Member> = processes
             .iter()
             .map(|process| Member {

@@ -124,24 +124,28 @@ fn parent_of(pid: u32) -> Option<u32> {
 /// Every process below `pid` (children, their children, ...), from the parents
 /// `/proc/*/stat` names.
 pub fn descendants(pid: u32) -> Vec<u32> {
+    descendants_of(&[pid])
+}
+
+/// Every process below any of `roots` (not the roots themselves), from one walk of the
+/// parents `/proc/*/stat` names.
+pub fn descendants_of(roots: &[u32]) -> Vec<u32> {
     let parents: Vec<(u32, u32)> = all_pids()
         .into_iter()
         .filter_map(|child| Some((child, parent_of(child)?)))
         .collect();
-    let mut found = vec![pid];
+    let mut found = roots.to_vec();
     let mut next = 0;
     while next < found.len() {
         let parent = found[next];
-        found.extend(
-            parents
-                .iter()
-                .filter(|(_, ppid)| *ppid == parent)
-                .map(|(child, _)| *child),
-        );
+        for &(child, _) in parents.iter().filter(|(_, ppid)| *ppid == parent) {
+            if !found.contains(&child) {
+                found.push(child);
+            }
+        }
         next += 1;
     }
-    found.remove(0);
-    found
+    found.split_off(roots.len())
 }
 
 /// The processes of the container whose id is `id` or starts with it (at least 4 hex digits):

@@ -9,7 +9,7 @@
 
 use std::{collections::HashMap, fs, path::Path};
 
-use super::{cgroup, cgroup_identities, read_proc_text};
+use super::{cgroup, read_proc_text};
 
 /// A pod kubelet runs (or ran) on this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,31 +145,35 @@ pub fn container_names(host_root: &Path, pod: &Pod) -> HashMap<String, String> {
 
 /// The running processes of `pods` (of the container named `container` only, when given),
 /// from every process's cgroups: those that carry the pod's UID or one of its containers' ids.
-pub fn pod_processes(pods: &[Pod], container: Option<&str>) -> Vec<PodProcess> {
+pub fn pod_processes(
+    pods: &[Pod],
+    container: Option<&str>,
+    identities: &[(u32, cgroup::CgroupIdentity)],
+) -> Vec<PodProcess> {
     let mut found = Vec::new();
-    for (pid, identity) in cgroup_identities() {
+    for (pid, identity) in identities {
         // The pod's sandbox (pause) and CRI-O's monitor have no container of the pod.
-        let Some(id) = identity.container else {
+        let Some(id) = &identity.container else {
             continue;
         };
         let Some(index) = pods.iter().position(|pod| {
-            identity.pod_uid.as_ref() == Some(&pod.uid) || pod.containers.contains_key(&id)
+            identity.pod_uid.as_ref() == Some(&pod.uid) || pod.containers.contains_key(id)
         }) else {
             continue;
         };
         // Where the pod's containers are known, another id is its sandbox (pause).
-        if !pods[index].containers.is_empty() && !pods[index].containers.contains_key(&id) {
+        if !pods[index].containers.is_empty() && !pods[index].containers.contains_key(id) {
             continue;
         }
-        let name = pods[index].containers.get(&id).cloned();
+        let name = pods[index].containers.get(id).cloned();
         if container.is_some_and(|wanted| name.as_deref() != Some(wanted)) {
             continue;
         }
         found.push(PodProcess {
-            pid,
+            pid: *pid,
             pod: index,
             container: name,
-            container_id: Some(id),
+            container_id: Some(id.clone()),
         });
     }
     found
