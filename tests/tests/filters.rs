@@ -249,3 +249,58 @@ fn histograms_count_every_call_in_the_kernel() {
     assert!(total.contains("compute: 1000 calls"), "{}", human.stdout);
     assert!(total.contains("distribution"), "{}", human.stdout);
 }
+
+#[test]
+fn statistics_count_every_call_and_its_extremes_in_the_kernel() {
+    let mut fixture = fixture();
+    let output = trace_round(
+        &mut fixture,
+        &["--fn", "compute", "--fn", "sleepy", "--stats"],
+    );
+    let lines = output.json_lines();
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.get("latency_ns").is_none() && l.get("histogram").is_none()),
+        "no line per call and no histogram: {}",
+        output.stdout
+    );
+    let total = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l["total"] == true && l["fn"] == name)
+            .unwrap_or_else(|| panic!("no total of {name}: {}", output.stdout))
+            .clone()
+    };
+    for name in ["compute", "sleepy"] {
+        let t = total(name);
+        assert_eq!(t["calls"], 10, "{t}");
+        let (min, avg, max) = (
+            t["min_ns"].as_u64().unwrap(),
+            t["avg_ns"].as_u64().unwrap(),
+            t["max_ns"].as_u64().unwrap(),
+        );
+        assert!(0 < min && min <= avg && avg <= max, "{t}");
+        assert_eq!(
+            t["total_ns"].as_u64(),
+            Some(avg * 10 + t["total_ns"].as_u64().unwrap() % 10),
+            "{t}"
+        );
+    }
+    // sleepy sleeps 3 ms each time; compute takes microseconds.
+    assert!(
+        total("sleepy")["min_ns"].as_u64() >= Some(3_000_000),
+        "{}",
+        output.stdout
+    );
+    assert!(
+        total("compute")["max_ns"].as_u64() < Some(1_000_000),
+        "{}",
+        output.stdout
+    );
+    assert!(
+        output.stderr.contains("20 calls of 2 functions"),
+        "{}",
+        output.stderr
+    );
+}

@@ -732,3 +732,49 @@ fn http_service_is_traced_call_for_call(go: Go, flags: &[&str]) {
         "{label}: each nest(n) paired with its own return"
     );
 }
+
+/// `--errors` on a Go function passes exactly the calls whose `error` result is not nil, and
+/// `--where` compares a Go integer argument, both decided in the kernel at the return.
+#[test]
+fn go_errors_and_predicates_pass_exactly_the_matching_calls() {
+    let binary = go_fixture(Go::Release("1.26.6"), "service", &[]);
+    let mut fixture = Fixture::start(&binary, &[]);
+    let pid = fixture.pid.to_string();
+    for (extra, matching) in [
+        // ids 1..=2000 divisible by 7 fail.
+        (vec!["--errors"], 2000 / 7),
+        (vec!["--where", "id >= 1990"], 11),
+        (vec!["--where", "id > 1000 && id <= 1100", "--errors"], 15),
+    ] {
+        let mut args = vec![
+            "--pid",
+            pid.as_str(),
+            "--json",
+            "--fn",
+            "main.(*Server).lookup",
+        ];
+        args.extend(extra.iter().copied());
+        let tracer = Tracer::start(&args);
+        fixture.start_round();
+        let figures = fixture.round_figures();
+        let output = tracer.interrupt();
+        assert!(output.status.success(), "{extra:?}: {}", output.stderr);
+        assert_eq!(figures[0], 2000, "the service handled every request");
+        let calls: Vec<Value> = output
+            .json_lines()
+            .into_iter()
+            .filter(|l| l.get("latency_ns").is_some())
+            .collect();
+        assert_eq!(calls.len(), matching, "{extra:?}: {}", output.stderr);
+        for call in &calls {
+            let id = int(call, "id");
+            if extra.contains(&"--errors") {
+                assert_eq!(id % 7, 0, "{call}");
+            }
+            if extra.contains(&"id >= 1990") {
+                assert!(id >= 1990, "{call}");
+            }
+        }
+        assert!(output.stderr.contains("drops: none"), "{}", output.stderr);
+    }
+}

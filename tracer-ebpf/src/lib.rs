@@ -58,6 +58,129 @@ pub mod maps {
     /// Per-CPU hash, [`histogram_key`](super::histogram_key) → calls: with
     /// [`config_flags::AGGREGATE`], each probe's calls by the power of two of their latency.
     pub const HISTOGRAMS: &str = "HISTOGRAMS";
+    /// Per-CPU array of [`LatencyStats`](super::LatencyStats), one per probe id: with
+    /// [`config_flags::AGGREGATE`], each probe's count, total, fastest and slowest call.
+    pub const STATS: &str = "STATS";
+    /// Hash, probe id → [`Predicate`](super::Predicate): with
+    /// [`config_flags::PREDICATES`], only calls that meet their probe's predicate go on
+    /// (`--where`, `--errors`); a probe without one lets every call through.
+    pub const PREDICATES: &str = "PREDICATES";
+    /// Array of [`RateBucket`](super::RateBucket), one per probe id: with
+    /// [`Config::rate_interval_ns`] set, each probe's token bucket (`--rate`).
+    pub const RATE_BUCKETS: &str = "RATE_BUCKETS";
+}
+
+/// One probe's calls in aggregation mode, on one CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LatencyStats {
+    pub calls: u64,
+    pub total_ns: u64,
+    /// The fastest call; meaningful only when `calls > 0` (the programs start it at 0 and
+    /// take the first call's latency).
+    pub min_ns: u64,
+    pub max_ns: u64,
+}
+const _: () = assert!(size_of::<LatencyStats>() == 32);
+
+/// A probe's `--rate` token bucket, as a theoretical arrival time (GCRA): a call may pass
+/// while `next_ns` is at most one burst ahead of now, and each call that passes moves it one
+/// token interval on.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateBucket {
+    pub next_ns: u64,
+}
+const _: () = assert!(size_of::<RateBucket>() == 8);
+
+/// Conditions one probe's predicate can hold (all must hold: `&&`).
+pub const MAX_CONDITIONS: usize = 4;
+/// Longest text a condition compares a string with. A power of two.
+pub const MAX_CONDITION_TEXT: usize = 64;
+
+/// What a condition reads. Never renumber.
+pub mod operand {
+    /// A slot of the captured payload: an integer of [`Condition::width`] bytes, or a string
+    /// (a `u32` or `u64` length of `width` bytes, then its bytes), valid when step
+    /// [`Condition::step`]'s status is OK.
+    pub const SLOT: u8 = 1;
+    /// The return register, an integer of `width` bytes.
+    pub const RETURN: u8 = 2;
+}
+
+/// How a condition compares. Never renumber.
+pub mod compare {
+    pub const EQ: u8 = 1;
+    pub const NE: u8 = 2;
+    pub const LT: u8 = 3;
+    pub const GT: u8 = 4;
+    pub const LE: u8 = 5;
+    pub const GE: u8 = 6;
+    /// The string equals [`Condition::text`](super::Condition::text).
+    pub const TEXT_EQ: u8 = 7;
+    /// The string starts with the text.
+    pub const TEXT_PREFIX: u8 = 8;
+}
+
+/// One comparison of a [`Predicate`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Condition {
+    /// An [`operand`] constant.
+    pub operand: u8,
+    /// A [`compare`] constant.
+    pub compare: u8,
+    /// The capture step whose status byte says the slot is valid ([`operand::SLOT`]).
+    pub step: u8,
+    /// Bytes of the integer (1, 2, 4, 8), or of a string's length prefix (4, 8).
+    pub width: u8,
+    /// The integer is signed (sign-extended from `width` bytes before comparing).
+    pub signed: u8,
+    /// Bytes of `text` in use.
+    pub text_len: u8,
+    /// Where the slot starts in the payload; below [`MAX_PAYLOAD`].
+    pub offset: u16,
+    /// The integer compared with (as `i64` when `signed`).
+    pub value: u64,
+    pub text: [u8; MAX_CONDITION_TEXT],
+}
+const _: () = assert!(size_of::<Condition>() == 16 + MAX_CONDITION_TEXT);
+const _: () = assert!(MAX_CONDITION_TEXT.is_power_of_two() && MAX_CONDITION_TEXT < 256);
+// A string compared starts below MAX_PAYLOAD plus its 8-byte length; its text stays inside
+// the kernel's buffer.
+const _: () = assert!(MAX_PAYLOAD + 8 + MAX_CONDITION_TEXT <= PAYLOAD_BUFFER);
+
+impl Condition {
+    pub const NONE: Self = Self {
+        operand: 0,
+        compare: 0,
+        step: 0,
+        width: 0,
+        signed: 0,
+        text_len: 0,
+        offset: 0,
+        value: 0,
+        text: [0; MAX_CONDITION_TEXT],
+    };
+}
+
+/// The conditions a call of one probe must meet to go on (`--where`, `--errors`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Predicate {
+    /// Conditions in use, at most [`MAX_CONDITIONS`].
+    pub count: u32,
+    pub _pad: u32,
+    pub conditions: [Condition; MAX_CONDITIONS],
+}
+const _: () = assert!(size_of::<Predicate>() == 8 + MAX_CONDITIONS * size_of::<Condition>());
+
+impl Predicate {
+    pub const NONE: Self = Self {
+        count: 0,
+        _pad: 0,
+        conditions: [Condition::NONE; MAX_CONDITIONS],
+    };
 }
 
 /// Capacity of [`maps::HISTOGRAMS`]: 64 buckets for each of 1,024 probes (a probe's calls
@@ -520,8 +643,13 @@ pub struct Config {
     /// With [`config_flags::ONE_COMMAND`]: only threads whose command name
     /// (`bpf_get_current_comm`, NUL-padded) is this are traced.
     pub comm: [u8; 16],
+    /// `--rate N/s`: nanoseconds per token of each probe's bucket ([`maps::RATE_BUCKETS`]);
+    /// 0: no limit.
+    pub rate_interval_ns: u64,
+    /// The bucket's depth, in nanoseconds ahead of now (burst × interval).
+    pub rate_burst_ns: u64,
 }
-const _: () = assert!(size_of::<Config>() == 80);
+const _: () = assert!(size_of::<Config>() == 96);
 
 /// Bits of [`Config::flags`].
 pub mod config_flags {
@@ -544,6 +672,9 @@ pub mod config_flags {
     /// Calls are not emitted: their latencies are counted in log2 buckets per probe
     /// ([`maps::HISTOGRAMS`]) (`--histogram`).
     pub const AGGREGATE: u32 = 64;
+    /// Calls are checked against their probe's [`maps::PREDICATES`](super::maps::PREDICATES)
+    /// entry when they return (`--where`, `--errors`).
+    pub const PREDICATES: u32 = 128;
 }
 
 /// Per-CPU counters of everything the programs could not do, indexes of [`maps::COUNTERS`].
@@ -566,8 +697,9 @@ pub enum Counter {
     TgidsFull = 5,
     /// A Go function was entered where R14 held no readable goroutine (`g`): not paired.
     NoGoroutine = 6,
-    /// A call returned outside `--min-latency`/`--max-latency`, or `--sample` passed it over,
-    /// and it was not emitted, as asked. Not a drop.
+    /// A call returned outside `--min-latency`/`--max-latency`, did not meet `--where` or
+    /// `--errors`, was over `--rate`, or `--sample` passed it over, and it was not emitted,
+    /// as asked. Not a drop.
     Filtered = 7,
     /// A call's latency could not be counted: the histogram map was full.
     HistogramFull = 8,
@@ -606,7 +738,7 @@ impl Counter {
             Self::Abandoned => "calls unwound (left by an exception, a panic or longjmp)",
             Self::TgidsFull => "child processes not traced: process set full",
             Self::NoGoroutine => "Go calls not traced: no goroutine in R14",
-            Self::Filtered => "calls filtered out as asked (latency bounds, sampling), not emitted",
+            Self::Filtered => "calls filtered out as asked, not emitted",
             Self::HistogramFull => "calls not counted: histogram map full",
         }
     }
@@ -627,6 +759,12 @@ mod pod {
     unsafe impl aya::Pod for super::InFlightCall {}
     // SAFETY: as above: integers and arrays of integers, padded explicitly.
     unsafe impl aya::Pod for super::ThreadCalls {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::LatencyStats {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::RateBucket {}
+    // SAFETY: as above: integers, byte arrays and explicit padding.
+    unsafe impl aya::Pod for super::Predicate {}
 }
 
 #[cfg(test)]

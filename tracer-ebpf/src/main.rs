@@ -38,13 +38,14 @@ mod programs {
     use core::ffi::c_void;
     use core::intrinsics::{AtomicOrdering, atomic_xadd};
     use tracer_ebpf::{
-        COUNTER_SLOTS, CapturePlan, CaptureStep, Config, Counter, ENDED_BY_TAIL_CALL,
+        COUNTER_SLOTS, CapturePlan, CaptureStep, Condition, Config, Counter, ENDED_BY_TAIL_CALL,
         EVENT_HEADER_SIZE, EventKind, GO_G_STACK_HI, GO_RESULT_WORDS, HISTOGRAM_ENTRIES,
-        INFLIGHT_ENTRIES, InFlightCall, InflightKey, MAX_CHUNK, MAX_DEREFS, MAX_PAYLOAD,
-        MAX_PROBES, MAX_STEPS, MAX_TGIDS, MAX_THREADS, MAX_WATCHED_EXITS, PAGE_SIZE,
-        PAYLOAD_BUFFER, RETURN_SP_ADJUST, RING_BYTES, THREAD_DEPTH, ThreadCalls, config_flags,
-        exit_condition, go_type, histogram_bucket, histogram_key, inflight_marks, location,
-        plan_flags, reg, step_status, value,
+        INFLIGHT_ENTRIES, InFlightCall, InflightKey, LatencyStats, MAX_CHUNK, MAX_CONDITION_TEXT,
+        MAX_CONDITIONS, MAX_DEREFS, MAX_PAYLOAD, MAX_PROBES, MAX_STEPS, MAX_TGIDS, MAX_THREADS,
+        MAX_WATCHED_EXITS, PAGE_SIZE, PAYLOAD_BUFFER, Predicate, RETURN_SP_ADJUST, RING_BYTES,
+        RateBucket, STATUS_BYTES, THREAD_DEPTH, ThreadCalls, compare, config_flags, exit_condition,
+        go_type, histogram_bucket, histogram_key, inflight_marks, location, operand, plan_flags,
+        reg, step_status, value,
     };
 
     #[map]
@@ -84,6 +85,16 @@ mod programs {
     #[map]
     static HISTOGRAMS: PerCpuHashMap<u32, u64> =
         PerCpuHashMap::with_max_entries(HISTOGRAM_ENTRIES, 0);
+
+    #[map]
+    static STATS: PerCpuArray<LatencyStats> = PerCpuArray::with_max_entries(MAX_PROBES, 0);
+
+    /// Allocated on insert (`BPF_F_NO_PREALLOC`): most traces have no predicate, or a few.
+    #[map]
+    static PREDICATES: HashMap<u32, Predicate> = HashMap::with_max_entries(MAX_PROBES, 1);
+
+    #[map]
+    static RATE_BUCKETS: Array<RateBucket> = Array::with_max_entries(MAX_PROBES, 0);
 
     /// What every thread's parked calls start as (read-only data).
     static NO_CALLS: ThreadCalls = ThreadCalls::EMPTY;
@@ -790,29 +801,158 @@ mod programs {
         })
     }
 
-    /// Whether a call of `probe` that took `latency` is left out as asked: outside the
-    /// latency bounds, or not the one in `sample_every` of its probe on this CPU.
+    /// Whether the returned `call` is left out as asked: outside the latency bounds, not
+    /// meeting its probe's predicate, not the one in `sample_every` of its probe on this
+    /// CPU, or over its probe's rate. In that order: a call another filter leaves out takes
+    /// no sample count and no token.
     #[inline(always)]
-    fn filtered_out(config: &Config, probe: u32, latency: u64) -> bool {
+    fn filtered_out(config: &Config, call: &InFlightCall, latency: u64) -> bool {
         let too_fast = config.min_latency_ns != 0 && latency < config.min_latency_ns;
         let too_slow = config.max_latency_ns != 0 && latency > config.max_latency_ns;
         if too_fast || too_slow {
             return true;
         }
-        if config.sample_every <= 1 {
-            return false;
+        let probe = call.header.probe_id;
+        if config.flags & config_flags::PREDICATES != 0 && !meets_predicate(call) {
+            return true;
         }
-        let Some(seen) = SAMPLED.get_ptr_mut(probe) else {
+        if config.sample_every > 1
+            && let Some(seen) = SAMPLED.get_ptr_mut(probe)
+        {
+            // SAFETY: this CPU's slot of the probe, a valid aligned u64. Not atomic: a
+            // program preempting this one on the CPU can only make the sampling a call less
+            // even.
+            let n = unsafe {
+                let n = *seen;
+                *seen = n.wrapping_add(1);
+                n
+            };
+            if !n.is_multiple_of(u64::from(config.sample_every)) {
+                return true;
+            }
+        }
+        config.rate_interval_ns != 0 && over_rate(config, probe, call.header.exit_ns)
+    }
+
+    /// Whether a call of `probe` at `now` finds its token bucket empty; takes a token if
+    /// not. The bucket is shared by every CPU and updated without a lock: two calls
+    /// returning at the same instant on two CPUs may both take the last token.
+    #[inline(always)]
+    fn over_rate(config: &Config, probe: u32, now: u64) -> bool {
+        let Some(bucket) = RATE_BUCKETS.get_ptr_mut(probe) else {
             return false;
         };
-        // SAFETY: this CPU's slot of the probe, a valid aligned u64. Not atomic: a program
-        // preempting this one on the CPU can only make the sampling a call less even.
-        let n = unsafe {
-            let n = *seen;
-            *seen = n.wrapping_add(1);
-            n
+        // SAFETY: the probe's bucket, a valid aligned value of the array.
+        let bucket = unsafe { &mut *bucket };
+        let next = if bucket.next_ns > now {
+            bucket.next_ns
+        } else {
+            now
         };
-        !n.is_multiple_of(u64::from(config.sample_every))
+        let after = next.wrapping_add(config.rate_interval_ns);
+        if after.wrapping_sub(now) > config.rate_burst_ns {
+            return true;
+        }
+        bucket.next_ns = after;
+        false
+    }
+
+    /// Whether `call` meets every condition of its probe's predicate (a probe without one
+    /// lets every call through).
+    #[inline(always)]
+    fn meets_predicate(call: &InFlightCall) -> bool {
+        // SAFETY: the value is only read; user space writes predicates before enabling.
+        let Some(predicate) = (unsafe { PREDICATES.get(&call.header.probe_id) }) else {
+            return true;
+        };
+        for index in 0..MAX_CONDITIONS {
+            if index as u32 >= predicate.count {
+                break;
+            }
+            if !condition_holds(&predicate.conditions[index], call) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Whether one condition holds for `call`. A slot its step could not read holds no
+    /// value, and meets no condition.
+    #[inline(always)]
+    fn condition_holds(condition: &Condition, call: &InFlightCall) -> bool {
+        let at = (condition.offset as usize) & (MAX_PAYLOAD - 1);
+        let raw = if condition.operand == operand::RETURN {
+            call.header.ret
+        } else {
+            let step = (condition.step as usize) & (STATUS_BYTES - 1);
+            if call.payload[step] != step_status::OK {
+                return false;
+            }
+            // SAFETY: `at < MAX_PAYLOAD`, and `PAYLOAD_BUFFER` has 8 bytes and more after it.
+            unsafe { call.payload.as_ptr().add(at).cast::<u64>().read_unaligned() }
+        };
+        let width = condition.width as u32;
+        if condition.compare == compare::TEXT_EQ || condition.compare == compare::TEXT_PREFIX {
+            let length = if width == 4 { raw as u32 as u64 } else { raw };
+            let absent = if width == 4 {
+                length == u64::from(u32::MAX)
+            } else {
+                length == u64::MAX
+            };
+            let text_len = condition.text_len as u64;
+            if absent
+                || (condition.compare == compare::TEXT_EQ && length != text_len)
+                || length < text_len
+            {
+                return false;
+            }
+            // The bytes follow the length prefix; `at` is masked, the prefix 4 or 8 bytes.
+            let start = at + if width == 4 { 4 } else { 8 };
+            return text_matches(condition, call, start);
+        }
+        let bits = 8 * width;
+        let value = if bits == 0 || bits >= 64 {
+            raw
+        } else if condition.signed != 0 {
+            (((raw << (64 - bits)) as i64) >> (64 - bits)) as u64
+        } else {
+            raw & ((1u64 << bits) - 1)
+        };
+        let (left, right) = (value, condition.value);
+        let ordering = if condition.signed != 0 {
+            (left as i64).cmp(&(right as i64))
+        } else {
+            left.cmp(&right)
+        };
+        match condition.compare {
+            compare::EQ => ordering.is_eq(),
+            compare::NE => ordering.is_ne(),
+            compare::LT => ordering.is_lt(),
+            compare::GT => ordering.is_gt(),
+            compare::LE => ordering.is_le(),
+            compare::GE => ordering.is_ge(),
+            _ => false,
+        }
+    }
+
+    /// Whether the bytes of the string at payload offset `start` (below `MAX_PAYLOAD + 8`)
+    /// begin with the condition's text (the lengths were compared already).
+    #[inline(always)]
+    fn text_matches(condition: &Condition, call: &InFlightCall, start: usize) -> bool {
+        for i in 0..MAX_CONDITION_TEXT {
+            if i >= condition.text_len as usize {
+                break;
+            }
+            // Masked, not only compared: the verifier must see the index stay inside the
+            // payload (`start` < MAX_PAYLOAD + 8, plus less than MAX_CONDITION_TEXT).
+            let at = start + (i & (MAX_CONDITION_TEXT - 1));
+            // SAFETY: `at < MAX_PAYLOAD + 8 + MAX_CONDITION_TEXT <= PAYLOAD_BUFFER`.
+            let byte = unsafe { *call.payload.as_ptr().add(at) };
+            if byte != condition.text[i & (MAX_CONDITION_TEXT - 1)] {
+                return false;
+            }
+        }
+        true
     }
 
     /// Stamps the return of the parked `call` under `key`, emits it and forgets it.
@@ -832,7 +972,7 @@ mod programs {
         // Outside the latency bounds, or passed over by sampling: counted, per probe too,
         // never emitted.
         if let Some(config) = config
-            && filtered_out(config, call.header.probe_id, latency)
+            && filtered_out(config, call, latency)
         {
             count(Counter::Filtered);
             if let Some(slot) = FILTERED.get_ptr_mut(call.header.probe_id) {
@@ -843,8 +983,22 @@ mod programs {
             let _ = INFLIGHT.remove(key);
             return;
         }
-        // `--histogram`: the call only adds one to its latency's bucket.
+        // `--histogram`, `--stats`: the call only adds one to its latency's bucket and to its
+        // probe's statistics.
         if config.is_some_and(|c| c.flags & config_flags::AGGREGATE != 0) {
+            if let Some(stats) = STATS.get_ptr_mut(call.header.probe_id) {
+                // SAFETY: this CPU's value of the probe; per CPU, so plain updates (a
+                // preempting program can only lose one call's share, never corrupt).
+                let stats = unsafe { &mut *stats };
+                if stats.calls == 0 || latency < stats.min_ns {
+                    stats.min_ns = latency;
+                }
+                if latency > stats.max_ns {
+                    stats.max_ns = latency;
+                }
+                stats.calls += 1;
+                stats.total_ns = stats.total_ns.wrapping_add(latency);
+            }
             let bucket = histogram_key(call.header.probe_id, histogram_bucket(latency));
             match HISTOGRAMS.get_ptr_mut(&bucket) {
                 // SAFETY: this CPU's value of the key, a valid aligned u64; per CPU, so a

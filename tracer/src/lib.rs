@@ -1,7 +1,7 @@
 //! koolkit-trace: zero-instrumentation function tracing with eBPF uprobes.
 //!
 //! The modules follow the path of one request (`../shared/DESIGN.md`, `docs/architecture.md`):
-//! [`target`] → [`symbols`] → [`plan`] → [`probes`] → kernel (`tracer-ebpf`) → [`events`] →
+//! [`target`] → [`symbols`] → [`plan`] (and [`predicate`]) → [`probes`] → kernel (`tracer-ebpf`) → [`events`] →
 //! [`sinks`] and [`record`]. [`session`] runs that path for a live trace; [`cli`] is the
 //! command line on top; [`error`] and [`sys`] serve every stage.
 
@@ -20,6 +20,8 @@ pub(crate) mod target;
 pub(crate) mod symbols;
 
 pub(crate) mod plan;
+
+pub(crate) mod predicate;
 
 pub(crate) mod probes;
 

@@ -66,6 +66,8 @@ pub struct Cli {
     pub trace: TraceArgs,
 }
 
+// Parsed once per run: the size of the trace variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Trace functions live (the default when no subcommand is given).
@@ -387,14 +389,38 @@ pub struct TraceArgs {
     #[arg(long, value_name = "1/N", value_parser = parse_sample)]
     pub sample: Option<u32>,
 
+    /// Show only calls meeting EXPR, decided in the kernel when they return: comparisons of
+    /// captured arguments, fields and `ret`, joined by &&. Integers and enums compare with
+    /// == != < > <= >=, strings with == and =~ 'prefix*', pointers with NULL:
+    /// `--where 'status >= 500 && req.path =~ "/api/*"'`. Functions without such a
+    /// parameter are not traced.
+    #[arg(long = "where", value_name = "EXPR")]
+    pub predicate: Option<crate::predicate::Expression>,
+
+    /// Show only calls that failed: a negative signed return, a NULL pointer return, a Go
+    /// `error` result that is not nil. Functions whose return says nothing of failure are
+    /// not traced.
+    #[arg(long)]
+    pub errors: bool,
+
+    /// Show at most N calls per second of each function (a burst of N passes at once); the
+    /// rest are counted in the kernel, not sent (`--rate 100/s`, or `100`).
+    #[arg(long, value_name = "N/s", value_parser = parse_rate)]
+    pub rate: Option<u32>,
+
     /// Count each function's calls by latency in the kernel (log2 buckets) and print the
     /// histograms every --interval, and in total at the end, instead of a line per call:
     /// the cheapest way to watch a hot function.
-    #[arg(long, conflicts_with_all = ["output", "max_events"])]
+    #[arg(long, conflicts_with_all = ["output", "max_events", "stats"])]
     pub histogram: bool,
 
-    /// With --histogram: how often to print.
-    #[arg(long, value_name = "DURATION", default_value = "1s", requires = "histogram",
+    /// Like --histogram, but print one line per function: calls, total, average, fastest
+    /// and slowest call (counted in the kernel; no event per call).
+    #[arg(long, conflicts_with_all = ["output", "max_events"])]
+    pub stats: bool,
+
+    /// With --histogram or --stats: how often to print.
+    #[arg(long, value_name = "DURATION", default_value = "1s",
           value_parser = parse_nonzero_duration)]
     pub interval: Duration,
 
@@ -648,6 +674,18 @@ impl TargetArgs {
     }
 }
 
+/// `--rate N/s` (or `N`): N, at least 1.
+fn parse_rate(text: &str) -> std::result::Result<u32, String> {
+    let n = text.strip_suffix("/s").unwrap_or(text);
+    match n.trim().parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "`{text}`: give N/s with N at least 1 (`100/s` shows at most 100 calls a second of \
+             each function)"
+        )),
+    }
+}
+
 /// `--sample 1/N` (or `N`): N, at least 2.
 fn parse_sample(text: &str) -> std::result::Result<u32, String> {
     let n = text.strip_prefix("1/").unwrap_or(text);
@@ -700,6 +738,11 @@ impl TraceArgs {
                 "--min-latency {min:?} is above --max-latency {max:?}: no call could be shown"
             )));
         }
+        if self.interval != Duration::from_secs(1) && !self.histogram && !self.stats {
+            return Err(crate::Error::Usage(
+                "--interval says how often --histogram or --stats print; neither was given".into(),
+            ));
+        }
         if let Some(comm) = &self.comm
             && (comm.is_empty() || comm.len() > 15)
         {
@@ -709,6 +752,25 @@ impl TraceArgs {
             )));
         }
         Ok(())
+    }
+
+    /// What `--args` selects, and what `--where` compares: a predicate needs its names
+    /// captured.
+    fn selection(&self) -> Option<Vec<ArgPath>> {
+        let mut selection = self.args.clone()?;
+        let compared = self.predicate.iter().flat_map(|e| &e.comparisons);
+        for comparison in compared {
+            if let crate::predicate::Name::Path { param, field } = &comparison.name {
+                let path = ArgPath {
+                    param: param.clone(),
+                    field: field.clone(),
+                };
+                if !selection.contains(&path) {
+                    selection.push(path);
+                }
+            }
+        }
+        Some(selection)
     }
 
     /// The options for the target `resolved` (a container's processes are traced with their
@@ -728,13 +790,19 @@ impl TraceArgs {
             duration: self.duration,
             max_events: self.max_events,
             stuck: self.stuck,
-            histogram: self.histogram.then_some(self.interval),
+            aggregate: (self.histogram || self.stats).then_some(crate::session::Aggregation {
+                interval: self.interval,
+                histogram: self.histogram,
+            }),
             filter: crate::probes::LiveFilter {
                 min_latency: self.min_latency,
                 max_latency: self.max_latency,
                 tid: self.tid,
                 comm: self.comm.clone(),
                 sample_every: self.sample,
+                predicate: self.predicate.clone(),
+                errors: self.errors,
+                rate: self.rate,
             },
             attach_mode: match self.attach {
                 AttachChoice::Auto => AttachMode::Auto,
@@ -743,7 +811,7 @@ impl TraceArgs {
             },
             returns: self.returns.choice(),
             plan: PlanOptions {
-                selection: self.args.clone(),
+                selection: self.selection(),
                 string_size: self.string_size,
             },
             record: self.output.as_ref().map(|path| RecordOptions {

@@ -259,6 +259,10 @@ pub struct Probes {
     filtered: PerCpuArray<MapData, u64>,
     /// `--histogram`: calls by probe and log2 latency bucket, per CPU.
     histograms: aya::maps::PerCpuHashMap<MapData, u32, u64>,
+    /// `--histogram`, `--stats`: each probe's count, total, fastest and slowest call, per CPU.
+    stats: PerCpuArray<MapData, tracer_ebpf::LatencyStats>,
+    /// `--where`, `--errors`: each probe's conditions.
+    predicates: aya::maps::HashMap<MapData, u32, tracer_ebpf::Predicate>,
     ring: Option<RingBuf<MapData>>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     /// uprobe-multi programs, loaded on first use.
@@ -278,13 +282,35 @@ pub struct LiveFilter {
     pub comm: Option<String>,
     /// `--sample 1/N`: one call in N per function (and CPU) is emitted.
     pub sample_every: Option<u32>,
+    /// `--where`: only calls meeting it are emitted.
+    pub predicate: Option<crate::predicate::Expression>,
+    /// `--errors`: only calls that failed, as their return type says, are emitted.
+    pub errors: bool,
+    /// `--rate N/s`: at most N calls per second of each function are emitted (burst N).
+    pub rate: Option<u32>,
 }
 
 impl LiveFilter {
-    /// Whether calls are left out after they return (and counted): latency bounds, sampling.
+    /// Whether calls are left out after they return (and counted): latency bounds,
+    /// predicates, sampling, the rate.
     pub fn leaves_calls_out(&self) -> bool {
-        self.min_latency.is_some() || self.max_latency.is_some() || self.sample_every.is_some()
+        self.min_latency.is_some()
+            || self.max_latency.is_some()
+            || self.sample_every.is_some()
+            || self.predicate.is_some()
+            || self.errors
+            || self.rate.is_some()
     }
+}
+
+/// The token bucket of `--rate N/s`: (nanoseconds per token, depth in nanoseconds) for a
+/// burst of N calls.
+pub fn rate_bucket(per_second: u32) -> (u64, u64) {
+    let interval = 1_000_000_000 / u64::from(per_second.max(1));
+    (
+        interval.max(1),
+        interval.max(1) * u64::from(per_second.max(1)),
+    )
 }
 
 /// A command name as the kernel keeps it: at most 15 bytes, NUL-padded to 16.
@@ -323,6 +349,8 @@ impl Probes {
         let exits = take_map(&mut ebpf, maps::EXITS)?;
         let filtered = take_map(&mut ebpf, maps::FILTERED)?;
         let histograms = take_map(&mut ebpf, maps::HISTOGRAMS)?;
+        let stats = take_map(&mut ebpf, maps::STATS)?;
+        let predicates = take_map(&mut ebpf, maps::PREDICATES)?;
         Ok(Self {
             ebpf,
             map_fds,
@@ -340,6 +368,8 @@ impl Probes {
             counters,
             filtered,
             histograms,
+            stats,
+            predicates,
             ring: Some(ring),
             logger,
             multi_programs: None,
@@ -566,6 +596,57 @@ impl Probes {
             self.settings.flags |= config_flags::ONE_COMMAND;
             self.settings.comm = comm_bytes(comm);
         }
+        if let Some(rate) = filter.rate.filter(|&n| n > 0) {
+            let (interval, burst) = rate_bucket(rate);
+            self.settings.rate_interval_ns = interval;
+            self.settings.rate_burst_ns = burst;
+        }
+    }
+
+    /// Writes each probe's predicate (`--where`, `--errors`; by probe id, `None`: every call
+    /// passes) and has the programs check them.
+    pub fn set_predicates(&mut self, predicates: &[Option<tracer_ebpf::Predicate>]) -> Result<()> {
+        for (id, predicate) in predicates.iter().enumerate() {
+            if let Some(predicate) = predicate {
+                self.predicates
+                    .insert(id as u32, predicate, 0)
+                    .map_err(|err| bpf_error("writing --where predicates", err))?;
+            }
+        }
+        if predicates.iter().any(Option::is_some) {
+            self.settings.flags |= config_flags::PREDICATES;
+        }
+        Ok(())
+    }
+
+    /// Each probe's calls, total, fastest and slowest latency counted so far in aggregation
+    /// mode, summed over CPUs (only probes with calls).
+    pub fn latency_stats(
+        &self,
+        probes: usize,
+    ) -> Result<std::collections::BTreeMap<u32, tracer_ebpf::LatencyStats>> {
+        let mut by_probe = std::collections::BTreeMap::new();
+        for id in 0..probes as u32 {
+            let per_cpu = self
+                .stats
+                .get(&id, 0)
+                .map_err(|err| bpf_error("reading latency statistics", err))?;
+            let mut sum = tracer_ebpf::LatencyStats::default();
+            for cpu in per_cpu.iter().filter(|s| s.calls > 0) {
+                sum.min_ns = if sum.calls == 0 {
+                    cpu.min_ns
+                } else {
+                    sum.min_ns.min(cpu.min_ns)
+                };
+                sum.max_ns = sum.max_ns.max(cpu.max_ns);
+                sum.calls += cpu.calls;
+                sum.total_ns = sum.total_ns.wrapping_add(cpu.total_ns);
+            }
+            if sum.calls > 0 {
+                by_probe.insert(id, sum);
+            }
+        }
+        Ok(by_probe)
     }
 
     /// Calls are counted in latency histograms in the kernel, not emitted (`--histogram`;

@@ -1,11 +1,13 @@
-//! `--histogram`: calls counted in the kernel by the power of two of their latency, per
-//! function, with no event per call. Printed every interval (the calls of that interval, in
-//! BCC funclatency's shape, or one JSON object per function) and in total at the end.
+//! `--histogram` and `--stats`: calls counted in the kernel, by the power of two of their
+//! latency and as count, total, fastest and slowest, per function, with no event per call.
+//! Printed every interval (the calls of that interval: BCC funclatency's shape, a line per
+//! function, or one JSON object per function) and in total at the end.
 
 use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 
 use serde_json::json;
 use tokio::time::Instant;
+use tracer_ebpf::LatencyStats;
 
 use crate::{
     events::probe_table::ProbeTable,
@@ -19,49 +21,56 @@ use crate::{
 
 /// Counts by probe id, each by log2 bucket.
 pub(super) type Counts = BTreeMap<u32, Vec<u64>>;
+/// Latency statistics by probe id (probes with calls only).
+pub(super) type Stats = BTreeMap<u32, LatencyStats>;
 
-pub(super) struct Histograms {
-    interval: Duration,
-    last: Instant,
-    /// What the kernel had counted at the last print.
-    previous: Counts,
+/// What the kernel had counted at one moment.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Snapshot {
+    pub counts: Counts,
+    pub stats: Stats,
 }
 
-impl Histograms {
-    pub fn new(interval: Duration) -> Self {
+/// How aggregated calls are shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Aggregation {
+    /// How often the calls of the last interval are printed.
+    pub interval: Duration,
+    /// A histogram per function (`--histogram`), or one line each (`--stats`).
+    pub histogram: bool,
+}
+
+pub(super) struct Aggregates {
+    shape: Aggregation,
+    last: Instant,
+    /// What the kernel had counted at the last print.
+    previous: Snapshot,
+}
+
+impl Aggregates {
+    pub fn new(shape: Aggregation) -> Self {
         Self {
-            interval,
+            shape,
             last: Instant::now(),
-            previous: Counts::new(),
+            previous: Snapshot::default(),
         }
     }
 
     /// Whether an interval has passed since the last print.
     pub fn due(&self) -> bool {
-        self.last.elapsed() >= self.interval
+        self.last.elapsed() >= self.shape.interval
     }
 
     /// The lines of the calls counted since the last print (`now`: the kernel's counts).
     pub fn interval_lines(
         &mut self,
-        now: &Counts,
+        now: &Snapshot,
         table: &ProbeTable,
         clock: &WallClock,
         json: bool,
     ) -> String {
         let elapsed = self.last.elapsed();
-        let since: Counts = now
-            .iter()
-            .map(|(probe, counts)| {
-                let before = self.previous.get(probe);
-                let delta = counts
-                    .iter()
-                    .enumerate()
-                    .map(|(i, n)| n - before.map_or(0, |b| b[i]).min(*n))
-                    .collect();
-                (*probe, delta)
-            })
-            .collect();
+        let since = since(&self.previous, now);
         self.previous = now.clone();
         self.last = Instant::now();
         let wall_ns = clock.wall_ns(sys::monotonic_ns());
@@ -70,16 +79,61 @@ impl Histograms {
             &rfc3339(wall_ns)[11..19],
             format_duration_ns(elapsed.as_nanos() as u64)
         );
-        lines(&since, table, json, wall_ns, Some(elapsed), &heading)
+        lines(
+            &since,
+            table,
+            json,
+            self.shape.histogram,
+            wall_ns,
+            Some(elapsed),
+            &heading,
+        )
     }
+}
+
+/// The calls counted between `before` and `now`. The fastest and slowest call of an interval
+/// are not known (the kernel keeps them for the whole trace): an interval shows none.
+fn since(before: &Snapshot, now: &Snapshot) -> Snapshot {
+    let counts = now
+        .counts
+        .iter()
+        .map(|(probe, counts)| {
+            let before = before.counts.get(probe);
+            let delta = counts
+                .iter()
+                .enumerate()
+                .map(|(i, n)| n - before.map_or(0, |b| b[i]).min(*n))
+                .collect();
+            (*probe, delta)
+        })
+        .collect();
+    let stats = now
+        .stats
+        .iter()
+        .filter_map(|(probe, stats)| {
+            let old = before.stats.get(probe).copied().unwrap_or_default();
+            let calls = stats.calls.saturating_sub(old.calls);
+            (calls > 0).then_some((
+                *probe,
+                LatencyStats {
+                    calls,
+                    total_ns: stats.total_ns.saturating_sub(old.total_ns),
+                    min_ns: 0,
+                    max_ns: 0,
+                },
+            ))
+        })
+        .collect();
+    Snapshot { counts, stats }
 }
 
 /// The lines of the calls counted in total (at the end of the trace).
 pub(super) fn total_lines(
-    now: &Counts,
+    now: &Snapshot,
     table: &ProbeTable,
     clock: &WallClock,
     json: bool,
+    histogram: bool,
     elapsed: Duration,
 ) -> String {
     let wall_ns = clock.wall_ns(sys::monotonic_ns());
@@ -87,41 +141,78 @@ pub(super) fn total_lines(
         "In total, over {}",
         format_duration_ns(elapsed.as_nanos() as u64)
     );
-    lines(now, table, json, wall_ns, None, &heading)
+    lines(now, table, json, histogram, wall_ns, None, &heading)
 }
 
-/// Per function with calls: a heading and its histogram, or one JSON object (with
-/// `interval_ns` for an interval, `"total": true` for the total).
+/// `avg 1.20ms, total 12.0ms, min 1.00ms, max 2.10ms` (no min and max for an interval).
+fn stats_text(stats: &LatencyStats, whole_trace: bool) -> String {
+    let mut text = format!(
+        "avg {}, total {}",
+        format_duration_ns(stats.total_ns / stats.calls.max(1)),
+        format_duration_ns(stats.total_ns)
+    );
+    if whole_trace {
+        let _ = write!(
+            text,
+            ", min {}, max {}",
+            format_duration_ns(stats.min_ns),
+            format_duration_ns(stats.max_ns)
+        );
+    }
+    text
+}
+
+/// Per function with calls: a heading and its histogram (or one line of statistics), or one
+/// JSON object (with `interval_ns` for an interval, `"total": true` for the total).
 fn lines(
-    counts: &Counts,
+    now: &Snapshot,
     table: &ProbeTable,
     json: bool,
+    histogram: bool,
     wall_ns: u64,
     interval: Option<Duration>,
     heading: &str,
 ) -> String {
     let mut out = String::new();
-    let called: Vec<(&crate::events::probe_table::ProbeInfo, &Vec<u64>)> = table
+    let called: Vec<(
+        &crate::events::probe_table::ProbeInfo,
+        Option<&Vec<u64>>,
+        LatencyStats,
+    )> = table
         .iter()
         .filter_map(|probe| {
-            let counts = counts.get(&probe.id)?;
-            (counts.iter().sum::<u64>() > 0).then_some((probe, counts))
+            let counts = now.counts.get(&probe.id);
+            let from_counts = counts.map_or(0, |c| c.iter().sum::<u64>());
+            let stats = now.stats.get(&probe.id).copied().unwrap_or(LatencyStats {
+                calls: from_counts,
+                ..LatencyStats::default()
+            });
+            (stats.calls > 0).then_some((probe, counts, stats))
         })
         .collect();
+    let whole_trace = interval.is_none();
     if json {
-        for (probe, counts) in called {
-            let buckets: Vec<serde_json::Value> = log2_ranges(counts)
-                .into_iter()
-                .map(|(low, high, n)| json!({"low_ns": low, "high_ns": high, "count": n}))
-                .collect();
+        for (probe, counts, stats) in called {
             let mut line = json!({
                 "ts_ns": wall_ns,
                 "time": rfc3339(wall_ns),
                 "fn": probe.function,
                 "object": probe.object,
-                "calls": counts.iter().sum::<u64>(),
-                "histogram": buckets,
+                "calls": stats.calls,
+                "total_ns": stats.total_ns,
+                "avg_ns": stats.total_ns / stats.calls.max(1),
             });
+            if whole_trace {
+                line["min_ns"] = json!(stats.min_ns);
+                line["max_ns"] = json!(stats.max_ns);
+            }
+            if histogram {
+                let buckets: Vec<serde_json::Value> = log2_ranges(counts.map_or(&[][..], |c| c))
+                    .into_iter()
+                    .map(|(low, high, n)| json!({"low_ns": low, "high_ns": high, "count": n}))
+                    .collect();
+                line["histogram"] = json!(buckets);
+            }
             match interval {
                 Some(interval) => line["interval_ns"] = json!(interval.as_nanos() as u64),
                 None => line["total"] = json!(true),
@@ -134,14 +225,25 @@ fn lines(
     if called.is_empty() {
         let _ = writeln!(out, "  no calls");
     }
-    for (probe, counts) in called {
-        let _ = writeln!(
-            out,
-            "{}: {}",
-            probe.function,
-            count(counts.iter().sum(), "call")
-        );
-        draw_log2(&log2_ranges(counts), &mut out);
+    for (probe, counts, stats) in called {
+        if histogram {
+            let _ = writeln!(
+                out,
+                "{}: {} ({})",
+                probe.function,
+                count(stats.calls, "call"),
+                stats_text(&stats, whole_trace)
+            );
+            draw_log2(&log2_ranges(counts.map_or(&[][..], |c| c)), &mut out);
+        } else {
+            let _ = writeln!(
+                out,
+                "  {}: {}, {}",
+                probe.function,
+                count(stats.calls, "call"),
+                stats_text(&stats, whole_trace)
+            );
+        }
     }
     out
 }
@@ -165,24 +267,84 @@ mod tests {
     #[test]
     fn an_interval_shows_the_calls_since_the_last_one() {
         let clock = WallClock::from_anchor(0, 0);
-        let mut histograms = Histograms::new(Duration::from_secs(1));
+        let mut histograms = Aggregates::new(Aggregation {
+            interval: Duration::from_secs(1),
+            histogram: true,
+        });
+        let snapshot = |counts: Counts| Snapshot {
+            counts,
+            stats: Stats::new(),
+        };
         let mut counts = vec![0u64; 65];
         counts[10] = 7; // 512..1023 ns
         let first = Counts::from([(0, counts.clone())]);
-        let text = histograms.interval_lines(&first, &table(), &clock, false);
+        let text = histograms.interval_lines(&snapshot(first), &table(), &clock, false);
         assert!(text.contains("compute: 7 calls"), "{text}");
         assert!(!text.contains("sleepy"), "{text}");
         counts[10] = 9;
         counts[22] = 1; // 2..4 ms
         let second = Counts::from([(0, counts.clone())]);
-        let text = histograms.interval_lines(&second, &table(), &clock, true);
+        let text = histograms.interval_lines(&snapshot(second.clone()), &table(), &clock, true);
         let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         assert_eq!(line["calls"], 3, "only the new calls: {line}");
         let buckets = line["histogram"].as_array().unwrap();
         assert_eq!(buckets.first().unwrap()["count"], 2);
         assert_eq!(buckets.last().unwrap()["count"], 1);
         assert_eq!(buckets.first().unwrap()["low_ns"], 512);
-        let total = total_lines(&second, &table(), &clock, false, Duration::from_secs(2));
+        let total = total_lines(
+            &snapshot(second),
+            &table(),
+            &clock,
+            false,
+            true,
+            Duration::from_secs(2),
+        );
         assert!(total.contains("compute: 10 calls"), "{total}");
+    }
+
+    #[test]
+    fn statistics_show_the_interval_s_calls_and_the_whole_trace_s_extremes() {
+        let clock = WallClock::from_anchor(0, 0);
+        let mut stats = Aggregates::new(Aggregation {
+            interval: Duration::from_secs(1),
+            histogram: false,
+        });
+        let at = |calls, total_ns, min_ns, max_ns| Snapshot {
+            counts: Counts::new(),
+            stats: Stats::from([(
+                1,
+                LatencyStats {
+                    calls,
+                    total_ns,
+                    min_ns,
+                    max_ns,
+                },
+            )]),
+        };
+        let text = stats.interval_lines(&at(4, 4_000, 500, 2_000), &table(), &clock, false);
+        assert!(
+            text.contains("  sleepy: 4 calls, avg 1.0µs, total 4.0µs"),
+            "{text}"
+        );
+        assert!(!text.contains("min"), "no extremes for an interval: {text}");
+        let text = stats.interval_lines(&at(6, 10_000, 500, 5_000), &table(), &clock, true);
+        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(
+            (line["calls"].as_u64(), line["avg_ns"].as_u64()),
+            (Some(2), Some(3_000))
+        );
+        assert!(line.get("histogram").is_none(), "{line}");
+        let total = total_lines(
+            &at(6, 10_000, 500, 5_000),
+            &table(),
+            &clock,
+            false,
+            false,
+            Duration::from_secs(2),
+        );
+        assert!(
+            total.contains("sleepy: 6 calls, avg 1.7µs, total 10.0µs, min 500ns, max 5.0µs"),
+            "{total}"
+        );
     }
 }

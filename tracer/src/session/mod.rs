@@ -8,6 +8,7 @@
 //! costs no wake-up per call (DESIGN.md, "What a probe costs").
 
 mod aggregate;
+pub use aggregate::Aggregation;
 mod line_output;
 mod members;
 pub(crate) mod sink;
@@ -88,8 +89,9 @@ pub struct TraceOptions {
     pub filter: LiveFilter,
     /// `--stuck`: show calls running longer than this, once each, while tracing.
     pub stuck: Option<Duration>,
-    /// `--histogram`: count latencies in the kernel, printed every this long; no events.
-    pub histogram: Option<Duration>,
+    /// `--histogram`, `--stats`: count latencies in the kernel, printed every interval; no
+    /// events.
+    pub aggregate: Option<Aggregation>,
     /// `-o`: record the calls to a trace file too.
     pub record: Option<RecordOptions>,
     /// No live lines.
@@ -164,6 +166,8 @@ fn drain(ring: &mut RingBuf<MapData>, sink: &mut Sink<'_>) -> Result<bool> {
 struct Prepared {
     sites: Vec<ProbeSite>,
     kernel_plans: Vec<tracer_ebpf::CapturePlan>,
+    /// Each probe's `--where`/`--errors` conditions, by probe id.
+    predicates: Vec<Option<tracer_ebpf::Predicate>>,
     table: ProbeTable,
 }
 
@@ -213,6 +217,7 @@ fn prepare(options: &TraceOptions, status: &mut dyn Write) -> Result<Prepared> {
         )));
     }
     let plans = plan_sites(&sites, &options.plan)?;
+    let (sites, plans, predicates) = predicates_of(&options.filter, sites, plans, status)?;
     if let Some(warning) = full_plans_warning(&sites, &plans) {
         let _ = writeln!(status, "{}", tool_line("warning: ", warning));
     }
@@ -231,8 +236,98 @@ fn prepare(options: &TraceOptions, status: &mut dyn Write) -> Result<Prepared> {
     Ok(Prepared {
         sites,
         kernel_plans: plans.iter().map(|p| p.kernel).collect(),
+        predicates,
         table,
     })
+}
+
+/// Each function's `--where` and `--errors` conditions. Functions they cannot test (no such
+/// parameter; a return that says nothing of failure) are left out with one warning; if none
+/// is left, that is a usage error.
+#[allow(clippy::type_complexity)]
+fn predicates_of(
+    filter: &LiveFilter,
+    sites: Vec<ProbeSite>,
+    plans: Vec<crate::plan::Plan>,
+    status: &mut dyn Write,
+) -> Result<(
+    Vec<ProbeSite>,
+    Vec<crate::plan::Plan>,
+    Vec<Option<tracer_ebpf::Predicate>>,
+)> {
+    if filter.predicate.is_none() && !filter.errors {
+        let none = vec![None; sites.len()];
+        return Ok((sites, plans, none));
+    }
+    let mut kept = (Vec::new(), Vec::new(), Vec::new());
+    let mut untestable: Vec<String> = Vec::new();
+    for (site, plan) in sites.into_iter().zip(plans) {
+        let mut conditions = Vec::new();
+        if let Some(expression) = &filter.predicate {
+            match crate::predicate::compile(expression, &plan, &site.function)? {
+                Some(found) => conditions.extend(found),
+                None => {
+                    untestable.push(site.function.clone());
+                    continue;
+                }
+            }
+        }
+        if filter.errors {
+            match crate::predicate::errors_predicate(&plan) {
+                Some(condition) => conditions.push(condition),
+                None => {
+                    untestable.push(site.function.clone());
+                    continue;
+                }
+            }
+        }
+        let predicate = crate::predicate::kernel_predicate(&conditions, &site.function)?;
+        kept.0.push(site);
+        kept.1.push(plan);
+        kept.2.push(Some(predicate));
+    }
+    let asked = match (&filter.predicate, filter.errors) {
+        (Some(e), true) => format!("--where `{}` and --errors", e.text),
+        (Some(e), false) => format!("--where `{}`", e.text),
+        (None, _) => "--errors".to_string(),
+    };
+    let why = match (&filter.predicate, filter.errors) {
+        (Some(_), false) => "has none of its names among its parameters",
+        (None, _) => {
+            "returns nothing that says it failed (a signed integer, a pointer, a Go error)"
+        }
+        (Some(_), true) => "lacks a name it compares, or a return that says it failed",
+    };
+    if kept.0.is_empty() {
+        return Err(Error::Usage(format!(
+            "{asked}: no function can be tested: {} {why}",
+            listed_functions(&untestable)
+        )));
+    }
+    if !untestable.is_empty() {
+        let _ = writeln!(
+            status,
+            "{}",
+            tool_line(
+                "warning: ",
+                format!(
+                    "not tracing {} ({asked}: each {why})",
+                    listed_functions(&untestable)
+                )
+            )
+        );
+    }
+    Ok(kept)
+}
+
+/// `f`, `f and g`, `f, g and 3 more functions`.
+fn listed_functions(names: &[String]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => one.clone(),
+        [a, b] => format!("{a} and {b}"),
+        [a, b, rest @ ..] => format!("{a}, {b} and {} more functions", rest.len()),
+    }
 }
 
 /// Probes in place and switched on, with everything the live loop waits on.
@@ -257,6 +352,7 @@ struct Armed {
 fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
     let mut probes = Probes::load()?;
     probes.set_plans(&prepared.kernel_plans)?;
+    probes.set_predicates(&prepared.predicates)?;
     let ring = probes
         .take_ring()
         .ok_or_else(|| Error::internal("the event ring buffer was already taken"))?;
@@ -324,7 +420,7 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
         ));
     }
     probes.set_filter(&options.filter);
-    if options.histogram.is_some() {
+    if options.aggregate.is_some() {
         probes.aggregate();
     }
     let traced_now: &[u32] = match &options.target {
@@ -450,7 +546,7 @@ async fn stream(
     let mut last_record_flush = Instant::now();
     let mut last_rescan = Instant::now();
     let mut last_stuck_scan = Instant::now();
-    let mut histograms = options.histogram.map(aggregate::Histograms::new);
+    let mut aggregates = options.aggregate.map(aggregate::Aggregates::new);
     let mut shown_stuck: std::collections::HashSet<(u32, u64, u32)> = Default::default();
     loop {
         let requested = tokio::select! {
@@ -487,12 +583,12 @@ async fn stream(
             sink.flush_recording(&counters);
             last_record_flush = Instant::now();
         }
-        if let Some(histograms) = &mut histograms
-            && histograms.due()
+        if let Some(aggregates) = &mut aggregates
+            && aggregates.due()
         {
-            let counts = armed.probes.histograms()?;
+            let now = aggregate_snapshot(&armed.probes, sink.probes())?;
             let (table, clock, json) = sink.table_clock_json();
-            let text = histograms.interval_lines(&counts, table, clock, json);
+            let text = aggregates.interval_lines(&now, table, clock, json);
             sink.write_text(&text);
         }
         if let Some(threshold) = options.stuck
@@ -553,13 +649,15 @@ async fn finish(
     while drain(ring.get_mut(), &mut sink)? {}
     let kernel_counters = probes.counters()?;
     let filtered = filtered_calls(&probes, options, sink.probes())?;
-    // `--histogram`: the totals are printed, and the summary's table counts from them.
-    if options.histogram.is_some() {
-        let counts = probes.histograms()?;
+    // `--histogram`, `--stats`: the totals are printed, and the summary's table counts from
+    // them.
+    if let Some(shape) = options.aggregate {
+        let now = aggregate_snapshot(&probes, sink.probes())?;
         let (table, clock, json) = sink.table_clock_json();
-        let text = aggregate::total_lines(&counts, table, clock, json, started.elapsed());
+        let text =
+            aggregate::total_lines(&now, table, clock, json, shape.histogram, started.elapsed());
         sink.write_text(&text);
-        for (probe, buckets) in &counts {
+        for (probe, buckets) in &now.counts {
             for (low, high, n) in crate::sinks::histogram::log2_ranges(buckets) {
                 // The middle of the bucket's range stands for its calls.
                 sink.stats
@@ -630,6 +728,14 @@ async fn finish(
     })
 }
 
+/// What the kernel has aggregated so far for the first `probes` probes.
+fn aggregate_snapshot(probes: &Probes, count: usize) -> Result<aggregate::Snapshot> {
+    Ok(aggregate::Snapshot {
+        counts: probes.histograms()?,
+        stats: probes.latency_stats(count)?,
+    })
+}
+
 /// The calls each probe had left out by the filters after the return, when there are such
 /// filters (reading the counters costs a syscall per probe).
 fn filtered_calls(probes: &Probes, options: &TraceOptions, n: usize) -> Result<Vec<u64>> {
@@ -640,8 +746,9 @@ fn filtered_calls(probes: &Probes, options: &TraceOptions, n: usize) -> Result<V
     }
 }
 
-/// `faster than 5ms`, `slower than 1s`, `outside 1ms..1s`, `passed over by --sample 1/10`:
-/// what the filters after the return left out.
+/// `faster than 5ms`, `slower than 1s`, `outside 1ms..1s`, `not meeting --where 'x > 1'`,
+/// `without an error (--errors)`, `over --rate 100/s`, `passed over by --sample 1/10`: what
+/// the filters after the return left out.
 fn latency_bounds(filter: &LiveFilter) -> String {
     let shown = |d: Duration| crate::sinks::units::format_duration_ns(d.as_nanos() as u64);
     let bounds = match (filter.min_latency, filter.max_latency) {
@@ -650,12 +757,23 @@ fn latency_bounds(filter: &LiveFilter) -> String {
         (Some(min), Some(max)) => Some(format!("outside {}..{}", shown(min), shown(max))),
         (None, None) => None,
     };
+    let predicate = filter
+        .predicate
+        .as_ref()
+        .map(|e| format!("not meeting --where `{}`", e.text));
+    let errors = filter
+        .errors
+        .then(|| "without an error (--errors)".to_string());
     let sampled = filter
         .sample_every
         .map(|n| format!("passed over by --sample 1/{n}"));
+    let rate = filter.rate.map(|n| format!("over --rate {n}/s"));
     bounds
         .into_iter()
+        .chain(predicate)
+        .chain(errors)
         .chain(sampled)
+        .chain(rate)
         .collect::<Vec<_>>()
         .join(" or ")
 }
