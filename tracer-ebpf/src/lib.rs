@@ -68,7 +68,13 @@ pub mod maps {
     /// Array of [`RateBucket`](super::RateBucket), one per probe id: with
     /// [`Config::rate_interval_ns`] set, each probe's token bucket (`--rate`).
     pub const RATE_BUCKETS: &str = "RATE_BUCKETS";
+    /// Stack-trace map: the user stacks of calls whose plans have a
+    /// [`value::STACK_ID`](super::value::STACK_ID) step, by stack id (`--stack`).
+    pub const STACKS: &str = "STACKS";
 }
+
+/// Capacity of [`maps::STACKS`] with `--stack` (user space shrinks it to one entry without).
+pub const STACK_ENTRIES: u32 = 16384;
 
 /// One probe's calls in aggregation mode, on one CPU.
 #[repr(C)]
@@ -454,6 +460,10 @@ pub mod value {
     /// offset from the process's type data (see [`CapturePlan::go_types`](super::CapturePlan)),
     /// written like [`PTR_LEN_IN_MEMORY`]; a nil descriptor writes the length `u64::MAX`.
     pub const GO_TYPE_NAME: u8 = 6;
+    /// The id of the calling thread's user stack in [`maps::STACKS`](super::maps::STACKS)
+    /// (`bpf_get_stackid`, frame pointers), 8 bytes; the step faults when the kernel could
+    /// not store it (the map's bucket holds another stack).
+    pub const STACK_ID: u8 = 7;
 }
 
 /// Values of a step's status byte at the start of the payload. Never renumber.

@@ -19,7 +19,8 @@
 mod programs {
     use aya_ebpf::{
         bindings::{
-            BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, bpf_pidns_info, pt_regs,
+            BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
+            bpf_pidns_info, pt_regs,
         },
         helpers::{
             bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
@@ -31,8 +32,8 @@ mod programs {
             },
         },
         macros::{map, tracepoint, uprobe, uretprobe},
-        maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
-        programs::{ProbeContext, RetProbeContext, TracePointContext},
+        maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
+        programs::{ProbeContext, RetProbeContext, TracePointContext, tracing::StackIdContext},
     };
     use aya_log_ebpf::warn;
     use core::ffi::c_void;
@@ -43,9 +44,9 @@ mod programs {
         INFLIGHT_ENTRIES, InFlightCall, InflightKey, LatencyStats, MAX_CHUNK, MAX_CONDITION_TEXT,
         MAX_CONDITIONS, MAX_DEREFS, MAX_PAYLOAD, MAX_PROBES, MAX_STEPS, MAX_TGIDS, MAX_THREADS,
         MAX_WATCHED_EXITS, PAGE_SIZE, PAYLOAD_BUFFER, Predicate, RETURN_SP_ADJUST, RING_BYTES,
-        RateBucket, STATUS_BYTES, THREAD_DEPTH, ThreadCalls, compare, config_flags, exit_condition,
-        go_type, histogram_bucket, histogram_key, inflight_marks, location, operand, plan_flags,
-        reg, step_status, value,
+        RateBucket, STACK_ENTRIES, STATUS_BYTES, THREAD_DEPTH, ThreadCalls, compare, config_flags,
+        exit_condition, go_type, histogram_bucket, histogram_key, inflight_marks, location,
+        operand, plan_flags, reg, step_status, value,
     };
 
     #[map]
@@ -95,6 +96,9 @@ mod programs {
 
     #[map]
     static RATE_BUCKETS: Array<RateBucket> = Array::with_max_entries(MAX_PROBES, 0);
+
+    #[map]
+    static STACKS: StackTrace = StackTrace::with_max_entries(STACK_ENTRIES, 0);
 
     /// What every thread's parked calls start as (read-only data).
     static NO_CALLS: ThreadCalls = ThreadCalls::EMPTY;
@@ -536,6 +540,18 @@ mod programs {
                 step_status::PARTIAL
             }
             value::GO_TYPE_NAME => go_type_name(slot, size, source, go_types),
+            value::STACK_ID => {
+                // `regs` is the program's context: the helper walks the user stack from it.
+                let ctx = ProbeContext::new(regs as *mut c_void);
+                match ctx.get_stackid(&STACKS, u64::from(BPF_F_USER_STACK)) {
+                    Ok(id) => {
+                        // SAFETY: see `slot`.
+                        unsafe { slot.cast::<u64>().write_unaligned(id as u64) };
+                        step_status::OK
+                    }
+                    Err(_) => step_status::FAULT,
+                }
+            }
             _ => step_status::FAULT,
         }
     }

@@ -397,6 +397,11 @@ pub struct TraceArgs {
     #[arg(long = "where", value_name = "EXPR")]
     pub predicate: Option<crate::predicate::Expression>,
 
+    /// Show the user stack of each call under it: who called the function (frame pointers;
+    /// code built without them gives short stacks, and the summary says so).
+    #[arg(long)]
+    pub stack: bool,
+
     /// Show only calls that failed: a negative signed return, a NULL pointer return, a Go
     /// `error` result that is not nil. Functions whose return says nothing of failure are
     /// not traced.
@@ -813,6 +818,7 @@ impl TraceArgs {
             plan: PlanOptions {
                 selection: self.selection(),
                 string_size: self.string_size,
+                stack: self.stack,
             },
             record: self.output.as_ref().map(|path| RecordOptions {
                 path: path.clone(),

@@ -309,6 +309,11 @@ fn decode_interface(
 
 /// The goroutine id a Go call's payload holds at `slot`; None where it could not be read.
 pub fn decode_goroutine(payload: &[u8], slot: &SlotValue) -> Option<u64> {
+    decode_word(payload, slot)
+}
+
+/// The unsigned word in `slot` (a goroutine id, a stack id), if it was captured.
+pub fn decode_word(payload: &[u8], slot: &SlotValue) -> Option<u64> {
     match decode(payload, slot) {
         Decoded::Unsigned(id) => Some(id),
         _ => None,

@@ -36,6 +36,12 @@ pub struct ProbeInfo {
     /// A Go function's results, when there is more than the return value.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub results: Vec<ArgSlot>,
+    /// `--stack`: where the id of the call's user stack is in the payload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<SlotValue>,
+    /// `--stack`: where the return address at the entry is in the payload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<SlotValue>,
 }
 
 impl ProbeInfo {
@@ -72,6 +78,8 @@ impl ProbeTable {
                 build_id: site.build_id.clone(),
                 goroutine: plan.goroutine.clone(),
                 results: plan.results.clone(),
+                stack: plan.stack.clone(),
+                caller: plan.caller.clone(),
             })
             .collect();
         Self { probes }

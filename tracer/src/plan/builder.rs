@@ -584,6 +584,48 @@ impl PlanBuilder {
             full: self.full,
             goroutine: None,
             results: Vec::new(),
+            stack: None,
+            caller: None,
+        }
+    }
+
+    /// The steps of `--stack`: the return address at the entry's stack pointer (plus
+    /// `sp_adjust`), then the call's user stack stored in the kernel's stack map, its id in
+    /// the payload. (stack id, return address.)
+    pub(super) fn stack(&mut self, sp_adjust: i32) -> (SlotValue, SlotValue) {
+        let at_return_address = Access::Memory {
+            reg: tracer_ebpf::reg::RSP,
+            derefs: Vec::new(),
+            offset: sp_adjust,
+        };
+        let word = Render::Int {
+            size: 8,
+            signed: false,
+        };
+        let caller = self.scalar(&at_return_address, 8, word);
+        (self.stack_id(), caller)
+    }
+
+    /// The step that stores the call's user stack in the kernel's stack map and its id in
+    /// the payload.
+    fn stack_id(&mut self) -> SlotValue {
+        let step = CaptureStep {
+            value: value::STACK_ID,
+            reg: tracer_ebpf::reg::RSP,
+            size: 8,
+            ..CaptureStep::default()
+        };
+        match self.step(step, 8) {
+            Some((step, offset)) => SlotValue::Captured {
+                offset,
+                size: 8,
+                step,
+                render: Render::Int {
+                    size: 8,
+                    signed: false,
+                },
+            },
+            None => self.missing(PLAN_FULL),
         }
     }
 

@@ -43,6 +43,12 @@ pub struct Plan {
     /// A Go function's results, from the registers its return program copies (empty: only
     /// the return value).
     pub results: Vec<ArgSlot>,
+    /// `--stack`: the id of the call's user stack in the kernel's stack map.
+    pub stack: Option<SlotValue>,
+    /// `--stack`: the return address at the entry, the caller's frame, which a stack walked
+    /// by frame pointers from a function's first instruction skips (its frame pointer is
+    /// still the caller's).
+    pub caller: Option<SlotValue>,
 }
 
 /// How many System V argument registers are captured when nothing says how many parameters
@@ -89,6 +95,8 @@ pub struct PlanOptions {
     pub selection: Option<Vec<ArgPath>>,
     /// Cap on the bytes of one string.
     pub string_size: u16,
+    /// `--stack`: each call's user stack too.
+    pub stack: bool,
 }
 
 impl Default for PlanOptions {
@@ -96,6 +104,7 @@ impl Default for PlanOptions {
         Self {
             selection: None,
             string_size: DEFAULT_STRING_SIZE,
+            stack: false,
         }
     }
 }
@@ -103,17 +112,27 @@ impl Default for PlanOptions {
 /// A plan that captures the first `count` System V integer argument registers as `arg0..`,
 /// for functions without DWARF.
 pub fn raw_register_args(count: usize) -> Result<Plan> {
-    raw_args_in(&reg::SYSV_ARGS, count, None)
+    raw_args_in(&reg::SYSV_ARGS, count, None, None)
 }
 
 /// The same for a Go function without DWARF (a `-ldflags=-s -w` build found through
 /// `.gopclntab`): Go's register ABI passes its first integer arguments in RAX, RBX, RCX, ...
 /// `goid_offset` says where its goroutine's id is (see [`compile`]).
+#[cfg(test)]
 pub fn raw_go_register_args(count: usize, goid_offset: Option<i32>) -> Result<Plan> {
-    raw_args_in(&calling_convention::GO_ARGS, count, goid_offset)
+    raw_args_in(&calling_convention::GO_ARGS, count, goid_offset, None)
 }
 
-fn raw_args_in(registers: &[u8], count: usize, goid_offset: Option<i32>) -> Result<Plan> {
+/// `count` raw argument registers of `registers`, a Go function's goroutine id (at
+/// `goid_offset`) and with `stack` the user stack (the entry's stack pointer that much
+/// below the return address), each read before the arguments so that arguments filling the
+/// plan cost neither.
+fn raw_args_in(
+    registers: &[u8],
+    count: usize,
+    goid_offset: Option<i32>,
+    stack: Option<i32>,
+) -> Result<Plan> {
     if count > registers.len() {
         return Err(Error::internal(format!(
             "only the first {} arguments are passed in registers; {count} asked",
@@ -122,6 +141,7 @@ fn raw_args_in(registers: &[u8], count: usize, goid_offset: Option<i32>) -> Resu
     }
     let mut builder = PlanBuilder::new(DEFAULT_STRING_SIZE);
     let goroutine = goid_offset.map(|offset| builder.goroutine_id(offset));
+    let stack = stack.map(|sp_adjust| builder.stack(sp_adjust));
     let args = registers
         .iter()
         .take(count)
@@ -138,6 +158,7 @@ fn raw_args_in(registers: &[u8], count: usize, goid_offset: Option<i32>) -> Resu
         }),
     );
     plan.goroutine = goroutine;
+    (plan.stack, plan.caller) = stack.unzip();
     Ok(plan)
 }
 
@@ -159,6 +180,7 @@ fn compile_at(
 ) -> Plan {
     let mut builder = PlanBuilder::new(options.string_size);
     let goroutine = goid_offset.map(|offset| builder.goroutine_id(offset));
+    let stack = options.stack.then(|| builder.stack(sp_adjust));
     let results = go_results(&mut builder, function);
     let places = entry_places(function);
     let mut args = Vec::new();
@@ -222,6 +244,7 @@ fn compile_at(
     let mut plan = builder.finish(args, ret);
     plan.goroutine = goroutine;
     plan.results = results;
+    (plan.stack, plan.caller) = stack.unzip();
     plan
 }
 
@@ -304,8 +327,18 @@ pub fn plan_sites(sites: &[ProbeSite], options: &PlanOptions) -> Result<Vec<Plan
             let sp_adjust = i32::try_from(site.entry_sp_adjust).unwrap_or(0);
             let mut plan = match &site.debug {
                 Some(debug) => compile_at(debug, options, goid_offset, sp_adjust),
-                None if go => raw_go_register_args(DEFAULT_RAW_ARGS, goid_offset)?,
-                None => raw_register_args(DEFAULT_RAW_ARGS)?,
+                None if go => raw_args_in(
+                    &calling_convention::GO_ARGS,
+                    DEFAULT_RAW_ARGS,
+                    goid_offset,
+                    options.stack.then_some(sp_adjust),
+                )?,
+                None => raw_args_in(
+                    &reg::SYSV_ARGS,
+                    DEFAULT_RAW_ARGS,
+                    None,
+                    options.stack.then_some(sp_adjust),
+                )?,
             };
             plan.kernel.entry_sp_adjust = sp_adjust as u32;
             if go {
@@ -567,6 +600,7 @@ mod tests {
             &PlanOptions {
                 selection: None,
                 string_size: 200,
+                stack: false,
             },
             Some(152),
         );

@@ -263,6 +263,8 @@ pub struct Probes {
     stats: PerCpuArray<MapData, tracer_ebpf::LatencyStats>,
     /// `--where`, `--errors`: each probe's conditions.
     predicates: aya::maps::HashMap<MapData, u32, tracer_ebpf::Predicate>,
+    /// `--stack`: the user stacks of calls by id, until taken by the reader of calls.
+    stacks: Option<aya::maps::StackTraceMap<MapData>>,
     ring: Option<RingBuf<MapData>>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     /// uprobe-multi programs, loaded on first use.
@@ -322,12 +324,38 @@ pub fn comm_bytes(comm: &str) -> [u8; 16] {
     bytes
 }
 
+/// How big the maps that grow with the trace are made at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapSizes {
+    /// Probes that will be written (the per-probe arrays hold exactly these).
+    pub probes: usize,
+    /// `--stack`: room for the user stacks of calls; without it the stack map takes one
+    /// entry instead of megabytes.
+    pub stacks: bool,
+}
+
 impl Probes {
-    /// Loads the embedded object and creates its maps. Attaches nothing yet.
-    pub fn load() -> Result<Self> {
+    /// Loads the embedded object and creates its maps, sized for `sizes`. Attaches nothing
+    /// yet.
+    pub fn load(sizes: MapSizes) -> Result<Self> {
         check_privileges()?;
         let bytes = ebpf_object::ebpf_object()?;
+        // Per-probe arrays are allocated per CPU for some: sized to the probes there are,
+        // not to the most a trace may have.
+        let probes = sizes.probes.clamp(1, MAX_PROBES as usize) as u32;
+        let stacks = if sizes.stacks {
+            tracer_ebpf::STACK_ENTRIES
+        } else {
+            1
+        };
         let mut ebpf = EbpfLoader::new()
+            .map_max_entries(maps::PLANS, probes)
+            .map_max_entries(maps::FILTERED, probes)
+            .map_max_entries(maps::SAMPLED, probes)
+            .map_max_entries(maps::STATS, probes)
+            .map_max_entries(maps::RATE_BUCKETS, probes)
+            .map_max_entries(maps::PREDICATES, probes)
+            .map_max_entries(maps::STACKS, stacks)
             .load(bytes)
             .map_err(|err| bpf_error("loading the eBPF object", err))?;
         // uprobe-multi programs are relocated against these fds, so take them while every map
@@ -351,6 +379,7 @@ impl Probes {
         let histograms = take_map(&mut ebpf, maps::HISTOGRAMS)?;
         let stats = take_map(&mut ebpf, maps::STATS)?;
         let predicates = take_map(&mut ebpf, maps::PREDICATES)?;
+        let stacks = take_map(&mut ebpf, maps::STACKS)?;
         Ok(Self {
             ebpf,
             map_fds,
@@ -370,6 +399,7 @@ impl Probes {
             histograms,
             stats,
             predicates,
+            stacks: Some(stacks),
             ring: Some(ring),
             logger,
             multi_programs: None,
@@ -541,6 +571,11 @@ impl Probes {
         self.config
             .set(0, config, 0)
             .map_err(|err| bpf_error("writing the eBPF config", err))
+    }
+
+    /// The map of the calls' user stacks (`--stack`). Taken once.
+    pub fn take_stacks(&mut self) -> Option<aya::maps::StackTraceMap<MapData>> {
+        self.stacks.take()
     }
 
     /// The ring buffer of finished calls. Taken once.

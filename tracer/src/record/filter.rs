@@ -50,6 +50,8 @@ mod tests {
             build_id: None,
             goroutine: None,
             results: Vec::new(),
+            stack: None,
+            caller: None,
         };
         let event = CallEvent {
             probe_id: 0,

@@ -65,6 +65,7 @@ impl<'a> Placed<'a> {
         crate::sinks::line::Origin {
             host: self.host,
             labels: self.labels.as_ref(),
+            stack: None,
         }
     }
 }

@@ -12,6 +12,7 @@ pub use aggregate::Aggregation;
 mod line_output;
 mod members;
 pub(crate) mod sink;
+mod stacks;
 mod status;
 pub(crate) mod summary;
 
@@ -350,7 +351,10 @@ struct Armed {
 
 /// Loads the eBPF object, writes the plans, attaches every probe and switches recording on.
 fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
-    let mut probes = Probes::load()?;
+    let mut probes = Probes::load(crate::probes::MapSizes {
+        probes: prepared.kernel_plans.len(),
+        stacks: options.plan.stack,
+    })?;
     probes.set_plans(&prepared.kernel_plans)?;
     probes.set_predicates(&prepared.predicates)?;
     let ring = probes
@@ -721,6 +725,7 @@ async fn finish(
         recorded,
         group: members.map(|m| m.traced()),
         running,
+        notes: sink.stacks.as_ref().map(|s| s.notes()).unwrap_or_default(),
         filtered: options.filter.leaves_calls_out().then(|| FilteredCalls {
             per_probe: filtered,
             bounds: latency_bounds(&options.filter),
@@ -840,6 +845,9 @@ pub async fn trace(
         recorder,
     )
     .with_workloads(options.workloads.clone());
+    if options.plan.stack {
+        sink.stacks = armed.probes.take_stacks().map(stacks::Stacks::new);
+    }
     let stop = stream(options, &mut armed, &mut sink).await?;
     let summary = finish(options, armed, sink, stop).await?;
     Ok(Traced {

@@ -54,6 +54,8 @@ pub struct Sink<'a> {
     pub recording_failed: Option<Error>,
     /// The pods and containers of the traced processes, for `--pod`.
     workloads: Workloads,
+    /// `--stack`: where the calls' user stacks are read and symbolized.
+    pub stacks: Option<super::stacks::Stacks>,
     /// The processes the trace file names so far, and the host they run on.
     named: HashSet<u32>,
     host: String,
@@ -83,6 +85,7 @@ impl<'a> Sink<'a> {
             recorder,
             recording_failed: None,
             workloads: Workloads::default(),
+            stacks: None,
             named: HashSet::new(),
             host: crate::record::host_name(),
         }
@@ -179,9 +182,14 @@ impl<'a> Sink<'a> {
         if self.out.skip_if_backed_up() {
             return;
         }
+        let stack = match (&mut self.stacks, &probe.stack) {
+            (Some(stacks), Some(slot)) => stacks.of(&event, slot, probe.caller.as_ref()),
+            _ => None,
+        };
         let origin = Origin {
             host: None,
             labels: self.workloads.labels_of(event.pid),
+            stack: stack.as_deref(),
         };
         match &mut self.lines {
             LiveLines::Human(lines) => {
@@ -225,6 +233,7 @@ impl<'a> Sink<'a> {
         let origin = Origin {
             host: None,
             labels: self.workloads.labels_of(running.pid),
+            stack: None,
         };
         match &mut self.lines {
             LiveLines::Human(lines) => {

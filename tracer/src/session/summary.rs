@@ -208,6 +208,8 @@ pub struct Summary {
     pub filtered: Option<FilteredCalls>,
     /// The lines of calls still running at stop (the first [`RUNNING_SHOWN`]).
     pub running: Vec<String>,
+    /// What else the user should know (stacks cut short by missing frame pointers).
+    pub notes: Vec<String>,
 }
 
 /// Calls still running at stop shown in the summary, at most.
@@ -359,6 +361,9 @@ impl Summary {
 
     /// Calls abandoned and still running, calls not shown, and the trace file written.
     fn render_notes(&self, out: &mut String) {
+        for note in &self.notes {
+            let _ = writeln!(out, "{note}");
+        }
         let abandoned = self
             .kernel_counters
             .iter()
@@ -484,6 +489,7 @@ mod tests {
             group: None,
             filtered: None,
             running: Vec::new(),
+            notes: Vec::new(),
         }
         .render(&table);
         assert!(text.lines().any(|l| l.starts_with("f7 ")), "{text}");
@@ -517,6 +523,7 @@ mod tests {
                 group: None,
                 filtered: None,
                 running: Vec::new(),
+                notes: Vec::new(),
             }
             .render(&table())
         };
@@ -571,6 +578,7 @@ mod tests {
                 per_probe: vec![0, 7],
                 bounds: "faster than 5.0ms".into(),
             }),
+            notes: Vec::new(),
             running: vec![
                 "12:00:00.000000 4242/4243 sleepy(ms=9000) still running after 6.00s\n".into(),
             ],

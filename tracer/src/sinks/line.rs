@@ -90,6 +90,11 @@ impl HumanLines {
         self.style
             .paint("33", &format_duration_ns(event.latency_ns()), out);
         out.push_str(">\n");
+        for frame in origin.stack.unwrap_or_default() {
+            out.push_str("    ");
+            out.push_str(frame);
+            out.push('\n');
+        }
     }
 
     /// Appends the line of a call still running (`running` is one from
@@ -173,6 +178,8 @@ pub fn json_running_line(
 pub struct Origin<'a> {
     pub host: Option<&'a str>,
     pub labels: Option<&'a PodLabels>,
+    /// `--stack`: the call's user stack, symbolized, innermost first.
+    pub stack: Option<&'a [String]>,
 }
 
 /// Appends the human line for `event` (with a newline) to `out`.
@@ -213,6 +220,9 @@ pub struct JsonCall<'a> {
     #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
     results: serde_json::Map<String, serde_json::Value>,
     latency_ns: u64,
+    /// `--stack`: the call's user stack, innermost first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stack: Option<&'a [String]>,
 }
 
 /// What every JSON call starts with: when, where, which function, its arguments.
@@ -281,6 +291,7 @@ impl<'a> JsonCall<'a> {
             ret: json_return(event, probe),
             results: json_results(event, probe),
             latency_ns: event.latency_ns(),
+            stack: origin.stack,
         }
     }
 }
@@ -376,6 +387,8 @@ mod tests {
             build_id: None,
             goroutine: None,
             results: Vec::new(),
+            stack: None,
+            caller: None,
         };
         (event, probe)
     }
@@ -447,6 +460,7 @@ mod tests {
         let origin = Origin {
             host: Some("node-1"),
             labels: Some(&labels),
+            stack: None,
         };
         let mut human = String::new();
         HumanLines::new(Style::default())

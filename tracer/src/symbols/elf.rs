@@ -273,6 +273,20 @@ impl ElfFile {
         Ok(None)
     }
 
+    /// The virtual address that file offset `offset` is loaded at, if a `PT_LOAD` segment
+    /// maps it (the inverse of [`file_offset`](Self::file_offset), for any segment).
+    pub fn address_of_offset(&self, offset: u64) -> Option<u64> {
+        let elf = self.parse().ok()?;
+        let endian = elf.endian();
+        elf.elf_program_headers().iter().find_map(|header| {
+            let start = header.p_offset(endian);
+            let in_segment = header.p_type(endian) == PT_LOAD
+                && offset >= start
+                && offset - start < header.p_filesz(endian);
+            in_segment.then(|| header.p_vaddr(endian) + (offset - start))
+        })
+    }
+
     /// The GNU build-id note, if any.
     pub fn build_id(&self) -> Option<Vec<u8>> {
         self.parse()

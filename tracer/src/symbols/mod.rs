@@ -18,6 +18,7 @@ pub(crate) mod placement;
 mod resolver;
 pub(crate) mod site;
 pub(crate) mod spec;
+pub(crate) mod stacks;
 pub(crate) mod types;
 
 use crate::{error::Result, target::Target};

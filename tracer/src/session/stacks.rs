@@ -1,0 +1,131 @@
+//! `--stack`: the user stack of each call, read from the kernel's stack map by the id its
+//! payload carries and symbolized once per process and stack.
+
+use std::{collections::HashMap, rc::Rc};
+
+use aya::maps::{MapData, StackTraceMap};
+
+use crate::{
+    events::{CallEvent, payload::decode_word},
+    plan::SlotValue,
+    symbols::stacks::Symbolizer,
+};
+
+/// The stack walked from a function's first instructions lacks its caller: the frame
+/// pointer is still the caller's, so the walk goes from the function to its caller's
+/// caller. The return address at the entry is that caller: it goes second, unless the walk
+/// has it already (a probe past the frame's setup).
+fn with_caller(mut addresses: Vec<u64>, caller: Option<u64>) -> Vec<u64> {
+    if let Some(caller) = caller
+        && !addresses.is_empty()
+        && addresses.get(1) != Some(&caller)
+    {
+        addresses.insert(1, caller);
+    }
+    addresses
+}
+
+/// Frames of a stack at most this many deep count as short (see [`Stacks::short_note`]).
+const SHORT_STACK: usize = 2;
+
+pub(crate) struct Stacks {
+    map: StackTraceMap<MapData>,
+    symbolizer: Symbolizer,
+    /// Symbolized stacks by process and stack id: a stack id names the same addresses for
+    /// the whole trace (the map's entries are never replaced), but addresses mean different
+    /// functions in different processes.
+    shown: HashMap<(u32, u64, Option<u64>), Rc<[String]>>,
+    /// Calls with a stack, and those whose stack was short.
+    pub calls: u64,
+    pub short: u64,
+    /// Calls whose stack the kernel could not store (its bucket held another stack).
+    pub missing: u64,
+}
+
+impl Stacks {
+    pub fn new(map: StackTraceMap<MapData>) -> Self {
+        Self {
+            map,
+            symbolizer: Symbolizer::new(),
+            shown: HashMap::new(),
+            calls: 0,
+            short: 0,
+            missing: 0,
+        }
+    }
+
+    /// The symbolized stack of `event`, whose id is in its payload at `slot`, innermost
+    /// first; `caller` holds the return address at its entry.
+    pub fn of(
+        &mut self,
+        event: &CallEvent,
+        slot: &SlotValue,
+        caller: Option<&SlotValue>,
+    ) -> Option<Rc<[String]>> {
+        let Some(id) = decode_word(&event.payload, slot) else {
+            self.missing += 1;
+            return None;
+        };
+        let caller = caller.and_then(|slot| decode_word(&event.payload, slot));
+        let key = (event.pid, id, caller);
+        let frames = match self.shown.get(&key) {
+            Some(frames) => frames.clone(),
+            None => {
+                let Ok(trace) = self.map.get(&(id as u32), 0) else {
+                    self.missing += 1;
+                    return None;
+                };
+                let addresses = with_caller(trace.frames().iter().map(|f| f.ip).collect(), caller);
+                let frames: Rc<[String]> = self
+                    .symbolizer
+                    .frames(event.pid, &addresses)
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                self.shown.insert(key, frames.clone());
+                frames
+            }
+        };
+        self.calls += 1;
+        if frames.len() <= SHORT_STACK {
+            self.short += 1;
+        }
+        Some(frames)
+    }
+
+    /// What the summary says when most stacks were short, or some missing.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.calls > 0 && self.short * 2 > self.calls {
+            notes.push(format!(
+                "stacks are short: {} of {} calls had {SHORT_STACK} frames or fewer. The traced \
+                 code was probably built without frame pointers (C/C++: -fno-omit-frame-pointer; \
+                 Rust: -C force-frame-pointers=yes)",
+                self.short, self.calls
+            ));
+        }
+        if self.missing > 0 {
+            notes.push(format!(
+                "{} without a stack: the kernel's stack map had no room for theirs",
+                crate::sinks::units::count_irregular(self.missing, "call", "calls")
+            ));
+        }
+        notes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_caller;
+
+    #[test]
+    fn the_caller_goes_second_once() {
+        assert_eq!(
+            with_caller(vec![10, 30, 40], Some(20)),
+            vec![10, 20, 30, 40]
+        );
+        assert_eq!(with_caller(vec![10, 20, 30], Some(20)), vec![10, 20, 30]);
+        assert_eq!(with_caller(vec![10], None), vec![10]);
+        assert_eq!(with_caller(Vec::new(), Some(20)), Vec::<u64>::new());
+    }
+}
