@@ -685,6 +685,9 @@ pub mod config_flags {
     /// Calls are checked against their probe's [`maps::PREDICATES`](super::maps::PREDICATES)
     /// entry when they return (`--where`, `--errors`).
     pub const PREDICATES: u32 = 128;
+    /// Nothing reads the calls' arguments (`--histogram` or `--stats` without `--where`,
+    /// `--errors` or `--stuck`): the entry program captures none.
+    pub const SKIP_CAPTURE: u32 = 256;
 }
 
 /// Per-CPU counters of everything the programs could not do, indexes of [`maps::COUNTERS`].

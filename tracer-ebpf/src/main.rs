@@ -643,7 +643,9 @@ mod programs {
             let bias = unsafe { (*ctx.regs).rip }.wrapping_sub(plan.entry_address);
             call.go_types = plan.go_types.wrapping_add(bias);
         }
-        capture(plan, ctx.regs, call, false);
+        if config.flags & config_flags::SKIP_CAPTURE == 0 {
+            capture(plan, ctx.regs, call, false);
+        }
         // SAFETY: reading the monotonic clock has no preconditions. Stamped last, so the
         // capture is not part of the latency.
         call.header.entry_ns = unsafe { bpf_ktime_get_ns() };
@@ -791,11 +793,14 @@ mod programs {
             copy_go_results(regs, call);
         }
         complete(call, key, exit_ns, ret, tail_call, wakeup_bytes);
-        if let Some(thread) = thread {
-            // SAFETY: the value belongs to this thread's key; only its probes use it.
+        // A goroutine's shadow goes once nothing of it is parked: a Go program runs many more
+        // goroutines than the map holds. A thread's stays for its next call (a remove and an
+        // insert per call cost more than the rest of the bookkeeping; the map is LRU, so
+        // idle threads' shadows are the first to go when it fills).
+        if let (Some(thread), Owner::Goroutine { .. }) = (thread, owner) {
+            // SAFETY: the value belongs to this goroutine's key; only its probes use it.
             let idle = unsafe { (*thread).depth == 0 && (*thread).untracked == 0 };
             if idle {
-                // Nothing of this thread is parked: keep the map for threads that have calls.
                 let _ = THREADS.remove(&shadow);
             }
         }

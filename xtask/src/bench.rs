@@ -134,8 +134,16 @@ fn mangled(tracer: &Path, binary: &Path, function: &str) -> Option<String> {
     Some(line[start..].split('"').next()?.to_string())
 }
 
-pub fn bench() -> Result<(), String> {
+pub fn bench(only: &[String]) -> Result<(), String> {
     setup()?;
+    let wanted = |group: &str| only.is_empty() || only.iter().any(|o| o == group);
+    for group in only {
+        if !["symbols", "calls", "attach", "files"].contains(&group.as_str()) {
+            return Err(format!(
+                "no bench group `{group}`: symbols, calls, attach, files"
+            ));
+        }
+    }
     const RUNS: usize = 7;
     // What users run: a release build. What it reads: the debug build, the largest binary
     // with full DWARF at hand.
@@ -154,6 +162,23 @@ pub fn bench() -> Result<(), String> {
     let size_mib =
         std::fs::metadata(&target).map_err(|e| e.to_string())?.len() as f64 / (1 << 20) as f64;
     let target_str = target.to_str().ok_or("non-UTF-8 path")?;
+    if wanted("calls") {
+        crate::entry_share::entry_share(&tracer, &target)?;
+        crate::call_cost::prologue_cost(&tracer)?;
+        crate::call_cost::throughput(&tracer)?;
+        crate::call_cost::go_call_cost(&tracer)?;
+        crate::call_cost::return_kind_cost(&tracer)?;
+        crate::call_cost::selection_cost(&tracer)?;
+    }
+    if wanted("attach") {
+        crate::attach_cost::attach_cost(&tracer)?;
+    }
+    if wanted("files") {
+        run(cargo().args(["bench", "--package", "tracer", "--bench", "trace_file"]))?;
+    }
+    if !wanted("symbols") {
+        return Ok(());
+    }
     println!(
         "\nsymbols: target {} ({size_mib:.0} MiB, full DWARF), median of {RUNS} runs\n",
         target.display()
@@ -205,9 +230,5 @@ pub fn bench() -> Result<(), String> {
         150.0,
     );
 
-    crate::call_cost::go_call_cost(&tracer)?;
-    crate::call_cost::return_kind_cost(&tracer)?;
-    crate::call_cost::selection_cost(&tracer)?;
-
-    run(cargo().args(["bench", "--package", "tracer", "--bench", "trace_file"]))
+    Ok(())
 }

@@ -31,8 +31,14 @@ struct Looper {
 
 impl Looper {
     fn start(binary: &Path) -> Result<Self, String> {
+        Self::start_with(binary, &[])
+    }
+
+    /// The loop of `binary`, with `extra` arguments after the number of calls.
+    fn start_with(binary: &Path, extra: &[&str]) -> Result<Self, String> {
         let mut child = Command::new(binary)
             .arg(CALLS)
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -292,6 +298,196 @@ pub fn selection_cost(tracer: &Path) -> Result<(), String> {
     println!(
         "  traced itself:                           {traced:8.1} ns/call  (+{:.1} ns)",
         traced - untraced
+    );
+    Ok(())
+}
+
+fn build_prologues() -> Result<PathBuf, String> {
+    let root = workspace_root();
+    let binary = root.join("target/bench/prologues");
+    run(Command::new("gcc")
+        .args(["-O2", "-o"])
+        .arg(&binary)
+        .arg(root.join("tests/fixtures/c/prologues.c")))?;
+    Ok(binary)
+}
+
+/// What one traced call of an empty C function costs, for each prologue kind the entry probe
+/// meets (`push`, `endbr64; push`, `cmp; jne`), side by side in one run: untraced; an empty
+/// uprobe + uretprobe (bpftrace's, at +0: the floor a probe pair costs); bpftrace pairing
+/// entry and return with a printf per call; koolkit-trace recording every call to a trace
+/// file; koolkit-trace `--histogram`. Ratios are of the cost above untraced.
+pub fn prologue_cost(tracer: &Path) -> Result<(), String> {
+    let binary = build_prologues()?;
+    let bpftrace = Path::new("/usr/bin/bpftrace");
+    let record = workspace_root().join("target/bench/prologues.kt");
+    println!(
+        "\nPer traced call of an empty C function, by prologue: {CALLS} calls a round, median of \
+         {ROUNDS} rounds, as the program measures itself (ns/call; in brackets the cost above \
+         untraced)\n"
+    );
+    println!(
+        "  {:<22} {:>10} {:>16} {:>18} {:>16} {:>16}",
+        "prologue",
+        "untraced",
+        "floor (empty)",
+        "bpftrace pairing",
+        "koolkit -o file",
+        "--histogram"
+    );
+    let mut ratios = Vec::new();
+    for (kind, function) in [
+        ("push", "push_frame"),
+        ("endbr", "endbr_frame"),
+        ("cmp", "cmp_branch"),
+    ] {
+        let mut looper = Looper::start_with(&binary, &[kind])?;
+        let pid = looper.child.id().to_string();
+        let untraced = looper.ns_per_call()?;
+        let site = format!("{}:{function}", binary.display());
+        let mut bpftrace_run = |program: String| -> Result<Option<f64>, String> {
+            if !bpftrace.exists() {
+                return Ok(None);
+            }
+            under(
+                &mut looper,
+                Command::new(bpftrace).args(["-p", &pid, "-e", &program]),
+            )
+            .map(Some)
+        };
+        let floor = bpftrace_run(format!("uprobe:{site} {{ }} uretprobe:{site} {{ }}"))?;
+        let pairing = bpftrace_run(format!(
+            "uprobe:{site} {{ @s[tid] = nsecs; }} \
+             uretprobe:{site} /@s[tid]/ {{ printf(\"%d\\n\", nsecs - @s[tid]); delete(@s[tid]); }}"
+        ))?;
+        let ours = |looper: &mut Looper, mode: &[&str]| {
+            under(
+                looper,
+                Command::new(tracer)
+                    .args(["--pid", &pid, "--fn", function, "--quiet"])
+                    .args(mode),
+            )
+        };
+        let record_arg = record.to_str().ok_or("non-UTF-8 path")?;
+        let file = ours(&mut looper, &["--force", "-o", record_arg])?;
+        let histogram = ours(&mut looper, &["--histogram"])?;
+        let shown = |ns: Option<f64>| match ns {
+            Some(ns) => format!("{ns:7.1} (+{:.1})", ns - untraced),
+            None => "n/a".to_string(),
+        };
+        println!(
+            "  {:<22} {untraced:10.1} {:>16} {:>18} {:>16} {:>16}",
+            format!("{kind} ({function})"),
+            shown(floor),
+            shown(pairing),
+            shown(Some(file)),
+            shown(Some(histogram)),
+        );
+        ratios.push((kind, untraced, floor, pairing, file, histogram));
+    }
+    println!();
+    for (kind, untraced, floor, pairing, file, histogram) in ratios {
+        let above = |ns: f64| (ns - untraced).max(f64::EPSILON);
+        let mut line = format!("  {kind:<6}");
+        if let Some(floor) = floor {
+            line += &format!(
+                " trace file {:.2}x the floor (goal <= 1.25x), --histogram {:.2}x (goal <= 1.1x);",
+                above(file) / above(floor),
+                above(histogram) / above(floor)
+            );
+        }
+        if let Some(pairing) = pairing {
+            line += &format!(
+                " trace file {:.2}x bpftrace's pairing (goal <= 0.1x)",
+                above(file) / above(pairing)
+            );
+        }
+        println!("{line}");
+    }
+    println!(
+        "  (the floor's probes are bpftrace's, at +0, which it cannot move: on `endbr64` and \
+         `cmp` the kernel single-steps them, where koolkit-trace's entry probe moved to an \
+         instruction it emulates)"
+    );
+    Ok(())
+}
+
+/// The N of "N calls of ..." in a summary (commas allowed), and whether it says "drops: none".
+fn summary_calls(stderr: &str) -> (Option<u64>, bool) {
+    let calls = stderr.lines().find_map(|line| {
+        let (n, rest) = line.trim().split_once(' ')?;
+        (rest.starts_with("calls of") || rest.starts_with("call of"))
+            .then(|| n.replace(',', "").parse().ok())
+            .flatten()
+    });
+    (calls, stderr.contains("drops: none"))
+}
+
+/// Calls per second into a trace file: `processes` copies of the empty-function loop, each
+/// calling as fast as it can, traced together through the binary; every call must be in the
+/// file (recorded + dropped = called, exactly).
+pub fn throughput(tracer: &Path) -> Result<(), String> {
+    let binary = build_prologues()?;
+    let record = workspace_root().join("target/bench/throughput.kt");
+    println!(
+        "\nThroughput into a trace file: copies of the empty-function loop (push_frame) calling \
+         as fast as they can, traced through the binary, {ROUNDS} rounds of {CALLS} calls each\n"
+    );
+    for processes in [1usize, 2] {
+        let mut loops: Vec<Looper> = (0..processes)
+            .map(|_| Looper::start_with(&binary, &["push"]))
+            .collect::<Result<_, _>>()?;
+        let tracer_child = Command::new(tracer)
+            .args(["--binary"])
+            .arg(&binary)
+            .args(["--fn", "push_frame", "--quiet", "--force", "-o"])
+            .arg(&record)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|err| format!("starting {}: {err}", tracer.display()))?;
+        std::thread::sleep(Duration::from_secs(2));
+        let started = std::time::Instant::now();
+        for _ in 0..ROUNDS {
+            for looper in &mut loops {
+                writeln!(looper.stdin).map_err(|err| err.to_string())?;
+            }
+            for looper in &mut loops {
+                let mut line = String::new();
+                looper
+                    .stdout
+                    .read_line(&mut line)
+                    .map_err(|err| err.to_string())?;
+            }
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(tracer_child.id() as libc::pid_t, libc::SIGINT) };
+        let output = tracer_child
+            .wait_with_output()
+            .map_err(|err| err.to_string())?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let called = (processes * ROUNDS) as u64 * CALLS.parse::<u64>().unwrap_or(0);
+        let (recorded, no_drops) = summary_calls(&stderr);
+        println!(
+            "  {processes} process{}: {:9.0} calls/s called and traced; recorded {} of {called} \
+             calls, {}",
+            if processes == 1 { " " } else { "es" },
+            called as f64 / elapsed,
+            recorded.map_or("?".to_string(), |n| n.to_string()),
+            if no_drops {
+                "drops: none"
+            } else {
+                "DROPS (see the summary)"
+            }
+        );
+        if recorded != Some(called) || !no_drops {
+            println!("    summary: {}", stderr.trim().replace('\n', "\n    "));
+        }
+    }
+    println!(
+        "  (the traced programs cannot call faster than their probes let them: on this machine \
+         one traced call costs ~2 µs, so the reader is never the limit)"
     );
     Ok(())
 }

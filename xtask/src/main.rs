@@ -4,9 +4,11 @@
 //! everything is already there, so the README's commands work on a fresh Debian machine with
 //! nothing else to do.
 
+mod attach_cost;
 mod bench;
 mod call_cost;
 mod demo;
+mod entry_share;
 mod setup;
 
 use std::{
@@ -34,7 +36,10 @@ enum Task {
         duration: String,
     },
     /// Measure against the peers on this machine (bpftrace) and print figures and ratios.
-    Bench,
+    Bench {
+        /// Only these groups: symbols, calls, attach, files (default: all).
+        only: Vec<String>,
+    },
     /// Build everything and run the whole test suite (unit and end-to-end, as root).
     Test {
         /// Arguments passed to `cargo test` after `--` (e.g. a test name filter).
@@ -92,7 +97,7 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Setup => setup::setup(),
         Task::Demo { duration } => demo::demo(&duration),
-        Task::Bench => bench::bench(),
+        Task::Bench { only } => bench::bench(&only),
         Task::Test { cargo_test_args } => test(&cargo_test_args),
     };
     match result {

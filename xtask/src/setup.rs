@@ -66,7 +66,12 @@ fn installed(package: &str) -> bool {
 }
 
 fn apt_packages() -> Result<(), String> {
-    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    install_packages(PACKAGES)
+}
+
+/// Installs the Debian `packages` not installed yet (the bench's real programs use this too).
+pub fn install_packages(packages: &[&str]) -> Result<(), String> {
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
     if missing.is_empty() {
         return Ok(());
     }

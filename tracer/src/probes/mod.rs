@@ -685,9 +685,13 @@ impl Probes {
     }
 
     /// Calls are counted in latency histograms in the kernel, not emitted (`--histogram`;
-    /// written at [`enable`](Self::enable)).
-    pub fn aggregate(&mut self) {
+    /// written at [`enable`](Self::enable)). Unless `needs_arguments` (a predicate, calls
+    /// shown while they run), the entry captures nothing.
+    pub fn aggregate(&mut self, needs_arguments: bool) {
         self.settings.flags |= config_flags::AGGREGATE;
+        if !needs_arguments {
+            self.settings.flags |= config_flags::SKIP_CAPTURE;
+        }
     }
 
     /// The calls of each probe counted so far by log2 latency bucket (see

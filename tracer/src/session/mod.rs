@@ -425,7 +425,8 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
     }
     probes.set_filter(&options.filter);
     if options.aggregate.is_some() {
-        probes.aggregate();
+        let predicates = prepared.predicates.iter().any(Option::is_some);
+        probes.aggregate(predicates || options.stuck.is_some());
     }
     let traced_now: &[u32] = match &options.target {
         Target::Process { pid } => std::slice::from_ref(pid),
