@@ -304,3 +304,55 @@ fn statistics_count_every_call_and_its_extremes_in_the_kernel() {
         output.stderr
     );
 }
+
+#[test]
+fn calls_counted_in_the_kernel_are_kept_in_trace_files_and_reported() {
+    let binary = c_fixture("calls", &["-g", "-O1"]);
+    let mut fixture = Fixture::start(&binary, &["500"]);
+    let record = binary.with_file_name("histogram.kt");
+    let record = record.to_str().unwrap();
+    let output = trace_round(
+        &mut fixture,
+        &[
+            "--fn",
+            "compute",
+            "--fn",
+            "negate",
+            "--histogram",
+            "-o",
+            record,
+            "--force",
+        ],
+    );
+    assert!(
+        output.stderr.contains("1000 calls of 2 functions"),
+        "{}",
+        output.stderr
+    );
+    let report = run_tracer(&["report", "--json", record]);
+    assert!(report.status.success(), "{}", report.stderr);
+    let report: serde_json::Value = serde_json::from_str(&report.stdout).unwrap();
+    assert_eq!(report["calls"], 1000, "{report}");
+    for function in report["functions"].as_array().unwrap() {
+        let kernel = &function["kernel"][0];
+        assert_eq!(kernel["calls"], 500, "{function}");
+        let in_buckets: u64 = kernel["histogram"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(in_buckets, 500, "{function}");
+        assert!(
+            kernel["min_ns"].as_u64() <= kernel["max_ns"].as_u64(),
+            "{function}"
+        );
+    }
+    let text = run_tracer(&["report", record]);
+    assert!(
+        text.stdout.contains("counted in the kernel: calls 500"),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("distribution"), "{}", text.stdout);
+}

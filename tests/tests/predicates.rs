@@ -179,3 +179,78 @@ fn the_rate_limit_passes_at_most_a_burst_and_counts_the_rest() {
     );
     assert!(output.stderr.contains("drops: none"), "{}", output.stderr);
 }
+
+#[test]
+fn calls_counted_in_the_kernel_are_grouped_by_an_argument() {
+    // Three rounds: per round serve() sees status 200 five times, 201, 302, 404, 500, 503
+    // once each, and method GET six times, POST three times, DELETE once.
+    let mut fixture = fixture("3");
+    let output = trace_round(
+        &mut fixture,
+        &["--fn", "serve", "--stats", "--by-arg", "status"],
+    );
+    let totals: Vec<serde_json::Value> = output
+        .json_lines()
+        .into_iter()
+        .filter(|l| l["total"] == true)
+        .collect();
+    let by_status: std::collections::BTreeMap<i64, u64> = totals
+        .iter()
+        .map(|t| {
+            (
+                t["by"]["status"].as_i64().unwrap(),
+                t["calls"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        by_status,
+        [(200, 15), (201, 3), (302, 3), (404, 3), (500, 3), (503, 3)].into(),
+        "{}",
+        output.stdout
+    );
+    // An enum shows its enumerator; the human lines name the group.
+    let pid = fixture.pid.to_string();
+    let tracer = tests::Tracer::start(&[
+        "--pid",
+        &pid,
+        "--fn",
+        "serve",
+        "--histogram",
+        "--by-arg",
+        "method",
+    ]);
+    fixture.round();
+    let human = tracer.interrupt();
+    let total = human
+        .stdout
+        .split("In total, over")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{}", human.stdout));
+    assert!(
+        total.contains("serve method=GET: 18 calls"),
+        "{}",
+        human.stdout
+    );
+    assert!(
+        total.contains("serve method=POST: 9 calls"),
+        "{}",
+        human.stdout
+    );
+    assert!(
+        total.contains("serve method=DELETE: 3 calls"),
+        "{}",
+        human.stdout
+    );
+    let refused = run_tracer(&["--pid", &pid, "--fn", "serve", "--by-arg", "status"]);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    let not_integer = run_tracer(&[
+        "--pid", &pid, "--fn", "serve", "--stats", "--by-arg", "path",
+    ]);
+    assert_eq!(not_integer.status.code(), Some(2), "{not_integer:?}");
+    assert!(
+        not_integer.stderr.contains("not an integer"),
+        "{}",
+        not_integer.stderr
+    );
+}

@@ -53,3 +53,67 @@ fn a_stack_runs_through_its_three_known_frames() {
         human.stdout
     );
 }
+
+#[test]
+fn stacks_are_kept_in_trace_files_and_reported_per_function() {
+    let binary = c_fixture("requests", &["-g", "-O1", "-fno-omit-frame-pointer"]);
+    let mut fixture = Fixture::start(&binary, &["2"]);
+    let record = binary.with_file_name("stacks.kt");
+    let record = record.to_str().unwrap();
+    let output = trace_round(
+        &mut fixture,
+        &[
+            "--fn", "route", "--fn", "serve", "--stack", "-o", record, "--force",
+        ],
+    );
+    assert_eq!(output.calls_of("route").len(), 20, "{}", output.stderr);
+
+    let replayed = tests::run_tracer(&["replay", "--json", record]);
+    assert!(replayed.status.success(), "{}", replayed.stderr);
+    let routes: Vec<serde_json::Value> = replayed
+        .json_lines()
+        .into_iter()
+        .filter(|l| l["fn"] == "route")
+        .collect();
+    assert_eq!(routes.len(), 20, "{}", replayed.stdout);
+    for call in &routes {
+        let frames = call["stack"].as_array().unwrap_or_else(|| panic!("{call}"));
+        assert!(
+            frames[1].as_str().unwrap().starts_with("dispatch+0x"),
+            "{call}"
+        );
+        assert!(frames[2].as_str().unwrap().starts_with("main+0x"), "{call}");
+    }
+    // The live stacks and the recorded ones are the same.
+    assert_eq!(
+        routes[0]["stack"],
+        output.calls_of("route")[0]["stack"],
+        "{}",
+        replayed.stdout
+    );
+
+    let report = tests::run_tracer(&["report", record]);
+    assert!(report.status.success(), "{}", report.stderr);
+    let route = report
+        .stdout
+        .split("\nroute (")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{}", report.stdout));
+    assert!(
+        route.contains(
+            "called from (most frequent stacks):\n    20 calls (100.0%)\n      dispatch+0x"
+        ),
+        "{}",
+        report.stdout
+    );
+    let serve = report
+        .stdout
+        .split("\nserve (")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{}", report.stdout));
+    assert!(
+        serve.contains("20 calls (100.0%)\n      main+0x"),
+        "{}",
+        report.stdout
+    );
+}

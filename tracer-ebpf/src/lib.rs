@@ -55,12 +55,17 @@ pub mod maps {
     /// Per-CPU array, one `u64` per probe id: its calls that passed the latency bounds, the
     /// count `--sample` picks from.
     pub const SAMPLED: &str = "SAMPLED";
-    /// Per-CPU hash, [`histogram_key`](super::histogram_key) → calls: with
-    /// [`config_flags::AGGREGATE`], each probe's calls by the power of two of their latency.
+    /// Per-CPU hash, [`HistogramKey`](super::HistogramKey) → calls: with
+    /// [`config_flags::AGGREGATE`], each probe's calls by the power of two of their latency
+    /// (and by one argument's value with [`config_flags::BY_ARGUMENT`]).
     pub const HISTOGRAMS: &str = "HISTOGRAMS";
     /// Per-CPU array of [`LatencyStats`](super::LatencyStats), one per probe id: with
     /// [`config_flags::AGGREGATE`], each probe's count, total, fastest and slowest call.
     pub const STATS: &str = "STATS";
+    /// Per-CPU hash, [`HistogramKey`](super::HistogramKey) (bucket 0) →
+    /// [`LatencyStats`](super::LatencyStats): the same by one argument's value
+    /// ([`config_flags::BY_ARGUMENT`], `--by-arg`).
+    pub const STATS_BY_ARGUMENT: &str = "STATS_BY_ARGUMENT";
     /// Hash, probe id → [`Predicate`](super::Predicate): with
     /// [`config_flags::PREDICATES`], only calls that meet their probe's predicate go on
     /// (`--where`, `--errors`); a probe without one lets every call through.
@@ -202,11 +207,19 @@ pub const fn histogram_bucket(latency_ns: u64) -> u32 {
     64 - latency_ns.leading_zeros()
 }
 
-/// The key of a probe's bucket in [`maps::HISTOGRAMS`].
-#[inline(always)]
-pub const fn histogram_key(probe: u32, bucket: u32) -> u32 {
-    probe * HISTOGRAM_BUCKETS + bucket
+/// The key of a probe's bucket in [`maps::HISTOGRAMS`]: the probe, the log2 bucket of the
+/// latency and, with `--by-arg`, the argument's value (sign-extended; 0 without).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HistogramKey {
+    pub probe: u32,
+    pub bucket: u32,
+    pub argument: u64,
 }
+const _: () = assert!(size_of::<HistogramKey>() == 16);
+
+/// The value [`HistogramKey::argument`] takes for a call whose argument could not be read.
+pub const UNREADABLE_ARGUMENT: u64 = 0x8000_0000_0000_0000;
 
 /// Capacity of [`maps::EXITS`].
 pub const MAX_WATCHED_EXITS: u32 = 64;
@@ -524,6 +537,13 @@ pub struct CapturePlan {
     /// past `sub $N,%rsp`, for a function whose returns are probed on its ways out): the
     /// call's frame, the slot of its return address, is this far above the stack pointer.
     pub entry_sp_adjust: u32,
+    /// `--by-arg`: where the payload holds the integer calls are grouped by: its offset,
+    /// the step that read it, its width in bytes (0: no grouping) and whether it is signed.
+    pub by_argument_offset: u16,
+    pub by_argument_step: u8,
+    pub by_argument_width: u8,
+    pub by_argument_signed: u8,
+    pub _pad: [u8; 3],
     /// A Go program's `runtime.types` as the file has it (0: none): the names of its type
     /// descriptors are offsets from there ([`value::GO_TYPE_NAME`]).
     pub go_types: u64,
@@ -545,7 +565,7 @@ impl CapturePlan {
 /// Go's register ABI returns its results in the registers it passes arguments in; the
 /// return program copies at most this many.
 pub const GO_RESULT_WORDS: usize = 9;
-const _: () = assert!(size_of::<CapturePlan>() == 40 + 32 * MAX_STEPS);
+const _: () = assert!(size_of::<CapturePlan>() == 48 + 32 * MAX_STEPS);
 
 /// Bits of [`CapturePlan::flags`].
 pub mod plan_flags {
@@ -688,6 +708,9 @@ pub mod config_flags {
     /// Nothing reads the calls' arguments (`--histogram` or `--stats` without `--where`,
     /// `--errors` or `--stuck`): the entry program captures none.
     pub const SKIP_CAPTURE: u32 = 256;
+    /// Aggregated calls are grouped by one argument too (`--by-arg`): each plan's
+    /// `by_argument_*` fields say where it is.
+    pub const BY_ARGUMENT: u32 = 512;
 }
 
 /// Per-CPU counters of everything the programs could not do, indexes of [`maps::COUNTERS`].
@@ -775,6 +798,8 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for super::LatencyStats {}
     // SAFETY: as above.
+    unsafe impl aya::Pod for super::HistogramKey {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::RateBucket {}
     // SAFETY: as above: integers, byte arrays and explicit padding.
     unsafe impl aya::Pod for super::Predicate {}
@@ -813,8 +838,9 @@ mod tests {
         assert_eq!(offset_of!(CaptureStep, offset), 12);
         assert_eq!(offset_of!(CaptureStep, deref_offsets), 16);
         assert_eq!(offset_of!(CapturePlan, return_steps), 16);
-        assert_eq!(offset_of!(CapturePlan, go_types), 24);
-        assert_eq!(offset_of!(CapturePlan, steps), 40);
+        assert_eq!(offset_of!(CapturePlan, by_argument_offset), 24);
+        assert_eq!(offset_of!(CapturePlan, go_types), 32);
+        assert_eq!(offset_of!(CapturePlan, steps), 48);
         assert_eq!(offset_of!(InflightKey, frame), 8);
         assert_eq!(offset_of!(InflightKey, probe_id), 16);
         assert_eq!(offset_of!(Config, wakeup_bytes), 4);

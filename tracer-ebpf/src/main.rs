@@ -41,12 +41,12 @@ mod programs {
     use tracer_ebpf::{
         COUNTER_SLOTS, CapturePlan, CaptureStep, Condition, Config, Counter, ENDED_BY_TAIL_CALL,
         EVENT_HEADER_SIZE, EventKind, GO_G_STACK_HI, GO_RESULT_WORDS, HISTOGRAM_ENTRIES,
-        INFLIGHT_ENTRIES, InFlightCall, InflightKey, LatencyStats, MAX_CHUNK, MAX_CONDITION_TEXT,
-        MAX_CONDITIONS, MAX_DEREFS, MAX_PAYLOAD, MAX_PROBES, MAX_STEPS, MAX_TGIDS, MAX_THREADS,
-        MAX_WATCHED_EXITS, PAGE_SIZE, PAYLOAD_BUFFER, Predicate, RETURN_SP_ADJUST, RING_BYTES,
-        RateBucket, STACK_ENTRIES, STATUS_BYTES, THREAD_DEPTH, ThreadCalls, compare, config_flags,
-        exit_condition, go_type, histogram_bucket, histogram_key, inflight_marks, location,
-        operand, plan_flags, reg, step_status, value,
+        HistogramKey, INFLIGHT_ENTRIES, InFlightCall, InflightKey, LatencyStats, MAX_CHUNK,
+        MAX_CONDITION_TEXT, MAX_CONDITIONS, MAX_DEREFS, MAX_PAYLOAD, MAX_PROBES, MAX_STEPS,
+        MAX_TGIDS, MAX_THREADS, MAX_WATCHED_EXITS, PAGE_SIZE, PAYLOAD_BUFFER, Predicate,
+        RETURN_SP_ADJUST, RING_BYTES, RateBucket, STACK_ENTRIES, STATUS_BYTES, THREAD_DEPTH,
+        ThreadCalls, UNREADABLE_ARGUMENT, compare, config_flags, exit_condition, go_type,
+        histogram_bucket, inflight_marks, location, operand, plan_flags, reg, step_status, value,
     };
 
     #[map]
@@ -84,7 +84,11 @@ mod programs {
     static SAMPLED: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_PROBES, 0);
 
     #[map]
-    static HISTOGRAMS: PerCpuHashMap<u32, u64> =
+    static HISTOGRAMS: PerCpuHashMap<HistogramKey, u64> =
+        PerCpuHashMap::with_max_entries(HISTOGRAM_ENTRIES, 0);
+
+    #[map]
+    static STATS_BY_ARGUMENT: PerCpuHashMap<HistogramKey, LatencyStats> =
         PerCpuHashMap::with_max_entries(HISTOGRAM_ENTRIES, 0);
 
     #[map]
@@ -1006,8 +1010,31 @@ mod programs {
         }
         // `--histogram`, `--stats`: the call only adds one to its latency's bucket and to its
         // probe's statistics.
-        if config.is_some_and(|c| c.flags & config_flags::AGGREGATE != 0) {
-            if let Some(stats) = STATS.get_ptr_mut(call.header.probe_id) {
+        if let Some(config) = config.filter(|c| c.flags & config_flags::AGGREGATE != 0) {
+            let probe = call.header.probe_id;
+            let by_argument = config.flags & config_flags::BY_ARGUMENT != 0;
+            let argument = if by_argument {
+                grouping_argument(call)
+            } else {
+                0
+            };
+            let stats = if by_argument {
+                let key = HistogramKey {
+                    probe,
+                    bucket: 0,
+                    argument,
+                };
+                match STATS_BY_ARGUMENT.get_ptr_mut(&key) {
+                    Some(stats) => Some(stats),
+                    None => {
+                        let _ = STATS_BY_ARGUMENT.insert(&key, &LatencyStats::default(), 0);
+                        STATS_BY_ARGUMENT.get_ptr_mut(&key)
+                    }
+                }
+            } else {
+                STATS.get_ptr_mut(probe)
+            };
+            if let Some(stats) = stats {
                 // SAFETY: this CPU's value of the probe; per CPU, so plain updates (a
                 // preempting program can only lose one call's share, never corrupt).
                 let stats = unsafe { &mut *stats };
@@ -1020,7 +1047,11 @@ mod programs {
                 stats.calls += 1;
                 stats.total_ns = stats.total_ns.wrapping_add(latency);
             }
-            let bucket = histogram_key(call.header.probe_id, histogram_bucket(latency));
+            let bucket = HistogramKey {
+                probe,
+                bucket: histogram_bucket(latency),
+                argument,
+            };
             match HISTOGRAMS.get_ptr_mut(&bucket) {
                 // SAFETY: this CPU's value of the key, a valid aligned u64; per CPU, so a
                 // plain add (a preempting program can only lose one count, never corrupt).
@@ -1059,6 +1090,34 @@ mod programs {
             }
         }
         let _ = INFLIGHT.remove(key);
+    }
+
+    /// The value of the argument `--by-arg` groups `call`'s probe by, sign-extended from its
+    /// width; [`UNREADABLE_ARGUMENT`] when its step could not read it.
+    #[inline(always)]
+    fn grouping_argument(call: &InFlightCall) -> u64 {
+        let Some(plan) = PLANS.get(call.header.probe_id) else {
+            return UNREADABLE_ARGUMENT;
+        };
+        let width = plan.by_argument_width as u32;
+        if width == 0 {
+            return 0;
+        }
+        let step = (plan.by_argument_step as usize) & (STATUS_BYTES - 1);
+        if call.payload[step] != step_status::OK {
+            return UNREADABLE_ARGUMENT;
+        }
+        let at = (plan.by_argument_offset as usize) & (MAX_PAYLOAD - 1);
+        // SAFETY: `at < MAX_PAYLOAD`, and `PAYLOAD_BUFFER` has 8 bytes and more after it.
+        let raw = unsafe { call.payload.as_ptr().add(at).cast::<u64>().read_unaligned() };
+        let bits = 8 * width;
+        if bits >= 64 {
+            raw
+        } else if plan.by_argument_signed != 0 {
+            (((raw << (64 - bits)) as i64) >> (64 - bits)) as u64
+        } else {
+            raw & ((1u64 << bits) - 1)
+        }
     }
 
     /// Copies a Go function's result registers into its parked `call`, where its plan says,

@@ -64,12 +64,7 @@ fn own_figures(stderr: &str) -> String {
     let after = |needle: &str| {
         let at = stderr.find(needle)? + needle.len();
         let rest = &stderr[at..];
-        Some(
-            rest.split(|c: char| c == ';' || c == ')' || c == '\n')
-                .next()?
-                .trim()
-                .to_string(),
-        )
+        Some(rest.split([';', ')', '\n']).next()?.trim().to_string())
     };
     let detach = stderr
         .lines()

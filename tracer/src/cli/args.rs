@@ -416,13 +416,18 @@ pub struct TraceArgs {
     /// Count each function's calls by latency in the kernel (log2 buckets) and print the
     /// histograms every --interval, and in total at the end, instead of a line per call:
     /// the cheapest way to watch a hot function.
-    #[arg(long, conflicts_with_all = ["output", "max_events", "stats"])]
+    #[arg(long, conflicts_with_all = ["max_events", "stats"])]
     pub histogram: bool,
 
     /// Like --histogram, but print one line per function: calls, total, average, fastest
     /// and slowest call (counted in the kernel; no event per call).
-    #[arg(long, conflicts_with_all = ["output", "max_events"])]
+    #[arg(long, conflicts_with = "max_events")]
     pub stats: bool,
+
+    /// With --histogram or --stats: count each function's calls by the value of this integer
+    /// argument too (`--by-arg status`, `--by-arg req.method`), in the kernel.
+    #[arg(long = "by-arg", value_name = "NAME")]
+    pub by_argument: Option<crate::predicate::Name>,
 
     /// With --histogram or --stats: how often to print.
     #[arg(long, value_name = "DURATION", default_value = "1s",
@@ -748,6 +753,11 @@ impl TraceArgs {
                 "--interval says how often --histogram or --stats print; neither was given".into(),
             ));
         }
+        if self.by_argument.is_some() && !self.histogram && !self.stats {
+            return Err(crate::Error::Usage(
+                "--by-arg groups the calls --histogram or --stats count; neither was given".into(),
+            ));
+        }
         if let Some(comm) = &self.comm
             && (comm.is_empty() || comm.len() > 15)
         {
@@ -764,8 +774,9 @@ impl TraceArgs {
     fn selection(&self) -> Option<Vec<ArgPath>> {
         let mut selection = self.args.clone()?;
         let compared = self.predicate.iter().flat_map(|e| &e.comparisons);
-        for comparison in compared {
-            if let crate::predicate::Name::Path { param, field } = &comparison.name {
+        let names = compared.map(|c| &c.name).chain(self.by_argument.as_ref());
+        for name in names {
+            if let crate::predicate::Name::Path { param, field } = name {
                 let path = ArgPath {
                     param: param.clone(),
                     field: field.clone(),
@@ -799,6 +810,7 @@ impl TraceArgs {
                 interval: self.interval,
                 histogram: self.histogram,
             }),
+            by_argument: self.by_argument.clone(),
             filter: crate::probes::LiveFilter {
                 min_latency: self.min_latency,
                 max_latency: self.max_latency,

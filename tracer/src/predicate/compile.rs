@@ -107,6 +107,43 @@ pub fn errors_predicate(plan: &Plan) -> Option<Condition> {
     }
 }
 
+/// Where a plan holds an integer argument, and how it is shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntegerSlot {
+    pub offset: u16,
+    /// The step whose status says the slot is valid.
+    pub step: u8,
+    pub width: u8,
+    pub signed: bool,
+    pub render: Render,
+}
+
+/// Where the plan of `function` holds the integer `name` (`--by-arg`); `None` when the
+/// function has no such parameter. A name that is not an integer captured in the payload is
+/// a usage error.
+pub fn integer_slot(name: &Name, plan: &Plan, function: &str) -> Result<Option<IntegerSlot>> {
+    let Some(operand) = operand_of(name, plan, function)? else {
+        return Ok(None);
+    };
+    match operand.kind {
+        Kind::Integer {
+            width,
+            signed,
+            render,
+        } if operand.operand == operand::SLOT => Ok(Some(IntegerSlot {
+            offset: operand.offset,
+            step: operand.step,
+            width,
+            signed,
+            render,
+        })),
+        _ => Err(Error::Usage(format!(
+            "--by-arg: `{name}` of {function} is not an integer argument (group by an \
+             integer, an enum or a boolean parameter, or a field of one)"
+        ))),
+    }
+}
+
 /// The kernel's predicate of `conditions` (all must hold).
 pub fn kernel_predicate(conditions: &[Condition], function: &str) -> Result<Predicate> {
     if conditions.len() > MAX_CONDITIONS {

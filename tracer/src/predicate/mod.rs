@@ -8,7 +8,7 @@
 
 mod compile;
 
-pub use compile::{compile, errors_predicate, kernel_predicate};
+pub use compile::{IntegerSlot, compile, errors_predicate, integer_slot, kernel_predicate};
 
 use crate::error::{Error, Result};
 
@@ -38,6 +38,21 @@ pub enum Name {
         param: String,
         field: Option<String>,
     },
+}
+
+impl std::str::FromStr for Name {
+    type Err = Error;
+
+    /// A name alone (`--by-arg status`, `--by-arg req.len`).
+    fn from_str(text: &str) -> Result<Self> {
+        match tokenize(text)?.as_slice() {
+            [Token::Name(name)] => Ok(name.clone()),
+            _ => Err(Error::Usage(format!(
+                "`{}`: expected a parameter name, or NAME.FIELD",
+                text.trim()
+            ))),
+        }
+    }
 }
 
 impl std::fmt::Display for Name {

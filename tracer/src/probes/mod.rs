@@ -258,7 +258,10 @@ pub struct Probes {
     /// Calls each probe had filtered out by the latency bounds, per CPU.
     filtered: PerCpuArray<MapData, u64>,
     /// `--histogram`: calls by probe and log2 latency bucket, per CPU.
-    histograms: aya::maps::PerCpuHashMap<MapData, u32, u64>,
+    histograms: aya::maps::PerCpuHashMap<MapData, tracer_ebpf::HistogramKey, u64>,
+    /// `--by-arg`: the statistics by probe and argument value, per CPU.
+    stats_by_argument:
+        aya::maps::PerCpuHashMap<MapData, tracer_ebpf::HistogramKey, tracer_ebpf::LatencyStats>,
     /// `--histogram`, `--stats`: each probe's count, total, fastest and slowest call, per CPU.
     stats: PerCpuArray<MapData, tracer_ebpf::LatencyStats>,
     /// `--where`, `--errors`: each probe's conditions.
@@ -305,6 +308,24 @@ impl LiveFilter {
     }
 }
 
+/// The statistics of several CPUs as one.
+fn sum_stats<'a>(
+    per_cpu: impl Iterator<Item = &'a tracer_ebpf::LatencyStats>,
+) -> tracer_ebpf::LatencyStats {
+    let mut sum = tracer_ebpf::LatencyStats::default();
+    for cpu in per_cpu.filter(|s| s.calls > 0) {
+        sum.min_ns = if sum.calls == 0 {
+            cpu.min_ns
+        } else {
+            sum.min_ns.min(cpu.min_ns)
+        };
+        sum.max_ns = sum.max_ns.max(cpu.max_ns);
+        sum.calls += cpu.calls;
+        sum.total_ns = sum.total_ns.wrapping_add(cpu.total_ns);
+    }
+    sum
+}
+
 /// The token bucket of `--rate N/s`: (nanoseconds per token, depth in nanoseconds) for a
 /// burst of N calls.
 pub fn rate_bucket(per_second: u32) -> (u64, u64) {
@@ -332,6 +353,8 @@ pub struct MapSizes {
     /// `--stack`: room for the user stacks of calls; without it the stack map takes one
     /// entry instead of megabytes.
     pub stacks: bool,
+    /// `--by-arg`: room for statistics by argument value.
+    pub by_argument: bool,
 }
 
 impl Probes {
@@ -356,6 +379,14 @@ impl Probes {
             .map_max_entries(maps::RATE_BUCKETS, probes)
             .map_max_entries(maps::PREDICATES, probes)
             .map_max_entries(maps::STACKS, stacks)
+            .map_max_entries(
+                maps::STATS_BY_ARGUMENT,
+                if sizes.by_argument {
+                    tracer_ebpf::HISTOGRAM_ENTRIES
+                } else {
+                    1
+                },
+            )
             .load(bytes)
             .map_err(|err| bpf_error("loading the eBPF object", err))?;
         // uprobe-multi programs are relocated against these fds, so take them while every map
@@ -380,6 +411,7 @@ impl Probes {
         let stats = take_map(&mut ebpf, maps::STATS)?;
         let predicates = take_map(&mut ebpf, maps::PREDICATES)?;
         let stacks = take_map(&mut ebpf, maps::STACKS)?;
+        let stats_by_argument = take_map(&mut ebpf, maps::STATS_BY_ARGUMENT)?;
         Ok(Self {
             ebpf,
             map_fds,
@@ -400,6 +432,7 @@ impl Probes {
             stats,
             predicates,
             stacks: Some(stacks),
+            stats_by_argument,
             ring: Some(ring),
             logger,
             multi_programs: None,
@@ -659,26 +692,27 @@ impl Probes {
     pub fn latency_stats(
         &self,
         probes: usize,
-    ) -> Result<std::collections::BTreeMap<u32, tracer_ebpf::LatencyStats>> {
+    ) -> Result<std::collections::BTreeMap<(u32, u64), tracer_ebpf::LatencyStats>> {
         let mut by_probe = std::collections::BTreeMap::new();
+        if self.by_argument() {
+            for entry in self.stats_by_argument.iter() {
+                let (key, per_cpu) =
+                    entry.map_err(|err| bpf_error("reading latency statistics", err))?;
+                let sum = sum_stats(per_cpu.iter());
+                if sum.calls > 0 {
+                    by_probe.insert((key.probe, key.argument), sum);
+                }
+            }
+            return Ok(by_probe);
+        }
         for id in 0..probes as u32 {
             let per_cpu = self
                 .stats
                 .get(&id, 0)
                 .map_err(|err| bpf_error("reading latency statistics", err))?;
-            let mut sum = tracer_ebpf::LatencyStats::default();
-            for cpu in per_cpu.iter().filter(|s| s.calls > 0) {
-                sum.min_ns = if sum.calls == 0 {
-                    cpu.min_ns
-                } else {
-                    sum.min_ns.min(cpu.min_ns)
-                };
-                sum.max_ns = sum.max_ns.max(cpu.max_ns);
-                sum.calls += cpu.calls;
-                sum.total_ns = sum.total_ns.wrapping_add(cpu.total_ns);
-            }
+            let sum = sum_stats(per_cpu.iter());
             if sum.calls > 0 {
-                by_probe.insert(id, sum);
+                by_probe.insert((id, 0), sum);
             }
         }
         Ok(by_probe)
@@ -687,25 +721,33 @@ impl Probes {
     /// Calls are counted in latency histograms in the kernel, not emitted (`--histogram`;
     /// written at [`enable`](Self::enable)). Unless `needs_arguments` (a predicate, calls
     /// shown while they run), the entry captures nothing.
-    pub fn aggregate(&mut self, needs_arguments: bool) {
+    pub fn aggregate(&mut self, needs_arguments: bool, by_argument: bool) {
         self.settings.flags |= config_flags::AGGREGATE;
-        if !needs_arguments {
+        if !needs_arguments && !by_argument {
             self.settings.flags |= config_flags::SKIP_CAPTURE;
+        }
+        if by_argument {
+            self.settings.flags |= config_flags::BY_ARGUMENT;
         }
     }
 
-    /// The calls of each probe counted so far by log2 latency bucket (see
-    /// [`tracer_ebpf::histogram_bucket`]), summed over CPUs.
-    pub fn histograms(&self) -> Result<std::collections::BTreeMap<u32, Vec<u64>>> {
-        let mut by_probe: std::collections::BTreeMap<u32, Vec<u64>> = Default::default();
+    /// Whether calls are grouped by an argument (`--by-arg`).
+    fn by_argument(&self) -> bool {
+        self.settings.flags & config_flags::BY_ARGUMENT != 0
+    }
+
+    /// The calls of each probe (and argument value, with `--by-arg`; 0 without) counted so
+    /// far by log2 latency bucket (see [`tracer_ebpf::histogram_bucket`]), summed over CPUs.
+    pub fn histograms(&self) -> Result<std::collections::BTreeMap<(u32, u64), Vec<u64>>> {
+        let mut by_probe: std::collections::BTreeMap<(u32, u64), Vec<u64>> = Default::default();
         for entry in self.histograms.iter() {
             let (key, per_cpu) = entry.map_err(|err| bpf_error("reading histograms", err))?;
-            let (probe, bucket) = (
-                key / tracer_ebpf::HISTOGRAM_BUCKETS,
-                key % tracer_ebpf::HISTOGRAM_BUCKETS,
-            );
+            let Some(bucket) = (key.bucket < tracer_ebpf::HISTOGRAM_BUCKETS).then_some(key.bucket)
+            else {
+                continue;
+            };
             let counts = by_probe
-                .entry(probe)
+                .entry((key.probe, key.argument))
                 .or_insert_with(|| vec![0; tracer_ebpf::HISTOGRAM_BUCKETS as usize]);
             counts[bucket as usize] += per_cpu.iter().sum::<u64>();
         }

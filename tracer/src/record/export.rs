@@ -68,11 +68,11 @@ pub fn export(
     }
     let mut line = String::new();
     let merged = !header.merged_from.is_empty();
-    let report = reader.try_for_each_call(filter, |event, probe, process| {
+    let report = reader.try_for_each_call(filter, |event, probe, process, stack| {
         line.clear();
         match format {
             ExportFormat::JsonLines => {
-                let placed = super::Placed::new(event, process, merged);
+                let placed = super::Placed::new(event, process, merged).with_stack(stack);
                 json_line_labelled(&mut line, &placed.event, probe, &clock, placed.origin());
             }
             ExportFormat::Chrome | ExportFormat::ChromeByGoroutine => {

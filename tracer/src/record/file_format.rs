@@ -41,6 +41,10 @@ pub enum FrameKind {
     End = 4,
     /// JSON [`ProcessesRecord`]: processes whose calls follow, first seen since the last one.
     Processes = 5,
+    /// JSON [`StacksRecord`]: the user stacks of calls that follow (`--stack`), symbolized.
+    Stacks = 6,
+    /// JSON [`AggregatesRecord`]: calls counted in the kernel (`--histogram`, `--stats`) so far.
+    Aggregates = 7,
 }
 
 impl FrameKind {
@@ -51,6 +55,8 @@ impl FrameKind {
             3 => Self::Counters,
             4 => Self::End,
             5 => Self::Processes,
+            6 => Self::Stacks,
+            7 => Self::Aggregates,
             _ => return None,
         })
     }
@@ -165,6 +171,63 @@ impl ProcessInfo {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessesRecord {
     pub processes: Vec<ProcessInfo>,
+}
+
+/// One user stack of a process, symbolized while tracing: what the calls whose payload holds
+/// `stack_id` and `caller` (the probe's `stack` and `caller` slots) were called through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackInfo {
+    pub pid: u32,
+    pub stack_id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<u64>,
+    /// Innermost first: `function+offset (object)`.
+    pub frames: Vec<String>,
+}
+
+/// Stacks first seen since the last record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StacksRecord {
+    pub stacks: Vec<StackInfo>,
+}
+
+/// Calls counted in the kernel instead of recorded one by one (`--histogram`, `--stats`),
+/// cumulative since the trace started: the last record read holds the totals, and two
+/// records' difference the calls between them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AggregatesRecord {
+    /// When the kernel's counts were read (`CLOCK_MONOTONIC`, like event times).
+    pub at_ns: u64,
+    pub functions: Vec<AggregatedProbe>,
+}
+
+/// One probe's calls counted in the kernel.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AggregatedProbe {
+    pub probe: u32,
+    /// `--by-arg`: the argument value these calls had, as shown (`status=404`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    pub calls: u64,
+    pub total_ns: u64,
+    pub min_ns: u64,
+    pub max_ns: u64,
+    /// (log2 bucket, calls): bucket 0 holds 0 ns, bucket k `2^(k-1)..2^k - 1` ns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buckets: Vec<(u32, u64)>,
+}
+
+impl AggregatedProbe {
+    /// Calls by bucket index, all 65 buckets.
+    pub fn counts(&self) -> Vec<u64> {
+        let mut counts = vec![0; tracer_ebpf::HISTOGRAM_BUCKETS as usize];
+        for &(bucket, n) in &self.buckets {
+            if let Some(slot) = counts.get_mut(bucket as usize) {
+                *slot += n;
+            }
+        }
+        counts
+    }
 }
 
 /// Drops counted so far (cumulative), written periodically.

@@ -15,6 +15,20 @@ pub struct CallFilter {
 }
 
 impl CallFilter {
+    /// Whether calls of `probe` can pass at all (its function is one asked for); for calls
+    /// counted in the kernel, which have no pid or latency of their own.
+    pub fn accepts_function(&self, probe: Option<&ProbeInfo>) -> bool {
+        probe.is_some_and(|probe| {
+            self.pid.is_none()
+                && self.min_latency_ns.is_none()
+                && (self.functions.is_empty()
+                    || self
+                        .functions
+                        .iter()
+                        .any(|pattern| glob_match(pattern, &probe.function)))
+        })
+    }
+
     pub fn accepts(&self, event: &CallEvent, probe: &ProbeInfo) -> bool {
         self.pid.is_none_or(|pid| pid == event.pid)
             && self

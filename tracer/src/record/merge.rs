@@ -12,7 +12,7 @@ use std::{
 use super::{
     file_format::{CountersRecord, EndRecord, ProcessInfo, TargetInfo, TraceHeader},
     output::{StagedOutput, refuse_input_as_output},
-    reader::{Batches, TraceReader},
+    reader::{Batches, TraceReader, stack_key},
     writer::{TraceWriter, WriterOptions, WriterStats},
 };
 use crate::{
@@ -40,6 +40,8 @@ struct Input<'a> {
     shift: i128,
     /// The host its header names: where its processes ran when it names none itself.
     host: String,
+    /// Its probe table, which says where its calls keep their stack ids.
+    probes: &'a ProbeTable,
 }
 
 /// The processes of the merged trace: each (host, pid) of an input keeps its pid unless
@@ -50,6 +52,10 @@ struct MergedProcesses {
     taken: HashSet<u32>,
     /// Named since the writer last took them.
     new: Vec<ProcessInfo>,
+    /// The stacks of the merged trace (by merged pid), and those found since the writer
+    /// last took them.
+    stacks: HashSet<super::reader::StackKey>,
+    new_stacks: Vec<super::StackInfo>,
 }
 
 /// Where merged pids for processes whose own is taken start: above any pid Linux gives.
@@ -94,9 +100,24 @@ impl Input<'_> {
                 let Some(&id) = self.ids.get(event.probe_id as usize) else {
                     continue;
                 };
+                let stack = self
+                    .probes
+                    .get(event.probe_id)
+                    .and_then(|probe| Some((stack_key(&event, probe)?, probe)))
+                    .and_then(|(key, probe)| Some((key, self.batches.stack(&event, probe)?)));
                 event.probe_id = id;
                 let merged =
                     processes.pid_of(event.pid, self.batches.process(event.pid), &self.host);
+                if let Some(((_, stack_id, caller), frames)) = stack
+                    && processes.stacks.insert((merged, stack_id, caller))
+                {
+                    processes.new_stacks.push(super::StackInfo {
+                        pid: merged,
+                        stack_id,
+                        caller,
+                        frames: frames.to_vec(),
+                    });
+                }
                 // Threads keep their ids relative to their process.
                 event.tid = event.tid.wrapping_sub(event.pid).wrapping_add(merged);
                 event.pid = merged;
@@ -142,6 +163,7 @@ pub fn merge(inputs: &[PathBuf], output: &Path, allow_duplicates: bool) -> Resul
             ids: join_probes(&mut probes, &header.probes),
             shift: clock_offset(header) - clock_offset(anchor),
             host: header.hostname.clone(),
+            probes: &header.probes,
         });
     }
     let header = merged_header(anchor, ProbeTable::from_probes(probes), merged_from);
@@ -287,6 +309,9 @@ fn interleave(inputs: &mut [Input<'_>], writer: &mut TraceWriter) -> Result<u64>
         // Every process is named before its calls (the writer puts the names first).
         for process in processes.new.drain(..) {
             writer.add_process(process);
+        }
+        for stack in processes.new_stacks.drain(..) {
+            writer.add_stack(stack);
         }
         writer.push(&event)?;
         written += 1;

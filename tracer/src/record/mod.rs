@@ -14,7 +14,8 @@ pub(crate) mod report;
 pub(crate) mod writer;
 
 pub use file_format::{
-    CountersRecord, EndRecord, FILE_HEADER, ProcessInfo, ProcessesRecord, TargetInfo, TraceHeader,
+    AggregatedProbe, AggregatesRecord, CountersRecord, EndRecord, FILE_HEADER, ProcessInfo,
+    ProcessesRecord, StackInfo, StacksRecord, TargetInfo, TraceHeader,
 };
 pub use filter::CallFilter;
 pub use merge::merge;
@@ -38,6 +39,7 @@ pub(crate) struct Placed<'a> {
     pub event: std::borrow::Cow<'a, crate::CallEvent>,
     labels: Option<crate::target::pods::PodLabels>,
     host: Option<&'a str>,
+    stack: Option<&'a [String]>,
 }
 
 impl<'a> Placed<'a> {
@@ -58,14 +60,21 @@ impl<'a> Placed<'a> {
             event,
             labels: process.and_then(ProcessInfo::labels),
             host: process.filter(|_| merged).map(|p| p.host.as_str()),
+            stack: None,
         }
+    }
+
+    /// With the stack the call was called through (`--stack`).
+    pub fn with_stack(mut self, stack: Option<&'a [String]>) -> Self {
+        self.stack = stack;
+        self
     }
 
     pub fn origin(&self) -> crate::sinks::line::Origin<'_> {
         crate::sinks::line::Origin {
             host: self.host,
             labels: self.labels.as_ref(),
-            stack: None,
+            stack: self.stack,
         }
     }
 }

@@ -11,8 +11,8 @@ use std::{
 
 use super::file_format::{
     CountersRecord, EndRecord, FILE_HEADER, FRAME_HEADER, FRAME_MAGIC, FrameKind, MAGIC,
-    MAX_FRAME_BYTES, ProcessInfo, ProcessesRecord, TraceHeader, VERSION, checksum, decode_events,
-    frame_flags,
+    MAX_FRAME_BYTES, ProcessInfo, ProcessesRecord, StacksRecord, TraceHeader, VERSION, checksum,
+    decode_events, frame_flags,
 };
 use super::filter::CallFilter;
 use crate::{
@@ -35,6 +35,25 @@ pub struct ReadOutcome {
     pub end: Option<EndRecord>,
     /// The processes the file names (host, pod), by the pid its calls carry.
     pub processes: std::collections::BTreeMap<u32, ProcessInfo>,
+    /// The last record of calls counted in the kernel (`--histogram`, `--stats`): the totals.
+    pub aggregates: Option<super::AggregatesRecord>,
+    /// The stacks the file holds (`--stack`), by process, stack id and caller.
+    pub stacks: std::collections::HashMap<StackKey, std::rc::Rc<[String]>>,
+}
+
+/// What names a recorded stack: the process, the kernel's stack id and the caller word.
+pub type StackKey = (u32, u64, Option<u64>);
+
+/// The key of the stack `event` (a call of `probe`) was called through, if the probe took
+/// stacks and the kernel stored this one.
+pub fn stack_key(event: &CallEvent, probe: &ProbeInfo) -> Option<StackKey> {
+    use crate::events::payload::decode_word;
+    let id = decode_word(&event.payload, probe.stack.as_ref()?)?;
+    let caller = probe
+        .caller
+        .as_ref()
+        .and_then(|slot| decode_word(&event.payload, slot));
+    Some((event.pid, id, caller))
 }
 
 impl ReadOutcome {
@@ -364,12 +383,18 @@ impl TraceReader {
         }
     }
 
-    /// Visits every call of the file that `filter` accepts, with its probe, in file order, and
-    /// stops at the first error `visit` returns; otherwise returns what was found besides them.
+    /// Visits every call of the file that `filter` accepts, with its probe, its process and
+    /// its stack where the file has them, in file order, and stops at the first error `visit`
+    /// returns; otherwise returns what was found besides them.
     pub fn try_for_each_call<E>(
         &self,
         filter: &CallFilter,
-        mut visit: impl FnMut(&CallEvent, &ProbeInfo, Option<&ProcessInfo>) -> Result<(), E>,
+        mut visit: impl FnMut(
+            &CallEvent,
+            &ProbeInfo,
+            Option<&ProcessInfo>,
+            Option<&[String]>,
+        ) -> Result<(), E>,
     ) -> Result<ReadOutcome, E> {
         let table = &self.header.probes;
         let mut batches = self.batches();
@@ -379,7 +404,8 @@ impl TraceReader {
                     continue;
                 };
                 if filter.accepts(event, probe) {
-                    visit(event, probe, batches.process(event.pid))?;
+                    let stack = batches.stack(event, probe);
+                    visit(event, probe, batches.process(event.pid), stack.as_deref())?;
                 }
             }
         }
@@ -408,6 +434,18 @@ impl Batches<'_> {
     /// before its calls).
     pub fn process(&self, pid: u32) -> Option<&ProcessInfo> {
         self.frames.report.processes.get(&pid)
+    }
+
+    /// The recorded stack of `event` (a call of `probe`), if the probe took stacks and the
+    /// file holds that one (a writer writes a stack before the calls that use it).
+    pub fn stack(&self, event: &CallEvent, probe: &ProbeInfo) -> Option<std::rc::Rc<[String]>> {
+        let key = stack_key(event, probe)?;
+        self.frames.report.stacks.get(&key).cloned()
+    }
+
+    /// Every stack read so far.
+    pub fn stacks(&self) -> &std::collections::HashMap<StackKey, std::rc::Rc<[String]>> {
+        &self.frames.report.stacks
     }
 }
 
@@ -445,6 +483,23 @@ impl Iterator for Batches<'_> {
                             .push(format!("frame at offset {offset}: {err}")),
                     }
                 }
+                FrameKind::Stacks => match serde_json::from_slice::<StacksRecord>(&frame.payload) {
+                    Ok(record) => {
+                        for stack in record.stacks {
+                            let key = (stack.pid, stack.stack_id, stack.caller);
+                            report.stacks.insert(key, stack.frames.into());
+                        }
+                    }
+                    Err(err) => report
+                        .warnings
+                        .push(format!("frame at offset {offset}: {err}")),
+                },
+                FrameKind::Aggregates => match serde_json::from_slice(&frame.payload) {
+                    Ok(record) => report.aggregates = Some(record),
+                    Err(err) => report
+                        .warnings
+                        .push(format!("frame at offset {offset}: {err}")),
+                },
                 FrameKind::End => match serde_json::from_slice(&frame.payload) {
                     Ok(end) => report.end = Some(end),
                     Err(err) => report

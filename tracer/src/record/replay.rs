@@ -34,9 +34,9 @@ pub fn replay(
     let mut human = HumanLines::new(options.style);
     // Calls of a trace merged from several hosts say which host; their pid is the host's.
     let merged = !reader.header().merged_from.is_empty();
-    let outcome = reader.try_for_each_call(&options.filter, |event, probe, process| {
+    let outcome = reader.try_for_each_call(&options.filter, |event, probe, process, stack| {
         line.clear();
-        let placed = Placed::new(event, process, merged);
+        let placed = Placed::new(event, process, merged).with_stack(stack);
         if options.json {
             json_line_labelled(&mut line, &placed.event, probe, &clock, placed.origin());
         } else {

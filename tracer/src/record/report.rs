@@ -36,6 +36,8 @@ const SLOWEST: usize = 5;
 const DISTINCT_RETURNS: usize = 256;
 /// Return values shown per function.
 const SHOWN_RETURNS: usize = 5;
+/// Stacks shown per function, the most frequent first.
+const SHOWN_STACKS: usize = 3;
 
 /// Everything the report says about one function.
 #[derive(Debug, Clone, Default)]
@@ -48,6 +50,11 @@ pub struct FunctionReport {
     pub errors: u64,
     slowest: BinaryHeap<Reverse<(u64, u64, usize)>>,
     slowest_calls: Vec<CallEvent>,
+    /// `--stack`: calls by the stack they were called through.
+    stacks: HashMap<std::rc::Rc<[String]>, u64>,
+    /// `--histogram`, `--stats`: the calls the kernel counted, not recorded one by one (one
+    /// entry per argument value with `--by-arg`).
+    pub kernel: Vec<super::AggregatedProbe>,
 }
 
 impl FunctionReport {
@@ -100,6 +107,15 @@ impl FunctionReport {
             .collect()
     }
 
+    /// The stacks the function was called through most, most frequent first.
+    pub fn top_stacks(&self) -> Vec<(&[String], u64)> {
+        let mut stacks: Vec<(&[String], u64)> =
+            self.stacks.iter().map(|(s, &n)| (&s[..], n)).collect();
+        stacks.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        stacks.truncate(SHOWN_STACKS);
+        stacks
+    }
+
     /// The most frequent return values, most frequent first.
     pub fn top_returns(&self) -> Vec<(u64, u64)> {
         let mut returns: Vec<(u64, u64)> = self.returns.iter().map(|(&v, &n)| (v, n)).collect();
@@ -137,23 +153,39 @@ impl Report {
         let table = &reader.header().probes;
         let mut per_probe: Vec<FunctionReport> = vec![FunctionReport::default(); table.len()];
         let (mut calls, mut first, mut last) = (0u64, None::<u64>, None::<u64>);
-        let visited = reader.try_for_each_call(filter, |event, probe, _process| {
-            per_probe[event.probe_id as usize].record(event, probe.ret.as_ref(), calls);
+        let visited = reader.try_for_each_call(filter, |event, probe, _process, stack| {
+            let function = &mut per_probe[event.probe_id as usize];
+            function.record(event, probe.ret.as_ref(), calls);
+            if let Some(stack) = stack {
+                // The callers matter, not the function itself (the first frame).
+                let callers: std::rc::Rc<[String]> = stack.iter().skip(1).cloned().collect();
+                *function.stacks.entry(callers).or_default() += 1;
+            }
             calls += 1;
             first = Some(first.map_or(event.entry_ns, |f| f.min(event.entry_ns)));
             last = Some(last.map_or(event.exit_ns, |l| l.max(event.exit_ns)));
             Ok::<(), Infallible>(())
         });
         let Ok(read) = visited;
+        for counted in read.aggregates.iter().flat_map(|r| &r.functions) {
+            if filter.accepts_function(table.get(counted.probe))
+                && let Some(function) = per_probe.get_mut(counted.probe as usize)
+            {
+                calls += counted.calls;
+                function.kernel.push(counted.clone());
+            }
+        }
         let mut functions: Vec<(ProbeInfo, FunctionReport)> = table
             .iter()
             .cloned()
             .zip(per_probe)
-            .filter(|(_, report)| report.latency.count() > 0)
+            .filter(|(_, report)| report.latency.count() > 0 || !report.kernel.is_empty())
             .collect();
         // Most time spent first: where a developer should look.
         functions.sort_by_key(|(_, report)| {
-            Reverse(report.latency.mean() as u128 * u128::from(report.latency.count()))
+            let recorded = report.latency.mean() as u128 * u128::from(report.latency.count());
+            let counted: u128 = report.kernel.iter().map(|k| u128::from(k.total_ns)).sum();
+            Reverse(recorded + counted)
         });
         Report {
             functions,
@@ -201,6 +233,27 @@ impl Report {
             if let Some(source) = &probe.source {
                 let _ = writeln!(out, "  defined at {source}");
             }
+            for kernel in &function.kernel {
+                let by = kernel
+                    .by
+                    .as_ref()
+                    .map(|by| format!(" with {by}"))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "  counted in the kernel{by}: calls {}   avg {}   min {}   max {}   total {}",
+                    kernel.calls,
+                    format_duration_ns(kernel.total_ns / kernel.calls.max(1)),
+                    format_duration_ns(kernel.min_ns),
+                    format_duration_ns(kernel.max_ns),
+                    format_duration_ns(kernel.total_ns)
+                );
+                let buckets = crate::sinks::histogram::log2_ranges(&kernel.counts());
+                crate::sinks::histogram::draw_log2(&buckets, &mut out);
+            }
+            if h.count() == 0 {
+                continue;
+            }
             let _ = writeln!(
                 out,
                 "  calls {}   p50 {}   p90 {}   p99 {}   max {}",
@@ -233,6 +286,21 @@ impl Report {
                 }
             }
             draw_histogram(h, &mut out);
+            let stacks = function.top_stacks();
+            if !stacks.is_empty() {
+                let _ = writeln!(out, "  called from (most frequent stacks):");
+                for (stack, n) in stacks {
+                    let _ = writeln!(
+                        out,
+                        "    {} ({:.1}%)",
+                        count(n, "call"),
+                        n as f64 * 100.0 / h.count() as f64
+                    );
+                    for frame in stack {
+                        let _ = writeln!(out, "      {frame}");
+                    }
+                }
+            }
             let _ = writeln!(out, "  slowest calls:");
             for call in function.slowest() {
                 let mut line = String::new();
@@ -276,6 +344,16 @@ impl Report {
                     .map(|&(value, n)| json!({"value": render_return(value, probe.ret.as_ref()), "calls": n}))
                     .collect::<Vec<_>>(),
                 "slowest": slowest,
+                "kernel": function.kernel.iter().map(|k| json!({
+                    "by": k.by, "calls": k.calls, "total_ns": k.total_ns, "min_ns": k.min_ns,
+                    "max_ns": k.max_ns,
+                    "histogram": crate::sinks::histogram::log2_ranges(&k.counts()).iter()
+                        .map(|&(low, high, count)| json!({"low_ns": low, "high_ns": high, "count": count}))
+                        .collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+                "stacks": function.top_stacks().iter()
+                    .map(|(stack, n)| json!({"calls": n, "callers": stack}))
+                    .collect::<Vec<_>>(),
             })
         })
         .collect();

@@ -10,9 +10,9 @@ use std::{
 };
 
 use super::file_format::{
-    CountersRecord, EndRecord, EventColumns, FILE_HEADER, FRAME_HEADER, FrameKind, MAGIC,
-    MAX_FRAME_BYTES, ProcessInfo, ProcessesRecord, TraceHeader, VERSION, checksum, frame_flags,
-    frame_header,
+    AggregatesRecord, CountersRecord, EndRecord, EventColumns, FILE_HEADER, FRAME_HEADER,
+    FrameKind, MAGIC, MAX_FRAME_BYTES, ProcessInfo, ProcessesRecord, StackInfo, StacksRecord,
+    TraceHeader, VERSION, checksum, frame_flags, frame_header,
 };
 use crate::{
     error::{Error, Result},
@@ -78,6 +78,9 @@ pub struct TraceWriter {
     processes: Vec<ProcessInfo>,
     /// Of those, the ones the current file has not named yet.
     unnamed: usize,
+    /// Every stack seen so far, and how many of the last the current file lacks.
+    stacks: Vec<StackInfo>,
+    unwritten_stacks: usize,
 }
 
 fn create_file(path: &Path) -> Result<BufWriter<File>> {
@@ -120,6 +123,8 @@ impl TraceWriter {
             last_counters: None,
             processes: Vec::new(),
             unnamed: 0,
+            stacks: Vec::new(),
+            unwritten_stacks: 0,
         };
         writer.start_file()?;
         // On disk before anything is traced: a reader or a tracer killed early sees a trace
@@ -140,7 +145,29 @@ impl TraceWriter {
         // Each file carries its own counters and names its processes.
         self.last_counters = None;
         self.unnamed = self.processes.len();
+        self.unwritten_stacks = self.stacks.len();
         result
+    }
+
+    /// Adds a stack that calls to follow were called through: written before the next frame
+    /// of calls.
+    pub fn add_stack(&mut self, stack: StackInfo) {
+        self.stacks.push(stack);
+        self.unwritten_stacks += 1;
+    }
+
+    fn write_unwritten_stacks(&mut self) -> Result<()> {
+        if self.unwritten_stacks == 0 {
+            return Ok(());
+        }
+        let record = StacksRecord {
+            stacks: self.stacks[self.stacks.len() - self.unwritten_stacks..].to_vec(),
+        };
+        let raw = serde_json::to_vec(&record)
+            .map_err(|e| Error::internal(format!("stacks record: {e}")))?;
+        self.write_frame(FrameKind::Stacks, &raw, self.options.compress)?;
+        self.unwritten_stacks = 0;
+        Ok(())
     }
 
     /// Names a process whose calls follow: written before the next frame of calls.
@@ -220,6 +247,7 @@ impl TraceWriter {
             self.rotate()?;
         }
         self.write_unnamed_processes()?;
+        self.write_unwritten_stacks()?;
         self.write_frame(FrameKind::Events, &raw, self.options.compress)?;
         self.stats.events += calls;
         self.file_events += calls;
@@ -276,6 +304,12 @@ impl TraceWriter {
         let raw =
             serde_json::to_vec(value).map_err(|e| Error::internal(format!("trace record: {e}")))?;
         self.write_frame(kind, &raw, false)
+    }
+
+    /// Writes what the kernel has counted so far (`--histogram`, `--stats`).
+    pub fn write_aggregates(&mut self, record: &AggregatesRecord) -> Result<()> {
+        self.write_events()?;
+        self.write_json(FrameKind::Aggregates, record)
     }
 
     /// Writes the pending calls and the drop counters, and pushes it all to the file.

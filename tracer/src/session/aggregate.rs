@@ -19,10 +19,43 @@ use crate::{
     sys,
 };
 
-/// Counts by probe id, each by log2 bucket.
-pub(super) type Counts = BTreeMap<u32, Vec<u64>>;
-/// Latency statistics by probe id (probes with calls only).
-pub(super) type Stats = BTreeMap<u32, LatencyStats>;
+/// Counts by probe id and argument value (`--by-arg`; 0 without), each by log2 bucket.
+pub(super) type Counts = BTreeMap<(u32, u64), Vec<u64>>;
+/// Latency statistics by probe id and argument value (those with calls only).
+pub(super) type Stats = BTreeMap<(u32, u64), LatencyStats>;
+
+/// `--by-arg NAME`: the argument calls are grouped by, and how each probe shows it.
+#[derive(Debug, Clone, Default)]
+pub struct Grouping {
+    pub name: String,
+    /// By probe id.
+    pub renders: BTreeMap<u32, crate::plan::Render>,
+}
+
+impl Grouping {
+    /// `status=404`, or `None` without grouping.
+    fn label(&self, probe: u32, argument: u64) -> Option<(String, serde_json::Value)> {
+        let render = self.renders.get(&probe)?;
+        if argument == tracer_ebpf::UNREADABLE_ARGUMENT {
+            return Some((
+                format!("{}=<unreadable>", self.name),
+                serde_json::Value::Null,
+            ));
+        }
+        let size = match render {
+            crate::plan::Render::Int { size, .. }
+            | crate::plan::Render::Char { size, .. }
+            | crate::plan::Render::Enum { size, .. } => usize::from(*size),
+            crate::plan::Render::Bool => 1,
+            _ => 8,
+        };
+        let bytes = argument.to_le_bytes();
+        let decoded = crate::events::payload::decode_scalar(&bytes[..size.min(8)], render);
+        let mut text = format!("{}=", self.name);
+        decoded.write_human(&mut text);
+        Some((text, decoded.to_json()))
+    }
+}
 
 /// What the kernel had counted at one moment.
 #[derive(Debug, Clone, Default)]
@@ -40,17 +73,24 @@ pub struct Aggregation {
     pub histogram: bool,
 }
 
+/// How aggregated calls are printed: their shape and grouping.
+#[derive(Debug, Clone)]
+pub(super) struct Shown {
+    pub shape: Aggregation,
+    pub grouping: Option<Grouping>,
+}
+
 pub(super) struct Aggregates {
-    shape: Aggregation,
+    shown: Shown,
     last: Instant,
     /// What the kernel had counted at the last print.
     previous: Snapshot,
 }
 
 impl Aggregates {
-    pub fn new(shape: Aggregation) -> Self {
+    pub fn new(shown: Shown) -> Self {
         Self {
-            shape,
+            shown,
             last: Instant::now(),
             previous: Snapshot::default(),
         }
@@ -58,7 +98,7 @@ impl Aggregates {
 
     /// Whether an interval has passed since the last print.
     pub fn due(&self) -> bool {
-        self.last.elapsed() >= self.shape.interval
+        self.last.elapsed() >= self.shown.shape.interval
     }
 
     /// The lines of the calls counted since the last print (`now`: the kernel's counts).
@@ -83,12 +123,50 @@ impl Aggregates {
             &since,
             table,
             json,
-            self.shape.histogram,
+            &self.shown,
             wall_ns,
             Some(elapsed),
             &heading,
         )
     }
+}
+
+/// What the kernel counted up to `now`, as trace files keep it (read at `at_ns`).
+pub(super) fn record_of(
+    now: &Snapshot,
+    grouping: Option<&Grouping>,
+    at_ns: u64,
+) -> crate::record::AggregatesRecord {
+    let keys: std::collections::BTreeSet<(u32, u64)> =
+        now.counts.keys().chain(now.stats.keys()).copied().collect();
+    let functions = keys
+        .into_iter()
+        .filter_map(|key| {
+            let stats = now.stats.get(&key).copied().unwrap_or_default();
+            let buckets: Vec<(u32, u64)> = now
+                .counts
+                .get(&key)
+                .map(|counts| {
+                    counts
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, n)| **n > 0)
+                        .map(|(bucket, n)| (bucket as u32, *n))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (stats.calls > 0).then(|| crate::record::AggregatedProbe {
+                probe: key.0,
+                by: grouping.and_then(|g| g.label(key.0, key.1)).map(|l| l.0),
+                calls: stats.calls,
+                total_ns: stats.total_ns,
+                min_ns: stats.min_ns,
+                max_ns: stats.max_ns,
+                buckets,
+            })
+        })
+        .collect();
+    crate::record::AggregatesRecord { at_ns, functions }
 }
 
 /// The calls counted between `before` and `now`. The fastest and slowest call of an interval
@@ -133,7 +211,7 @@ pub(super) fn total_lines(
     table: &ProbeTable,
     clock: &WallClock,
     json: bool,
-    histogram: bool,
+    shown: &Shown,
     elapsed: Duration,
 ) -> String {
     let wall_ns = clock.wall_ns(sys::monotonic_ns());
@@ -141,7 +219,7 @@ pub(super) fn total_lines(
         "In total, over {}",
         format_duration_ns(elapsed.as_nanos() as u64)
     );
-    lines(now, table, json, histogram, wall_ns, None, &heading)
+    lines(now, table, json, shown, wall_ns, None, &heading)
 }
 
 /// `avg 1.20ms, total 12.0ms, min 1.00ms, max 2.10ms` (no min and max for an interval).
@@ -162,37 +240,52 @@ fn stats_text(stats: &LatencyStats, whole_trace: bool) -> String {
     text
 }
 
-/// Per function with calls: a heading and its histogram (or one line of statistics), or one
-/// JSON object (with `interval_ns` for an interval, `"total": true` for the total).
+/// Per function (and argument value) with calls: a heading and its histogram (or one line
+/// of statistics), or one JSON object (with `interval_ns` for an interval, `"total": true` for
+/// the total).
 fn lines(
     now: &Snapshot,
     table: &ProbeTable,
     json: bool,
-    histogram: bool,
+    shown: &Shown,
     wall_ns: u64,
     interval: Option<Duration>,
     heading: &str,
 ) -> String {
     let mut out = String::new();
-    let called: Vec<(
-        &crate::events::probe_table::ProbeInfo,
-        Option<&Vec<u64>>,
-        LatencyStats,
-    )> = table
-        .iter()
-        .filter_map(|probe| {
-            let counts = now.counts.get(&probe.id);
-            let from_counts = counts.map_or(0, |c| c.iter().sum::<u64>());
-            let stats = now.stats.get(&probe.id).copied().unwrap_or(LatencyStats {
-                calls: from_counts,
-                ..LatencyStats::default()
-            });
-            (stats.calls > 0).then_some((probe, counts, stats))
-        })
-        .collect();
+    let histogram = shown.shape.histogram;
+    let mut called = Vec::new();
+    for probe in table.iter() {
+        let keys: std::collections::BTreeSet<(u32, u64)> = now
+            .counts
+            .range((probe.id, 0)..=(probe.id, u64::MAX))
+            .map(|(k, _)| *k)
+            .chain(
+                now.stats
+                    .range((probe.id, 0)..=(probe.id, u64::MAX))
+                    .map(|(k, _)| *k),
+            )
+            .collect();
+        let mut groups: Vec<_> = keys
+            .into_iter()
+            .filter_map(|key| {
+                let counts = now.counts.get(&key);
+                let from_counts = counts.map_or(0, |c| c.iter().sum::<u64>());
+                let stats = now.stats.get(&key).copied().unwrap_or(LatencyStats {
+                    calls: from_counts,
+                    ..LatencyStats::default()
+                });
+                let label = shown.grouping.as_ref().and_then(|g| g.label(key.0, key.1));
+                (stats.calls > 0).then_some((probe, label, counts, stats))
+            })
+            .collect();
+        // The most frequent value first.
+        groups.sort_by_key(|group| std::cmp::Reverse(group.3.calls));
+        called.extend(groups);
+    }
     let whole_trace = interval.is_none();
     if json {
-        for (probe, counts, stats) in called {
+        for (probe, label, counts, stats) in called {
             let mut line = json!({
                 "ts_ns": wall_ns,
                 "time": rfc3339(wall_ns),
@@ -202,6 +295,9 @@ fn lines(
                 "total_ns": stats.total_ns,
                 "avg_ns": stats.total_ns / stats.calls.max(1),
             });
+            if let (Some((_, value)), Some(grouping)) = (label, &shown.grouping) {
+                line["by"] = json!({ grouping.name.clone(): value });
+            }
             if whole_trace {
                 line["min_ns"] = json!(stats.min_ns);
                 line["max_ns"] = json!(stats.max_ns);
@@ -225,12 +321,15 @@ fn lines(
     if called.is_empty() {
         let _ = writeln!(out, "  no calls");
     }
-    for (probe, counts, stats) in called {
+    for (probe, label, counts, stats) in called {
+        let name = match label {
+            Some((label, _)) => format!("{} {label}", probe.function),
+            None => probe.function.clone(),
+        };
         if histogram {
             let _ = writeln!(
                 out,
-                "{}: {} ({})",
-                probe.function,
+                "{name}: {} ({})",
                 count(stats.calls, "call"),
                 stats_text(&stats, whole_trace)
             );
@@ -238,8 +337,7 @@ fn lines(
         } else {
             let _ = writeln!(
                 out,
-                "  {}: {}, {}",
-                probe.function,
+                "  {name}: {}, {}",
                 count(stats.calls, "call"),
                 stats_text(&stats, whole_trace)
             );
@@ -267,23 +365,27 @@ mod tests {
     #[test]
     fn an_interval_shows_the_calls_since_the_last_one() {
         let clock = WallClock::from_anchor(0, 0);
-        let mut histograms = Aggregates::new(Aggregation {
-            interval: Duration::from_secs(1),
-            histogram: true,
-        });
+        let shown = Shown {
+            shape: Aggregation {
+                interval: Duration::from_secs(1),
+                histogram: true,
+            },
+            grouping: None,
+        };
+        let mut histograms = Aggregates::new(shown.clone());
         let snapshot = |counts: Counts| Snapshot {
             counts,
             stats: Stats::new(),
         };
         let mut counts = vec![0u64; 65];
         counts[10] = 7; // 512..1023 ns
-        let first = Counts::from([(0, counts.clone())]);
+        let first = Counts::from([((0, 0), counts.clone())]);
         let text = histograms.interval_lines(&snapshot(first), &table(), &clock, false);
         assert!(text.contains("compute: 7 calls"), "{text}");
         assert!(!text.contains("sleepy"), "{text}");
         counts[10] = 9;
         counts[22] = 1; // 2..4 ms
-        let second = Counts::from([(0, counts.clone())]);
+        let second = Counts::from([((0, 0), counts.clone())]);
         let text = histograms.interval_lines(&snapshot(second.clone()), &table(), &clock, true);
         let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         assert_eq!(line["calls"], 3, "only the new calls: {line}");
@@ -296,7 +398,7 @@ mod tests {
             &table(),
             &clock,
             false,
-            true,
+            &shown,
             Duration::from_secs(2),
         );
         assert!(total.contains("compute: 10 calls"), "{total}");
@@ -305,14 +407,18 @@ mod tests {
     #[test]
     fn statistics_show_the_interval_s_calls_and_the_whole_trace_s_extremes() {
         let clock = WallClock::from_anchor(0, 0);
-        let mut stats = Aggregates::new(Aggregation {
-            interval: Duration::from_secs(1),
-            histogram: false,
-        });
+        let shown = Shown {
+            shape: Aggregation {
+                interval: Duration::from_secs(1),
+                histogram: false,
+            },
+            grouping: None,
+        };
+        let mut stats = Aggregates::new(shown.clone());
         let at = |calls, total_ns, min_ns, max_ns| Snapshot {
             counts: Counts::new(),
             stats: Stats::from([(
-                1,
+                (1, 0),
                 LatencyStats {
                     calls,
                     total_ns,
@@ -339,7 +445,7 @@ mod tests {
             &table(),
             &clock,
             false,
-            false,
+            &shown,
             Duration::from_secs(2),
         );
         assert!(

@@ -93,6 +93,8 @@ pub struct TraceOptions {
     /// `--histogram`, `--stats`: count latencies in the kernel, printed every interval; no
     /// events.
     pub aggregate: Option<Aggregation>,
+    /// `--by-arg`: aggregated calls grouped by this integer argument too.
+    pub by_argument: Option<crate::predicate::Name>,
     /// `-o`: record the calls to a trace file too.
     pub record: Option<RecordOptions>,
     /// No live lines.
@@ -169,6 +171,8 @@ struct Prepared {
     kernel_plans: Vec<tracer_ebpf::CapturePlan>,
     /// Each probe's `--where`/`--errors` conditions, by probe id.
     predicates: Vec<Option<tracer_ebpf::Predicate>>,
+    /// `--by-arg`: the argument aggregated calls are grouped by, per probe.
+    grouping: Option<aggregate::Grouping>,
     table: ProbeTable,
 }
 
@@ -219,6 +223,28 @@ fn prepare(options: &TraceOptions, status: &mut dyn Write) -> Result<Prepared> {
     }
     let plans = plan_sites(&sites, &options.plan)?;
     let (sites, plans, predicates) = predicates_of(&options.filter, sites, plans, status)?;
+    let (sites, mut plans, predicates, grouping) = match &options.by_argument {
+        Some(name) => group_by(name, sites, plans, predicates, status)?,
+        None => (sites, plans, predicates, None),
+    };
+    if let Some(grouping) = &grouping {
+        for (id, plan) in plans.iter_mut().enumerate() {
+            if let Some(slot) = grouping.slots.get(&(id as u32)) {
+                plan.kernel.by_argument_offset = slot.offset;
+                plan.kernel.by_argument_step = slot.step;
+                plan.kernel.by_argument_width = slot.width;
+                plan.kernel.by_argument_signed = u8::from(slot.signed);
+            }
+        }
+    }
+    let grouping = grouping.map(|g| aggregate::Grouping {
+        name: g.name,
+        renders: g
+            .slots
+            .into_iter()
+            .map(|(id, slot)| (id, slot.render))
+            .collect(),
+    });
     if let Some(warning) = full_plans_warning(&sites, &plans) {
         let _ = writeln!(status, "{}", tool_line("warning: ", warning));
     }
@@ -238,8 +264,75 @@ fn prepare(options: &TraceOptions, status: &mut dyn Write) -> Result<Prepared> {
         sites,
         kernel_plans: plans.iter().map(|p| p.kernel).collect(),
         predicates,
+        grouping,
         table,
     })
+}
+
+/// Where each probe's plan holds the `--by-arg` integer (by probe id, after leaving out
+/// the functions that lack it).
+struct ArgumentSlots {
+    name: String,
+    slots: std::collections::BTreeMap<u32, crate::predicate::IntegerSlot>,
+}
+
+/// `--by-arg NAME`: where each function holds NAME. Functions without it are left out with
+/// one warning; if none is left, that is a usage error.
+#[allow(clippy::type_complexity)]
+fn group_by(
+    name: &crate::predicate::Name,
+    sites: Vec<ProbeSite>,
+    plans: Vec<crate::plan::Plan>,
+    predicates: Vec<Option<tracer_ebpf::Predicate>>,
+    status: &mut dyn Write,
+) -> Result<(
+    Vec<ProbeSite>,
+    Vec<crate::plan::Plan>,
+    Vec<Option<tracer_ebpf::Predicate>>,
+    Option<ArgumentSlots>,
+)> {
+    let mut kept = (Vec::new(), Vec::new(), Vec::new());
+    let mut slots = std::collections::BTreeMap::new();
+    let mut without: Vec<String> = Vec::new();
+    for ((site, plan), predicate) in sites.into_iter().zip(plans).zip(predicates) {
+        match crate::predicate::integer_slot(name, &plan, &site.function)? {
+            Some(slot) => {
+                slots.insert(kept.0.len() as u32, slot);
+                kept.0.push(site);
+                kept.1.push(plan);
+                kept.2.push(predicate);
+            }
+            None => without.push(site.function.clone()),
+        }
+    }
+    if kept.0.is_empty() {
+        return Err(Error::Usage(format!(
+            "--by-arg {name}: no function has a parameter `{name}` ({})",
+            listed_functions(&without)
+        )));
+    }
+    if !without.is_empty() {
+        let _ = writeln!(
+            status,
+            "{}",
+            tool_line(
+                "warning: ",
+                format!(
+                    "not tracing {} (--by-arg {name}: no such parameter)",
+                    listed_functions(&without)
+                )
+            )
+        );
+    }
+    Ok((
+        kept.0,
+        kept.1,
+        kept.2,
+        Some(ArgumentSlots {
+            name: name.to_string(),
+            slots,
+        }),
+    ))
 }
 
 /// Each function's `--where` and `--errors` conditions. Functions they cannot test (no such
@@ -347,6 +440,8 @@ struct Armed {
     /// The Go programs probed (by the path processes map them at): what a process that
     /// joins gets faulted in.
     go_programs: Vec<String>,
+    /// `--by-arg`: how aggregated calls are grouped.
+    grouping: Option<aggregate::Grouping>,
 }
 
 /// Loads the eBPF object, writes the plans, attaches every probe and switches recording on.
@@ -354,6 +449,7 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
     let mut probes = Probes::load(crate::probes::MapSizes {
         probes: prepared.kernel_plans.len(),
         stacks: options.plan.stack,
+        by_argument: prepared.grouping.is_some(),
     })?;
     probes.set_plans(&prepared.kernel_plans)?;
     probes.set_predicates(&prepared.predicates)?;
@@ -426,7 +522,10 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
     probes.set_filter(&options.filter);
     if options.aggregate.is_some() {
         let predicates = prepared.predicates.iter().any(Option::is_some);
-        probes.aggregate(predicates || options.stuck.is_some());
+        probes.aggregate(
+            predicates || options.stuck.is_some(),
+            prepared.grouping.is_some(),
+        );
     }
     let traced_now: &[u32] = match &options.target {
         Target::Process { pid } => std::slice::from_ref(pid),
@@ -450,6 +549,7 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
         started: Instant::now(),
         members,
         go_programs: go_programs(&prepared.sites),
+        grouping: prepared.grouping.clone(),
     })
 }
 
@@ -551,7 +651,12 @@ async fn stream(
     let mut last_record_flush = Instant::now();
     let mut last_rescan = Instant::now();
     let mut last_stuck_scan = Instant::now();
-    let mut aggregates = options.aggregate.map(aggregate::Aggregates::new);
+    let mut aggregates = options.aggregate.map(|shape| {
+        aggregate::Aggregates::new(aggregate::Shown {
+            shape,
+            grouping: armed.grouping.clone(),
+        })
+    });
     let mut shown_stuck: std::collections::HashSet<(u32, u64, u32)> = Default::default();
     loop {
         let requested = tokio::select! {
@@ -595,6 +700,11 @@ async fn stream(
             let (table, clock, json) = sink.table_clock_json();
             let text = aggregates.interval_lines(&now, table, clock, json);
             sink.write_text(&text);
+            sink.record_aggregates(&aggregate::record_of(
+                &now,
+                armed.grouping.as_ref(),
+                sys::monotonic_ns(),
+            ));
         }
         if let Some(threshold) = options.stuck
             && last_stuck_scan.elapsed() >= STUCK_SCAN_INTERVAL
@@ -641,6 +751,7 @@ async fn finish(
         mut ring,
         started,
         members,
+        grouping,
         ..
     } = armed;
     probes.disable()?;
@@ -659,10 +770,18 @@ async fn finish(
     if let Some(shape) = options.aggregate {
         let now = aggregate_snapshot(&probes, sink.probes())?;
         let (table, clock, json) = sink.table_clock_json();
-        let text =
-            aggregate::total_lines(&now, table, clock, json, shape.histogram, started.elapsed());
+        let shown = aggregate::Shown {
+            shape,
+            grouping: grouping.clone(),
+        };
+        let text = aggregate::total_lines(&now, table, clock, json, &shown, started.elapsed());
         sink.write_text(&text);
-        for (probe, buckets) in &now.counts {
+        sink.record_aggregates(&aggregate::record_of(
+            &now,
+            grouping.as_ref(),
+            sys::monotonic_ns(),
+        ));
+        for ((probe, _), buckets) in &now.counts {
             for (low, high, n) in crate::sinks::histogram::log2_ranges(buckets) {
                 // The middle of the bucket's range stands for its calls.
                 sink.stats

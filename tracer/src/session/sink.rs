@@ -141,6 +141,16 @@ impl<'a> Sink<'a> {
         }
     }
 
+    /// Writes what the kernel has counted so far into the trace file (`--histogram`,
+    /// `--stats`); a failure ends recording.
+    pub fn record_aggregates(&mut self, record: &crate::record::AggregatesRecord) {
+        if let Some(recorder) = &mut self.recorder
+            && let Err(err) = recorder.write_aggregates(record)
+        {
+            self.recording_failed(err);
+        }
+    }
+
     /// Recording ends here: what the file holds stays readable, and the trace stops.
     fn recording_failed(&mut self, err: Error) {
         log::debug!("recording stopped: {err}");
@@ -171,10 +181,20 @@ impl<'a> Sink<'a> {
         self.stats.record(&event);
         self.shown += 1;
         self.name_process(event.pid);
-        if let Some(recorder) = &mut self.recorder
-            && let Err(err) = recorder.push(&event)
-        {
-            self.recording_failed(err);
+        let stack = match (&mut self.stacks, &probe.stack) {
+            (Some(stacks), Some(slot)) => stacks.of(&event, slot, probe.caller.as_ref()),
+            _ => None,
+        };
+        if let Some(recorder) = &mut self.recorder {
+            // A stack goes into the file before the first call through it.
+            if let Some(stacks) = &mut self.stacks {
+                for fresh in stacks.fresh.drain(..) {
+                    recorder.add_stack(fresh);
+                }
+            }
+            if let Err(err) = recorder.push(&event) {
+                self.recording_failed(err);
+            }
         }
         if self.out.is_closed() || matches!(self.lines, LiveLines::Off) {
             return;
@@ -182,10 +202,6 @@ impl<'a> Sink<'a> {
         if self.out.skip_if_backed_up() {
             return;
         }
-        let stack = match (&mut self.stacks, &probe.stack) {
-            (Some(stacks), Some(slot)) => stacks.of(&event, slot, probe.caller.as_ref()),
-            _ => None,
-        };
         let origin = Origin {
             host: None,
             labels: self.workloads.labels_of(event.pid),

@@ -40,6 +40,8 @@ pub(crate) struct Stacks {
     pub short: u64,
     /// Calls whose stack the kernel could not store (its bucket held another stack).
     pub missing: u64,
+    /// Stacks symbolized since the trace file last took them.
+    pub fresh: Vec<crate::record::StackInfo>,
 }
 
 impl Stacks {
@@ -51,6 +53,7 @@ impl Stacks {
             calls: 0,
             short: 0,
             missing: 0,
+            fresh: Vec::new(),
         }
     }
 
@@ -83,6 +86,12 @@ impl Stacks {
                     .map(ToString::to_string)
                     .collect();
                 self.shown.insert(key, frames.clone());
+                self.fresh.push(crate::record::StackInfo {
+                    pid: event.pid,
+                    stack_id: id,
+                    caller,
+                    frames: frames.to_vec(),
+                });
                 frames
             }
         };
