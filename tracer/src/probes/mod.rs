@@ -77,7 +77,9 @@ pub struct Attached {
 struct MultiPrograms {
     entry: OwnedFd,
     ret: OwnedFd,
-    ret_site: OwnedFd,
+    /// Loaded when the first object with probes on ways out is attached: its verification
+    /// costs most of what a trace of C functions alone would wait for.
+    ret_site: Option<OwnedFd>,
 }
 
 /// The probes of one object's sites, as (file offset, cookie) pairs: every entry, the
@@ -864,7 +866,7 @@ impl Probes {
             return Ok(true);
         }
         let bytes = ebpf_object::ebpf_object()?;
-        const PROGRAMS: [&str; 3] = [ENTRY_PROGRAM, RETURN_PROGRAM, RET_SITE_PROGRAM];
+        const PROGRAMS: [&str; 2] = [ENTRY_PROGRAM, RETURN_PROGRAM];
         let linked = ebpf_object::link_programs(bytes, &self.map_fds, &PROGRAMS)?;
         let mut loaded = Vec::new();
         for name in PROGRAMS {
@@ -888,15 +890,39 @@ impl Probes {
                 }
             }
         }
-        let ret_site = loaded.pop().expect("three programs");
-        let ret = loaded.pop().expect("three programs");
-        let entry = loaded.pop().expect("three programs");
+        let ret = loaded.pop().expect("two programs");
+        let entry = loaded.pop().expect("two programs");
         self.multi_programs = Some(MultiPrograms {
             entry,
             ret,
-            ret_site,
+            ret_site: None,
         });
         Ok(true)
+    }
+
+    /// Loads the uprobe-multi program of the ways out, once.
+    fn load_multi_ret_site(&mut self) -> Result<()> {
+        if self
+            .multi_programs
+            .as_ref()
+            .is_some_and(|p| p.ret_site.is_some())
+        {
+            return Ok(());
+        }
+        let bytes = ebpf_object::ebpf_object()?;
+        let linked = ebpf_object::link_programs(bytes, &self.map_fds, &[RET_SITE_PROGRAM])?;
+        let program = &linked[RET_SITE_PROGRAM];
+        let fd = uprobe_multi::load_program(
+            RET_SITE_PROGRAM,
+            &program.instructions,
+            &program.license,
+            program.kernel_version,
+        )
+        .map_err(|err| bpf_error(&format!("loading {RET_SITE_PROGRAM} for uprobe-multi"), err))?;
+        if let Some(programs) = &mut self.multi_programs {
+            programs.ret_site = Some(fd);
+        }
+        Ok(())
     }
 
     /// The links of one object's probes; returns the cookies of the sites the kernel refused
@@ -911,6 +937,9 @@ impl Probes {
         probes: &ObjectProbes,
         pid: Option<u32>,
     ) -> Result<Vec<u64>> {
+        if !probes.exits.is_empty() {
+            self.load_multi_ret_site()?;
+        }
         let programs = self
             .multi_programs
             .as_ref()
@@ -925,14 +954,13 @@ impl Probes {
         if !probes.exits.is_empty() {
             let (exit_offsets, exit_cookies): (Vec<u64>, Vec<u64>) =
                 probes.exits.iter().copied().unzip();
+            let ret_site = programs
+                .ret_site
+                .as_ref()
+                .ok_or_else(|| Error::internal("the ways-out program is not loaded"))?;
             links.push(
-                link(
-                    &programs.ret_site,
-                    &exit_offsets,
-                    &exit_cookies,
-                    LinkKind::Entry,
-                )
-                .map_err(|err| bpf_error("uprobe-multi link on the ways out", err))?,
+                link(ret_site, &exit_offsets, &exit_cookies, LinkKind::Entry)
+                    .map_err(|err| bpf_error("uprobe-multi link on the ways out", err))?,
             );
         }
         let entry_link = match link(&programs.entry, &offsets, &cookies, LinkKind::Entry) {
@@ -1034,7 +1062,17 @@ impl Probes {
     /// Detaches the uprobe-multi links. Closing a link waits for handlers still running, so
     /// afterwards every record they wrote is in the ring buffer.
     pub fn detach_multi_links(&mut self) {
-        self.multi_links.clear();
+        // Each link's release waits for a grace period of its own: closed one after another,
+        // the waits add up (~0.1 s a link here); closed together, they overlap.
+        let links = std::mem::take(&mut self.multi_links);
+        if links.len() <= 1 {
+            return;
+        }
+        std::thread::scope(|scope| {
+            for link in links {
+                scope.spawn(move || drop(link));
+            }
+        });
     }
 
     /// Detaches every probe and unloads the programs.
