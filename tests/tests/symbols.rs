@@ -578,3 +578,31 @@ fn rust_v0_mangling_is_demangled_too() {
         "widget"
     );
 }
+
+/// An entry probe moved past `mov %rdi,%rax` to the `push` the kernel emulates reads the same
+/// arguments and return as one at the entry would: the copy leaves every argument in place.
+#[test]
+fn a_probe_moved_past_a_copy_into_a_scratch_register_reads_the_same_arguments() {
+    let binary = tests::c_fixture("moved", &["-O1"]);
+    let listed = tests::run_tracer(&[
+        "list",
+        "--json",
+        "--binary",
+        binary.to_str().unwrap(),
+        "sum_after_copy",
+    ]);
+    let entry: serde_json::Value = serde_json::from_str(listed.stdout.trim()).unwrap();
+    assert_eq!(entry["probe"]["cost"], "emulated", "{entry}");
+    assert_eq!(entry["probe"]["skip"], 3, "{entry}");
+    assert_eq!(entry["probe"]["instruction"], "push", "{entry}");
+    let mut fixture = tests::Fixture::start(&binary, &[]);
+    let output = tests::trace_round(&mut fixture, &["--fn", "sum_after_copy"]);
+    let calls = output.calls_of("sum_after_copy");
+    assert_eq!(calls.len(), 10, "{}", output.stderr);
+    for (i, call) in calls.iter().enumerate() {
+        let i = i as i64;
+        assert_eq!(call["args"]["arg0"].as_i64(), Some(i), "{call}");
+        assert_eq!(call["args"]["arg1"].as_i64(), Some(2 * i), "{call}");
+        assert_eq!(call["ret"].as_i64(), Some(3 * i), "{call}");
+    }
+}

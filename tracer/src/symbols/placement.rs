@@ -8,8 +8,10 @@
 //! probe there instead — unless a jump inside the function lands between the entry and that
 //! site, which would make the probe fire without a call.
 //!
-//! Must never move a probe past an instruction that writes a register other than flags, the
-//! stack pointer, or memory.
+//! Must never move a probe past an instruction that writes memory, the stack pointer (except
+//! where returns are probed on the ways out), or a register other than flags and the
+//! caller-saved scratch registers no argument is passed in (RAX, R10, R11): a `mov %rdi,%rax`
+//! leaves every argument where the plan reads it.
 
 use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic, OpKind};
 
@@ -53,8 +55,9 @@ pub struct EntryPlacement {
     pub sp_adjust: u64,
 }
 
-/// Instructions at most skipped: `endbr64`, then a nop or a compare is all we expect.
-const MAX_SKIPPED: usize = 3;
+/// Instructions at most skipped: `endbr64`, a nop or a compare, a copy into a scratch
+/// register.
+const MAX_SKIPPED: usize = 4;
 
 /// What the running kernel emulates beyond the instructions every supported kernel does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -187,6 +190,25 @@ fn leaves_state_untouched(instruction: &Instruction) -> bool {
     )
 }
 
+/// Whether `instruction` only computes into RAX, R10 or R11 (`mov %rdi,%rax`, `xor %eax,%eax`,
+/// `lea 8(%rdi),%r10`, a load into one): registers of the System V ABI that carry no argument
+/// and that the callee may clobber, so every argument is still where the plan reads it.
+fn writes_only_scratch(instruction: &Instruction) -> bool {
+    use iced_x86::Register;
+    let copies = matches!(
+        instruction.mnemonic(),
+        Mnemonic::Mov | Mnemonic::Movzx | Mnemonic::Movsx | Mnemonic::Movsxd | Mnemonic::Lea
+    ) || (instruction.mnemonic() == Mnemonic::Xor
+        && instruction.op1_kind() == OpKind::Register
+        && instruction.op0_register() == instruction.op1_register());
+    copies
+        && instruction.op0_kind() == OpKind::Register
+        && matches!(
+            instruction.op0_register().full_register(),
+            Register::RAX | Register::R10 | Register::R11
+        )
+}
+
 /// The target of a direct branch (jmp, jcc, call, loop, jrcxz, xbegin), if `instruction` is one.
 fn branch_target(instruction: &Instruction) -> Option<u64> {
     (0..instruction.op_count())
@@ -256,7 +278,7 @@ fn place_entry(
     sp_may_move: bool,
 ) -> EntryPlacement {
     let skippable = |instruction: &Instruction| {
-        if leaves_state_untouched(instruction) {
+        if leaves_state_untouched(instruction) || writes_only_scratch(instruction) {
             Some(0)
         } else if sp_may_move {
             stack_growth(instruction)
@@ -574,8 +596,8 @@ mod tests {
 
     #[test]
     fn never_moves_past_an_instruction_with_effects() {
-        // mov %rdi,%rax ; push %rbp: the mov writes a register, so the probe stays.
-        let code = [0x48, 0x89, 0xf8, PUSH_RBP, RET];
+        // mov %rdi,%rsi ; push %rbp: the mov writes an argument register, so the probe stays.
+        let code = [0x48, 0x89, 0xfe, PUSH_RBP, RET];
         let placement = place_entry_probe(&code, 0x4000, true, Emulation { nops: true });
         assert_eq!(placement.skip, 0);
         assert_eq!(placement.cost, CostClass::SingleStep);
@@ -670,5 +692,39 @@ mod tests {
             let placement = place_entry_probe(&bytes, 0x7000, true, Emulation { nops: true });
             assert!(placement.skip < 32);
         }
+    }
+}
+
+#[cfg(test)]
+mod scratch_tests {
+    use super::*;
+
+    #[test]
+    fn the_entry_moves_past_copies_into_scratch_registers_only() {
+        const PUSH_RBP: u8 = 0x55;
+        const RET: u8 = 0xc3;
+        // mov %rdi,%rax; push %rbp; pop %rbp; ret
+        let copy = [0x48, 0x89, 0xf8, PUSH_RBP, 0x5d, RET];
+        let moved = place_entry_probe(&copy, 0x1000, true, Emulation::default());
+        assert_eq!((moved.skip, moved.cost), (3, CostClass::Emulated));
+        assert_eq!(moved.instruction, "push");
+        // xor %eax,%eax; mov (%rdi),%r11 (a load into a scratch register); push %rbp.
+        let zero_and_load = [0x31, 0xc0, 0x4c, 0x8b, 0x1f, PUSH_RBP, 0x5d, RET];
+        let moved = place_entry_probe(&zero_and_load, 0x1000, true, Emulation::default());
+        assert_eq!((moved.skip, moved.cost), (5, CostClass::Emulated));
+        // mov %rdi,%rsi clobbers the second argument: the probe stays.
+        let clobber = [0x48, 0x89, 0xfe, PUSH_RBP, 0x5d, RET];
+        let stays = place_entry_probe(&clobber, 0x1000, true, Emulation::default());
+        assert_eq!((stays.skip, stays.cost), (0, CostClass::SingleStep));
+        // mov %rax,(%rdi) writes memory: the probe stays.
+        let store = [0x48, 0x89, 0x07, PUSH_RBP, 0x5d, RET];
+        let stays = place_entry_probe(&store, 0x1000, true, Emulation::default());
+        assert_eq!(stays.skip, 0);
+        // xor %eax,%ecx is no zeroing and writes rcx (the fourth argument).
+        let mixed = [0x31, 0xc1, PUSH_RBP, 0x5d, RET];
+        assert_eq!(
+            place_entry_probe(&mixed, 0x1000, true, Emulation::default()).skip,
+            0
+        );
     }
 }
