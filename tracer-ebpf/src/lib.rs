@@ -13,6 +13,9 @@ use core::mem::{offset_of, size_of};
 
 /// Name of the entry program (a uprobe) in the eBPF object.
 pub const ENTRY_PROGRAM: &str = "koolkit_entry";
+/// Name of the entry program's sleepable twin, loaded for uprobe-multi links where the
+/// kernel allows: its reads fault untouched pages in.
+pub const ENTRY_SLEEPABLE_PROGRAM: &str = "koolkit_entry_sleepable";
 /// Name of the return program (a uretprobe) in the eBPF object.
 pub const RETURN_PROGRAM: &str = "koolkit_return";
 /// Name of the program on every way out of a function (its `ret`s and the jumps that leave it):

@@ -26,9 +26,9 @@ mod programs {
             bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
             bpf_probe_read_user,
             generated::{
-                bpf_get_attach_cookie, bpf_get_current_task, bpf_get_ns_current_pid_tgid,
-                bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_user as raw_read_user,
-                bpf_probe_read_user_str as raw_read_user_str,
+                bpf_copy_from_user, bpf_get_attach_cookie, bpf_get_current_task,
+                bpf_get_ns_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+                bpf_probe_read_user as raw_read_user, bpf_probe_read_user_str as raw_read_user_str,
             },
         },
         macros::{map, tracepoint, uprobe, uretprobe},
@@ -354,6 +354,19 @@ mod programs {
         }
     }
 
+    /// Brings the page holding `address` into the process, as the process itself touching it
+    /// would: a non-faulting read of a page it has not touched yet fails. Only sleepable
+    /// programs may fault.
+    #[inline(always)]
+    fn fault_in(address: u64) {
+        let mut byte = 0u8;
+        // SAFETY: the destination is this one-byte local; the helper checks the source and
+        // may sleep to fault the page in (the program is sleepable).
+        let _ = unsafe {
+            bpf_copy_from_user((&mut byte as *mut u8).cast(), 1, address as *const c_void)
+        };
+    }
+
     /// Reads a `u64` of user memory.
     #[inline(always)]
     fn read_user_u64(address: u64) -> Option<u64> {
@@ -447,7 +460,7 @@ mod programs {
     /// into its payload slot. Returns the step's [`step_status`]. `go_types` is where a Go
     /// program has `runtime.types` (0: not Go).
     #[inline(always)]
-    fn capture_step(
+    fn capture_step<const SLEEPABLE: bool>(
         step: &CaptureStep,
         regs: *const pt_regs,
         payload: &mut [u8; PAYLOAD_BUFFER],
@@ -462,6 +475,9 @@ mod programs {
                 break;
             }
             let address = value.wrapping_add(step.deref_offsets[index] as i64 as u64);
+            if SLEEPABLE {
+                fault_in(address);
+            }
             match read_user_u64(address) {
                 Some(next) => value = next,
                 None => return step_status::FAULT,
@@ -470,6 +486,9 @@ mod programs {
         let out = (step.out_offset as usize) & (MAX_PAYLOAD - 1);
         let size = step.size as usize;
         let source = value.wrapping_add(step.offset as i64 as u64);
+        if SLEEPABLE && step.value != value::WORD && step.value != value::STACK_ID {
+            fault_in(source);
+        }
         // SAFETY: `out < MAX_PAYLOAD` and every write below stays within `out + 8 + MAX_CHUNK`,
         // which `PAYLOAD_BUFFER` holds.
         let slot = unsafe { payload.as_mut_ptr().add(out) };
@@ -525,6 +544,9 @@ mod programs {
                 } else {
                     (source, register(regs, step.len_reg))
                 };
+                if SLEEPABLE {
+                    fault_in(pointer);
+                }
                 if write_counted(slot, length, size, pointer) {
                     return step_status::OK;
                 }
@@ -544,6 +566,9 @@ mod programs {
                 step_status::PARTIAL
             }
             value::GO_TYPE_NAME => go_type_name(slot, size, source, go_types),
+            // A sleepable program cannot use a stack-trace map (user space does not ask it
+            // for stacks).
+            value::STACK_ID if SLEEPABLE => step_status::FAULT,
             value::STACK_ID => {
                 // `regs` is the program's context: the helper walks the user stack from it.
                 let ctx = ProbeContext::new(regs as *mut c_void);
@@ -563,7 +588,12 @@ mod programs {
     /// Runs the plan's steps of one side (`at_return`: the steps a Go return runs; else the
     /// entry's), writing each step's slot and status into `call.payload`.
     #[inline(always)]
-    fn capture(plan: &CapturePlan, regs: *const pt_regs, call: &mut InFlightCall, at_return: bool) {
+    fn capture<const SLEEPABLE: bool>(
+        plan: &CapturePlan,
+        regs: *const pt_regs,
+        call: &mut InFlightCall,
+        at_return: bool,
+    ) {
         for index in 0..MAX_STEPS {
             if index as u32 >= plan.step_count {
                 break;
@@ -571,7 +601,12 @@ mod programs {
             if plan.at_return(index) != at_return {
                 continue;
             }
-            let status = capture_step(&plan.steps[index], regs, &mut call.payload, call.go_types);
+            let status = capture_step::<SLEEPABLE>(
+                &plan.steps[index],
+                regs,
+                &mut call.payload,
+                call.go_types,
+            );
             if status != step_status::OK {
                 call.payload[index] = status;
             }
@@ -580,6 +615,19 @@ mod programs {
 
     #[uprobe]
     pub fn koolkit_entry(ctx: ProbeContext) -> u32 {
+        enter::<false>(&ctx)
+    }
+
+    /// The entry program for kernels that run uprobe-multi programs sleepable: its reads of
+    /// user memory fault pages in (a string in a page the process has not touched yet). It
+    /// takes no stacks (sleepable programs cannot use stack-trace maps) and logs nothing.
+    #[uprobe(sleepable)]
+    pub fn koolkit_entry_sleepable(ctx: ProbeContext) -> u32 {
+        enter::<true>(&ctx)
+    }
+
+    #[inline(always)]
+    fn enter<const SLEEPABLE: bool>(ctx: &ProbeContext) -> u32 {
         let Some(config) = config() else {
             return 0;
         };
@@ -597,7 +645,9 @@ mod programs {
             Some(plan) if plan.flags & plan_flags::PRESENT != 0 => plan,
             _ => {
                 count(Counter::NoPlan);
-                warn!(&ctx, "koolkit-trace: probe {} has no plan", probe);
+                if !SLEEPABLE {
+                    warn!(ctx, "koolkit-trace: probe {} has no plan", probe);
+                }
                 return 0;
             }
         };
@@ -648,7 +698,7 @@ mod programs {
             call.go_types = plan.go_types.wrapping_add(bias);
         }
         if config.flags & config_flags::SKIP_CAPTURE == 0 {
-            capture(plan, ctx.regs, call, false);
+            capture::<SLEEPABLE>(plan, ctx.regs, call, false);
         }
         // SAFETY: reading the monotonic clock has no preconditions. Stamped last, so the
         // capture is not part of the latency.
@@ -1191,7 +1241,7 @@ mod programs {
             && let Some(call) = INFLIGHT.get_ptr_mut(&key)
         {
             // SAFETY: the in-flight value belongs to this goroutine's key; only its probes use it.
-            capture(plan, regs, unsafe { &mut *call }, true);
+            capture::<false>(plan, regs, unsafe { &mut *call }, true);
         }
         // Frames a panic unwound never return: the goroutine's next return above them proves
         // them abandoned. A call entered before tracing started has no entry, and no loss.

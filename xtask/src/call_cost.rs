@@ -336,6 +336,7 @@ pub fn prologue_cost(tracer: &Path) -> Result<(), String> {
         "--histogram"
     );
     let mut ratios = Vec::new();
+    let mut sleepable_difference = None;
     for (kind, function) in [
         ("push", "push_frame"),
         ("endbr", "endbr_frame"),
@@ -371,6 +372,17 @@ pub fn prologue_cost(tracer: &Path) -> Result<(), String> {
         let record_arg = record.to_str().ok_or("non-UTF-8 path")?;
         let file = ours(&mut looper, &["--force", "-o", record_arg])?;
         let histogram = ours(&mut looper, &["--histogram"])?;
+        if kind == "push" {
+            // What faulting reads cost: the same trace with the plain (non-sleepable) entry.
+            let plain = under(
+                &mut looper,
+                Command::new(tracer)
+                    .args(["--pid", &pid, "--fn", function, "--quiet", "--force", "-o"])
+                    .arg(&record)
+                    .env("KOOLKIT_TRACE_NO_SLEEPABLE", "1"),
+            )?;
+            sleepable_difference = Some((file, plain));
+        }
         let shown = |ns: Option<f64>| match ns {
             Some(ns) => format!("{ns:7.1} (+{:.1})", ns - untraced),
             None => "n/a".to_string(),
@@ -403,6 +415,13 @@ pub fn prologue_cost(tracer: &Path) -> Result<(), String> {
             );
         }
         println!("{line}");
+    }
+    if let Some((sleepable, plain)) = sleepable_difference {
+        println!(
+            "  push   the sleepable entry (reads fault pages in): {sleepable:.1} ns/call; the \
+             plain one: {plain:.1} ns/call ({:+.1} ns a call)",
+            sleepable - plain
+        );
     }
     println!(
         "  (the floor's probes are bpftrace's, at +0, which it cannot move: on `endbr64` and \

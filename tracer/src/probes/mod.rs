@@ -276,6 +276,10 @@ pub struct Probes {
     multi_programs: Option<MultiPrograms>,
     /// uprobe-multi links; closing them detaches.
     multi_links: Vec<OwnedFd>,
+    /// Whether uprobe-multi entries use the sleepable entry program, whose reads fault pages
+    /// in: unless stacks are asked for (it cannot take them), the kernel refuses it, or
+    /// `KOOLKIT_TRACE_NO_SLEEPABLE` is set (to measure the difference).
+    sleepable_entry: bool,
     perf_loaded: bool,
 }
 
@@ -438,6 +442,8 @@ impl Probes {
             ring: Some(ring),
             logger,
             multi_programs: None,
+            sleepable_entry: !sizes.stacks
+                && std::env::var_os("KOOLKIT_TRACE_NO_SLEEPABLE").is_none(),
             multi_links: Vec::new(),
             perf_loaded: false,
         })
@@ -866,18 +872,34 @@ impl Probes {
             return Ok(true);
         }
         let bytes = ebpf_object::ebpf_object()?;
-        const PROGRAMS: [&str; 2] = [ENTRY_PROGRAM, RETURN_PROGRAM];
-        let linked = ebpf_object::link_programs(bytes, &self.map_fds, &PROGRAMS)?;
+        let entry = match self.sleepable_entry {
+            true => tracer_ebpf::ENTRY_SLEEPABLE_PROGRAM,
+            false => ENTRY_PROGRAM,
+        };
+        let programs = [entry, RETURN_PROGRAM];
+        let linked = ebpf_object::link_programs(bytes, &self.map_fds, &programs)?;
         let mut loaded = Vec::new();
-        for name in PROGRAMS {
+        for name in programs {
             let program = &linked[name];
+            let sleepable = name == tracer_ebpf::ENTRY_SLEEPABLE_PROGRAM;
             match uprobe_multi::load_program(
                 name,
                 &program.instructions,
                 &program.license,
                 program.kernel_version,
+                sleepable,
             ) {
                 Ok(fd) => loaded.push(fd),
+                // A kernel that runs no sleepable uprobe-multi program (or none at all): the
+                // plain entry, whose reads do not fault pages in.
+                Err(err) if sleepable => {
+                    log::info!(
+                        "the kernel refused the sleepable entry program ({err}); reads of \
+                         untouched pages will show as unreadable"
+                    );
+                    self.sleepable_entry = false;
+                    return self.load_multi_programs();
+                }
                 // An unknown expected attach type is refused before verification: no log.
                 Err(err)
                     if err.source.raw_os_error() == Some(libc::EINVAL) && err.log.is_empty() =>
@@ -917,6 +939,7 @@ impl Probes {
             &program.instructions,
             &program.license,
             program.kernel_version,
+            false,
         )
         .map_err(|err| bpf_error(&format!("loading {RET_SITE_PROGRAM} for uprobe-multi"), err))?;
         if let Some(programs) = &mut self.multi_programs {

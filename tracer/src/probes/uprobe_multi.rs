@@ -65,13 +65,19 @@ pub fn load_program(
     insns: &[bpf_insn],
     license: &CStr,
     kernel_version: u32,
+    sleepable: bool,
 ) -> Result<OwnedFd, LoadError> {
+    /// `BPF_F_SLEEPABLE`: the program may fault user pages in.
+    const SLEEPABLE: u32 = 1 << 4;
     let load = |log: Option<&mut Vec<u8>>| {
         let mut attr = zeroed_attr();
         // SAFETY: writing plain integers into the `BPF_PROG_LOAD` member of the union.
         let load = unsafe { &mut attr.__bindgen_anon_3 };
         load.prog_type = bpf_prog_type::BPF_PROG_TYPE_KPROBE as u32;
         load.expected_attach_type = bpf_attach_type::BPF_TRACE_UPROBE_MULTI as u32;
+        if sleepable {
+            load.prog_flags = SLEEPABLE;
+        }
         load.insns = insns.as_ptr() as u64;
         load.insn_cnt = insns.len() as u32;
         load.license = license.as_ptr() as u64;
