@@ -305,25 +305,13 @@ fn group_by(
             None => without.push(site.function.clone()),
         }
     }
-    if kept.0.is_empty() {
-        return Err(Error::Usage(format!(
-            "--by-arg {name}: no function has a parameter `{name}` ({})",
-            listed_functions(&without)
-        )));
-    }
-    if !without.is_empty() {
-        let _ = writeln!(
-            status,
-            "{}",
-            tool_line(
-                "warning: ",
-                format!(
-                    "not tracing {} (--by-arg {name}: no such parameter)",
-                    listed_functions(&without)
-                )
-            )
-        );
-    }
+    warn_left_out(
+        status,
+        &without,
+        kept.0.len(),
+        |listed| format!("--by-arg {name}: no function has a parameter `{name}` ({listed})"),
+        |listed| format!("not tracing {listed} (--by-arg {name}: no such parameter)"),
+    )?;
     Ok((
         kept.0,
         kept.1,
@@ -392,26 +380,33 @@ fn predicates_of(
         }
         (Some(_), true) => "lacks a name it compares, or a return that says it failed",
     };
-    if kept.0.is_empty() {
-        return Err(Error::Usage(format!(
-            "{asked}: no function can be tested: {} {why}",
-            listed_functions(&untestable)
-        )));
-    }
-    if !untestable.is_empty() {
-        let _ = writeln!(
-            status,
-            "{}",
-            tool_line(
-                "warning: ",
-                format!(
-                    "not tracing {} ({asked}: each {why})",
-                    listed_functions(&untestable)
-                )
-            )
-        );
-    }
+    warn_left_out(
+        status,
+        &untestable,
+        kept.0.len(),
+        |listed| format!("{asked}: no function can be tested: {listed} {why}"),
+        |listed| format!("not tracing {listed} ({asked}: each {why})"),
+    )?;
     Ok(kept)
+}
+
+/// The functions a filter cannot test are left out: one warning names them, or, when that
+/// leaves no function (`kept` is 0), a usage error does.
+fn warn_left_out(
+    status: &mut dyn Write,
+    left_out: &[String],
+    kept: usize,
+    none_left: impl FnOnce(&str) -> String,
+    warning: impl FnOnce(&str) -> String,
+) -> Result<()> {
+    let listed = listed_functions(left_out);
+    if kept == 0 {
+        return Err(Error::Usage(none_left(&listed)));
+    }
+    if !left_out.is_empty() {
+        let _ = writeln!(status, "{}", tool_line("warning: ", warning(&listed)));
+    }
+    Ok(())
 }
 
 /// `f`, `f and g`, `f, g and 3 more functions`.
