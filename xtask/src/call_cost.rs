@@ -365,12 +365,12 @@ pub fn prologue_cost(tracer: &Path) -> Result<(), String> {
             under(
                 looper,
                 Command::new(tracer)
-                    .args(["--pid", &pid, "--fn", function, "--quiet"])
+                    .args(["--pid", &pid, "--fn", function])
                     .args(mode),
             )
         };
         let record_arg = record.to_str().ok_or("non-UTF-8 path")?;
-        let file = ours(&mut looper, &["--force", "-o", record_arg])?;
+        let file = ours(&mut looper, &["--quiet", "--force", "-o", record_arg])?;
         let histogram = ours(&mut looper, &["--histogram"])?;
         if kind == "push" {
             // What faulting reads cost: the same trace with the plain (non-sleepable) entry.
