@@ -486,7 +486,10 @@ mod programs {
         let out = (step.out_offset as usize) & (MAX_PAYLOAD - 1);
         let size = step.size as usize;
         let source = value.wrapping_add(step.offset as i64 as u64);
-        if SLEEPABLE && step.value != value::WORD && step.value != value::STACK_ID {
+        // The thread's own stack and a Go goroutine's `g` (R14) are in pages it is using:
+        // only what pointers lead to may be untouched.
+        let resident = step.derefs == 0 && (step.reg == reg::RSP || step.reg == reg::R14);
+        if SLEEPABLE && !resident && step.value != value::WORD && step.value != value::STACK_ID {
             fault_in(source);
         }
         // SAFETY: `out < MAX_PAYLOAD` and every write below stays within `out + 8 + MAX_CHUNK`,

@@ -97,10 +97,25 @@ fn under(looper: &mut Looper, command: &mut Command) -> Result<f64, String> {
     // Both attach in well under a second here; the bench is not the place to race them.
     std::thread::sleep(Duration::from_secs(2));
     let measured = looper.ns_per_call();
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(tracer.id() as libc::pid_t, libc::SIGINT) };
-    let _ = tracer.wait();
+    stop(&mut tracer);
     measured
+}
+
+/// Stops a tracer with SIGINT, as a user would; again every 2 s if it has not exited (a
+/// bpftrace started a moment before may miss the first), and with SIGKILL after 10 s.
+fn stop(tracer: &mut Child) {
+    for attempt in 0..50 {
+        if attempt % 10 == 0 {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(tracer.id() as libc::pid_t, libc::SIGINT) };
+        }
+        if tracer.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = tracer.kill();
+    let _ = tracer.wait();
 }
 
 fn build_loop() -> Result<PathBuf, String> {
