@@ -355,4 +355,32 @@ fn calls_counted_in_the_kernel_are_kept_in_trace_files_and_reported() {
         text.stdout
     );
     assert!(text.stdout.contains("distribution"), "{}", text.stdout);
+
+    // A second trace of another round, merged with the first: the counts add up.
+    let second = binary.with_file_name("histogram-2.kt");
+    let second = second.to_str().unwrap();
+    trace_round(
+        &mut fixture,
+        &[
+            "--fn",
+            "compute",
+            "--fn",
+            "negate",
+            "--histogram",
+            "-o",
+            second,
+            "--force",
+        ],
+    );
+    let merged = binary.with_file_name("histogram-merged.kt");
+    let merged = merged.to_str().unwrap();
+    let _ = std::fs::remove_file(merged);
+    let merging = run_tracer(&["merge", record, second, "-o", merged]);
+    assert!(merging.status.success(), "{}", merging.stderr);
+    let report = run_tracer(&["report", "--json", merged]);
+    let report: serde_json::Value = serde_json::from_str(&report.stdout).unwrap();
+    assert_eq!(report["calls"], 2000, "{report}");
+    for function in report["functions"].as_array().unwrap() {
+        assert_eq!(function["kernel"][0]["calls"], 1000, "{function}");
+    }
 }

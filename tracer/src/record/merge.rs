@@ -10,7 +10,10 @@ use std::{
 };
 
 use super::{
-    file_format::{CountersRecord, EndRecord, ProcessInfo, TargetInfo, TraceHeader},
+    file_format::{
+        AggregatedProbe, AggregatesRecord, CountersRecord, EndRecord, ProcessInfo, TargetInfo,
+        TraceHeader,
+    },
     output::{StagedOutput, refuse_input_as_output},
     reader::{Batches, TraceReader, stack_key},
     writer::{TraceWriter, WriterOptions, WriterStats},
@@ -174,9 +177,14 @@ pub fn merge(inputs: &[PathBuf], output: &Path, allow_duplicates: bool) -> Resul
     let mut counters = CountersRecord::default();
     let mut notes = Vec::new();
     let mut unfinished = 0;
+    let mut aggregates = MergedAggregates::default();
     for (input, path) in sources.into_iter().zip(inputs) {
         let ids = input.ids.clone();
+        let shift = input.shift;
         let outcome = input.batches.finish();
+        if let Some(record) = &outcome.aggregates {
+            aggregates.add(record, &ids, shift);
+        }
         notes.extend(outcome.notes(path));
         unfinished += outcome.end.as_ref().map_or(0, |end| end.unfinished);
         if let Some(input_counters) = outcome.counters {
@@ -192,6 +200,9 @@ pub fn merge(inputs: &[PathBuf], output: &Path, allow_duplicates: bool) -> Resul
             add_counters(&mut counters, input_counters);
         }
     }
+    if let Some(record) = aggregates.record() {
+        writer.write_aggregates(&record)?;
+    }
     let stats = writer.finish(
         &counters,
         &EndRecord {
@@ -202,6 +213,56 @@ pub fn merge(inputs: &[PathBuf], output: &Path, allow_duplicates: bool) -> Resul
     )?;
     staged.commit()?;
     Ok(MergeSummary { stats, notes })
+}
+
+/// The calls the inputs counted in the kernel (`--histogram`, `--stats`), added up under the
+/// merged probe ids (and argument values, with `--by-arg`).
+#[derive(Default)]
+struct MergedAggregates {
+    /// The latest moment an input's counts were read, on the merged clock.
+    at_ns: u64,
+    by_probe: std::collections::BTreeMap<(u32, Option<String>), AggregatedProbe>,
+}
+
+impl MergedAggregates {
+    /// Adds an input's totals (its last aggregates record), its probe ids mapped by `ids`
+    /// and its clock shifted by `shift`.
+    fn add(&mut self, record: &AggregatesRecord, ids: &[u32], shift: i128) {
+        self.at_ns = self
+            .at_ns
+            .max((i128::from(record.at_ns) + shift).max(0) as u64);
+        for counted in &record.functions {
+            let Some(&probe) = ids.get(counted.probe as usize) else {
+                continue;
+            };
+            let merged = self
+                .by_probe
+                .entry((probe, counted.by.clone()))
+                .or_insert_with(|| AggregatedProbe {
+                    probe,
+                    by: counted.by.clone(),
+                    min_ns: counted.min_ns,
+                    ..AggregatedProbe::default()
+                });
+            merged.min_ns = merged.min_ns.min(counted.min_ns);
+            merged.max_ns = merged.max_ns.max(counted.max_ns);
+            merged.calls += counted.calls;
+            merged.total_ns = merged.total_ns.wrapping_add(counted.total_ns);
+            let mut buckets: std::collections::BTreeMap<u32, u64> =
+                merged.buckets.iter().copied().collect();
+            for &(bucket, n) in &counted.buckets {
+                *buckets.entry(bucket).or_default() += n;
+            }
+            merged.buckets = buckets.into_iter().collect();
+        }
+    }
+
+    fn record(self) -> Option<AggregatesRecord> {
+        (!self.by_probe.is_empty()).then(|| AggregatesRecord {
+            at_ns: self.at_ns,
+            functions: self.by_probe.into_values().collect(),
+        })
+    }
 }
 
 /// Refuses inputs that are one file twice (by device and inode, whatever the paths).
