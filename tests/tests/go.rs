@@ -778,3 +778,51 @@ fn go_errors_and_predicates_pass_exactly_the_matching_calls() {
         assert!(output.stderr.contains("drops: none"), "{}", output.stderr);
     }
 }
+
+/// `--stack` on a Go build stripped of its symbol table: Go keeps frame pointers, and the
+/// frames are named from `.gopclntab`. The lookup is called by the handler, and the handler by
+/// net/http.
+#[test]
+fn stacks_of_a_stripped_go_service_are_named_from_its_pclntab() {
+    let binary = go_fixture(Go::Release("1.26.6"), "service", &["-ldflags=-s -w"]);
+    let mut fixture = Fixture::start(&binary, &[]);
+    let pid = fixture.pid.to_string();
+    let tracer = Tracer::start(&[
+        "--pid",
+        &pid,
+        "--json",
+        "--fn",
+        "main.(*Server).lookup",
+        "--stack",
+        "--max-events",
+        "50",
+    ]);
+    fixture.start_round();
+    fixture.round_figures();
+    let output = tracer.wait(std::time::Duration::from_secs(30));
+    assert!(output.status.success(), "{}", output.stderr);
+    let calls = output.calls_of("main.(*Server).lookup");
+    assert_eq!(calls.len(), 50, "{}", output.stderr);
+    for call in &calls {
+        let frames: Vec<&str> = call["stack"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no stack: {call}"))
+            .iter()
+            .map(|f| f.as_str().unwrap())
+            .collect();
+        assert!(frames[0].starts_with("main.(*Server).lookup"), "{frames:?}");
+        assert!(
+            frames[1].starts_with("main.(*Server).ServeOrders+0x"),
+            "{frames:?}"
+        );
+        assert!(
+            frames.iter().any(|f| f.starts_with("net/http.")),
+            "{frames:?}"
+        );
+    }
+    assert!(
+        !output.stderr.contains("stacks are short"),
+        "{}",
+        output.stderr
+    );
+}

@@ -17,6 +17,25 @@ use super::{
 };
 use crate::error::{Error, Result};
 
+/// The functions `.gopclntab` lists (a Go build's own table, there when its symbol table
+/// was stripped), at their addresses in the file.
+pub fn pclntab_functions(elf: &ElfFile) -> Vec<gopclntab::GoFunction> {
+    let Some(section) = elf.go_pclntab_section() else {
+        return Vec::new();
+    };
+    let Ok(Some(table)) = elf.section(section) else {
+        return Vec::new();
+    };
+    let module_text = match (elf.section(".go.module"), elf.section_address(section)) {
+        (Ok(Some(module)), Some(table_address)) => gopclntab::module_text(module, table_address),
+        _ => None,
+    };
+    let text_base = module_text
+        .or_else(|| elf.section_address(".text"))
+        .unwrap_or(0);
+    gopclntab::functions(table, text_base)
+}
+
 /// Where a Go program's type descriptors start (`runtime.types`): its symbol; else the
 /// module data's `types` (`.go.module` from Go 1.26, found in `.noptrdata` before); else the
 /// section the linker puts them first in (`.data.rel.ro` in a PIE, whose module data the
@@ -240,26 +259,8 @@ impl ObjectFiles {
     /// function listed twice (its ABIInternal body and the ABI0 wrapper that calls it), the
     /// body.
     fn go_functions(&self) -> Vec<FunctionSymbol> {
-        let Some(section) = self.elf.go_pclntab_section() else {
-            return Vec::new();
-        };
-        let Ok(Some(table)) = self.elf.section(section) else {
-            return Vec::new();
-        };
-        let module_text = match (
-            self.elf.section(".go.module"),
-            self.elf.section_address(section),
-        ) {
-            (Ok(Some(module)), Some(table_address)) => {
-                gopclntab::module_text(module, table_address)
-            }
-            _ => None,
-        };
-        let text_base = module_text
-            .or_else(|| self.elf.section_address(".text"))
-            .unwrap_or(0);
         let mut sources = HashMap::new();
-        let functions: Vec<FunctionSymbol> = gopclntab::functions(table, text_base)
+        let functions: Vec<FunctionSymbol> = pclntab_functions(&self.elf)
             .into_iter()
             .map(|f| {
                 if let Some((file, line)) = f.source {

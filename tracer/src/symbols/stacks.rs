@@ -59,15 +59,22 @@ struct ObjectSymbols {
 impl ObjectSymbols {
     fn open(path: &Path) -> Option<Self> {
         let elf = ElfFile::open(path).ok()?;
-        let mut functions: Vec<(u64, u64, String)> = elf
-            .functions()
-            .ok()?
-            .into_iter()
-            .map(|f| {
-                let shown = super::demangle::demangle(&f.name).map_or(f.name, |d| d.path);
-                (f.address, f.size, shown)
-            })
-            .collect();
+        // A Go build stripped of its symbol table still names its functions in `.gopclntab`.
+        let mut functions: Vec<(u64, u64, String)> = if elf.is_go() && !elf.has_section(".symtab") {
+            super::object_files::pclntab_functions(&elf)
+                .into_iter()
+                .map(|f| (f.address, f.size, f.name))
+                .collect()
+        } else {
+            elf.functions()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|f| {
+                    let shown = super::demangle::demangle(&f.name).map_or(f.name, |d| d.path);
+                    (f.address, f.size, shown)
+                })
+                .collect()
+        };
         functions.sort_by_key(|f| f.0);
         Some(Self { elf, functions })
     }
