@@ -530,6 +530,19 @@ pub fn trace_round(fixture: &mut Fixture, tracer_args: &[&str]) -> TracerOutput 
     output
 }
 
+/// The frames of a JSON call's `stack` (`--stack`), innermost first; panics without one.
+pub fn stack_of(call: &serde_json::Value) -> Vec<&str> {
+    call["stack"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no stack: {call}"))
+        .iter()
+        .map(|f| {
+            f.as_str()
+                .unwrap_or_else(|| panic!("a frame that is no string: {call}"))
+        })
+        .collect()
+}
+
 impl TracerOutput {
     /// The one call of `name`, with a clear failure if there is not exactly one.
     pub fn only_call(&self, name: &str) -> serde_json::Value {

@@ -804,12 +804,7 @@ fn stacks_of_a_stripped_go_service_are_named_from_its_pclntab() {
     let calls = output.calls_of("main.(*Server).lookup");
     assert_eq!(calls.len(), 50, "{}", output.stderr);
     for call in &calls {
-        let frames: Vec<&str> = call["stack"]
-            .as_array()
-            .unwrap_or_else(|| panic!("no stack: {call}"))
-            .iter()
-            .map(|f| f.as_str().unwrap())
-            .collect();
+        let frames = tests::stack_of(call);
         assert!(frames[0].starts_with("main.(*Server).lookup"), "{frames:?}");
         assert!(
             frames[1].starts_with("main.(*Server).ServeOrders+0x"),

@@ -12,12 +12,7 @@ fn a_stack_runs_through_its_three_known_frames() {
     let calls = output.calls_of("route");
     assert_eq!(calls.len(), 10, "{}", output.stderr);
     for call in &calls {
-        let frames: Vec<&str> = call["stack"]
-            .as_array()
-            .unwrap_or_else(|| panic!("no stack: {call}"))
-            .iter()
-            .map(|f| f.as_str().unwrap())
-            .collect();
+        let frames = tests::stack_of(call);
         assert!(frames.len() >= 3, "{frames:?}");
         assert!(frames[0].starts_with("route (requests"), "{frames:?}");
         assert!(frames[1].starts_with("dispatch+0x"), "{frames:?}");
@@ -77,12 +72,9 @@ fn stacks_are_kept_in_trace_files_and_reported_per_function() {
         .collect();
     assert_eq!(routes.len(), 20, "{}", replayed.stdout);
     for call in &routes {
-        let frames = call["stack"].as_array().unwrap_or_else(|| panic!("{call}"));
-        assert!(
-            frames[1].as_str().unwrap().starts_with("dispatch+0x"),
-            "{call}"
-        );
-        assert!(frames[2].as_str().unwrap().starts_with("main+0x"), "{call}");
+        let frames = tests::stack_of(call);
+        assert!(frames[1].starts_with("dispatch+0x"), "{call}");
+        assert!(frames[2].starts_with("main+0x"), "{call}");
     }
     // The live stacks and the recorded ones are the same.
     assert_eq!(

@@ -954,20 +954,43 @@ mod programs {
         true
     }
 
+    /// The word at payload offset `offset` of `call`, if step `step` read its slot.
+    #[inline(always)]
+    fn slot_word(call: &InFlightCall, step: u8, offset: u16) -> Option<u64> {
+        let step = (step as usize) & (STATUS_BYTES - 1);
+        if call.payload[step] != step_status::OK {
+            return None;
+        }
+        let at = (offset as usize) & (MAX_PAYLOAD - 1);
+        // SAFETY: `at < MAX_PAYLOAD`, and `PAYLOAD_BUFFER` has 8 bytes and more after it.
+        Some(unsafe { call.payload.as_ptr().add(at).cast::<u64>().read_unaligned() })
+    }
+
+    /// The integer of `width` bytes (1 to 8; 0: all 8) that `raw` starts with, sign-extended
+    /// when `signed`.
+    #[inline(always)]
+    fn integer_of(raw: u64, width: u32, signed: bool) -> u64 {
+        let bits = 8 * width;
+        if bits == 0 || bits >= 64 {
+            raw
+        } else if signed {
+            (((raw << (64 - bits)) as i64) >> (64 - bits)) as u64
+        } else {
+            raw & ((1u64 << bits) - 1)
+        }
+    }
+
     /// Whether one condition holds for `call`. A slot its step could not read holds no
     /// value, and meets no condition.
     #[inline(always)]
     fn condition_holds(condition: &Condition, call: &InFlightCall) -> bool {
-        let at = (condition.offset as usize) & (MAX_PAYLOAD - 1);
         let raw = if condition.operand == operand::RETURN {
             call.header.ret
         } else {
-            let step = (condition.step as usize) & (STATUS_BYTES - 1);
-            if call.payload[step] != step_status::OK {
-                return false;
+            match slot_word(call, condition.step, condition.offset) {
+                Some(raw) => raw,
+                None => return false,
             }
-            // SAFETY: `at < MAX_PAYLOAD`, and `PAYLOAD_BUFFER` has 8 bytes and more after it.
-            unsafe { call.payload.as_ptr().add(at).cast::<u64>().read_unaligned() }
         };
         let width = condition.width as u32;
         if condition.compare == compare::TEXT_EQ || condition.compare == compare::TEXT_PREFIX {
@@ -985,18 +1008,12 @@ mod programs {
                 return false;
             }
             // The bytes follow the length prefix; `at` is masked, the prefix 4 or 8 bytes.
+            let at = (condition.offset as usize) & (MAX_PAYLOAD - 1);
             let start = at + if width == 4 { 4 } else { 8 };
             return text_matches(condition, call, start);
         }
-        let bits = 8 * width;
-        let value = if bits == 0 || bits >= 64 {
-            raw
-        } else if condition.signed != 0 {
-            (((raw << (64 - bits)) as i64) >> (64 - bits)) as u64
-        } else {
-            raw & ((1u64 << bits) - 1)
-        };
-        let (left, right) = (value, condition.value);
+        let left = integer_of(raw, width, condition.signed != 0);
+        let right = condition.value;
         let ordering = if condition.signed != 0 {
             (left as i64).cmp(&(right as i64))
         } else {
@@ -1047,8 +1064,8 @@ mod programs {
         call.header.ret = ret;
         let config = config();
         let latency = exit_ns.wrapping_sub(call.header.entry_ns);
-        // Outside the latency bounds, or passed over by sampling: counted, per probe too,
-        // never emitted.
+        // Left out by a filter (latency bounds, predicate, sampling, rate): counted, per probe
+        // too, never emitted.
         if let Some(config) = config
             && filtered_out(config, call, latency)
         {
@@ -1156,20 +1173,9 @@ mod programs {
         if width == 0 {
             return 0;
         }
-        let step = (plan.by_argument_step as usize) & (STATUS_BYTES - 1);
-        if call.payload[step] != step_status::OK {
-            return UNREADABLE_ARGUMENT;
-        }
-        let at = (plan.by_argument_offset as usize) & (MAX_PAYLOAD - 1);
-        // SAFETY: `at < MAX_PAYLOAD`, and `PAYLOAD_BUFFER` has 8 bytes and more after it.
-        let raw = unsafe { call.payload.as_ptr().add(at).cast::<u64>().read_unaligned() };
-        let bits = 8 * width;
-        if bits >= 64 {
-            raw
-        } else if plan.by_argument_signed != 0 {
-            (((raw << (64 - bits)) as i64) >> (64 - bits)) as u64
-        } else {
-            raw & ((1u64 << bits) - 1)
+        match slot_word(call, plan.by_argument_step, plan.by_argument_offset) {
+            Some(raw) => integer_of(raw, width, plan.by_argument_signed != 0),
+            None => UNREADABLE_ARGUMENT,
         }
     }
 

@@ -401,10 +401,8 @@ fn condition(comparison: &Comparison, operand: &Operand, function: &str) -> Resu
                 _ => *signed,
             };
             condition.signed = u8::from(signed);
-            condition.value = value as i64 as u64;
-            if !signed && value > i128::from(i64::MAX) {
-                condition.value = value as u64;
-            }
+            // The value's 64 bits: two's complement for a negative one (in range, as checked).
+            condition.value = value as u64;
         }
     }
     Ok(condition)

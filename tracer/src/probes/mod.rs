@@ -257,7 +257,10 @@ pub struct Probes {
     /// Tracepoint programs attached (their links live in `ebpf`).
     tracepoints: Vec<String>,
     counters: PerCpuArray<MapData, u64>,
-    /// Calls each probe had filtered out by the latency bounds, per CPU.
+    /// Probes the per-probe maps were sized for (ids `0..probe_count`).
+    probe_count: u32,
+    /// Calls each probe had filtered out (latency bounds, predicates, sampling, rate), per
+    /// CPU.
     filtered: PerCpuArray<MapData, u64>,
     /// `--histogram`: calls by probe and log2 latency bucket, per CPU.
     histograms: aya::maps::PerCpuHashMap<MapData, tracer_ebpf::HistogramKey, u64>,
@@ -283,8 +286,8 @@ pub struct Probes {
     perf_loaded: bool,
 }
 
-/// What the programs filter in the kernel (`--min-latency`, `--max-latency`, `--tid`,
-/// `--comm`).
+/// What the programs filter in the kernel: at the entry `--tid` and `--comm`, at the return
+/// `--min-latency`, `--max-latency`, `--where`, `--errors`, `--sample` and `--rate`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LiveFilter {
     pub min_latency: Option<std::time::Duration>,
@@ -433,6 +436,7 @@ impl Probes {
             },
             tracepoints: Vec::new(),
             counters,
+            probe_count: probes,
             filtered,
             histograms,
             stats,
@@ -699,7 +703,6 @@ impl Probes {
     /// mode, summed over CPUs (only probes with calls).
     pub fn latency_stats(
         &self,
-        probes: usize,
     ) -> Result<std::collections::BTreeMap<(u32, u64), tracer_ebpf::LatencyStats>> {
         let mut by_probe = std::collections::BTreeMap::new();
         if self.by_argument() {
@@ -713,7 +716,7 @@ impl Probes {
             }
             return Ok(by_probe);
         }
-        for id in 0..probes as u32 {
+        for id in 0..self.probe_count {
             let per_cpu = self
                 .stats
                 .get(&id, 0)
@@ -762,9 +765,9 @@ impl Probes {
         Ok(by_probe)
     }
 
-    /// How many calls of each of the first `probes` probes the latency bounds filtered out.
-    pub fn filtered(&self, probes: usize) -> Result<Vec<u64>> {
-        (0..probes as u32)
+    /// How many calls of each probe the filters after the return left out, by probe id.
+    pub fn filtered(&self) -> Result<Vec<u64>> {
+        (0..self.probe_count)
             .map(|id| {
                 let per_cpu = self
                     .filtered

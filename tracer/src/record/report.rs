@@ -24,7 +24,7 @@ use crate::{
     plan::{Render, ReturnValue},
     sinks::{
         clock::WallClock,
-        histogram::Histogram,
+        histogram::{Histogram, draw_log2, log2_json, log2_ranges},
         line::{JsonCall, Style, human_line},
         units::{count, format_duration_ns},
     },
@@ -208,7 +208,7 @@ fn render_return(value: u64, how: Option<&ReturnValue>) -> String {
 
 /// Draws `histogram` as BCC's funclatency does.
 pub fn draw_histogram(histogram: &Histogram, out: &mut String) {
-    crate::sinks::histogram::draw_log2(&histogram.log2_buckets(), out);
+    draw_log2(&histogram.log2_buckets(), out);
 }
 
 /// The report as text.
@@ -248,8 +248,7 @@ impl Report {
                     format_duration_ns(kernel.max_ns),
                     format_duration_ns(kernel.total_ns)
                 );
-                let buckets = crate::sinks::histogram::log2_ranges(&kernel.counts());
-                crate::sinks::histogram::draw_log2(&buckets, &mut out);
+                draw_log2(&log2_ranges(&kernel.counts()), &mut out);
             }
             if h.count() == 0 {
                 continue;
@@ -337,9 +336,7 @@ impl Report {
                     "p50": h.quantile(0.5), "p90": h.quantile(0.9), "p99": h.quantile(0.99),
                     "max": h.max(), "min": h.min(), "mean": h.mean(),
                 },
-                "histogram": h.log2_buckets().iter()
-                    .map(|&(low, high, count)| json!({"low_ns": low, "high_ns": high, "count": count}))
-                    .collect::<Vec<_>>(),
+                "histogram": log2_json(&h.log2_buckets()),
                 "returns": function.top_returns().iter()
                     .map(|&(value, n)| json!({"value": render_return(value, probe.ret.as_ref()), "calls": n}))
                     .collect::<Vec<_>>(),
@@ -347,9 +344,7 @@ impl Report {
                 "kernel": function.kernel.iter().map(|k| json!({
                     "by": k.by, "calls": k.calls, "total_ns": k.total_ns, "min_ns": k.min_ns,
                     "max_ns": k.max_ns,
-                    "histogram": crate::sinks::histogram::log2_ranges(&k.counts()).iter()
-                        .map(|&(low, high, count)| json!({"low_ns": low, "high_ns": high, "count": count}))
-                        .collect::<Vec<_>>(),
+                    "histogram": log2_json(&log2_ranges(&k.counts())),
                 })).collect::<Vec<_>>(),
                 "stacks": function.top_stacks().iter()
                     .map(|(stack, n)| json!({"calls": n, "callers": stack}))

@@ -13,7 +13,7 @@ use crate::{
     events::probe_table::ProbeTable,
     sinks::{
         clock::{WallClock, rfc3339},
-        histogram::{draw_log2, log2_ranges},
+        histogram::{draw_log2, log2_json, log2_ranges},
         units::{count, format_duration_ns},
     },
     sys,
@@ -24,33 +24,28 @@ pub(super) type Counts = BTreeMap<(u32, u64), Vec<u64>>;
 /// Latency statistics by probe id and argument value (those with calls only).
 pub(super) type Stats = BTreeMap<(u32, u64), LatencyStats>;
 
-/// `--by-arg NAME`: the argument calls are grouped by, and how each probe shows it.
+/// `--by-arg NAME`: the argument calls are grouped by, and where each probe's plan holds it
+/// (which also says how it is shown).
 #[derive(Debug, Clone, Default)]
 pub struct Grouping {
     pub name: String,
     /// By probe id.
-    pub renders: BTreeMap<u32, crate::plan::Render>,
+    pub slots: BTreeMap<u32, crate::predicate::IntegerSlot>,
 }
 
 impl Grouping {
     /// `status=404`, or `None` without grouping.
     fn label(&self, probe: u32, argument: u64) -> Option<(String, serde_json::Value)> {
-        let render = self.renders.get(&probe)?;
+        let slot = self.slots.get(&probe)?;
         if argument == tracer_ebpf::UNREADABLE_ARGUMENT {
             return Some((
                 format!("{}=<unreadable>", self.name),
                 serde_json::Value::Null,
             ));
         }
-        let size = match render {
-            crate::plan::Render::Int { size, .. }
-            | crate::plan::Render::Char { size, .. }
-            | crate::plan::Render::Enum { size, .. } => usize::from(*size),
-            crate::plan::Render::Bool => 1,
-            _ => 8,
-        };
         let bytes = argument.to_le_bytes();
-        let decoded = crate::events::payload::decode_scalar(&bytes[..size.min(8)], render);
+        let width = usize::from(slot.width).clamp(1, 8);
+        let decoded = crate::events::payload::decode_scalar(&bytes[..width], &slot.render);
         let mut text = format!("{}=", self.name);
         decoded.write_human(&mut text);
         Some((text, decoded.to_json()))
@@ -303,11 +298,8 @@ fn lines(
                 line["max_ns"] = json!(stats.max_ns);
             }
             if histogram {
-                let buckets: Vec<serde_json::Value> = log2_ranges(counts.map_or(&[][..], |c| c))
-                    .into_iter()
-                    .map(|(low, high, n)| json!({"low_ns": low, "high_ns": high, "count": n}))
-                    .collect();
-                line["histogram"] = json!(buckets);
+                let buckets = log2_ranges(counts.map_or(&[][..], |c| c));
+                line["histogram"] = json!(log2_json(&buckets));
             }
             match interval {
                 Some(interval) => line["interval_ns"] = json!(interval.as_nanos() as u64),

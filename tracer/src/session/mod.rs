@@ -237,14 +237,6 @@ fn prepare(options: &TraceOptions, status: &mut dyn Write) -> Result<Prepared> {
             }
         }
     }
-    let grouping = grouping.map(|g| aggregate::Grouping {
-        name: g.name,
-        renders: g
-            .slots
-            .into_iter()
-            .map(|(id, slot)| (id, slot.render))
-            .collect(),
-    });
     if let Some(warning) = full_plans_warning(&sites, &plans) {
         let _ = writeln!(status, "{}", tool_line("warning: ", warning));
     }
@@ -269,13 +261,6 @@ fn prepare(options: &TraceOptions, status: &mut dyn Write) -> Result<Prepared> {
     })
 }
 
-/// Where each probe's plan holds the `--by-arg` integer (by probe id, after leaving out
-/// the functions that lack it).
-struct ArgumentSlots {
-    name: String,
-    slots: std::collections::BTreeMap<u32, crate::predicate::IntegerSlot>,
-}
-
 /// `--by-arg NAME`: where each function holds NAME. Functions without it are left out with
 /// one warning; if none is left, that is a usage error.
 #[allow(clippy::type_complexity)]
@@ -289,7 +274,7 @@ fn group_by(
     Vec<ProbeSite>,
     Vec<crate::plan::Plan>,
     Vec<Option<tracer_ebpf::Predicate>>,
-    Option<ArgumentSlots>,
+    Option<aggregate::Grouping>,
 )> {
     let mut kept = (Vec::new(), Vec::new(), Vec::new());
     let mut slots = std::collections::BTreeMap::new();
@@ -316,7 +301,7 @@ fn group_by(
         kept.0,
         kept.1,
         kept.2,
-        Some(ArgumentSlots {
+        Some(aggregate::Grouping {
             name: name.to_string(),
             slots,
         }),
@@ -527,8 +512,9 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
         Target::Processes { pids } => pids,
         Target::Binary { .. } => &[],
     };
+    let go_programs = go_programs(&prepared.sites);
     for &pid in traced_now {
-        fault_in_go_type_names(&prepared.sites, pid);
+        fault_in_go_type_names(&go_programs, pid);
     }
     // Recording starts once every probe is in place, so no call is seen half (an entry
     // without its return probe, or a return whose entry fired before its probe existed).
@@ -543,7 +529,7 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
         attached,
         started: Instant::now(),
         members,
-        go_programs: go_programs(&prepared.sites),
+        go_programs,
         grouping: prepared.grouping.clone(),
     })
 }
@@ -562,11 +548,12 @@ fn go_programs(sites: &[ProbeSite]) -> Vec<String> {
     programs
 }
 
-/// Faults in, in process `pid`, the read-only data of the Go programs among `sites`, where
-/// the type names of interface values are (the programs cannot fault a page in).
-fn fault_in_go_type_names(sites: &[ProbeSite], pid: u32) {
-    for program in go_programs(sites) {
-        let bytes = target::fault_in_read_only(pid, &program, GO_FAULT_IN_LIMIT);
+/// Faults in, in process `pid`, the read-only data of the Go `programs` probed, where the
+/// type names of interface values are (no return program can fault a page in, nor the entry
+/// where it is not the sleepable one).
+fn fault_in_go_type_names(programs: &[String], pid: u32) {
+    for program in programs {
+        let bytes = target::fault_in_read_only(pid, program, GO_FAULT_IN_LIMIT);
         log::debug!("faulted in {bytes} bytes of {program} in process {pid}");
     }
 }
@@ -683,7 +670,7 @@ async fn stream(
             logger.flush();
         }
         if sink.recorder.is_some() && last_record_flush.elapsed() >= RECORD_FLUSH_INTERVAL {
-            let filtered = filtered_calls(&armed.probes, options, sink.probes())?;
+            let filtered = filtered_calls(&armed.probes, options)?;
             let counters = counters_record(&armed.probes.counters()?, sink.undecodable, filtered);
             sink.flush_recording(&counters);
             last_record_flush = Instant::now();
@@ -691,7 +678,7 @@ async fn stream(
         if let Some(aggregates) = &mut aggregates
             && aggregates.due()
         {
-            let now = aggregate_snapshot(&armed.probes, sink.probes())?;
+            let now = aggregate_snapshot(&armed.probes)?;
             let (table, clock, json) = sink.table_clock_json();
             let text = aggregates.interval_lines(&now, table, clock, json);
             sink.write_text(&text);
@@ -720,9 +707,7 @@ async fn stream(
             && last_rescan.elapsed() >= RESCAN_INTERVAL
         {
             for pid in members.refresh(&mut armed.probes, sink.workloads_mut()) {
-                for program in &armed.go_programs {
-                    target::fault_in_read_only(pid, program, GO_FAULT_IN_LIMIT);
-                }
+                fault_in_go_type_names(&armed.go_programs, pid);
             }
             last_rescan = Instant::now();
         }
@@ -759,11 +744,11 @@ async fn finish(
     probes.detach_multi_links();
     while drain(ring.get_mut(), &mut sink)? {}
     let kernel_counters = probes.counters()?;
-    let filtered = filtered_calls(&probes, options, sink.probes())?;
+    let filtered = filtered_calls(&probes, options)?;
     // `--histogram`, `--stats`: the totals are printed, and the summary's table counts from
     // them.
     if let Some(shape) = options.aggregate {
-        let now = aggregate_snapshot(&probes, sink.probes())?;
+        let now = aggregate_snapshot(&probes)?;
         let (table, clock, json) = sink.table_clock_json();
         let shown = aggregate::Shown {
             shape,
@@ -843,24 +828,24 @@ async fn finish(
         notes: sink.stacks.as_ref().map(|s| s.notes()).unwrap_or_default(),
         filtered: options.filter.leaves_calls_out().then(|| FilteredCalls {
             per_probe: filtered,
-            bounds: latency_bounds(&options.filter),
+            reason: why_left_out(&options.filter),
         }),
     })
 }
 
-/// What the kernel has aggregated so far for the first `probes` probes.
-fn aggregate_snapshot(probes: &Probes, count: usize) -> Result<aggregate::Snapshot> {
+/// What the kernel has aggregated so far.
+fn aggregate_snapshot(probes: &Probes) -> Result<aggregate::Snapshot> {
     Ok(aggregate::Snapshot {
         counts: probes.histograms()?,
-        stats: probes.latency_stats(count)?,
+        stats: probes.latency_stats()?,
     })
 }
 
 /// The calls each probe had left out by the filters after the return, when there are such
 /// filters (reading the counters costs a syscall per probe).
-fn filtered_calls(probes: &Probes, options: &TraceOptions, n: usize) -> Result<Vec<u64>> {
+fn filtered_calls(probes: &Probes, options: &TraceOptions) -> Result<Vec<u64>> {
     if options.filter.leaves_calls_out() {
-        probes.filtered(n)
+        probes.filtered()
     } else {
         Ok(Vec::new())
     }
@@ -869,7 +854,7 @@ fn filtered_calls(probes: &Probes, options: &TraceOptions, n: usize) -> Result<V
 /// `faster than 5ms`, `slower than 1s`, `outside 1ms..1s`, `not meeting --where 'x > 1'`,
 /// `without an error (--errors)`, `over --rate 100/s`, `passed over by --sample 1/10`: what
 /// the filters after the return left out.
-fn latency_bounds(filter: &LiveFilter) -> String {
+fn why_left_out(filter: &LiveFilter) -> String {
     let shown = |d: Duration| crate::sinks::units::format_duration_ns(d.as_nanos() as u64);
     let bounds = match (filter.min_latency, filter.max_latency) {
         (Some(min), None) => Some(format!("faster than {}", shown(min))),

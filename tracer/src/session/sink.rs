@@ -116,11 +116,6 @@ impl<'a> Sink<'a> {
         });
     }
 
-    /// How many probes the trace has.
-    pub fn probes(&self) -> usize {
-        self.table.len()
-    }
-
     /// The pods and containers calls are labelled with (processes join while tracing).
     pub fn workloads_mut(&mut self) -> &mut Workloads {
         &mut self.workloads
@@ -181,8 +176,8 @@ impl<'a> Sink<'a> {
         self.stats.record(&event);
         self.shown += 1;
         self.name_process(event.pid);
-        let stack = match (&mut self.stacks, &probe.stack) {
-            (Some(stacks), Some(slot)) => stacks.of(&event, slot, probe.caller.as_ref()),
+        let stack = match &mut self.stacks {
+            Some(stacks) if probe.stack.is_some() => stacks.of(&event, probe),
             _ => None,
         };
         if let Some(recorder) = &mut self.recorder {

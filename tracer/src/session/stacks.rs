@@ -6,8 +6,8 @@ use std::{collections::HashMap, rc::Rc};
 use aya::maps::{MapData, StackTraceMap};
 
 use crate::{
-    events::{CallEvent, payload::decode_word},
-    plan::SlotValue,
+    events::{CallEvent, probe_table::ProbeInfo},
+    record::reader::{StackKey, stack_key},
     symbols::stacks::Symbolizer,
 };
 
@@ -34,7 +34,7 @@ pub(crate) struct Stacks {
     /// Symbolized stacks by process and stack id: a stack id names the same addresses for
     /// the whole trace (the map's entries are never replaced), but addresses mean different
     /// functions in different processes.
-    shown: HashMap<(u32, u64, Option<u64>), Rc<[String]>>,
+    shown: HashMap<StackKey, Rc<[String]>>,
     /// Calls with a stack, and those whose stack was short.
     pub calls: u64,
     pub short: u64,
@@ -57,20 +57,14 @@ impl Stacks {
         }
     }
 
-    /// The symbolized stack of `event`, whose id is in its payload at `slot`, innermost
-    /// first; `caller` holds the return address at its entry.
-    pub fn of(
-        &mut self,
-        event: &CallEvent,
-        slot: &SlotValue,
-        caller: Option<&SlotValue>,
-    ) -> Option<Rc<[String]>> {
-        let Some(id) = decode_word(&event.payload, slot) else {
+    /// The symbolized stack of `event`, a call of `probe` (which takes stacks), innermost
+    /// first.
+    pub fn of(&mut self, event: &CallEvent, probe: &ProbeInfo) -> Option<Rc<[String]>> {
+        let Some(key) = stack_key(event, probe) else {
             self.missing += 1;
             return None;
         };
-        let caller = caller.and_then(|slot| decode_word(&event.payload, slot));
-        let key = (event.pid, id, caller);
+        let (_, id, caller) = key;
         let frames = match self.shown.get(&key) {
             Some(frames) => frames.clone(),
             None => {

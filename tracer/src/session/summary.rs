@@ -204,7 +204,7 @@ pub struct Summary {
     pub output_failed: Option<crate::error::Error>,
     /// For a container's, pods' or pid namespace's processes: how many were traced.
     pub group: Option<GroupTraced>,
-    /// With latency bounds: the calls each probe had filtered out in the kernel.
+    /// With filters after the return: the calls each probe had left out in the kernel.
     pub filtered: Option<FilteredCalls>,
     /// The lines of calls still running at stop (the first [`RUNNING_SHOWN`]).
     pub running: Vec<String>,
@@ -215,13 +215,13 @@ pub struct Summary {
 /// Calls still running at stop shown in the summary, at most.
 pub const RUNNING_SHOWN: usize = 20;
 
-/// Calls the kernel left out as asked (`--min-latency`, `--max-latency`).
+/// Calls the kernel left out as asked (`--min-latency`, `--where`, `--rate`, ...).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FilteredCalls {
     /// By probe id.
     pub per_probe: Vec<u64>,
-    /// What was left out: `faster than 5ms`.
-    pub bounds: String,
+    /// Why they were left out: `faster than 5ms or over --rate 100/s`.
+    pub reason: String,
 }
 
 /// How many processes of a group (a container's, pods') were traced.
@@ -279,7 +279,7 @@ impl Summary {
                 out,
                 "not shown: {} {} (counted in the kernel{})",
                 count(total, "call"),
-                filtered.bounds,
+                filtered.reason,
                 if of.is_empty() {
                     String::new()
                 } else {
@@ -576,7 +576,7 @@ mod tests {
             }),
             filtered: Some(FilteredCalls {
                 per_probe: vec![0, 7],
-                bounds: "faster than 5.0ms".into(),
+                reason: "faster than 5.0ms".into(),
             }),
             notes: Vec::new(),
             running: vec![

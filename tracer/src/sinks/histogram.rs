@@ -168,6 +168,17 @@ pub fn log2_ranges(counts: &[u64]) -> Vec<(u64, u64, u64)> {
         .collect()
 }
 
+/// Power-of-two buckets as the JSON of `--histogram`, `report --json` and their kin:
+/// `[{"low_ns", "high_ns", "count"}]`.
+pub fn log2_json(buckets: &[(u64, u64, u64)]) -> Vec<serde_json::Value> {
+    buckets
+        .iter()
+        .map(|&(low, high, count)| {
+            serde_json::json!({"low_ns": low, "high_ns": high, "count": count})
+        })
+        .collect()
+}
+
 /// Draws power-of-two buckets as BCC's funclatency does.
 pub fn draw_log2(buckets: &[(u64, u64, u64)], out: &mut String) {
     use std::fmt::Write as _;
