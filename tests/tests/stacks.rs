@@ -14,9 +14,18 @@ fn a_stack_runs_through_its_three_known_frames() {
     for call in &calls {
         let frames = tests::stack_of(call);
         assert!(frames.len() >= 3, "{frames:?}");
-        assert!(frames[0].starts_with("route (requests"), "{frames:?}");
+        // With DWARF (-g), each frame says where in the source it is.
+        let route = tests::line_of("c/requests.c", "API int route(");
+        assert!(
+            frames[0].starts_with(&format!("route at c/requests.c:{route} (requests")),
+            "{frames:?}"
+        );
+        let call = tests::line_of("c/requests.c", "int status = route(req);");
         assert!(frames[1].starts_with("dispatch+0x"), "{frames:?}");
-        assert!(frames[1].contains(" (requests"), "{frames:?}");
+        assert!(
+            frames[1].contains(&format!(" at c/requests.c:{call} (requests")),
+            "{frames:?}"
+        );
         assert!(frames[2].starts_with("main+0x"), "{frames:?}");
     }
     // One stack, the same for every call of the round.
@@ -38,7 +47,7 @@ fn a_stack_runs_through_its_three_known_frames() {
         .position(|l| l.contains(" route(req="))
         .unwrap_or_else(|| panic!("{}", human.stdout));
     assert!(
-        lines[at + 1].starts_with("    route (requests"),
+        lines[at + 1].starts_with("    route at c/requests.c:"),
         "{}",
         human.stdout
     );
@@ -107,5 +116,40 @@ fn stacks_are_kept_in_trace_files_and_reported_per_function() {
         serve.contains("20 calls (100.0%)\n      main+0x"),
         "{}",
         report.stdout
+    );
+}
+
+#[test]
+fn a_function_inlined_on_the_way_is_a_frame_of_its_own() {
+    // Optimised: middle() has no code of its own, only DWARF says leaf was called from it.
+    let binary = c_fixture("inlining", &["-g", "-O2", "-fno-omit-frame-pointer"]);
+    let mut fixture = Fixture::start(&binary, &[]);
+    let output = trace_round(&mut fixture, &["--fn", "leaf", "--stack"]);
+    let calls = output.calls_of("leaf");
+    assert_eq!(calls.len(), 5, "{}", output.stderr);
+    let at = |needle: &str| tests::line_of("c/inlining.c", needle);
+    let frames = tests::stack_of(&calls[0]);
+    assert!(
+        frames[0].starts_with(&format!("leaf at c/inlining.c:{} (", at("int leaf("))),
+        "{frames:?}"
+    );
+    assert!(
+        frames[1].starts_with(&format!(
+            "middle (inlined) at c/inlining.c:{} (",
+            at("middle calls leaf")
+        )),
+        "{frames:?}"
+    );
+    assert!(
+        frames[2].starts_with("outer+0x")
+            && frames[2].contains(&format!(" at c/inlining.c:{} (", at("outer calls middle"))),
+        "{frames:?}"
+    );
+    assert!(frames[3].starts_with("main+0x"), "{frames:?}");
+    // Three addresses deep: the inlined frame adds a line, and the stack is not short.
+    assert!(
+        !output.stderr.contains("stacks are short"),
+        "{}",
+        output.stderr
     );
 }

@@ -25,7 +25,7 @@ fn with_caller(mut addresses: Vec<u64>, caller: Option<u64>) -> Vec<u64> {
     addresses
 }
 
-/// Frames of a stack at most this many deep count as short (see [`Stacks::short_note`]).
+/// Frames of a stack at most this many deep count as short (see [`Stacks::notes`]).
 const SHORT_STACK: usize = 2;
 
 pub(crate) struct Stacks {
@@ -33,8 +33,9 @@ pub(crate) struct Stacks {
     symbolizer: Symbolizer,
     /// Symbolized stacks by process and stack id: a stack id names the same addresses for
     /// the whole trace (the map's entries are never replaced), but addresses mean different
-    /// functions in different processes.
-    shown: HashMap<StackKey, Rc<[String]>>,
+    /// functions in different processes. With each, how many addresses it has (functions
+    /// inlined at an address add lines, not depth).
+    shown: HashMap<StackKey, (Rc<[String]>, usize)>,
     /// Calls with a stack, and those whose stack was short.
     pub calls: u64,
     pub short: u64,
@@ -65,8 +66,8 @@ impl Stacks {
             return None;
         };
         let (_, id, caller) = key;
-        let frames = match self.shown.get(&key) {
-            Some(frames) => frames.clone(),
+        let (frames, depth) = match self.shown.get(&key) {
+            Some(shown) => shown.clone(),
             None => {
                 let Ok(trace) = self.map.get(&(id as u32), 0) else {
                     self.missing += 1;
@@ -79,18 +80,18 @@ impl Stacks {
                     .iter()
                     .map(ToString::to_string)
                     .collect();
-                self.shown.insert(key, frames.clone());
+                self.shown.insert(key, (frames.clone(), addresses.len()));
                 self.fresh.push(crate::record::StackInfo {
                     pid: event.pid,
                     stack_id: id,
                     caller,
                     frames: frames.to_vec(),
                 });
-                frames
+                (frames, addresses.len())
             }
         };
         self.calls += 1;
-        if frames.len() <= SHORT_STACK {
+        if depth <= SHORT_STACK {
             self.short += 1;
         }
         Some(frames)

@@ -17,6 +17,7 @@ pub(crate) mod object_files;
 pub(crate) mod placement;
 mod resolver;
 pub(crate) mod site;
+pub(crate) mod source_places;
 pub(crate) mod spec;
 pub(crate) mod stacks;
 pub(crate) mod types;

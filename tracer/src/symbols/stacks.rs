@@ -1,35 +1,53 @@
-//! The user stacks of `--stack`: each address of a call's stack as `function+offset
-//! (object)`, from the object's symbol tables, with a cache per process and address.
+//! The user stacks of `--stack`: each address of a call's stack as `function+offset at
+//! file:line (object)`, from the object's symbol tables and DWARF (its own or its separate
+//! debug file's), the functions inlined at the address as frames of their own, with a cache
+//! per process and address.
 //!
 //! Addresses are the process's: `/proc/PID/maps` says which file (and where in it) holds
 //! each, read once per process and again when an address falls outside every mapping known.
 //! Objects are opened through `/proc/PID/root`, so a container's files are its own.
 
 use std::{
+    cell::OnceCell,
     collections::HashMap,
     path::{Path, PathBuf},
 };
 
-use super::elf::ElfFile;
+use super::{
+    debug_file::find_debug_file,
+    elf::ElfFile,
+    site::SourceLocation,
+    source_places::{SourcePlaces, short_place},
+};
 use crate::target::parse_maps_line;
 
 /// One frame of a stack, symbolized.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     pub address: u64,
-    /// The function holding the address, and how far into it the address is.
+    /// The function holding the address, and how far into it the address is (for a
+    /// function inlined there, no offset: it has no code of its own).
     pub function: Option<(String, u64)>,
     /// The file name of the object mapping the address, and the address in the file's
     /// own terms (what `addr2line -e OBJECT` takes), where known.
     pub object: Option<(String, Option<u64>)>,
+    /// Where in the function's source the address is, from DWARF.
+    pub place: Option<SourceLocation>,
+    /// A function the compiler inlined at the address: its caller is the next frame, at the
+    /// same address.
+    pub inlined: bool,
 }
 
 impl std::fmt::Display for Frame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.function {
+            Some((name, _)) if self.inlined => write!(f, "{name} (inlined)")?,
             Some((name, 0)) => write!(f, "{name}")?,
             Some((name, offset)) => write!(f, "{name}+{offset:#x}")?,
             None => write!(f, "{:#x}", self.address)?,
+        }
+        if let Some(place) = &self.place {
+            write!(f, " at {}", short_place(place))?;
         }
         match (&self.object, &self.function) {
             // No symbol: where in the file, for addr2line or a debug file found later.
@@ -49,34 +67,61 @@ struct Mapping {
     path: String,
 }
 
-/// An object's functions by address, and its file for offset-to-address sums.
+/// An object's functions by address, its file for offset-to-address sums, and its DWARF.
 struct ObjectSymbols {
     elf: ElfFile,
+    /// The separate debug file of a stripped object, when one is installed.
+    debug: Option<ElfFile>,
     /// (address, size, shown name), sorted by address.
     functions: Vec<(u64, u64, String)>,
+    /// Read on the first address looked up.
+    places: OnceCell<Option<SourcePlaces>>,
 }
 
 impl ObjectSymbols {
-    fn open(path: &Path) -> Option<Self> {
-        let elf = ElfFile::open(path).ok()?;
-        // A Go build stripped of its symbol table still names its functions in `.gopclntab`.
-        let mut functions: Vec<(u64, u64, String)> = if elf.is_go() && !elf.has_section(".symtab") {
-            super::object_files::pclntab_functions(&elf)
-                .into_iter()
-                .map(|f| (f.address, f.size, f.name))
-                .collect()
+    /// The object mapped from `path` by processes whose root is `root`.
+    fn open(root: &Path, path: &str) -> Option<Self> {
+        let elf = ElfFile::open(root.join(path.trim_start_matches('/'))).ok()?;
+        let debug = if elf.has_dwarf() {
+            None
         } else {
-            elf.functions()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|f| {
-                    let shown = super::demangle::demangle(&f.name).map_or(f.name, |d| d.path);
-                    (f.address, f.size, shown)
-                })
-                .collect()
+            find_debug_file(&elf, path, root)
         };
+        let symbols = match &debug {
+            Some(debug) if !elf.has_section(".symtab") => debug,
+            _ => &elf,
+        };
+        // A Go build stripped of its symbol table still names its functions in `.gopclntab`.
+        let mut functions: Vec<(u64, u64, String)> =
+            if elf.is_go() && !symbols.has_section(".symtab") {
+                super::object_files::pclntab_functions(&elf)
+                    .into_iter()
+                    .map(|f| (f.address, f.size, f.name))
+                    .collect()
+            } else {
+                symbols
+                    .functions()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|f| {
+                        let shown = super::demangle::demangle(&f.name).map_or(f.name, |d| d.path);
+                        (f.address, f.size, shown)
+                    })
+                    .collect()
+            };
         functions.sort_by_key(|f| f.0);
-        Some(Self { elf, functions })
+        Some(Self {
+            elf,
+            debug,
+            functions,
+            places: OnceCell::new(),
+        })
+    }
+
+    fn places(&self) -> Option<&SourcePlaces> {
+        self.places
+            .get_or_init(|| SourcePlaces::load(self.debug.as_ref().unwrap_or(&self.elf)))
+            .as_ref()
     }
 
     /// The function holding file address `address`, and the offset into it.
@@ -93,7 +138,8 @@ impl ObjectSymbols {
 pub struct Symbolizer {
     maps: HashMap<u32, Vec<Mapping>>,
     objects: HashMap<PathBuf, Option<ObjectSymbols>>,
-    frames: HashMap<(u32, u64), Frame>,
+    /// The frames of each address: more than one where functions were inlined there.
+    frames: HashMap<(u32, u64), Vec<Frame>>,
 }
 
 impl Symbolizer {
@@ -101,31 +147,32 @@ impl Symbolizer {
         Self::default()
     }
 
-    /// The frames of a stack of process `pid`, innermost first. Every address but the
-    /// first is a return address: it is looked up one byte back, inside the call.
+    /// The frames of a stack of process `pid`, innermost first, the functions inlined at
+    /// an address before the one holding it. Every address but the first is a return
+    /// address: it is looked up one byte back, inside the call.
     pub fn frames(&mut self, pid: u32, addresses: &[u64]) -> Vec<Frame> {
-        addresses
-            .iter()
-            .enumerate()
-            .map(|(depth, &address)| self.frame(pid, address, depth > 0))
-            .collect()
+        let mut frames = Vec::with_capacity(addresses.len());
+        for (depth, &address) in addresses.iter().enumerate() {
+            frames.extend(self.address_frames(pid, address, depth > 0));
+        }
+        frames
     }
 
-    fn frame(&mut self, pid: u32, address: u64, return_address: bool) -> Frame {
-        if let Some(frame) = self.frames.get(&(pid, address)) {
-            return frame.clone();
+    fn address_frames(&mut self, pid: u32, address: u64, return_address: bool) -> Vec<Frame> {
+        if let Some(frames) = self.frames.get(&(pid, address)) {
+            return frames.clone();
         }
         let lookup = if return_address {
             address.saturating_sub(1)
         } else {
             address
         };
-        let frame = self.symbolize(pid, address, lookup);
-        self.frames.insert((pid, address), frame.clone());
-        frame
+        let frames = self.symbolize(pid, address, lookup);
+        self.frames.insert((pid, address), frames.clone());
+        frames
     }
 
-    fn symbolize(&mut self, pid: u32, address: u64, lookup: u64) -> Frame {
+    fn symbolize(&mut self, pid: u32, address: u64, lookup: u64) -> Vec<Frame> {
         let mut mapping = self.mapping(pid, lookup);
         if mapping.is_none() {
             // A library loaded since the maps were read.
@@ -133,18 +180,20 @@ impl Symbolizer {
             mapping = self.mapping(pid, lookup);
         }
         let Some(mapping) = mapping else {
-            return Frame {
+            return vec![Frame {
                 address,
                 function: None,
                 object: None,
-            };
+                place: None,
+                inlined: false,
+            }];
         };
         let object = crate::symbols::file_name(&mapping.path).to_string();
-        let open = PathBuf::from(format!("/proc/{pid}/root{}", mapping.path));
+        let root = PathBuf::from(format!("/proc/{pid}/root"));
         let symbols = self
             .objects
-            .entry(open.clone())
-            .or_insert_with(|| ObjectSymbols::open(&open));
+            .entry(root.join(mapping.path.trim_start_matches('/')))
+            .or_insert_with(|| ObjectSymbols::open(&root, &mapping.path));
         let file_offset = lookup - mapping.start + mapping.file_offset;
         let file_address = symbols
             .as_ref()
@@ -157,11 +206,31 @@ impl Symbolizer {
                 // The offset of the address shown, not of the byte looked up.
                 Some((name.to_string(), offset + (address - lookup)))
             });
-        Frame {
+        let places = symbols
+            .as_ref()
+            .zip(file_address)
+            .and_then(|(symbols, at)| Some(symbols.places()?.at(at)))
+            .unwrap_or_default();
+        let object = Some((object, file_address.map(|at| at + (address - lookup))));
+        let mut frames: Vec<Frame> = places
+            .inlined
+            .into_iter()
+            .map(|call| Frame {
+                address,
+                function: Some((call.function, 0)),
+                object: object.clone(),
+                place: call.place,
+                inlined: true,
+            })
+            .collect();
+        frames.push(Frame {
             address,
             function,
-            object: Some((object, file_address.map(|at| at + (address - lookup)))),
-        }
+            object,
+            place: places.place,
+            inlined: false,
+        });
+        frames
     }
 
     fn mapping(&mut self, pid: u32, address: u64) -> Option<Mapping> {
