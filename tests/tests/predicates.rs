@@ -254,3 +254,36 @@ fn calls_counted_in_the_kernel_are_grouped_by_an_argument() {
         not_integer.stderr
     );
 }
+
+#[test]
+fn what_the_filters_leave_out_is_said_while_tracing() {
+    let mut fixture = fixture("1");
+    let pid = fixture.pid.to_string();
+    let tracer = tests::Tracer::start(&[
+        "--pid",
+        &pid,
+        "--json",
+        "--fn",
+        "serve",
+        "--where",
+        "status >= 500",
+    ]);
+    for _ in 0..3 {
+        fixture.round();
+    }
+    // The progress line comes at most every 5 s, and only with news.
+    std::thread::sleep(std::time::Duration::from_millis(5600));
+    let output = tracer.interrupt();
+    assert_eq!(output.calls_of("serve").len(), 6, "{}", output.stdout);
+    let progress: Vec<&str> = output
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("koolkit-trace: so far: "))
+        .collect();
+    assert_eq!(
+        progress,
+        ["koolkit-trace: so far: 6 calls shown, 24 left out (not meeting --where `status >= 500`)"],
+        "{}",
+        output.stderr
+    );
+}

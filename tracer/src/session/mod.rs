@@ -11,6 +11,7 @@ mod aggregate;
 pub use aggregate::Aggregation;
 mod line_output;
 mod members;
+mod progress;
 pub(crate) mod sink;
 mod stacks;
 mod status;
@@ -604,11 +605,13 @@ fn family(options: &TraceOptions) -> Family {
 }
 
 /// Drains events into `sink` until a signal, the duration, the target's exit or the sink
-/// says stop; flushes the trace file every [`RECORD_FLUSH_INTERVAL`] on the way.
+/// says stop; flushes the trace file every [`RECORD_FLUSH_INTERVAL`] on the way, and says on
+/// `status` what the filters left out and what was lost (see [`progress`]).
 async fn stream(
     options: &TraceOptions,
     armed: &mut Armed,
     sink: &mut Sink<'_>,
+    status: &mut dyn Write,
 ) -> Result<StopReason> {
     let deadline = options.duration.map(|d| armed.started + d);
     let sleep = async {
@@ -640,6 +643,17 @@ async fn stream(
         })
     });
     let mut shown_stuck: std::collections::HashSet<(u32, u64, u32)> = Default::default();
+    let mut progress = progress::Progress::new(
+        match (options.aggregate, options.quiet) {
+            (Some(_), _) => progress::Taken::Aggregated,
+            (None, true) => progress::Taken::Recorded,
+            (None, false) => progress::Taken::Shown,
+        },
+        options
+            .filter
+            .leaves_calls_out()
+            .then(|| why_left_out(&options.filter)),
+    );
     loop {
         let requested = tokio::select! {
             biased;
@@ -702,6 +716,31 @@ async fn stream(
                 }
             }
             last_stuck_scan = Instant::now();
+        }
+        if progress.due() {
+            let counters = armed.probes.counters()?;
+            let counted = |drops: bool| -> u64 {
+                counters
+                    .iter()
+                    .filter(|(counter, _)| {
+                        if drops {
+                            counter.is_drop()
+                        } else {
+                            *counter == Counter::Filtered
+                        }
+                    })
+                    .map(|(_, n)| n)
+                    .sum()
+            };
+            let tally = progress::Tally {
+                taken: sink.shown,
+                left_out: counted(false),
+                lost: counted(true) + sink.undecodable,
+            };
+            if let Some(line) = progress.line(tally) {
+                let _ = writeln!(status, "{}", tool_line("", line));
+                let _ = status.flush();
+            }
         }
         if let Some(members) = &mut armed.members
             && last_rescan.elapsed() >= RESCAN_INTERVAL
@@ -948,7 +987,7 @@ pub async fn trace(
     if options.plan.stack {
         sink.stacks = armed.probes.take_stacks().map(stacks::Stacks::new);
     }
-    let stop = stream(options, &mut armed, &mut sink).await?;
+    let stop = stream(options, &mut armed, &mut sink, status).await?;
     let summary = finish(options, armed, sink, stop).await?;
     Ok(Traced {
         table: prepared.table,
