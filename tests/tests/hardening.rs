@@ -82,6 +82,62 @@ fn calls_abandoned_by_longjmp_are_counted_as_such() {
 }
 
 #[test]
+fn calls_counted_in_the_kernel_are_paired_past_the_shadow_s_depth_and_abandoned_as_such() {
+    // 41 nested calls: deeper than a thread's shadow holds (32), so under --histogram the
+    // calls past it are parked in the in-flight map instead, and every one is still counted.
+    let binary = c_fixture("jumps", O1);
+    let mut fixture = Fixture::start(&binary, &["100", "40"]);
+    let pid = fixture.pid.to_string();
+    let tracer = Tracer::start(&[
+        "--pid",
+        &pid,
+        "--fn",
+        "dive",
+        "--fn",
+        "leaf",
+        "--fn",
+        "climb",
+        "--histogram",
+        "--json",
+    ]);
+    assert_eq!(fixture.round(), 100);
+    let output = tracer.interrupt();
+    let total = |function: &str| -> u64 {
+        output
+            .json_lines()
+            .iter()
+            .find(|l| l["total"] == true && l["fn"] == function)
+            .and_then(|l| l["calls"].as_u64())
+            .unwrap_or(0)
+    };
+    assert_eq!(total("leaf"), 100, "{}", output.stdout);
+    assert_eq!(total("climb"), 4100, "{}", output.stdout);
+    assert_eq!(total("dive"), 0, "no dive() returns: {}", output.stdout);
+    let abandoned = count_on_line(&output.stderr, "unwound (left by").unwrap_or(0);
+    let running = count_on_line(&output.stderr, "still running at stop").unwrap_or(0);
+    assert!(abandoned >= 3000, "{}", output.stderr);
+    assert_eq!(abandoned + running, 4100, "{}", output.stderr);
+    assert!(output.stderr.contains("drops: none"), "{}", output.stderr);
+    // Nothing was captured: a call still running shows no arguments.
+    assert!(
+        output.stderr.contains(" dive(...) still running"),
+        "{}",
+        output.stderr
+    );
+
+    // Each call emitted: the same counts.
+    let tracer = Tracer::start(&[
+        "--pid", &pid, "--fn", "dive", "--fn", "leaf", "--fn", "climb", "--json",
+    ]);
+    assert_eq!(fixture.round(), 100);
+    let output = tracer.interrupt();
+    assert_eq!(output.calls_of("climb").len(), 4100, "{}", output.stderr);
+    let abandoned = count_on_line(&output.stderr, "unwound (left by").unwrap_or(0);
+    let running = count_on_line(&output.stderr, "still running at stop").unwrap_or(0);
+    assert_eq!(abandoned + running, 4100, "{}", output.stderr);
+}
+
+#[test]
 fn a_call_under_way_at_attach_is_not_a_lost_entry() {
     let binary = c_fixture("calls", O1);
     let mut fixture = Fixture::start(&binary, &["1", "1500"]);

@@ -408,8 +408,12 @@ pub struct ThreadCalls {
     pub untracked: u32,
     pub frames: [u64; THREAD_DEPTH],
     pub probes: [u32; THREAD_DEPTH],
+    /// When each parked call was entered, under [`config_flags::SKIP_CAPTURE`] only: then a
+    /// call counted in the kernel needs nothing else, and is parked here alone, not in the
+    /// in-flight map (whose 800-byte values cost a third of a traced call).
+    pub entries: [u64; THREAD_DEPTH],
 }
-const _: () = assert!(size_of::<ThreadCalls>() == 8 + 12 * THREAD_DEPTH);
+const _: () = assert!(size_of::<ThreadCalls>() == 8 + 20 * THREAD_DEPTH);
 // The programs mask indexes with `THREAD_DEPTH - 1`.
 const _: () = assert!(THREAD_DEPTH.is_power_of_two());
 
@@ -420,8 +424,13 @@ impl ThreadCalls {
         untracked: 0,
         frames: [0; THREAD_DEPTH],
         probes: [0; THREAD_DEPTH],
+        entries: [0; THREAD_DEPTH],
     };
 }
+
+/// Set in the [`maps::THREADS`] key of a goroutine's shadow (its `g`; a thread's is its
+/// `pid_tgid`): a user address never has it, so the two never meet.
+pub const GOROUTINE_SHADOW: u64 = 1 << 63;
 
 /// General registers a plan can read, as indexes (not `pt_regs` offsets: the eBPF side maps
 /// each to its field with a constant offset, which the verifier requires for context reads).
@@ -709,7 +718,9 @@ pub mod config_flags {
     /// entry when they return (`--where`, `--errors`).
     pub const PREDICATES: u32 = 128;
     /// Nothing reads the calls' arguments (`--histogram` or `--stats` without `--where`,
-    /// `--errors` or `--stuck`): the entry program captures none.
+    /// `--errors`, `--by-arg` or `--stuck`): the entry program captures none, and parks a
+    /// call in its thread's shadow only ([`ThreadCalls::entries`](super::ThreadCalls)), in
+    /// the in-flight map only when the shadow has no room.
     pub const SKIP_CAPTURE: u32 = 256;
     /// Aggregated calls are grouped by one argument too (`--by-arg`): each plan's
     /// `by_argument_*` fields say where it is.

@@ -19,8 +19,8 @@
 mod programs {
     use aya_ebpf::{
         bindings::{
-            BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
-            bpf_pidns_info, pt_regs,
+            BPF_F_USER_STACK, BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP,
+            BPF_RB_NO_WAKEUP, bpf_pidns_info, pt_regs,
         },
         helpers::{
             bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
@@ -40,10 +40,10 @@ mod programs {
     use core::intrinsics::{AtomicOrdering, atomic_xadd};
     use tracer_ebpf::{
         COUNTER_SLOTS, CapturePlan, CaptureStep, Condition, Config, Counter, ENDED_BY_TAIL_CALL,
-        EVENT_HEADER_SIZE, EventKind, GO_G_STACK_HI, GO_RESULT_WORDS, HISTOGRAM_ENTRIES,
-        HistogramKey, INFLIGHT_ENTRIES, InFlightCall, InflightKey, LatencyStats, MAX_CHUNK,
-        MAX_CONDITION_TEXT, MAX_CONDITIONS, MAX_DEREFS, MAX_PAYLOAD, MAX_PROBES, MAX_STEPS,
-        MAX_TGIDS, MAX_THREADS, MAX_WATCHED_EXITS, PAGE_SIZE, PAYLOAD_BUFFER, Predicate,
+        EVENT_HEADER_SIZE, EventKind, GO_G_STACK_HI, GO_RESULT_WORDS, GOROUTINE_SHADOW,
+        HISTOGRAM_ENTRIES, HistogramKey, INFLIGHT_ENTRIES, InFlightCall, InflightKey, LatencyStats,
+        MAX_CHUNK, MAX_CONDITION_TEXT, MAX_CONDITIONS, MAX_DEREFS, MAX_PAYLOAD, MAX_PROBES,
+        MAX_STEPS, MAX_TGIDS, MAX_THREADS, MAX_WATCHED_EXITS, PAGE_SIZE, PAYLOAD_BUFFER, Predicate,
         RETURN_SP_ADJUST, RING_BYTES, RateBucket, STACK_ENTRIES, STATUS_BYTES, THREAD_DEPTH,
         ThreadCalls, UNREADABLE_ARGUMENT, compare, config_flags, exit_condition, go_type,
         histogram_bucket, inflight_marks, location, operand, plan_flags, reg, step_status, value,
@@ -178,10 +178,6 @@ mod programs {
         Goroutine { g: u64, tgid: u32 },
     }
 
-    /// Set in the shadow key of a goroutine: a user address never has it, so it never meets
-    /// a thread's `pid_tgid`.
-    const GOROUTINE_SHADOW: u64 = 1 << 63;
-
     impl Owner {
         #[inline(always)]
         fn of(key: &InflightKey, go: bool) -> Self {
@@ -239,6 +235,11 @@ mod programs {
     /// after all, its return finds the mark and takes the count back.
     #[inline(always)]
     fn abandon(owner: Owner, frame: u64, probe: u32) {
+        // A call parked in the shadow alone has nothing else to mark.
+        if shadow_only() {
+            add(Counter::Abandoned, 1);
+            return;
+        }
         let key = owner.inflight_key(frame, probe);
         if let Some(call) = INFLIGHT.get_ptr_mut(&key) {
             // SAFETY: the value belongs to a key of this thread; only its probes use it.
@@ -274,14 +275,27 @@ mod programs {
         }
     }
 
-    /// Pops the parked calls of `thread` deeper than a return to `frame` (abandoned), then the
-    /// returning call itself; returns whether it was parked (entered while tracing).
+    /// Whether calls are parked in their thread's shadow alone (see
+    /// [`config_flags::SKIP_CAPTURE`]).
     #[inline(always)]
-    fn settle_return(thread: &mut ThreadCalls, owner: Owner, frame: u64, probe: u32) -> bool {
+    fn shadow_only() -> bool {
+        config().is_some_and(|c| c.flags & config_flags::SKIP_CAPTURE != 0)
+    }
+
+    /// Pops the parked calls of `thread` deeper than a return to `frame` (abandoned), then the
+    /// returning call itself; returns its entry time in the shadow (0 unless parked there
+    /// alone) if it was parked (entered while tracing).
+    #[inline(always)]
+    fn settle_return(
+        thread: &mut ThreadCalls,
+        owner: Owner,
+        frame: u64,
+        probe: u32,
+    ) -> Option<u64> {
         for _ in 0..THREAD_DEPTH {
             let depth = thread.depth as usize;
             if depth == 0 || depth > THREAD_DEPTH {
-                return false;
+                return None;
             }
             let top = (depth - 1) & (THREAD_DEPTH - 1);
             let (top_frame, top_probe) = (thread.frames[top], thread.probes[top]);
@@ -293,23 +307,25 @@ mod programs {
         }
         let depth = thread.depth as usize;
         if depth == 0 || depth > THREAD_DEPTH {
-            return false;
+            return None;
         }
         let top = (depth - 1) & (THREAD_DEPTH - 1);
         if thread.frames[top] == frame && thread.probes[top] == probe {
             thread.depth -= 1;
-            return true;
+            return Some(thread.entries[top]);
         }
         // A function and the one it tail-called share a frame; their returns may come in
         // either order.
         let below = (depth.wrapping_sub(2)) & (THREAD_DEPTH - 1);
         if depth >= 2 && thread.frames[below] == frame && thread.probes[below] == probe {
+            let entry_ns = thread.entries[below];
             thread.frames[below] = thread.frames[top];
             thread.probes[below] = thread.probes[top];
+            thread.entries[below] = thread.entries[top];
             thread.depth -= 1;
-            return true;
+            return Some(entry_ns);
         }
-        false
+        None
     }
 
     #[inline(always)]
@@ -672,11 +688,38 @@ mod programs {
                 _pad: 0,
             }
         };
+        // A goroutine keeps its own shadow: its calls move between threads.
+        let owner = Owner::of(&key, go);
+        // Counted in the kernel and nothing captured: the shadow alone holds the call, unless
+        // it has no room (then it is parked in the in-flight map, untracked, as any call).
+        let shadow_only = config.flags & config_flags::SKIP_CAPTURE != 0;
+        if shadow_only {
+            // SAFETY: reading the monotonic clock has no preconditions.
+            let entry_ns = unsafe { bpf_ktime_get_ns() };
+            if park_in_shadow(owner, owner.frame_of(&key), probe, entry_ns) {
+                return 0;
+            }
+        }
         // Park a zeroed call under this thread's key, then fill it in place: only this
         // thread's return can reach the key, so preemption cannot mix two calls' data.
-        if INFLIGHT.insert(&key, &ZERO_CALL, 0).is_err() {
-            count(Counter::InflightFull);
-            return 0;
+        if INFLIGHT
+            .insert(&key, &ZERO_CALL, BPF_NOEXIST as u64)
+            .is_err()
+        {
+            // A call of this probe at this very frame never returned (a longjmp or an
+            // unwinding past it). One its thread's shadow tracks was counted abandoned there,
+            // or is counted when the shadow is settled below; one past the shadow's depth is
+            // counted here, before its entry is replaced.
+            if let Some(old) = INFLIGHT.get_ptr(&key)
+                // SAFETY: a value of this thread's key, only read.
+                && unsafe { (*old).header.exit_ns } == 0
+            {
+                count(Counter::Abandoned);
+            }
+            if INFLIGHT.insert(&key, &ZERO_CALL, 0).is_err() {
+                count(Counter::InflightFull);
+                return 0;
+            }
         }
         let Some(call) = INFLIGHT.get_ptr_mut(&key) else {
             count(Counter::InflightFull);
@@ -684,16 +727,20 @@ mod programs {
         };
         // SAFETY: the value was just inserted under a key only this thread uses.
         let call = unsafe { &mut *call };
-        // A goroutine keeps its own shadow: its calls move between threads.
-        let owner = Owner::of(&key, go);
-        if park_in_shadow(owner, owner.frame_of(&key), probe) {
+        if !shadow_only && park_in_shadow(owner, owner.frame_of(&key), probe, 0) {
             call.header.exit_ns = inflight_marks::TRACKED;
         }
         call.header.kind = EventKind::Call as u32;
         call.header.probe_id = probe;
         call.header.pid = (pid_tgid >> 32) as u32;
         call.header.tid = pid_tgid as u32;
-        call.header.payload_len = plan.payload_len.min(MAX_PAYLOAD as u32);
+        // Nothing captured, nothing to decode (a call counted in the kernel that is shown
+        // running at stop).
+        call.header.payload_len = if shadow_only {
+            0
+        } else {
+            plan.payload_len.min(MAX_PAYLOAD as u32)
+        };
         if plan.go_types != 0 {
             // The probe is at `entry_address` in the file: the difference is the load bias.
             // SAFETY: `ctx.regs` is the program context; a uprobe sees its own address in rip.
@@ -709,10 +756,11 @@ mod programs {
         0
     }
 
-    /// Settles the thread's parked calls for a new call at `frame` and parks this one; returns
-    /// whether it is now tracked there.
+    /// Settles the thread's parked calls for a new call at `frame` and parks this one (with
+    /// its entry time, when the shadow alone holds it); returns whether it is now tracked
+    /// there.
     #[inline(always)]
-    fn park_in_shadow(owner: Owner, frame: u64, probe: u32) -> bool {
+    fn park_in_shadow(owner: Owner, frame: u64, probe: u32, entry_ns: u64) -> bool {
         let shadow = owner.shadow_key();
         if THREADS.get_ptr_mut(&shadow).is_none() && THREADS.insert(&shadow, &NO_CALLS, 0).is_err()
         {
@@ -733,6 +781,7 @@ mod programs {
         let slot = depth & (THREAD_DEPTH - 1);
         thread.frames[slot] = frame;
         thread.probes[slot] = probe;
+        thread.entries[slot] = entry_ns;
         thread.depth += 1;
         true
     }
@@ -818,15 +867,64 @@ mod programs {
         let probe = key.probe_id;
         let shadow = owner.shadow_key();
         let thread = THREADS.get_ptr_mut(&shadow);
-        let (parked, untracked) = match thread {
+        let (in_shadow, untracked) = match thread {
             Some(thread) => {
                 // SAFETY: the value belongs to this thread's key; only its probes use it.
                 let thread = unsafe { &mut *thread };
                 let parked = settle_return(thread, owner, owner.frame_of(key), probe);
                 (parked, thread.untracked > 0)
             }
-            None => (false, false),
+            None => (None, false),
         };
+        let parked = in_shadow.is_some();
+        match in_shadow {
+            Some(entry_ns) if entry_ns != 0 => {
+                // Parked in the shadow alone: counted, and nothing else to do.
+                if let Some(config) = config() {
+                    count_call(config, probe, exit_ns.wrapping_sub(entry_ns), exit_ns, None);
+                }
+            }
+            _ => complete_parked(
+                key,
+                exit_ns,
+                ret,
+                tail_call,
+                go_regs,
+                enabled,
+                wakeup_bytes,
+                parked,
+                untracked,
+                thread,
+            ),
+        }
+        // A goroutine's shadow goes once nothing of it is parked: a Go program runs many more
+        // goroutines than the map holds. A thread's stays for its next call (a remove and an
+        // insert per call cost more than the rest of the bookkeeping; the map is LRU, so
+        // idle threads' shadows are the first to go when it fills).
+        if let (Some(thread), Owner::Goroutine { .. }) = (thread, owner) {
+            // SAFETY: the value belongs to this goroutine's key; only its probes use it.
+            let idle = unsafe { (*thread).depth == 0 && (*thread).untracked == 0 };
+            if idle {
+                let _ = THREADS.remove(&shadow);
+            }
+        }
+    }
+
+    /// Completes the call parked in the in-flight map under `key`, if it is there.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn complete_parked(
+        key: &InflightKey,
+        exit_ns: u64,
+        ret: u64,
+        tail_call: bool,
+        go_regs: Option<&pt_regs>,
+        enabled: bool,
+        wakeup_bytes: u32,
+        parked: bool,
+        untracked: bool,
+        thread: Option<*mut ThreadCalls>,
+    ) {
         let Some(call) = INFLIGHT.get_ptr_mut(key) else {
             // A call parked (or parked past what its thread remembers) whose entry is gone
             // was evicted from the in-flight map; any other was entered before tracing
@@ -850,17 +948,6 @@ mod programs {
             copy_go_results(regs, call);
         }
         complete(call, key, exit_ns, ret, tail_call, wakeup_bytes);
-        // A goroutine's shadow goes once nothing of it is parked: a Go program runs many more
-        // goroutines than the map holds. A thread's stays for its next call (a remove and an
-        // insert per call cost more than the rest of the bookkeeping; the map is LRU, so
-        // idle threads' shadows are the first to go when it fills).
-        if let (Some(thread), Owner::Goroutine { .. }) = (thread, owner) {
-            // SAFETY: the value belongs to this goroutine's key; only its probes use it.
-            let idle = unsafe { (*thread).depth == 0 && (*thread).untracked == 0 };
-            if idle {
-                let _ = THREADS.remove(&shadow);
-            }
-        }
     }
 
     /// The in-flight key of a Go call: the goroutine (its `g`, from R14, in the process) and
@@ -879,19 +966,28 @@ mod programs {
         })
     }
 
-    /// Whether the returned `call` is left out as asked: outside the latency bounds, not
-    /// meeting its probe's predicate, not the one in `sample_every` of its probe on this
-    /// CPU, or over its probe's rate. In that order: a call another filter leaves out takes
+    /// Whether a returned call of `probe` is left out as asked: outside the latency bounds,
+    /// not meeting its probe's predicate (tested on `call`, which only a call parked in the
+    /// in-flight map has), not the one in `sample_every` of its probe on this CPU, or over
+    /// its probe's rate. In that order: a call another filter leaves out takes
     /// no sample count and no token.
     #[inline(always)]
-    fn filtered_out(config: &Config, call: &InFlightCall, latency: u64) -> bool {
+    fn filtered_out(
+        config: &Config,
+        probe: u32,
+        latency: u64,
+        exit_ns: u64,
+        call: Option<&InFlightCall>,
+    ) -> bool {
         let too_fast = config.min_latency_ns != 0 && latency < config.min_latency_ns;
         let too_slow = config.max_latency_ns != 0 && latency > config.max_latency_ns;
         if too_fast || too_slow {
             return true;
         }
-        let probe = call.header.probe_id;
-        if config.flags & config_flags::PREDICATES != 0 && !meets_predicate(call) {
+        if let Some(call) = call
+            && config.flags & config_flags::PREDICATES != 0
+            && !meets_predicate(call)
+        {
             return true;
         }
         if config.sample_every > 1
@@ -909,7 +1005,7 @@ mod programs {
                 return true;
             }
         }
-        config.rate_interval_ns != 0 && over_rate(config, probe, call.header.exit_ns)
+        config.rate_interval_ns != 0 && over_rate(config, probe, exit_ns)
     }
 
     /// Whether a call of `probe` at `now` finds its token bucket empty; takes a token if
@@ -1050,6 +1146,83 @@ mod programs {
         true
     }
 
+    /// Counts a returned call of `probe` (`call`, when it was parked in the in-flight map)
+    /// where the kernel keeps count: left out by a filter (counted, per probe too), or under
+    /// `--histogram` and `--stats` added to its latency's bucket and its probe's statistics.
+    /// Returns whether that is all there is to do (nothing is emitted).
+    #[inline(always)]
+    fn count_call(
+        config: &Config,
+        probe: u32,
+        latency: u64,
+        exit_ns: u64,
+        call: Option<&InFlightCall>,
+    ) -> bool {
+        if filtered_out(config, probe, latency, exit_ns, call) {
+            count(Counter::Filtered);
+            if let Some(slot) = FILTERED.get_ptr_mut(probe) {
+                // SAFETY: the slot is a valid, aligned u64 of this CPU's counters; atomic as
+                // for COUNTERS.
+                unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(slot, 1) };
+            }
+            return true;
+        }
+        if config.flags & config_flags::AGGREGATE == 0 {
+            return false;
+        }
+        let (by_argument, argument) = match call {
+            Some(call) if config.flags & config_flags::BY_ARGUMENT != 0 => {
+                (true, grouping_argument(call))
+            }
+            _ => (false, 0),
+        };
+        let stats = if by_argument {
+            let key = HistogramKey {
+                probe,
+                bucket: 0,
+                argument,
+            };
+            match STATS_BY_ARGUMENT.get_ptr_mut(&key) {
+                Some(stats) => Some(stats),
+                None => {
+                    let _ = STATS_BY_ARGUMENT.insert(&key, &LatencyStats::default(), 0);
+                    STATS_BY_ARGUMENT.get_ptr_mut(&key)
+                }
+            }
+        } else {
+            STATS.get_ptr_mut(probe)
+        };
+        if let Some(stats) = stats {
+            // SAFETY: this CPU's value of the probe; per CPU, so plain updates (a
+            // preempting program can only lose one call's share, never corrupt).
+            let stats = unsafe { &mut *stats };
+            if stats.calls == 0 || latency < stats.min_ns {
+                stats.min_ns = latency;
+            }
+            if latency > stats.max_ns {
+                stats.max_ns = latency;
+            }
+            stats.calls += 1;
+            stats.total_ns = stats.total_ns.wrapping_add(latency);
+        }
+        let bucket = HistogramKey {
+            probe,
+            bucket: histogram_bucket(latency),
+            argument,
+        };
+        match HISTOGRAMS.get_ptr_mut(&bucket) {
+            // SAFETY: this CPU's value of the key, a valid aligned u64; per CPU, so a
+            // plain add (a preempting program can only lose one count, never corrupt).
+            Some(n) => unsafe { *n += 1 },
+            None => {
+                if HISTOGRAMS.insert(&bucket, &1, 0).is_err() {
+                    count(Counter::HistogramFull);
+                }
+            }
+        }
+        true
+    }
+
     /// Stamps the return of the parked `call` under `key`, emits it and forgets it.
     #[inline(always)]
     fn complete(
@@ -1062,76 +1235,10 @@ mod programs {
     ) {
         call.header.exit_ns = exit_ns;
         call.header.ret = ret;
-        let config = config();
         let latency = exit_ns.wrapping_sub(call.header.entry_ns);
-        // Left out by a filter (latency bounds, predicate, sampling, rate): counted, per probe
-        // too, never emitted.
-        if let Some(config) = config
-            && filtered_out(config, call, latency)
+        if let Some(config) = config()
+            && count_call(config, call.header.probe_id, latency, exit_ns, Some(call))
         {
-            count(Counter::Filtered);
-            if let Some(slot) = FILTERED.get_ptr_mut(call.header.probe_id) {
-                // SAFETY: the slot is a valid, aligned u64 of this CPU's counters; atomic as
-                // for COUNTERS.
-                unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(slot, 1) };
-            }
-            let _ = INFLIGHT.remove(key);
-            return;
-        }
-        // `--histogram`, `--stats`: the call only adds one to its latency's bucket and to its
-        // probe's statistics.
-        if let Some(config) = config.filter(|c| c.flags & config_flags::AGGREGATE != 0) {
-            let probe = call.header.probe_id;
-            let by_argument = config.flags & config_flags::BY_ARGUMENT != 0;
-            let argument = if by_argument {
-                grouping_argument(call)
-            } else {
-                0
-            };
-            let stats = if by_argument {
-                let key = HistogramKey {
-                    probe,
-                    bucket: 0,
-                    argument,
-                };
-                match STATS_BY_ARGUMENT.get_ptr_mut(&key) {
-                    Some(stats) => Some(stats),
-                    None => {
-                        let _ = STATS_BY_ARGUMENT.insert(&key, &LatencyStats::default(), 0);
-                        STATS_BY_ARGUMENT.get_ptr_mut(&key)
-                    }
-                }
-            } else {
-                STATS.get_ptr_mut(probe)
-            };
-            if let Some(stats) = stats {
-                // SAFETY: this CPU's value of the probe; per CPU, so plain updates (a
-                // preempting program can only lose one call's share, never corrupt).
-                let stats = unsafe { &mut *stats };
-                if stats.calls == 0 || latency < stats.min_ns {
-                    stats.min_ns = latency;
-                }
-                if latency > stats.max_ns {
-                    stats.max_ns = latency;
-                }
-                stats.calls += 1;
-                stats.total_ns = stats.total_ns.wrapping_add(latency);
-            }
-            let bucket = HistogramKey {
-                probe,
-                bucket: histogram_bucket(latency),
-                argument,
-            };
-            match HISTOGRAMS.get_ptr_mut(&bucket) {
-                // SAFETY: this CPU's value of the key, a valid aligned u64; per CPU, so a
-                // plain add (a preempting program can only lose one count, never corrupt).
-                Some(n) => unsafe { *n += 1 },
-                None => {
-                    if HISTOGRAMS.insert(&bucket, &1, 0).is_err() {
-                        count(Counter::HistogramFull);
-                    }
-                }
-            }
             let _ = INFLIGHT.remove(key);
             return;
         }

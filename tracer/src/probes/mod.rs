@@ -249,6 +249,9 @@ pub struct Probes {
     map_fds: HashMap<String, OwnedFd>,
     plans: Array<MapData, CapturePlan>,
     inflight: aya::maps::HashMap<MapData, InflightKey, InFlightCall>,
+    /// Each thread's (and goroutine's) parked calls; under `SKIP_CAPTURE` the only record of
+    /// most calls under way.
+    threads: aya::maps::HashMap<MapData, u64, tracer_ebpf::ThreadCalls>,
     tgids: aya::maps::HashMap<MapData, u32, u8>,
     exits: aya::maps::HashMap<MapData, u32, u32>,
     config: Array<MapData, Config>,
@@ -413,6 +416,7 @@ impl Probes {
         let counters = take_map(&mut ebpf, maps::COUNTERS)?;
         let ring = take_map(&mut ebpf, maps::EVENTS)?;
         let inflight = take_map(&mut ebpf, maps::INFLIGHT)?;
+        let threads = take_map(&mut ebpf, maps::THREADS)?;
         let tgids = take_map(&mut ebpf, maps::TGIDS)?;
         let exits = take_map(&mut ebpf, maps::EXITS)?;
         let filtered = take_map(&mut ebpf, maps::FILTERED)?;
@@ -426,6 +430,7 @@ impl Probes {
             map_fds,
             plans,
             inflight,
+            threads,
             tgids,
             exits,
             config,
@@ -643,12 +648,43 @@ impl Probes {
     /// The calls that entered and have not returned (not those known abandoned), as the
     /// entry program parked them.
     pub fn running_calls(&self) -> Vec<InFlightCall> {
-        self.inflight
+        let mut calls: Vec<InFlightCall> = self
+            .inflight
             .iter()
             .filter_map(Result::ok)
             .filter(|(key, call)| !self.is_abandoned(key, call))
             .map(|(_, call)| call)
-            .collect()
+            .collect();
+        if self.settings.flags & config_flags::SKIP_CAPTURE != 0 {
+            calls.extend(self.calls_in_shadows());
+        }
+        calls
+    }
+
+    /// The calls parked in threads' shadows alone (see `config_flags::SKIP_CAPTURE`), as
+    /// in-flight calls without arguments. A goroutine's shadow does not say its process: its
+    /// calls are left out.
+    fn calls_in_shadows(&self) -> Vec<InFlightCall> {
+        let mut calls = Vec::new();
+        for (pid_tgid, thread) in self.threads.iter().filter_map(Result::ok) {
+            if pid_tgid & tracer_ebpf::GOROUTINE_SHADOW != 0 {
+                continue;
+            }
+            let depth = (thread.depth as usize).min(tracer_ebpf::THREAD_DEPTH);
+            for slot in 0..depth {
+                if thread.entries[slot] == 0 {
+                    continue;
+                }
+                let mut call = InFlightCall::ZERO;
+                call.header.kind = tracer_ebpf::EventKind::Call as u32;
+                call.header.probe_id = thread.probes[slot];
+                call.header.pid = (pid_tgid >> 32) as u32;
+                call.header.tid = pid_tgid as u32;
+                call.header.entry_ns = thread.entries[slot];
+                calls.push(call);
+            }
+        }
+        calls
     }
 
     /// Whether the programs counted the call abandoned (they mark its entry so).

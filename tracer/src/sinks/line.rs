@@ -196,6 +196,11 @@ pub fn human_line(
 /// Appends `(name=value, ...)` for the slots of `payload`: the arguments, or a Go call's
 /// results.
 fn write_slots(out: &mut String, payload: &[u8], slots: &[ArgSlot]) {
+    // A call counted in the kernel (`--histogram`) and still running had nothing captured.
+    if payload.is_empty() && !slots.is_empty() {
+        out.push_str("(...)");
+        return;
+    }
     out.push('(');
     for (i, (name, value)) in decode_args(payload, slots).iter().enumerate() {
         if i > 0 {
@@ -319,6 +324,9 @@ pub fn json_results(
 
 /// The slots of `payload` as a JSON object, in plan order.
 fn json_slots(payload: &[u8], slots: &[ArgSlot]) -> serde_json::Map<String, serde_json::Value> {
+    if payload.is_empty() {
+        return serde_json::Map::new();
+    }
     decode_args(payload, slots)
         .into_iter()
         .map(|(name, value)| (name.to_string(), value.to_json()))
