@@ -138,9 +138,10 @@ pub fn bench(only: &[String]) -> Result<(), String> {
     setup()?;
     let wanted = |group: &str| only.is_empty() || only.iter().any(|o| o == group);
     for group in only {
-        if !["symbols", "calls", "attach", "files"].contains(&group.as_str()) {
+        if !["symbols", "calls", "prologues", "attach", "files"].contains(&group.as_str()) {
             return Err(format!(
-                "no bench group `{group}`: symbols, calls, attach, files"
+                "no bench group `{group}`: symbols, calls, prologues (a part of calls), attach, \
+                 files"
             ));
         }
     }
@@ -162,6 +163,10 @@ pub fn bench(only: &[String]) -> Result<(), String> {
     let size_mib =
         std::fs::metadata(&target).map_err(|e| e.to_string())?.len() as f64 / (1 << 20) as f64;
     let target_str = target.to_str().ok_or("non-UTF-8 path")?;
+    if wanted("prologues") && !wanted("calls") {
+        crate::call_cost::prologue_cost(&tracer)?;
+        crate::call_cost::throughput(&tracer)?;
+    }
     if wanted("calls") {
         crate::entry_share::entry_share(&tracer, &target)?;
         crate::call_cost::prologue_cost(&tracer)?;

@@ -286,6 +286,9 @@ pub struct Probes {
     /// in: unless stacks are asked for (it cannot take them), the kernel refuses it, or
     /// `KOOLKIT_TRACE_NO_SLEEPABLE` is set (to measure the difference).
     sleepable_entry: bool,
+    /// Whether a plan written reads memory through a pointer (see
+    /// `CaptureStep::reads_untouched_memory`).
+    plans_read_untouched_memory: bool,
     perf_loaded: bool,
 }
 
@@ -453,6 +456,7 @@ impl Probes {
             multi_programs: None,
             sleepable_entry: !sizes.stacks
                 && std::env::var_os("KOOLKIT_TRACE_NO_SLEEPABLE").is_none(),
+            plans_read_untouched_memory: false,
             multi_links: Vec::new(),
             perf_loaded: false,
         })
@@ -472,6 +476,7 @@ impl Probes {
                 .set(id as u32, plan, 0)
                 .map_err(|err| bpf_error("writing capture plans", err))?;
         }
+        self.plans_read_untouched_memory = plans.iter().any(CapturePlan::reads_untouched_memory);
         Ok(())
     }
 
@@ -911,7 +916,10 @@ impl Probes {
             return Ok(true);
         }
         let bytes = ebpf_object::ebpf_object()?;
-        let entry = match self.sleepable_entry {
+        // Faulting pages in is worth its cost only where a read may find one untouched:
+        // not for plans of registers alone, nor when nothing is captured.
+        let captures = self.settings.flags & config_flags::SKIP_CAPTURE == 0;
+        let entry = match self.sleepable_entry && self.plans_read_untouched_memory && captures {
             true => tracer_ebpf::ENTRY_SLEEPABLE_PROGRAM,
             false => ENTRY_PROGRAM,
         };

@@ -492,14 +492,7 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
         // The kernel's pid filter takes one process.
         None => (options.target.pid(), None),
     };
-    let attached = probes
-        .attach(&prepared.sites, attach_pid, options.attach_mode)
-        .map_err(|err| explain_attach_error(err, options.target.pid()))?;
-    if attached.refused.len() == prepared.sites.len() {
-        return Err(Error::Usage(
-            "nothing left to trace: the kernel refused a probe on every function".into(),
-        ));
-    }
+    // Before the attach: what is captured decides which entry program is loaded.
     probes.set_filter(&options.filter);
     if options.aggregate.is_some() {
         let predicates = prepared.predicates.iter().any(Option::is_some);
@@ -507,6 +500,14 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
             predicates || options.stuck.is_some(),
             prepared.grouping.is_some(),
         );
+    }
+    let attached = probes
+        .attach(&prepared.sites, attach_pid, options.attach_mode)
+        .map_err(|err| explain_attach_error(err, options.target.pid()))?;
+    if attached.refused.len() == prepared.sites.len() {
+        return Err(Error::Usage(
+            "nothing left to trace: the kernel refused a probe on every function".into(),
+        ));
     }
     let traced_now: &[u32] = match &options.target {
         Target::Process { pid } => std::slice::from_ref(pid),
