@@ -364,8 +364,14 @@ impl Tracer {
             }
             None => Command::new(tracer_bin()),
         };
+        command.args(args);
+        Self::start_command(command)
+    }
+
+    /// Starts a prepared command that runs the tracer (`chroot ROOT /koolkit-trace ...`) and
+    /// waits as [`start`](Self::start) does.
+    pub fn start_command(mut command: Command) -> Self {
         let mut child = command
-            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

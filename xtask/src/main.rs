@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | demo | test`.
+//! Project tasks: `cargo xtask setup | demo | test | bench | dist`.
 //!
 //! Every task that needs prerequisites runs `setup` first; `setup` is idempotent and cheap when
 //! everything is already there, so the README's commands work on a fresh Debian machine with
@@ -8,6 +8,7 @@ mod attach_cost;
 mod bench;
 mod call_cost;
 mod demo;
+mod dist;
 mod entry_share;
 mod setup;
 
@@ -37,9 +38,12 @@ enum Task {
     },
     /// Measure against the peers on this machine (bpftrace) and print figures and ratios.
     Bench {
-        /// Only these groups: symbols, calls, attach, files (default: all).
+        /// Only these groups: symbols, calls, prologues (the per-call costs and throughput of
+        /// calls), attach, files (default: all).
         only: Vec<String>,
     },
+    /// Build the static, stripped koolkit-trace (target/dist/koolkit-trace) and print its size.
+    Dist,
     /// Build everything and run the whole test suite (unit and end-to-end, as root).
     Test {
         /// Arguments passed to `cargo test` after `--` (e.g. a test name filter).
@@ -85,11 +89,14 @@ pub fn build_tracer() -> Result<PathBuf, String> {
 fn test(cargo_test_args: &[String]) -> Result<(), String> {
     setup::setup()?;
     let tracer = build_tracer()?;
+    // The static build, for the test that runs it in an empty root.
+    let static_tracer = dist::build_static()?;
     run(cargo()
         .args(["test", "--workspace"])
         .arg("--")
         .args(cargo_test_args)
-        .env("KOOLKIT_TRACE_BIN", &tracer))
+        .env("KOOLKIT_TRACE_BIN", &tracer)
+        .env("KOOLKIT_TRACE_STATIC_BIN", &static_tracer))
 }
 
 fn main() -> ExitCode {
@@ -98,6 +105,7 @@ fn main() -> ExitCode {
         Task::Setup => setup::setup(),
         Task::Demo { duration } => demo::demo(&duration),
         Task::Bench { only } => bench::bench(&only),
+        Task::Dist => dist::dist(),
         Task::Test { cargo_test_args } => test(&cargo_test_args),
     };
     match result {

@@ -243,6 +243,24 @@ fn bpf_error(context: &str, err: impl std::error::Error + Send + Sync + 'static)
     }
 }
 
+/// Where the kernel lists the CPUs it may bring up: per-CPU maps hold a value for each, and
+/// reading them needs the count.
+const POSSIBLE_CPUS: &str = "/sys/devices/system/cpu/possible";
+
+/// Fails before anything is attached when the per-CPU maps could not be read (a minimal
+/// root without `/sys`), instead of after, at the first counter read.
+fn check_possible_cpus() -> Result<()> {
+    match std::fs::read_to_string(POSSIBLE_CPUS) {
+        Ok(_) => Ok(()),
+        Err(err) => Err(Error::Privilege {
+            what: format!("cannot read {POSSIBLE_CPUS} ({err})"),
+            hint: "the per-CPU counters need it: mount sysfs at /sys (a container runtime does; \
+                   in a chroot, `mount -t sysfs sysfs ROOT/sys`)"
+                .into(),
+        }),
+    }
+}
+
 /// The loaded eBPF object: maps, programs and the links attaching them.
 pub struct Probes {
     ebpf: Ebpf,
@@ -377,6 +395,7 @@ impl Probes {
     /// yet.
     pub fn load(sizes: MapSizes) -> Result<Self> {
         check_privileges()?;
+        check_possible_cpus()?;
         let bytes = ebpf_object::ebpf_object()?;
         // Per-probe arrays are allocated per CPU for some: sized to the probes there are,
         // not to the most a trace may have.
