@@ -58,24 +58,6 @@ static void done(int s) { (void)s; _exit(0); }
 int main(void) { signal(SIGTERM, done); signal(SIGINT, done); for (;;) pause(); }
 "#;
 
-fn sha256_of(path: &Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().unwrap();
-    assert!(out.status.success(), "sha256sum {}", path.display());
-    String::from_utf8(out.stdout).unwrap()[..64].to_string()
-}
-
-/// Writes `content` as a blob of the image layout at `layout`; returns (digest, size).
-fn add_blob(layout: &Path, file: &Path) -> (String, u64) {
-    let digest = sha256_of(file);
-    let blobs = layout.join("blobs/sha256");
-    fs::create_dir_all(&blobs).unwrap();
-    fs::copy(file, blobs.join(&digest)).unwrap();
-    (
-        format!("sha256:{digest}"),
-        fs::metadata(file).unwrap().len(),
-    )
-}
-
 /// Builds an OCI image tarball named `reference` (`docker.io/local/shop:1`) of one layer: the
 /// files `(host path, path in the image)`, and the shared libraries each needs (from `ldd`),
 /// at their own paths. Returns the tarball's path.
@@ -89,7 +71,6 @@ pub fn oci_image(
     let dir = work.join(&name);
     let _ = fs::remove_dir_all(&dir);
     let rootfs = dir.join("rootfs");
-    let layout = dir.join("layout");
     fs::create_dir_all(&rootfs).unwrap();
     let copy_in = |source: &Path, inside: &str| {
         let to = rootfs.join(inside.trim_start_matches('/'));
@@ -110,62 +91,16 @@ pub fn oci_image(
             }
         }
     }
-    let layer = dir.join("layer.tar");
-    let status = Command::new("tar")
-        .args(["-C"])
-        .arg(&rootfs)
-        .args(["-cf"])
-        .arg(&layer)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(status.success(), "tar the layer");
-    let (layer_digest, layer_size) = add_blob(&layout, &layer);
-    let config = serde_json::json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {"Entrypoint": entrypoint},
-        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-    });
-    let config_file = dir.join("config.json");
-    fs::write(&config_file, config.to_string()).unwrap();
-    let (config_digest, config_size) = add_blob(&layout, &config_file);
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": config_digest, "size": config_size},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": layer_digest, "size": layer_size}],
-    });
-    let manifest_file = dir.join("manifest.json");
-    fs::write(&manifest_file, manifest.to_string()).unwrap();
-    let (manifest_digest, manifest_size) = add_blob(&layout, &manifest_file);
-    let tag = reference.rsplit_once(':').map_or("latest", |(_, tag)| tag);
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                       "digest": manifest_digest, "size": manifest_size,
-                       "annotations": {"io.containerd.image.name": reference,
-                                       "org.opencontainers.image.ref.name": tag}}],
-    });
-    fs::write(layout.join("index.json"), index.to_string()).unwrap();
-    fs::write(
-        layout.join("oci-layout"),
-        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    xtask::oci::write_image(
+        &rootfs,
+        &dir,
+        reference,
+        &xtask::oci::ImageConfig {
+            entrypoint,
+            ..Default::default()
+        },
     )
-    .unwrap();
-    let tarball = dir.join("image.tar");
-    let status = Command::new("tar")
-        .arg("-C")
-        .arg(&layout)
-        .arg("-cf")
-        .arg(&tarball)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(status.success(), "tar the image");
-    tarball
+    .unwrap_or_else(|err| panic!("image {reference}: {err}"))
 }
 
 /// A pod this test runs: its sandbox, its one container and that container's init process.

@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | demo | test | bench | dist`.
+//! Project tasks: `cargo xtask setup | demo | test | bench | dist | image`.
 //!
 //! Every task that needs prerequisites runs `setup` first; `setup` is idempotent and cheap when
 //! everything is already there, so the README's commands work on a fresh Debian machine with
@@ -10,6 +10,7 @@ mod call_cost;
 mod demo;
 mod dist;
 mod entry_share;
+mod image;
 mod setup;
 
 use std::{
@@ -44,6 +45,9 @@ enum Task {
     },
     /// Build the static, stripped koolkit-trace (target/dist/koolkit-trace) and print its size.
     Dist,
+    /// Write the debug image (the static koolkit-trace and a static busybox) as an OCI image
+    /// tarball, target/image/image.tar, for `ctr image import` and `kubectl debug --image`.
+    Image,
     /// Build everything and run the whole test suite (unit and end-to-end, as root).
     Test {
         /// Arguments passed to `cargo test` after `--` (e.g. a test name filter).
@@ -89,14 +93,18 @@ pub fn build_tracer() -> Result<PathBuf, String> {
 fn test(cargo_test_args: &[String]) -> Result<(), String> {
     setup::setup()?;
     let tracer = build_tracer()?;
-    // The static build, for the test that runs it in an empty root.
-    let static_tracer = dist::build_static()?;
+    // The static build, for the test that runs it in an empty root, and the image holding
+    // it, for the test that runs that.
+    let image = image::build_image()?;
+    let static_tracer = dist::dist_binary();
     run(cargo()
         .args(["test", "--workspace"])
         .arg("--")
         .args(cargo_test_args)
         .env("KOOLKIT_TRACE_BIN", &tracer)
-        .env("KOOLKIT_TRACE_STATIC_BIN", &static_tracer))
+        .env("KOOLKIT_TRACE_STATIC_BIN", &static_tracer)
+        .env("KOOLKIT_TRACE_IMAGE", &image)
+        .env("KOOLKIT_TRACE_IMAGE_REF", image::image_reference()))
 }
 
 fn main() -> ExitCode {
@@ -106,6 +114,7 @@ fn main() -> ExitCode {
         Task::Demo { duration } => demo::demo(&duration),
         Task::Bench { only } => bench::bench(&only),
         Task::Dist => dist::dist(),
+        Task::Image => image::image(),
         Task::Test { cargo_test_args } => test(&cargo_test_args),
     };
     match result {
