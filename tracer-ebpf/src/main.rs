@@ -692,13 +692,18 @@ mod programs {
         let owner = Owner::of(&key, go);
         // Counted in the kernel and nothing captured: the shadow alone holds the call, unless
         // it has no room (then it is parked in the in-flight map, untracked, as any call).
+        // One call site of the shadow's bookkeeping for both: its loops are what the verifier
+        // spends its time on.
         let shadow_only = config.flags & config_flags::SKIP_CAPTURE != 0;
-        if shadow_only {
+        let entry_ns = if shadow_only {
             // SAFETY: reading the monotonic clock has no preconditions.
-            let entry_ns = unsafe { bpf_ktime_get_ns() };
-            if park_in_shadow(owner, owner.frame_of(&key), probe, entry_ns) {
-                return 0;
-            }
+            unsafe { bpf_ktime_get_ns() }
+        } else {
+            0
+        };
+        let tracked = park_in_shadow(owner, owner.frame_of(&key), probe, entry_ns);
+        if shadow_only && tracked {
+            return 0;
         }
         // Park a zeroed call under this thread's key, then fill it in place: only this
         // thread's return can reach the key, so preemption cannot mix two calls' data.
@@ -707,9 +712,9 @@ mod programs {
             .is_err()
         {
             // A call of this probe at this very frame never returned (a longjmp or an
-            // unwinding past it). One its thread's shadow tracks was counted abandoned there,
-            // or is counted when the shadow is settled below; one past the shadow's depth is
-            // counted here, before its entry is replaced.
+            // unwinding past it). One its thread's shadow tracked was counted abandoned when
+            // the shadow was settled above; one past the shadow's depth is counted here,
+            // before its entry is replaced.
             if let Some(old) = INFLIGHT.get_ptr(&key)
                 // SAFETY: a value of this thread's key, only read.
                 && unsafe { (*old).header.exit_ns } == 0
@@ -717,17 +722,22 @@ mod programs {
                 count(Counter::Abandoned);
             }
             if INFLIGHT.insert(&key, &ZERO_CALL, 0).is_err() {
-                count(Counter::InflightFull);
+                // A call its shadow tracks is counted by its return (no entry to pair).
+                if !tracked {
+                    count(Counter::InflightFull);
+                }
                 return 0;
             }
         }
         let Some(call) = INFLIGHT.get_ptr_mut(&key) else {
-            count(Counter::InflightFull);
+            if !tracked {
+                count(Counter::InflightFull);
+            }
             return 0;
         };
         // SAFETY: the value was just inserted under a key only this thread uses.
         let call = unsafe { &mut *call };
-        if !shadow_only && park_in_shadow(owner, owner.frame_of(&key), probe, 0) {
+        if tracked {
             call.header.exit_ns = inflight_marks::TRACKED;
         }
         call.header.kind = EventKind::Call as u32;

@@ -388,6 +388,10 @@ pub struct MapSizes {
     pub stacks: bool,
     /// `--by-arg`: room for statistics by argument value.
     pub by_argument: bool,
+    /// `--histogram`, `--stats`: room for each probe's latency buckets. Without, the
+    /// histogram map takes one entry: a per-CPU hash is allocated whole at creation, and the
+    /// full one costs ~50 ms to create.
+    pub histograms: bool,
 }
 
 impl Probes {
@@ -413,6 +417,17 @@ impl Probes {
             .map_max_entries(maps::RATE_BUCKETS, probes)
             .map_max_entries(maps::PREDICATES, probes)
             .map_max_entries(maps::STACKS, stacks)
+            .map_max_entries(
+                maps::HISTOGRAMS,
+                match (sizes.histograms, sizes.by_argument) {
+                    (false, _) => 1,
+                    // Any number of argument values: as many as the map may hold.
+                    (true, true) => tracer_ebpf::HISTOGRAM_ENTRIES,
+                    (true, false) => probes
+                        .saturating_mul(tracer_ebpf::HISTOGRAM_BUCKETS)
+                        .min(tracer_ebpf::HISTOGRAM_ENTRIES),
+                },
+            )
             .map_max_entries(
                 maps::STATS_BY_ARGUMENT,
                 if sizes.by_argument {

@@ -431,6 +431,7 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
         probes: prepared.kernel_plans.len(),
         stacks: options.plan.stack,
         by_argument: prepared.grouping.is_some(),
+        histograms: options.aggregate.is_some(),
     })?;
     probes.set_plans(&prepared.kernel_plans)?;
     probes.set_predicates(&prepared.predicates)?;
