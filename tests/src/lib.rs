@@ -54,6 +54,20 @@ pub fn tracer_bin() -> PathBuf {
     bin
 }
 
+/// A file `cargo xtask test` builds and names in `$env` (the static binary, the image), else
+/// `default` under the workspace; panics, naming the task that builds it, when it is missing.
+pub fn built_by_xtask(env: &str, default: &str, task: &str) -> PathBuf {
+    let path = std::env::var_os(env)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(default));
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo xtask {task}` (and `cargo xtask test`) builds it",
+        path.display()
+    );
+    path
+}
+
 static COMPILE_LOCK: Mutex<()> = Mutex::new(());
 static COPIES: AtomicU32 = AtomicU32::new(0);
 

@@ -29,22 +29,15 @@ impl Drop for Mounted {
     }
 }
 
-fn static_binary() -> PathBuf {
-    let binary = std::env::var_os("KOOLKIT_TRACE_STATIC_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| tests::workspace_root().join("target/dist/koolkit-trace"));
-    assert!(
-        binary.exists(),
-        "no static build at {}: `cargo xtask dist` (and `cargo xtask test`) builds it",
-        binary.display()
-    );
-    binary
-}
-
 #[test]
 fn the_static_binary_lists_and_traces_in_an_empty_root() {
     let root = tests::private_dir("empty-root");
-    fs::copy(static_binary(), root.join("koolkit-trace")).unwrap();
+    let binary = tests::built_by_xtask(
+        "KOOLKIT_TRACE_STATIC_BIN",
+        "target/dist/koolkit-trace",
+        "dist",
+    );
+    fs::copy(binary, root.join("koolkit-trace")).unwrap();
     fs::copy(
         c_fixture("calls", &["-static", "-g", "-O1"]),
         root.join("calls"),

@@ -12,14 +12,7 @@ use std::{
 use tests::{Fixture, Tracer, c_fixture, pods::Containerd};
 
 fn image() -> (PathBuf, String) {
-    let tarball = std::env::var_os("KOOLKIT_TRACE_IMAGE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| tests::workspace_root().join("target/image/image.tar"));
-    assert!(
-        tarball.exists(),
-        "no image at {}: `cargo xtask image` (and `cargo xtask test`) writes it",
-        tarball.display()
-    );
+    let tarball = tests::built_by_xtask("KOOLKIT_TRACE_IMAGE", "target/image/image.tar", "image");
     let reference = std::env::var("KOOLKIT_TRACE_IMAGE_REF").unwrap_or_else(|_| {
         format!(
             "docker.io/koolkit/koolkit-trace:{}",

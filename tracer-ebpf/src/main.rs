@@ -894,18 +894,33 @@ mod programs {
                     count_call(config, probe, exit_ns.wrapping_sub(entry_ns), exit_ns, None);
                 }
             }
-            _ => complete_parked(
-                key,
-                exit_ns,
-                ret,
-                tail_call,
-                go_regs,
-                enabled,
-                wakeup_bytes,
-                parked,
-                untracked,
-                thread,
-            ),
+            _ => match INFLIGHT.get_ptr_mut(key) {
+                // A call parked (or parked past what its thread remembers) whose entry is
+                // gone was evicted from the in-flight map; any other was entered before
+                // tracing started (or after it stopped).
+                None => {
+                    if enabled && (parked || untracked) {
+                        count(Counter::LostEntry);
+                        forget_untracked(thread, parked);
+                    }
+                }
+                Some(call) => {
+                    // SAFETY: the in-flight value stays valid until `complete` removes it;
+                    // only this thread's return can complete this key.
+                    let call = unsafe { &mut *call };
+                    match call.header.exit_ns {
+                        // Counted abandoned when its thread seemed to leave it; it returned
+                        // after all.
+                        inflight_marks::ABANDONED => add(Counter::Abandoned, u64::MAX),
+                        inflight_marks::TRACKED => {}
+                        _ => forget_untracked(thread, parked),
+                    }
+                    if let Some(regs) = go_regs {
+                        copy_go_results(regs, call);
+                    }
+                    complete(call, key, exit_ns, ret, tail_call, wakeup_bytes);
+                }
+            },
         }
         // A goroutine's shadow goes once nothing of it is parked: a Go program runs many more
         // goroutines than the map holds. A thread's stays for its next call (a remove and an
@@ -918,46 +933,6 @@ mod programs {
                 let _ = THREADS.remove(&shadow);
             }
         }
-    }
-
-    /// Completes the call parked in the in-flight map under `key`, if it is there.
-    #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    fn complete_parked(
-        key: &InflightKey,
-        exit_ns: u64,
-        ret: u64,
-        tail_call: bool,
-        go_regs: Option<&pt_regs>,
-        enabled: bool,
-        wakeup_bytes: u32,
-        parked: bool,
-        untracked: bool,
-        thread: Option<*mut ThreadCalls>,
-    ) {
-        let Some(call) = INFLIGHT.get_ptr_mut(key) else {
-            // A call parked (or parked past what its thread remembers) whose entry is gone
-            // was evicted from the in-flight map; any other was entered before tracing
-            // started (or after it stopped).
-            if enabled && (parked || untracked) {
-                count(Counter::LostEntry);
-                forget_untracked(thread, parked);
-            }
-            return;
-        };
-        // SAFETY: the in-flight value stays valid until we remove it below; only this thread's
-        // return can complete this key.
-        let call = unsafe { &mut *call };
-        match call.header.exit_ns {
-            // Counted abandoned when its thread seemed to leave it; it returned after all.
-            inflight_marks::ABANDONED => add(Counter::Abandoned, u64::MAX),
-            inflight_marks::TRACKED => {}
-            _ => forget_untracked(thread, parked),
-        }
-        if let Some(regs) = go_regs {
-            copy_go_results(regs, call);
-        }
-        complete(call, key, exit_ns, ret, tail_call, wakeup_bytes);
     }
 
     /// The in-flight key of a Go call: the goroutine (its `g`, from R14, in the process) and
