@@ -891,7 +891,13 @@ mod programs {
             Some(entry_ns) if entry_ns != 0 => {
                 // Parked in the shadow alone: counted, and nothing else to do.
                 if let Some(config) = config() {
-                    count_call(config, probe, exit_ns.wrapping_sub(entry_ns), exit_ns, None);
+                    let returned = Returned {
+                        probe,
+                        latency: exit_ns.wrapping_sub(entry_ns),
+                        exit_ns,
+                        call: None,
+                    };
+                    count_call(config, &returned);
                 }
             }
             _ => match INFLIGHT.get_ptr_mut(key) {
@@ -951,19 +957,30 @@ mod programs {
         })
     }
 
+    /// A call that returned, as the filters and the kernel's tallies see it.
+    #[derive(Clone, Copy)]
+    struct Returned<'a> {
+        probe: u32,
+        latency: u64,
+        exit_ns: u64,
+        /// The call as parked in the in-flight map, with its arguments; `None` for one
+        /// parked in its thread's shadow alone.
+        call: Option<&'a InFlightCall>,
+    }
+
     /// Whether a returned call of `probe` is left out as asked: outside the latency bounds,
     /// not meeting its probe's predicate (tested on `call`, which only a call parked in the
     /// in-flight map has), not the one in `sample_every` of its probe on this CPU, or over
     /// its probe's rate. In that order: a call another filter leaves out takes
     /// no sample count and no token.
     #[inline(always)]
-    fn filtered_out(
-        config: &Config,
-        probe: u32,
-        latency: u64,
-        exit_ns: u64,
-        call: Option<&InFlightCall>,
-    ) -> bool {
+    fn filtered_out(config: &Config, returned: &Returned<'_>) -> bool {
+        let Returned {
+            probe,
+            latency,
+            exit_ns,
+            call,
+        } = *returned;
         let too_fast = config.min_latency_ns != 0 && latency < config.min_latency_ns;
         let too_slow = config.max_latency_ns != 0 && latency > config.max_latency_ns;
         if too_fast || too_slow {
@@ -1136,14 +1153,14 @@ mod programs {
     /// `--histogram` and `--stats` added to its latency's bucket and its probe's statistics.
     /// Returns whether that is all there is to do (nothing is emitted).
     #[inline(always)]
-    fn count_call(
-        config: &Config,
-        probe: u32,
-        latency: u64,
-        exit_ns: u64,
-        call: Option<&InFlightCall>,
-    ) -> bool {
-        if filtered_out(config, probe, latency, exit_ns, call) {
+    fn count_call(config: &Config, returned: &Returned<'_>) -> bool {
+        let Returned {
+            probe,
+            latency,
+            call,
+            ..
+        } = *returned;
+        if filtered_out(config, returned) {
             count(Counter::Filtered);
             if let Some(slot) = FILTERED.get_ptr_mut(probe) {
                 // SAFETY: the slot is a valid, aligned u64 of this CPU's counters; atomic as
@@ -1222,7 +1239,15 @@ mod programs {
         call.header.ret = ret;
         let latency = exit_ns.wrapping_sub(call.header.entry_ns);
         if let Some(config) = config()
-            && count_call(config, call.header.probe_id, latency, exit_ns, Some(call))
+            && count_call(
+                config,
+                &Returned {
+                    probe: call.header.probe_id,
+                    latency,
+                    exit_ns,
+                    call: Some(call),
+                },
+            )
         {
             let _ = INFLIGHT.remove(key);
             return;
