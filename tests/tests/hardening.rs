@@ -583,3 +583,54 @@ fn a_chrooted_process_is_traced() {
     assert!(output.status.success(), "{}", output.stderr);
     assert_eq!(output.calls_of("compute").len(), 5, "{}", output.stderr);
 }
+
+#[test]
+fn tracing_libc_s_string_functions_never_changes_what_they_return() {
+    let binary = c_fixture("strings", O1);
+    let mut fixture = Fixture::start(&binary, &[]);
+    assert_eq!(fixture.round(), 0, "wrong results untraced");
+    let pid = fixture.pid.to_string();
+    let record = binary.with_extension("kt");
+    let record = record.to_str().unwrap();
+    // Every variant glibc has (sse2, avx2, evex): the one this CPU runs among them.
+    let tracer = Tracer::start(&[
+        "--pid",
+        &pid,
+        "--fn",
+        "libc:*str*",
+        "--fn",
+        "libc:*mem*",
+        "-o",
+        record,
+        "--force",
+        "--quiet",
+    ]);
+    let wrong = fixture.round();
+    let output = tracer.interrupt();
+    assert_eq!(
+        wrong, 0,
+        "a probe changed what a function returned: {}",
+        output.stderr
+    );
+    assert!(output.status.success(), "{}", output.stderr);
+    let recorded = output
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("recorded "))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    // strchr's variants are not probeable here (avx2: vmovd; evex: its EVEX first
+    // instruction): the other 5000 calls of the round.
+    assert!(recorded >= 5000, "{}", output.stderr);
+    if output.stderr.contains("not tracing __strchr_evex") {
+        assert!(
+            output.stderr.contains(
+                "__strchr_evex (libc.so.6): the kernel cannot probe its first instruction \
+                 (vpbroadcastb, EVEX: the kernel single-steps it wrongly)"
+            ),
+            "{}",
+            output.stderr
+        );
+    }
+}

@@ -115,10 +115,17 @@ const REFUSED_OPCODES: [u64; 4] = {
     words
 };
 
+/// Why an EVEX instruction is not probed (see [`kernel_refuses`]).
+const EVEX_STEPPED_WRONGLY: &str =
+    "an EVEX vector instruction, which the kernel single-steps wrongly";
+
 /// Why the kernel refuses a uprobe on the instruction starting `bytes`, if it does
 /// (`uprobe_init_insn`): a `lock` or ES/CS/SS/DS segment prefix, an instruction that masks
 /// exceptions (`mov` to SS), or an opcode it never single-steps. Two-byte (`0f`) and VEX
-/// opcodes pass its first check, as here.
+/// opcodes pass its first check, as here. An EVEX instruction it takes, but steps wrongly:
+/// with a probe on `vpbroadcastb %esi,%ymm17`, the first instruction of glibc's
+/// `__strchr_evex`, every `strchr` of the process returned a wrong result (seen on 6.18, with
+/// a bare tracefs uprobe too), so such a site is refused here.
 pub(crate) fn kernel_refuses(bytes: &[u8]) -> Option<&'static str> {
     let mut at = 0;
     while let Some(&byte) = bytes.get(at) {
@@ -144,6 +151,9 @@ pub(crate) fn kernel_refuses(bytes: &[u8]) -> Option<&'static str> {
         0x62 => Some(4),
         _ => None,
     };
+    if vector == Some(4) {
+        return Some(EVEX_STEPPED_WRONGLY);
+    }
     if let Some(length) = vector {
         opcode = *bytes.get(at + length)?;
         return (REFUSED_OPCODES[(opcode / 64) as usize] & (1 << (opcode % 64)) != 0)
@@ -296,14 +306,20 @@ fn place_entry(
             sp_adjust: 0,
         };
     };
-    if kernel_refuses(code).is_some() {
+    if let Some(why) = kernel_refuses(code) {
+        let name = if first.has_lock_prefix() {
+            format!("lock {}", mnemonic_name(first))
+        } else {
+            mnemonic_name(first)
+        };
         return EntryPlacement {
             skip: 0,
             cost: CostClass::Refused,
-            instruction: if first.has_lock_prefix() {
-                format!("lock {}", mnemonic_name(first))
+            // The kernel would take this one: say why it is not probed all the same.
+            instruction: if why == EVEX_STEPPED_WRONGLY {
+                format!("{name}, EVEX: the kernel single-steps it wrongly")
             } else {
-                mnemonic_name(first)
+                name
             },
             sp_adjust: 0,
         };
@@ -534,6 +550,10 @@ mod tests {
                 &[0xc5, 0xf9, 0x6e, 0xc6][..],
                 "a vector opcode uprobes cannot step",
             ), // vmovd
+            (
+                &[0x62, 0xe2, 0x7d, 0x28, 0x7a, 0xce][..],
+                "an EVEX vector instruction, which the kernel single-steps wrongly",
+            ), // vpbroadcastb %esi,%ymm17 (__strchr_evex)
         ] {
             assert_eq!(kernel_refuses(bytes), Some(why), "{bytes:x?}");
         }
@@ -544,7 +564,6 @@ mod tests {
             &[0x64, 0x48, 0x8b, 0x04, 0x25, 0x28, 0, 0, 0], // mov %fs:0x28,%rax
             &[0x0f, 0x05],                                  // syscall: two-byte, passes
             &[0xc5, 0xf8, 0x77],                            // vzeroupper (77 passes)
-            &[0x62, 0xb2, 0x7d, 0x48, 0x7a, 0xc6],          // vpbroadcastb (EVEX)
             &[0x8e, 0xd8],                                  // mov %eax,%ds
         ] {
             assert_eq!(kernel_refuses(ok), None, "{ok:x?}");
