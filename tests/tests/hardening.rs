@@ -627,7 +627,7 @@ fn tracing_libc_s_string_functions_never_changes_what_they_return() {
         assert!(
             output.stderr.contains(
                 "__strchr_evex (libc.so.6): the kernel cannot probe its first instruction \
-                 (vpbroadcastb, EVEX: the kernel single-steps it wrongly)"
+                 (vpbroadcastb: the kernel single-steps vector instructions wrongly)"
             ),
             "{}",
             output.stderr

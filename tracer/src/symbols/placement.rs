@@ -115,17 +115,19 @@ const REFUSED_OPCODES: [u64; 4] = {
     words
 };
 
-/// Why an EVEX instruction is not probed (see [`kernel_refuses`]).
-const EVEX_STEPPED_WRONGLY: &str =
-    "an EVEX vector instruction, which the kernel single-steps wrongly";
+/// Why a VEX or EVEX instruction the kernel takes is not probed (see [`kernel_refuses`]).
+const VECTOR_STEPPED_WRONGLY: &str = "a vector instruction, which the kernel single-steps wrongly";
 
 /// Why the kernel refuses a uprobe on the instruction starting `bytes`, if it does
 /// (`uprobe_init_insn`): a `lock` or ES/CS/SS/DS segment prefix, an instruction that masks
 /// exceptions (`mov` to SS), or an opcode it never single-steps. Two-byte (`0f`) and VEX
-/// opcodes pass its first check, as here. An EVEX instruction it takes, but steps wrongly:
-/// with a probe on `vpbroadcastb %esi,%ymm17`, the first instruction of glibc's
-/// `__strchr_evex`, every `strchr` of the process returned a wrong result (seen on 6.18, with
-/// a bare tracefs uprobe too), so such a site is refused here.
+/// opcodes pass its first check, as here. The VEX and EVEX instructions it takes it steps
+/// wrongly: with a probe on `vpbroadcastb %esi,%ymm17`, the first instruction of glibc's
+/// `__strchr_evex`, every `strchr` of the process returned a wrong result, and a probe on a
+/// VEX `vpbroadcastb %xmm0,%ymm1` lost half the bytes it wrote (seen on 6.18, with a bare
+/// tracefs uprobe too, while probes on ordinary instructions next to them kept every vector
+/// register). So every vector site is refused here but `vzeroupper`/`vzeroall`, which take no
+/// operand.
 pub(crate) fn kernel_refuses(bytes: &[u8]) -> Option<&'static str> {
     let mut at = 0;
     while let Some(&byte) = bytes.get(at) {
@@ -151,13 +153,18 @@ pub(crate) fn kernel_refuses(bytes: &[u8]) -> Option<&'static str> {
         0x62 => Some(4),
         _ => None,
     };
-    if vector == Some(4) {
-        return Some(EVEX_STEPPED_WRONGLY);
-    }
     if let Some(length) = vector {
+        let prefix = bytes.get(at..at + length)?;
         opcode = *bytes.get(at + length)?;
-        return (REFUSED_OPCODES[(opcode / 64) as usize] & (1 << (opcode % 64)) != 0)
-            .then_some("a vector opcode uprobes cannot step");
+        if REFUSED_OPCODES[(opcode / 64) as usize] & (1 << (opcode % 64)) != 0 {
+            return Some("a vector opcode uprobes cannot step");
+        }
+        // vzeroupper, vzeroall: VEX, opcode map 0f (implied by c5; c4's low five bits), 77.
+        let map_0f = prefix[0] == 0xc5 || (prefix[0] == 0xc4 && prefix[1] & 0x1f == 1);
+        if opcode == 0x77 && map_0f {
+            return None;
+        }
+        return Some(VECTOR_STEPPED_WRONGLY);
     }
     if opcode == 0x8e && bytes.get(at + 1).is_some_and(|modrm| (modrm >> 3) & 7 == 2) {
         return Some("mov to ss");
@@ -316,8 +323,8 @@ fn place_entry(
             skip: 0,
             cost: CostClass::Refused,
             // The kernel would take this one: say why it is not probed all the same.
-            instruction: if why == EVEX_STEPPED_WRONGLY {
-                format!("{name}, EVEX: the kernel single-steps it wrongly")
+            instruction: if why == VECTOR_STEPPED_WRONGLY {
+                format!("{name}: the kernel single-steps vector instructions wrongly")
             } else {
                 name
             },
@@ -550,10 +557,12 @@ mod tests {
                 &[0xc5, 0xf9, 0x6e, 0xc6][..],
                 "a vector opcode uprobes cannot step",
             ), // vmovd
+            // vpbroadcastb %esi,%ymm17 (EVEX, __strchr_evex), vpbroadcastb %xmm0,%ymm1 (VEX)
             (
                 &[0x62, 0xe2, 0x7d, 0x28, 0x7a, 0xce][..],
-                "an EVEX vector instruction, which the kernel single-steps wrongly",
-            ), // vpbroadcastb %esi,%ymm17 (__strchr_evex)
+                VECTOR_STEPPED_WRONGLY,
+            ),
+            (&[0xc4, 0xe2, 0x7d, 0x78, 0xc8][..], VECTOR_STEPPED_WRONGLY),
         ] {
             assert_eq!(kernel_refuses(bytes), Some(why), "{bytes:x?}");
         }
@@ -564,6 +573,7 @@ mod tests {
             &[0x64, 0x48, 0x8b, 0x04, 0x25, 0x28, 0, 0, 0], // mov %fs:0x28,%rax
             &[0x0f, 0x05],                                  // syscall: two-byte, passes
             &[0xc5, 0xf8, 0x77],                            // vzeroupper (77 passes)
+            &[0xc4, 0xe1, 0x7c, 0x77],                      // vzeroall, three-byte VEX
             &[0x8e, 0xd8],                                  // mov %eax,%ds
         ] {
             assert_eq!(kernel_refuses(ok), None, "{ok:x?}");
