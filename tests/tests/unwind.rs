@@ -244,3 +244,54 @@ fn a_target_killed_while_traced_is_reported_with_its_signal() {
         "{report:?}"
     );
 }
+
+/// The same rounds counted in the kernel (`--histogram`: each call parked in its thread's
+/// shadow alone): the same counts, the same frames unwound, and the target unharmed.
+#[test]
+fn cpp_exceptions_through_functions_counted_in_the_kernel() {
+    let binary = cpp_fixture("O2");
+    let throws = THROWS.to_string();
+    let mut fixture = Fixture::start(&binary, &[&throws]);
+    fixture.start_round();
+    let untraced = fixture.round_figures();
+    let pid = fixture.pid.to_string();
+    let mut args = vec![
+        "--pid",
+        pid.as_str(),
+        "--json",
+        "--histogram",
+        "--interval",
+        "60s",
+    ];
+    for function in ["outer", "middle", "inner", "tail", "thunk", "leaf"] {
+        args.extend(["--fn", function]);
+    }
+    let tracer = Tracer::start(&args);
+    fixture.start_round();
+    let traced = fixture.round_figures();
+    let output = tracer.interrupt();
+    assert_eq!(traced, untraced, "the round computed as without the tracer");
+    assert!(output.status.success(), "{}", output.stderr);
+    let total = |function: &str| {
+        output
+            .json_lines()
+            .iter()
+            .find(|l| l["total"] == true && l["fn"] == function)
+            .and_then(|l| l["calls"].as_i64())
+            .unwrap_or(0)
+    };
+    let per_hundred = 2 * THROWS / 100;
+    for function in ["outer", "middle", "inner"] {
+        assert_eq!(total(function), THROWS, "{function}: {}", output.stdout);
+    }
+    assert_eq!(total("tail"), per_hundred, "{}", output.stdout);
+    assert_eq!(total("thunk"), per_hundred, "{}", output.stdout);
+    assert_eq!(total("leaf"), THROWS + 3 * per_hundred, "{}", output.stdout);
+    assert_eq!(
+        count_on_line(&output.stderr, "calls were unwound"),
+        Some(3 * THROWS as u64),
+        "{}",
+        output.stderr
+    );
+    assert!(output.stderr.contains("drops: none"), "{}", output.stderr);
+}
