@@ -26,18 +26,15 @@ fn is_rust(name: &str) -> bool {
     let Some(body) = name.strip_prefix("_ZN") else {
         return false;
     };
-    let body = body.split('.').next().unwrap_or(body);
-    let Some(without_e) = body.strip_suffix('E') else {
-        return false;
-    };
-    // "17h" and 16 hex digits end the path.
-    const HASH: usize = 19;
-    without_e.len() > HASH
-        && without_e.is_char_boundary(without_e.len() - HASH)
-        && without_e[without_e.len() - HASH..].starts_with("17h")
-        && without_e[without_e.len() - 16..]
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit())
+    // "17h", 16 hex digits and `E` end the path; a suffix may follow (`.llvm.1234`). Not
+    // the first `.`: generic arguments spell `::` as `..` (`_$LT$core..slice..Iter...`).
+    body.match_indices("17h").any(|(at, _)| {
+        let rest = body[at + 3..].as_bytes();
+        rest.len() >= 17
+            && rest[..16].iter().all(u8::is_ascii_hexdigit)
+            && rest[16] == b'E'
+            && rest.get(17).is_none_or(|&next| next == b'.')
+    })
 }
 
 /// Demangles `name`; `None` when it is not a mangled Rust or C++ name.
@@ -160,6 +157,17 @@ mod tests {
         assert_eq!(
             demangle(&suffixed).unwrap().path,
             "tracer::symbols::elf::ElfFile::open"
+        );
+        // A trait impl of a generic type: `..` stands for `::` in its arguments.
+        let implementation = "_ZN91_$LT$core..slice..iter..Iter$LT$T$GT$$u20$as$u20$core..iter..\
+                              traits..iterator..Iterator$GT$4next17hec7eb6b7c6e7a184E";
+        assert_eq!(
+            demangle(implementation).unwrap().path,
+            "<core::slice::iter::Iter<T> as core::iter::traits::iterator::Iterator>::next"
+        );
+        assert_eq!(
+            demangle(&format!("{implementation}.llvm.42")).unwrap().path,
+            "<core::slice::iter::Iter<T> as core::iter::traits::iterator::Iterator>::next"
         );
     }
 

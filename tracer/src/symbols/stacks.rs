@@ -138,8 +138,9 @@ impl ObjectSymbols {
 pub struct Symbolizer {
     maps: HashMap<u32, Vec<Mapping>>,
     objects: HashMap<PathBuf, Option<ObjectSymbols>>,
-    /// The frames of each address: more than one where functions were inlined there.
-    frames: HashMap<(u32, u64), Vec<Frame>>,
+    /// The frames of each address (and whether it was a return address): more than one
+    /// where functions were inlined there.
+    frames: HashMap<(u32, u64, bool), Vec<Frame>>,
 }
 
 impl Symbolizer {
@@ -149,7 +150,9 @@ impl Symbolizer {
 
     /// The frames of a stack of process `pid`, innermost first, the functions inlined at
     /// an address before the one holding it. Every address but the first is a return
-    /// address: it is looked up one byte back, inside the call.
+    /// address: it is looked up one byte back, inside the call. The first is where the
+    /// traced function was just entered (its probe, maybe past its first instructions, where
+    /// code inlined from its body may already start): only the function is shown there.
     pub fn frames(&mut self, pid: u32, addresses: &[u64]) -> Vec<Frame> {
         let mut frames = Vec::with_capacity(addresses.len());
         for (depth, &address) in addresses.iter().enumerate() {
@@ -159,7 +162,7 @@ impl Symbolizer {
     }
 
     fn address_frames(&mut self, pid: u32, address: u64, return_address: bool) -> Vec<Frame> {
-        if let Some(frames) = self.frames.get(&(pid, address)) {
+        if let Some(frames) = self.frames.get(&(pid, address, return_address)) {
             return frames.clone();
         }
         let lookup = if return_address {
@@ -167,8 +170,12 @@ impl Symbolizer {
         } else {
             address
         };
-        let frames = self.symbolize(pid, address, lookup);
-        self.frames.insert((pid, address), frames.clone());
+        let mut frames = self.symbolize(pid, address, lookup);
+        if !return_address {
+            frames.drain(..frames.len() - 1);
+        }
+        self.frames
+            .insert((pid, address, return_address), frames.clone());
         frames
     }
 
