@@ -29,7 +29,7 @@ fn is_rust(name: &str) -> bool {
     // "17h", 16 hex digits and `E` end the path; a suffix may follow (`.llvm.1234`). Not
     // the first `.`: generic arguments spell `::` as `..` (`_$LT$core..slice..Iter...`).
     body.match_indices("17h").any(|(at, _)| {
-        let rest = body[at + 3..].as_bytes();
+        let rest = &body.as_bytes()[at + 3..];
         rest.len() >= 17
             && rest[..16].iter().all(u8::is_ascii_hexdigit)
             && rest[16] == b'E'
