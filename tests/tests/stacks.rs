@@ -153,3 +153,33 @@ fn a_function_inlined_on_the_way_is_a_frame_of_its_own() {
         output.stderr
     );
 }
+
+#[test]
+fn stacks_of_forked_workers_gone_before_they_are_read_are_still_named() {
+    // A pre-fork server: each worker calls work() a hundred times and exits at once, mostly
+    // before its stacks are read; a forked worker maps what its parent mapped, where it did.
+    let binary = c_fixture("prefork", &["-g", "-O1", "-fno-omit-frame-pointer"]);
+    let mut server = Fixture::start(&binary, &["2", "100"]);
+    let pid = server.pid.to_string();
+    let tracer = tests::Tracer::start(&[
+        "--pid",
+        &pid,
+        "--children",
+        "--fn",
+        "work",
+        "--stack",
+        "--json",
+    ]);
+    assert_eq!(server.round(), 3);
+    let output = tracer.interrupt();
+    let calls = output.calls_of("work");
+    assert_eq!(calls.len(), 300, "{}", output.stderr);
+    for call in &calls {
+        let frames = tests::stack_of(call);
+        assert!(frames[0].starts_with("work at c/prefork.c:"), "{frames:?}");
+        assert!(
+            frames.iter().any(|f| f.starts_with("main+0x")),
+            "{frames:?}"
+        );
+    }
+}

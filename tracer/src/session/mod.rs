@@ -987,7 +987,11 @@ pub async fn trace(
     )
     .with_workloads(options.workloads.clone());
     if options.plan.stack {
-        sink.stacks = armed.probes.take_stacks().map(stacks::Stacks::new);
+        let traced = options.target.pid();
+        sink.stacks = armed
+            .probes
+            .take_stacks()
+            .map(|map| stacks::Stacks::new(map, traced));
     }
     let stop = stream(options, &mut armed, &mut sink, status).await?;
     let summary = finish(options, armed, sink, stop).await?;

@@ -46,10 +46,12 @@ pub(crate) struct Stacks {
 }
 
 impl Stacks {
-    pub fn new(map: StackTraceMap<MapData>) -> Self {
+    /// Stacks read from `map`; those of processes gone by then are named from the maps of
+    /// `traced`, the traced process (see [`Symbolizer::with_fallback`]).
+    pub fn new(map: StackTraceMap<MapData>, traced: Option<u32>) -> Self {
         Self {
             map,
-            symbolizer: Symbolizer::new(),
+            symbolizer: Symbolizer::with_fallback(traced),
             shown: HashMap::new(),
             calls: 0,
             short: 0,

@@ -137,6 +137,10 @@ impl ObjectSymbols {
 #[derive(Default)]
 pub struct Symbolizer {
     maps: HashMap<u32, Vec<Mapping>>,
+    /// Whose mappings stand for a process gone before its stacks were read: the traced
+    /// process, whose forked children (a pre-fork server's workers, postgres's backends)
+    /// map what it mapped where it mapped it.
+    fallback: Option<u32>,
     objects: HashMap<PathBuf, Option<ObjectSymbols>>,
     /// The frames of each address (and whether it was a return address): more than one
     /// where functions were inlined there.
@@ -144,8 +148,21 @@ pub struct Symbolizer {
 }
 
 impl Symbolizer {
-    pub fn new() -> Self {
-        Self::default()
+    /// A symbolizer that reads the mappings of `pid` for processes already gone.
+    pub fn with_fallback(pid: Option<u32>) -> Self {
+        Self {
+            fallback: pid,
+            ..Self::default()
+        }
+    }
+
+    /// The process whose mappings and root stand for `pid`: itself while it runs.
+    fn source_of(&mut self, pid: u32) -> u32 {
+        let own = self.maps.entry(pid).or_insert_with(|| read_mappings(pid));
+        match self.fallback {
+            Some(fallback) if own.is_empty() && fallback != pid => fallback,
+            _ => pid,
+        }
     }
 
     /// The frames of a stack of process `pid`, innermost first, the functions inlined at
@@ -180,6 +197,7 @@ impl Symbolizer {
     }
 
     fn symbolize(&mut self, pid: u32, address: u64, lookup: u64) -> Vec<Frame> {
+        let pid = self.source_of(pid);
         let mut mapping = self.mapping(pid, lookup);
         if mapping.is_none() {
             // A library loaded since the maps were read.
@@ -280,7 +298,7 @@ mod tests {
     fn the_tracer_s_own_stack_is_symbolized_through_its_maps() {
         // This test's own code: the address of a function of this binary.
         let address = the_tracer_s_own_stack_is_symbolized_through_its_maps as *const () as u64;
-        let mut symbolizer = Symbolizer::new();
+        let mut symbolizer = Symbolizer::with_fallback(None);
         let frames = symbolizer.frames(std::process::id(), &[address, address + 1]);
         let (name, offset) = frames[0].function.clone().expect("symbolized");
         assert!(
