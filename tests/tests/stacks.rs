@@ -183,3 +183,29 @@ fn stacks_of_forked_workers_gone_before_they_are_read_are_still_named() {
         );
     }
 }
+
+#[test]
+fn a_return_address_a_uretprobe_replaced_is_not_a_frame() {
+    // At -O2 shop::Cart::add(const Item&) jumps to add(int, const char*): at the second one's
+    // entry the return address on the stack is the first one's uretprobe trampoline.
+    let binary = tests::build_fixture(
+        "cart",
+        "g++",
+        &["cpp/cart.cpp"],
+        &["-g", "-O2", "-fno-omit-frame-pointer"],
+    );
+    let mut fixture = Fixture::start(&binary, &[]);
+    let output = trace_round(&mut fixture, &["--fn", "shop::*", "--stack"]);
+    let calls: Vec<serde_json::Value> = output
+        .json_lines()
+        .into_iter()
+        .filter(|l| l.get("stack").is_some())
+        .collect();
+    assert_eq!(calls.len(), 5, "{}", output.stdout);
+    for call in &calls {
+        let frames = tests::stack_of(call);
+        // Every traced function here is called by main (the tail call too).
+        assert!(frames[1].starts_with("main+0x"), "{call}");
+        assert!(frames.iter().all(|f| !f.starts_with("0x")), "{call}");
+    }
+}

@@ -75,7 +75,14 @@ impl Stacks {
                     self.missing += 1;
                     return None;
                 };
-                let addresses = with_caller(trace.frames().iter().map(|f| f.ip).collect(), caller);
+                // A return address a uretprobe replaced names nothing (the kernel puts the
+                // caller in the walk itself on recent kernels, where the word read at the
+                // entry may already be the trampoline).
+                let symbolizer = &mut self.symbolizer;
+                let caller = caller.filter(|&c| !symbolizer.is_trampoline(event.pid, c));
+                let mut addresses =
+                    with_caller(trace.frames().iter().map(|f| f.ip).collect(), caller);
+                addresses.retain(|&address| !symbolizer.is_trampoline(event.pid, address));
                 let frames: Rc<[String]> = self
                     .symbolizer
                     .frames(event.pid, &addresses)

@@ -145,6 +145,8 @@ pub struct Symbolizer {
     /// The frames of each address (and whether it was a return address): more than one
     /// where functions were inlined there.
     frames: HashMap<(u32, u64, bool), Vec<Frame>>,
+    /// Where each process maps the kernel's uretprobe trampoline (`[uprobes]`).
+    trampolines: HashMap<u32, Option<(u64, u64)>>,
 }
 
 impl Symbolizer {
@@ -154,6 +156,17 @@ impl Symbolizer {
             fallback: pid,
             ..Self::default()
         }
+    }
+
+    /// Whether `address` of process `pid` is the kernel's uretprobe trampoline: a return
+    /// address a uretprobe replaced (a traced caller's, or the one read at the entry once
+    /// the return probe took it), which names no code.
+    pub fn is_trampoline(&mut self, pid: u32, address: u64) -> bool {
+        let pid = self.source_of(pid);
+        self.trampolines
+            .entry(pid)
+            .or_insert_with(|| read_trampoline(pid))
+            .is_some_and(|(start, end)| start <= address && address < end)
     }
 
     /// The process whose mappings and root stand for `pid`: itself while it runs.
@@ -265,6 +278,17 @@ impl Symbolizer {
             .find(|m| m.start <= address && address < m.end)
             .cloned()
     }
+}
+
+/// The range of process `pid`'s `[uprobes]` mapping, if it has one.
+fn read_trampoline(pid: u32) -> Option<(u64, u64)> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    let line = maps.lines().find(|line| line.ends_with("[uprobes]"))?;
+    let (start, end) = line.split_once(' ')?.0.split_once('-')?;
+    Some((
+        u64::from_str_radix(start, 16).ok()?,
+        u64::from_str_radix(end, 16).ok()?,
+    ))
 }
 
 /// The file-backed mappings of process `pid` (none once it is gone).
