@@ -352,6 +352,13 @@ impl TracerOutput {
             .collect()
     }
 
+    /// The `--histogram` / `--stats` JSON line of function `name`'s totals, if there is one.
+    pub fn total_of(&self, name: &str) -> Option<serde_json::Value> {
+        self.json_lines()
+            .into_iter()
+            .find(|l| l["total"] == true && l["fn"] == name)
+    }
+
     /// JSON events of function `name`.
     pub fn calls_of(&self, name: &str) -> Vec<serde_json::Value> {
         self.json_lines()

@@ -266,11 +266,9 @@ fn statistics_count_every_call_and_its_extremes_in_the_kernel() {
         output.stdout
     );
     let total = |name: &str| {
-        lines
-            .iter()
-            .find(|l| l["total"] == true && l["fn"] == name)
+        output
+            .total_of(name)
             .unwrap_or_else(|| panic!("no total of {name}: {}", output.stdout))
-            .clone()
     };
     for name in ["compute", "sleepy"] {
         let t = total(name);

@@ -102,11 +102,9 @@ fn calls_counted_in_the_kernel_are_paired_past_the_shadow_s_depth_and_abandoned_
     ]);
     assert_eq!(fixture.round(), 100);
     let output = tracer.interrupt();
-    let total = |function: &str| -> u64 {
+    let total = |function: &str| {
         output
-            .json_lines()
-            .iter()
-            .find(|l| l["total"] == true && l["fn"] == function)
+            .total_of(function)
             .and_then(|l| l["calls"].as_u64())
             .unwrap_or(0)
     };

@@ -274,9 +274,7 @@ fn cpp_exceptions_through_functions_counted_in_the_kernel() {
     assert!(output.status.success(), "{}", output.stderr);
     let total = |function: &str| {
         output
-            .json_lines()
-            .iter()
-            .find(|l| l["total"] == true && l["fn"] == function)
+            .total_of(function)
             .and_then(|l| l["calls"].as_i64())
             .unwrap_or(0)
     };

@@ -721,23 +721,17 @@ async fn stream(
         }
         if progress.due() {
             let counters = armed.probes.counters()?;
-            let counted = |drops: bool| -> u64 {
+            let sum_of = |kind: fn(&Counter) -> bool| -> u64 {
                 counters
                     .iter()
-                    .filter(|(counter, _)| {
-                        if drops {
-                            counter.is_drop()
-                        } else {
-                            *counter == Counter::Filtered
-                        }
-                    })
+                    .filter(|(counter, _)| kind(counter))
                     .map(|(_, n)| n)
                     .sum()
             };
             let tally = progress::Tally {
                 taken: sink.shown,
-                left_out: counted(false),
-                lost: counted(true) + sink.undecodable,
+                left_out: sum_of(|counter| *counter == Counter::Filtered),
+                lost: sum_of(|counter| counter.is_drop()) + sink.undecodable,
             };
             if let Some(line) = progress.line(tally) {
                 let _ = writeln!(status, "{}", tool_line("", line));

@@ -133,10 +133,19 @@ impl ObjectSymbols {
     }
 }
 
+/// What a process's `/proc/PID/maps` says, read once (again when an address falls outside).
+#[derive(Debug, Default)]
+struct ProcessMaps {
+    /// The file-backed mappings (none once the process is gone).
+    files: Vec<Mapping>,
+    /// Where the kernel's uretprobe trampoline is mapped (`[uprobes]`).
+    trampoline: Option<(u64, u64)>,
+}
+
 /// Symbolizes addresses of traced processes, remembering each one it has done.
 #[derive(Default)]
 pub struct Symbolizer {
-    maps: HashMap<u32, Vec<Mapping>>,
+    maps: HashMap<u32, ProcessMaps>,
     /// Whose mappings stand for a process gone before its stacks were read: the traced
     /// process, whose forked children (a pre-fork server's workers, postgres's backends)
     /// map what it mapped where it mapped it.
@@ -145,8 +154,6 @@ pub struct Symbolizer {
     /// The frames of each address (and whether it was a return address): more than one
     /// where functions were inlined there.
     frames: HashMap<(u32, u64, bool), Vec<Frame>>,
-    /// Where each process maps the kernel's uretprobe trampoline (`[uprobes]`).
-    trampolines: HashMap<u32, Option<(u64, u64)>>,
 }
 
 impl Symbolizer {
@@ -163,17 +170,22 @@ impl Symbolizer {
     /// the return probe took it), which names no code.
     pub fn is_trampoline(&mut self, pid: u32, address: u64) -> bool {
         let pid = self.source_of(pid);
-        self.trampolines
-            .entry(pid)
-            .or_insert_with(|| read_trampoline(pid))
+        self.process_maps(pid)
+            .trampoline
             .is_some_and(|(start, end)| start <= address && address < end)
+    }
+
+    fn process_maps(&mut self, pid: u32) -> &ProcessMaps {
+        self.maps
+            .entry(pid)
+            .or_insert_with(|| read_process_maps(pid))
     }
 
     /// The process whose mappings and root stand for `pid`: itself while it runs.
     fn source_of(&mut self, pid: u32) -> u32 {
-        let own = self.maps.entry(pid).or_insert_with(|| read_mappings(pid));
+        let gone = self.process_maps(pid).files.is_empty();
         match self.fallback {
-            Some(fallback) if own.is_empty() && fallback != pid => fallback,
+            Some(fallback) if gone && fallback != pid => fallback,
             _ => pid,
         }
     }
@@ -272,31 +284,32 @@ impl Symbolizer {
     }
 
     fn mapping(&mut self, pid: u32, address: u64) -> Option<Mapping> {
-        let mappings = self.maps.entry(pid).or_insert_with(|| read_mappings(pid));
-        mappings
+        self.process_maps(pid)
+            .files
             .iter()
             .find(|m| m.start <= address && address < m.end)
             .cloned()
     }
 }
 
-/// The range of process `pid`'s `[uprobes]` mapping, if it has one.
-fn read_trampoline(pid: u32) -> Option<(u64, u64)> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
-    let line = maps.lines().find(|line| line.ends_with("[uprobes]"))?;
-    let (start, end) = line.split_once(' ')?.0.split_once('-')?;
-    Some((
-        u64::from_str_radix(start, 16).ok()?,
-        u64::from_str_radix(end, 16).ok()?,
-    ))
-}
-
-/// The file-backed mappings of process `pid` (none once it is gone).
-fn read_mappings(pid: u32) -> Vec<Mapping> {
+/// The file-backed mappings of process `pid` and its `[uprobes]` range (nothing once it is
+/// gone).
+fn read_process_maps(pid: u32) -> ProcessMaps {
     let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
-        return Vec::new();
+        return ProcessMaps::default();
     };
-    maps.lines()
+    let trampoline = maps
+        .lines()
+        .find(|line| line.ends_with("[uprobes]"))
+        .and_then(|line| {
+            let (start, end) = line.split_once(' ')?.0.split_once('-')?;
+            Some((
+                u64::from_str_radix(start, 16).ok()?,
+                u64::from_str_radix(end, 16).ok()?,
+            ))
+        });
+    let files = maps
+        .lines()
         .filter_map(|line| {
             let parsed = parse_maps_line(line)?;
             let file_offset = line.split(' ').nth(2)?;
@@ -311,7 +324,8 @@ fn read_mappings(pid: u32) -> Vec<Mapping> {
                     .to_string(),
             })
         })
-        .collect()
+        .collect();
+    ProcessMaps { files, trampoline }
 }
 
 #[cfg(test)]
