@@ -4,6 +4,7 @@
 //! These tests need root and a kernel with uprobes. They fail, never skip, when they cannot
 //! attach: a tracer that cannot trace is a broken tracer.
 
+pub mod manifests;
 pub mod pods;
 
 use std::{
@@ -508,12 +509,17 @@ fn entry_file_offset(binary: &Path, function: &str) -> (tracer::ElfFile, u64) {
 
 /// The address where `function` of `binary` is mapped in process `pid`.
 pub fn runtime_address(pid: u32, binary: &Path, function: &str) -> u64 {
+    runtime_address_as_mapped(pid, &fs::canonicalize(binary).unwrap(), binary, function)
+}
+
+/// [`runtime_address`] for a copy of `binary` that process `pid` maps at `mapped` (its path in
+/// a container).
+pub fn runtime_address_as_mapped(pid: u32, mapped: &Path, binary: &Path, function: &str) -> u64 {
     let (_, file_offset) = entry_file_offset(binary, function);
     let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
-    let binary = fs::canonicalize(binary).unwrap();
     for line in maps.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.len() < 6 || Path::new(fields[5]) != binary {
+        if fields.len() < 6 || Path::new(fields[5]) != mapped {
             continue;
         }
         let (start, end) = fields[0].split_once('-').unwrap();

@@ -12,11 +12,12 @@ use std::{
 };
 
 use k8s_cri::v1::{
-    ContainerConfig, ContainerMetadata, ContainerStatusRequest, CreateContainerRequest,
-    ExecSyncRequest, ImageSpec, LinuxContainerConfig, LinuxContainerSecurityContext,
-    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
-    PodSandboxConfig, PodSandboxMetadata, RemovePodSandboxRequest, RunPodSandboxRequest,
-    StartContainerRequest, StopPodSandboxRequest, runtime_service_client::RuntimeServiceClient,
+    Capability, ContainerConfig, ContainerMetadata, ContainerStatusRequest, CreateContainerRequest,
+    ExecSyncRequest, ImageSpec, Int64Value, KeyValue, LinuxContainerConfig,
+    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, Mount,
+    NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata, RemovePodSandboxRequest,
+    RunPodSandboxRequest, StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
+    runtime_service_client::RuntimeServiceClient,
 };
 use tonic::transport::Channel;
 
@@ -103,6 +104,20 @@ pub fn oci_image(
     .unwrap_or_else(|err| panic!("image {reference}: {err}"))
 }
 
+/// How a pod's one container runs beyond its image and arguments: what a DaemonSet's pod
+/// spec says (host pid namespace, mounts, capabilities, a read-only root, environment).
+#[derive(Debug, Clone, Default)]
+pub struct PodSpec {
+    /// `hostPID: true`.
+    pub host_pid: bool,
+    /// `(host path, container path, read-only)`.
+    pub mounts: Vec<(PathBuf, String, bool)>,
+    /// `capabilities: {drop: [ALL], add: [...]}` when given (names without `CAP_`).
+    pub capabilities: Option<Vec<String>>,
+    pub read_only_root: bool,
+    pub env: Vec<(String, String)>,
+}
+
 /// A pod this test runs: its sandbox, its one container and that container's init process.
 #[derive(Debug, Clone)]
 pub struct RunningPod {
@@ -114,6 +129,21 @@ pub struct RunningPod {
     pub container: String,
     /// The container's init process (host pid).
     pub pid: u32,
+    /// Where the runtime writes the container's output (CRI's log format).
+    pub log: PathBuf,
+}
+
+impl RunningPod {
+    /// What the container wrote on stdout and stderr so far, without CRI's prefixes.
+    pub fn output(&self) -> String {
+        fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            // `2026-12-01T12:00:00.000000000Z stderr F text`
+            .map(|line| line.splitn(4, ' ').nth(3).unwrap_or(line))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 }
 
 /// A containerd of the test's own, stopped (its pods removed, its mounts gone) when dropped.
@@ -252,6 +282,29 @@ impl Containerd {
         image: &str,
         args: &[&str],
     ) -> RunningPod {
+        self.run_pod_with(
+            namespace,
+            name,
+            uid,
+            (container, image, args),
+            &PodSpec::default(),
+        )
+    }
+
+    /// [`run_pod`](Self::run_pod) with the container run as `spec` says.
+    pub fn run_pod_with(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        (container, image, args): (&str, &str, &[&str]),
+        spec: &PodSpec,
+    ) -> RunningPod {
+        let logs = self
+            .root
+            .join("pod-logs")
+            .join(format!("{namespace}_{name}_{uid}"));
+        fs::create_dir_all(&logs).unwrap();
         let labels: HashMap<String, String> = [
             ("io.kubernetes.pod.name", name),
             ("io.kubernetes.pod.namespace", namespace),
@@ -262,7 +315,11 @@ impl Containerd {
         .collect();
         let namespaces = NamespaceOption {
             network: NamespaceMode::Node as i32,
-            pid: NamespaceMode::Container as i32,
+            pid: if spec.host_pid {
+                NamespaceMode::Node as i32
+            } else {
+                NamespaceMode::Container as i32
+            },
             ipc: NamespaceMode::Pod as i32,
             ..Default::default()
         };
@@ -275,6 +332,7 @@ impl Containerd {
             }),
             // Host-network pods keep the node's host name (there is no UTS namespace to set).
             labels: labels.clone(),
+            log_directory: logs.display().to_string(),
             linux: Some(LinuxPodSandboxConfig {
                 cgroup_parent: format!("/kubepods/besteffort/pod{uid}"),
                 security_context: Some(LinuxSandboxSecurityContext {
@@ -300,30 +358,58 @@ impl Containerd {
         container_labels.insert("io.kubernetes.container.name".into(), container.into());
         let container_id = self
             .runtime
-            .block_on(client.create_container(CreateContainerRequest {
-                pod_sandbox_id: sandbox_id.clone(),
-                config: Some(ContainerConfig {
-                    metadata: Some(ContainerMetadata {
-                        name: container.into(),
-                        attempt: 0,
-                    }),
-                    image: Some(ImageSpec {
-                        image: image.into(),
-                        ..Default::default()
-                    }),
-                    args: args.iter().map(|a| a.to_string()).collect(),
-                    labels: container_labels,
-                    linux: Some(LinuxContainerConfig {
-                        security_context: Some(LinuxContainerSecurityContext {
-                            namespace_options: Some(namespaces),
+            .block_on(
+                client.create_container(CreateContainerRequest {
+                    pod_sandbox_id: sandbox_id.clone(),
+                    config: Some(ContainerConfig {
+                        metadata: Some(ContainerMetadata {
+                            name: container.into(),
+                            attempt: 0,
+                        }),
+                        image: Some(ImageSpec {
+                            image: image.into(),
+                            ..Default::default()
+                        }),
+                        args: args.iter().map(|a| a.to_string()).collect(),
+                        labels: container_labels,
+                        log_path: format!("{container}/0.log"),
+                        mounts: spec
+                            .mounts
+                            .iter()
+                            .map(|(host, path, read_only)| Mount {
+                                container_path: path.clone(),
+                                host_path: host.display().to_string(),
+                                readonly: *read_only,
+                                ..Default::default()
+                            })
+                            .collect(),
+                        envs: spec
+                            .env
+                            .iter()
+                            .map(|(key, value)| KeyValue {
+                                key: key.clone(),
+                                value: value.clone(),
+                            })
+                            .collect(),
+                        linux: Some(LinuxContainerConfig {
+                            security_context: Some(LinuxContainerSecurityContext {
+                                namespace_options: Some(namespaces),
+                                capabilities: spec.capabilities.as_ref().map(|added| Capability {
+                                    add_capabilities: added.clone(),
+                                    drop_capabilities: vec!["ALL".into()],
+                                    ..Default::default()
+                                }),
+                                readonly_rootfs: spec.read_only_root,
+                                run_as_user: Some(Int64Value { value: 0 }),
+                                ..Default::default()
+                            }),
                             ..Default::default()
                         }),
                         ..Default::default()
                     }),
-                    ..Default::default()
+                    sandbox_config: Some(sandbox_config),
                 }),
-                sandbox_config: Some(sandbox_config),
-            }))
+            )
             .unwrap_or_else(|e| panic!("CreateContainer {name}: {e}\n{}", self.log()))
             .into_inner()
             .container_id;
@@ -350,9 +436,37 @@ impl Containerd {
             container_id,
             container: container.into(),
             pid: info["pid"].as_u64().expect("the container's pid") as u32,
+            log: logs.join(container).join("0.log"),
         };
         self.pods.push(pod.clone());
         pod
+    }
+
+    /// Stops the container of `pod` as kubelet does when a pod is deleted: SIGTERM, then
+    /// SIGKILL after `grace`.
+    pub fn stop_container(&self, pod: &RunningPod, grace: Duration) {
+        let mut client = self.client();
+        self.runtime
+            .block_on(client.stop_container(StopContainerRequest {
+                container_id: pod.container_id.clone(),
+                timeout: grace.as_secs() as i64,
+            }))
+            .unwrap_or_else(|e| panic!("StopContainer {}: {e}\n{}", pod.name, self.log()));
+    }
+
+    /// Deletes `pod` as kubelet does: its sandbox stopped (its containers killed) and removed.
+    pub fn remove_pod(&self, pod: &RunningPod) {
+        let mut client = self.client();
+        self.runtime
+            .block_on(client.stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: pod.sandbox_id.clone(),
+            }))
+            .unwrap_or_else(|e| panic!("StopPodSandbox {}: {e}", pod.name));
+        self.runtime
+            .block_on(client.remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: pod.sandbox_id.clone(),
+            }))
+            .unwrap_or_else(|e| panic!("RemovePodSandbox {}: {e}", pod.name));
     }
 
     /// Runs `cmd` in the container of `pod` (a new process of the pod, as `kubectl exec`

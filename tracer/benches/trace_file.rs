@@ -84,6 +84,7 @@ fn main() {
         },
         probes: table.clone(),
         merged_from: Vec::new(),
+        request: None,
     };
 
     let trace = dir.join("bench.kt");

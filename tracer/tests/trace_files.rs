@@ -51,6 +51,7 @@ fn header(functions: &[&str], start_realtime_ns: u64) -> TraceHeader {
         },
         probes: ProbeTable::new(&sites, &plans),
         merged_from: Vec::new(),
+        request: None,
     }
 }
 

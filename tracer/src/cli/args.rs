@@ -39,6 +39,8 @@ Examples:
   koolkit-trace --pid 4242 --fn 'myapp::db::*' -o db.kt --quiet --duration 1h
       record to a trace file; then `koolkit-trace report db.kt`, `replay db.kt --min-latency 5ms`,
       `export db.kt --format chrome -o db.json` (open in Perfetto), anywhere
+  koolkit-trace agent
+      on every node (kubectl apply -f deploy/agent/): record what a ConfigMap requests
 
 Each call prints one line:
   12:04:05.123456 4242/4243 compute(a=49, b=7, name=\"abc\") = 49010 <12.3µs>
@@ -84,7 +86,91 @@ pub enum Command {
     Export(ExportArgs),
     /// Merge the trace files of many processes, pods or nodes into one.
     Merge(MergeArgs),
+    /// Run on every node (a DaemonSet pod): record the traces a requests file asks for, in
+    /// the pods that match them, to files served over HTTP.
+    Agent(AgentArgs),
 }
+
+/// `koolkit-trace agent`.
+#[derive(Debug, Clone, Args)]
+#[command(after_long_help = AGENT_EXAMPLES)]
+pub struct AgentArgs {
+    /// The requests file (YAML: `requests:`, a list of {name, namespace, pod, container,
+    /// functions, filters, duration, maxSize}), read again every scan: mount it from a
+    /// ConfigMap and edit that.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/koolkit-trace/requests.yaml"
+    )]
+    pub requests: PathBuf,
+
+    /// Where recordings go: OUT/<namespace>/<pod>/<request>-<start>.kt.
+    #[arg(
+        short,
+        long,
+        value_name = "OUT",
+        default_value = "/var/lib/koolkit-trace"
+    )]
+    pub output: PathBuf,
+
+    /// Where /healthz, /status and /traces are served.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:9470")]
+    pub listen: std::net::SocketAddr,
+
+    /// This node's name, for the status and the files' headers (the downward API's
+    /// spec.nodeName). Default: the host name.
+    #[arg(long, value_name = "NAME", env = "NODE_NAME")]
+    pub node: Option<String>,
+
+    /// The most OUT holds; the oldest files go first.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
+    pub max_total_size: u64,
+
+    /// Files last written longer ago than this go.
+    #[arg(long, value_name = "DURATION", default_value = "7d",
+          value_parser = parse_nonzero_duration)]
+    pub max_age: Duration,
+
+    /// How often the requests file and the node's pods are looked at again.
+    #[arg(long, value_name = "DURATION", default_value = "2s",
+          value_parser = parse_nonzero_duration)]
+    pub scan_interval: Duration,
+
+    /// Where the node's file system is (`/` on the node).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub host_root: PathBuf,
+
+    /// The container runtime's CRI socket. Default: containerd's or CRI-O's under
+    /// --host-root, else kubelet's pod folders.
+    #[arg(long, value_name = "PATH")]
+    pub cri_socket: Option<PathBuf>,
+
+    /// Only check the requests file: say which requests are valid and why the others are not
+    /// (exit 2 if any is not), and trace nothing.
+    #[arg(long)]
+    pub check: bool,
+}
+
+const AGENT_EXAMPLES: &str = "\
+Examples:
+  koolkit-trace agent --requests /etc/koolkit-trace/requests.yaml -o /var/lib/koolkit-trace
+      as the DaemonSet in deploy/ runs it
+
+  A requests file:
+    requests:
+      - name: checkout-slow
+        namespace: shop
+        pod: 'checkout-*'
+        functions: [handler]
+        filters: --min-latency 5ms
+        duration: 1h
+
+  Getting the files: kubectl port-forward POD 9470, then
+      curl localhost:9470/status; curl localhost:9470/traces
+      curl -O localhost:9470/traces/shop/checkout-7d9-a/checkout-slow-20261201T120000Z.kt
+      koolkit-trace report checkout-slow-20261201T120000Z.kt
+";
 
 /// Which recorded calls to look at.
 #[derive(Debug, Clone, Args)]
@@ -601,7 +687,7 @@ impl TargetArgs {
 
     /// Where pods are looked up: the CRI socket named, else one that is there, else kubelet's
     /// pod folders.
-    fn pod_source(&self) -> crate::target::membership::PodSource {
+    pub(super) fn pod_source(&self) -> crate::target::membership::PodSource {
         use crate::target::{cri, membership::PodSource};
         if let Some(socket) = &self.cri_socket {
             return PodSource::Cri(socket.clone());
@@ -842,8 +928,11 @@ impl TraceArgs {
                         keep: self.keep,
                     }),
                 },
+                request: None,
             }),
             quiet: self.quiet,
+            stop: crate::session::StopBy::Signals,
+            live: None,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! Every line this tool writes on stderr about itself starts with `koolkit-trace:` ([`warn`],
 //! [`exit_code_of`]); a closed standard output ends any command quietly, with success.
 
+mod agent;
 mod args;
 mod list;
 mod parse;
@@ -37,6 +38,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Report(args)) => return review::report(&args),
         Some(Command::Export(args)) => return review::export(&args),
         Some(Command::Merge(args)) => return review::merge(&args),
+        Some(Command::Agent(args)) => return agent::run(&args),
         None => cli.trace,
     };
     args.check_filters()?;

@@ -32,7 +32,7 @@ pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
         .ok_or_else(|| format!("`{text}`: a size of at least 4KiB is needed"))
 }
 
-/// Parses `250ms`, `10s`, `1.5s`, `5m`, `1h`, `100us`/`100µs`, `10ns`; a bare number is seconds.
+/// Parses `250ms`, `10s`, `1.5s`, `5m`, `1h`, `7d`, `100us`/`100µs`, `10ns`; a bare number is seconds.
 pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -49,9 +49,10 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
         "ns" => 1e-9,
         "m" | "min" => 60.0,
         "h" => 3600.0,
+        "d" => 86_400.0,
         other => {
             return Err(format!(
-                "unknown unit `{other}` in `{text}` (ns, us, ms, s, m, h)"
+                "unknown unit `{other}` in `{text}` (ns, us, ms, s, m, h, d)"
             ));
         }
     };

@@ -122,6 +122,22 @@ pub struct TraceHeader {
     /// For merged traces: the traces this one was made from (their headers without probes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub merged_from: Vec<String>,
+    /// For a recording the agent made: which request, on which node, of which pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<RecordedRequest>,
+}
+
+/// What the agent recorded a file for: its request, node, pod and container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedRequest {
+    /// The request's name.
+    pub name: String,
+    pub node: String,
+    pub namespace: String,
+    pub pod: String,
+    /// The container the request names; `None`: every container of the pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
 }
 
 impl TraceHeader {

@@ -352,6 +352,7 @@ fn merged_header(
         },
         probes,
         merged_from,
+        request: None,
     }
 }
 

@@ -128,5 +128,6 @@ pub fn header_for(target: &Target, probes: &ProbeTable, start: (u64, u64)) -> Tr
         target,
         probes: probes.clone(),
         merged_from: Vec::new(),
+        request: None,
     }
 }

@@ -145,6 +145,8 @@ pub struct Report {
     pub first_ns: Option<u64>,
     pub last_ns: Option<u64>,
     pub read: ReadOutcome,
+    /// For an agent's recording: the request, node and pod it was made for.
+    pub request: Option<super::file_format::RecordedRequest>,
 }
 
 impl Report {
@@ -193,6 +195,7 @@ impl Report {
             first_ns: first,
             last_ns: last,
             read,
+            request: reader.header().request.clone(),
         }
     }
 }
@@ -221,6 +224,20 @@ impl Report {
             (Some(first), Some(last)) => format_duration_ns(last.saturating_sub(first)),
             _ => "-".into(),
         };
+        if let Some(request) = &report.request {
+            let _ = writeln!(
+                out,
+                "Recorded by the agent on node {} for request {}: pod {}/{}{}",
+                request.node,
+                request.name,
+                request.namespace,
+                request.pod,
+                request
+                    .container
+                    .as_ref()
+                    .map_or(String::new(), |c| format!(", container {c}"))
+            );
+        }
         let _ = writeln!(
             out,
             "{} of {} over {span}",
@@ -353,6 +370,7 @@ impl Report {
         })
         .collect();
         json!({
+            "request": report.request,
             "calls": report.calls,
             "functions": functions,
             "warnings": report.read.warnings,

@@ -100,6 +100,54 @@ pub struct TraceOptions {
     pub record: Option<RecordOptions>,
     /// No live lines.
     pub quiet: bool,
+    /// How the trace is stopped from outside besides its own limits: SIGINT, SIGTERM and
+    /// SIGHUP for a command, a [`StopHandle`] for an agent running many traces.
+    pub stop: StopBy,
+    /// Where the calls taken and lost so far are published while tracing (an agent's
+    /// `/status`).
+    pub live: Option<std::sync::Arc<LiveCounts>>,
+}
+
+/// How a trace is told to stop from outside.
+#[derive(Debug, Clone, Default)]
+pub enum StopBy {
+    /// The process's signals: SIGINT, SIGTERM, SIGHUP (a command in a terminal).
+    #[default]
+    Signals,
+    /// The owner's [`StopHandle`] (one process running many traces, which handles its
+    /// signals itself).
+    Handle(tokio::sync::watch::Receiver<Option<String>>),
+}
+
+/// Stops the trace given its [`StopBy::Handle`]; usable from any thread.
+#[derive(Debug)]
+pub struct StopHandle(tokio::sync::watch::Sender<Option<String>>);
+
+impl StopHandle {
+    /// A handle, and what its trace's options take.
+    pub fn new() -> (Self, StopBy) {
+        let (sender, receiver) = tokio::sync::watch::channel(None);
+        (Self(sender), StopBy::Handle(receiver))
+    }
+
+    /// Asks the trace to stop, saying `why` (its summary and trace file's end record say
+    /// it); it then detaches, flushes and summarises. The first reason given is kept.
+    pub fn stop(&self, why: &str) {
+        self.0.send_if_modified(|reason| {
+            let first = reason.is_none();
+            if first {
+                *reason = Some(why.to_string());
+            }
+            first
+        });
+    }
+}
+
+/// Calls taken and lost so far, published about once a second while tracing.
+#[derive(Debug, Default)]
+pub struct LiveCounts {
+    pub calls: std::sync::atomic::AtomicU64,
+    pub lost: std::sync::atomic::AtomicU64,
 }
 
 /// Where and how to record.
@@ -109,6 +157,8 @@ pub struct RecordOptions {
     /// Replace `path` if it exists (`--force`); otherwise an existing file is refused.
     pub replace: bool,
     pub writer: WriterOptions,
+    /// For an agent's recordings: the request, node and pod the file's header names.
+    pub request: Option<crate::record::file_format::RecordedRequest>,
 }
 
 /// How often the trace file gets what was traced since (and the drop counters).
@@ -411,9 +461,7 @@ struct Armed {
     ring: AsyncFd<RingBuf<MapData>>,
     /// Readable once the traced process exits (`--pid` only).
     pidfd: Option<AsyncFd<OwnedFd>>,
-    sigint: Signal,
-    sigterm: Signal,
-    sighup: Signal,
+    stop: Stoppers,
     attached: Attached,
     started: Instant,
     /// The processes of a group target, asked again while tracing.
@@ -426,7 +474,7 @@ struct Armed {
 }
 
 /// Loads the eBPF object, writes the plans, attaches every probe and switches recording on.
-fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
+fn arm(options: &TraceOptions, prepared: &Prepared, status: &mut dyn Write) -> Result<Armed> {
     let mut probes = Probes::load(crate::probes::MapSizes {
         probes: prepared.kernel_plans.len(),
         stacks: options.plan.stack,
@@ -448,9 +496,7 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
         ),
         None => None,
     };
-    let sigint = signal(SignalKind::interrupt()).map_err(|err| Error::io("SIGINT", err))?;
-    let sigterm = signal(SignalKind::terminate()).map_err(|err| Error::io("SIGTERM", err))?;
-    let sighup = signal(SignalKind::hangup()).map_err(|err| Error::io("SIGHUP", err))?;
+    let stop = Stoppers::new(&options.stop)?;
     // Inside a container's pid namespace (a debug container), every id the programs use
     // must be this namespace's: /proc, pidfds and the user's --pid speak it, the kernel's
     // helpers speak the host's.
@@ -485,8 +531,30 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
         Some((pids, membership)) => {
             if own_namespace {
                 probes.select_only(&pids)?;
-            } else {
-                probes.follow_family(&pids)?;
+            } else if let Err(err) = probes.follow_family(&pids) {
+                // A group asked again every second finds its forked workers then, without
+                // their first calls: better than no trace where tracefs is not mounted (a
+                // container without CAP_SYS_ADMIN to mount it).
+                let Some(membership) = &membership else {
+                    return Err(err);
+                };
+                let _ = writeln!(
+                    status,
+                    "{}",
+                    tool_line(
+                        "warning: ",
+                        format_args!(
+                            "{err}; processes that join {} are found within a second instead",
+                            membership.describe()
+                        )
+                    )
+                );
+                let family: Vec<u32> = pids
+                    .iter()
+                    .copied()
+                    .chain(target::descendants_of(&pids))
+                    .collect();
+                probes.select_only(&family)?;
             }
             (None, membership.map(|m| Members::new(m, &pids)))
         }
@@ -526,15 +594,60 @@ fn arm(options: &TraceOptions, prepared: &Prepared) -> Result<Armed> {
         probes,
         ring,
         pidfd,
-        sigint,
-        sigterm,
-        sighup,
+        stop,
         attached,
         started: Instant::now(),
         members,
         go_programs,
         grouping: prepared.grouping.clone(),
     })
+}
+
+/// What stops a trace from outside, as [`StopBy`] chose.
+enum Stoppers {
+    Signals {
+        sigint: Signal,
+        sigterm: Signal,
+        sighup: Signal,
+    },
+    Handle(tokio::sync::watch::Receiver<Option<String>>),
+}
+
+impl Stoppers {
+    fn new(by: &StopBy) -> Result<Self> {
+        Ok(match by {
+            StopBy::Signals => Self::Signals {
+                sigint: signal(SignalKind::interrupt()).map_err(|err| Error::io("SIGINT", err))?,
+                sigterm: signal(SignalKind::terminate())
+                    .map_err(|err| Error::io("SIGTERM", err))?,
+                sighup: signal(SignalKind::hangup()).map_err(|err| Error::io("SIGHUP", err))?,
+            },
+            StopBy::Handle(receiver) => Self::Handle(receiver.clone()),
+        })
+    }
+
+    /// Waits until a stop is asked for.
+    async fn requested(&mut self) -> StopReason {
+        match self {
+            Self::Signals {
+                sigint,
+                sigterm,
+                sighup,
+            } => tokio::select! {
+                _ = sigint.recv() => StopReason::Interrupted,
+                _ = sigterm.recv() => StopReason::Terminated,
+                _ = sighup.recv() => StopReason::HungUp,
+            },
+            Self::Handle(receiver) => {
+                // A dropped handle stops the trace too: nobody is left to stop it.
+                let why = match receiver.wait_for(Option::is_some).await {
+                    Ok(why) => why.clone().unwrap_or_default(),
+                    Err(_) => "its owner is gone".to_string(),
+                };
+                StopReason::Stopped { why }
+            }
+        }
+    }
 }
 
 /// Most a Go program's read-only data is read through to fault it in.
@@ -587,7 +700,8 @@ fn open_recorder(
             record.path.display()
         )));
     }
-    let header = header_for(&options.target, table, clock.anchor());
+    let mut header = header_for(&options.target, table, clock.anchor());
+    header.request = record.request.clone();
     TraceWriter::create(&record.path, &header, record.writer).map(Some)
 }
 
@@ -659,9 +773,7 @@ async fn stream(
     loop {
         let requested = tokio::select! {
             biased;
-            _ = armed.sigint.recv() => Some(StopReason::Interrupted),
-            _ = armed.sigterm.recv() => Some(StopReason::Terminated),
-            _ = armed.sighup.recv() => Some(StopReason::HungUp),
+            reason = armed.stop.requested() => Some(reason),
             () = &mut sleep => Some(StopReason::DurationElapsed),
             () = &mut exited => {
                 let pid = options.target.pid().unwrap_or_default();
@@ -685,10 +797,18 @@ async fn stream(
         if let Some(logger) = armed.probes.logger_mut() {
             logger.flush();
         }
-        if sink.recorder.is_some() && last_record_flush.elapsed() >= RECORD_FLUSH_INTERVAL {
-            let filtered = filtered_calls(&armed.probes, options)?;
-            let counters = counters_record(&armed.probes.counters()?, sink.undecodable, filtered);
-            sink.flush_recording(&counters);
+        if (sink.recorder.is_some() || options.live.is_some())
+            && last_record_flush.elapsed() >= RECORD_FLUSH_INTERVAL
+        {
+            let kernel = armed.probes.counters()?;
+            if let Some(live) = &options.live {
+                publish(live, sink, &kernel);
+            }
+            if sink.recorder.is_some() {
+                let filtered = filtered_calls(&armed.probes, options)?;
+                let counters = counters_record(&kernel, sink.undecodable, filtered);
+                sink.flush_recording(&counters);
+            }
             last_record_flush = Instant::now();
         }
         if let Some(aggregates) = &mut aggregates
@@ -752,6 +872,18 @@ async fn stream(
     }
 }
 
+/// Publishes the calls taken and lost so far on `live`.
+fn publish(live: &LiveCounts, sink: &Sink<'_>, kernel: &[(Counter, u64)]) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let lost: u64 = kernel
+        .iter()
+        .filter(|(counter, _)| counter.is_drop())
+        .map(|(_, n)| n)
+        .sum();
+    live.calls.store(sink.shown, Relaxed);
+    live.lost.store(lost + sink.undecodable, Relaxed);
+}
+
 /// Stops new calls, gives the ones under way a moment to return, detaches (closing a link
 /// waits for handlers still running), reads everything they wrote, closes the trace file and
 /// summarises.
@@ -779,6 +911,9 @@ async fn finish(
     probes.detach_multi_links();
     while drain(ring.get_mut(), &mut sink)? {}
     let kernel_counters = probes.counters()?;
+    if let Some(live) = &options.live {
+        publish(live, &sink, &kernel_counters);
+    }
     let filtered = filtered_calls(&probes, options)?;
     // `--histogram`, `--stats`: the totals are printed, and the summary's table counts from
     // them.
@@ -928,7 +1063,7 @@ pub async fn trace(
     let prepared = prepare(options, status)?;
     let clock = WallClock::anchor_now();
     let recorder = open_recorder(options, &prepared.table, clock)?;
-    let mut armed = match arm(options, &prepared) {
+    let mut armed = match arm(options, &prepared, status) {
         Ok(armed) => armed,
         Err(err) => {
             // Nothing was traced: leave no trace file behind.
@@ -947,20 +1082,22 @@ pub async fn trace(
         );
         warn_not_traced(status, site, &why);
     }
-    let _ = writeln!(
-        status,
-        "{}",
-        attach_status(
-            &prepared.table,
-            &armed.attached,
-            &options.target,
-            family(options),
-            // Human lines show the local time of day: say once which zone that is.
-            (!options.json && !options.quiet && options.time == TimeFormat::Local)
-                .then(|| local_zone(clock.wall_ns(sys::monotonic_ns())))
-                .as_deref()
-        )
+    let started = attach_status(
+        &prepared.table,
+        &armed.attached,
+        &options.target,
+        family(options),
+        // Human lines show the local time of day: say once which zone that is.
+        (!options.json && !options.quiet && options.time == TimeFormat::Local)
+            .then(|| local_zone(clock.wall_ns(sys::monotonic_ns())))
+            .as_deref(),
     );
+    // Ctrl-C stops only a trace that listens to signals.
+    let started = match options.stop {
+        StopBy::Signals => started.as_str(),
+        StopBy::Handle(_) => started.trim_end_matches(" Ctrl-C to stop."),
+    };
+    let _ = writeln!(status, "{}", tool_line("", started));
     let _ = status.flush();
     let lines = match (options.quiet, options.json) {
         (true, _) => LiveLines::Off,

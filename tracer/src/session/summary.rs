@@ -30,12 +30,18 @@ pub enum StopReason {
     HungUp,
     /// The trace file could not be written (a full disk); what it holds stays readable.
     RecordingFailed,
+    /// Its owner stopped it (an agent: the request was removed, the pod went, or the agent
+    /// is shutting down).
+    Stopped {
+        why: String,
+    },
 }
 
 impl std::fmt::Display for StopReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Interrupted => f.write_str("interrupted"),
+            Self::Stopped { why } => f.write_str(why),
             Self::Terminated => f.write_str("terminated"),
             Self::DurationElapsed => f.write_str("duration elapsed"),
             Self::MaxEvents => f.write_str("max events reached"),

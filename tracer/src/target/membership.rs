@@ -77,6 +77,16 @@ pub struct Found {
 }
 
 impl Membership {
+    /// `the pods`, `the container`: the group, as messages name it.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Self::Container { .. } => "the container",
+            Self::Pods(_) => "the pods",
+            Self::PidNamespace => "the pid namespace",
+            Self::Family { .. } => "the family",
+        }
+    }
+
     /// The processes that belong to the target now.
     pub fn find(&self) -> Result<Found> {
         let unlabelled = |pids: Vec<u32>, container: Option<&String>| Found {
