@@ -69,6 +69,18 @@ pub fn built_by_xtask(env: &str, default: &str, task: &str) -> PathBuf {
     path
 }
 
+/// The debug image `cargo xtask image` builds: its tarball and the reference it imports as.
+pub fn debug_image() -> (PathBuf, String) {
+    let tarball = built_by_xtask("KOOLKIT_TRACE_IMAGE", "target/image/image.tar", "image");
+    let reference = std::env::var("KOOLKIT_TRACE_IMAGE_REF").unwrap_or_else(|_| {
+        format!(
+            "docker.io/koolkit/koolkit-trace:{}",
+            env!("CARGO_PKG_VERSION")
+        )
+    });
+    (tarball, reference)
+}
+
 static COMPILE_LOCK: Mutex<()> = Mutex::new(());
 static COPIES: AtomicU32 = AtomicU32::new(0);
 

@@ -21,17 +21,6 @@ use tests::{
     pods::{Containerd, PodSpec, RunningPod, oci_image},
 };
 
-fn image() -> (PathBuf, String) {
-    let tarball = tests::built_by_xtask("KOOLKIT_TRACE_IMAGE", "target/image/image.tar", "image");
-    let reference = std::env::var("KOOLKIT_TRACE_IMAGE_REF").unwrap_or_else(|_| {
-        format!(
-            "docker.io/koolkit/koolkit-trace:{}",
-            env!("CARGO_PKG_VERSION")
-        )
-    });
-    (tarball, reference)
-}
-
 fn pod_uid(n: u8) -> String {
     format!(
         "{:08x}-6a70-4718-9a2b-3c4d5e6f70{n:02x}",
@@ -216,7 +205,7 @@ const CART: &str = "  - name: cart\n    namespace: shop\n    pod: 'cart-*'\n    
 
 #[test]
 fn the_agent_records_requested_pods_as_its_daemonset_runs_it() {
-    let (tarball, reference) = image();
+    let (tarball, reference) = tests::debug_image();
     let work = tests::private_dir("agent");
     let shop = c_fixture("shop", &["-g", "-O1"]);
     let mut containerd = Containerd::start(&work);

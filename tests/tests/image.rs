@@ -3,24 +3,9 @@
 //! namespace traces a process of the node. Run as root through `cargo xtask test`, which
 //! builds the image.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-    time::Duration,
-};
+use std::{path::Path, process::Command, time::Duration};
 
 use tests::{Fixture, Tracer, c_fixture, pods::Containerd};
-
-fn image() -> (PathBuf, String) {
-    let tarball = tests::built_by_xtask("KOOLKIT_TRACE_IMAGE", "target/image/image.tar", "image");
-    let reference = std::env::var("KOOLKIT_TRACE_IMAGE_REF").unwrap_or_else(|_| {
-        format!(
-            "docker.io/koolkit/koolkit-trace:{}",
-            env!("CARGO_PKG_VERSION")
-        )
-    });
-    (tarball, reference)
-}
 
 /// `ctr run --rm` of the image in `containerd`, with `flags`, running `command`.
 fn ctr_run(
@@ -42,7 +27,7 @@ fn ctr_run(
 
 #[test]
 fn the_debug_image_imports_runs_its_shell_and_traces_the_node() {
-    let (tarball, reference) = image();
+    let (tarball, reference) = tests::debug_image();
     let work = tests::private_dir("image");
     let containerd = Containerd::start(&work);
     containerd.import(&tarball);

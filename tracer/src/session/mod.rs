@@ -227,19 +227,20 @@ struct Prepared {
     table: ProbeTable,
 }
 
+/// `koolkit-trace: warning: {message}` on `status`.
+fn warn_on(status: &mut dyn Write, message: impl std::fmt::Display) {
+    let _ = writeln!(status, "{}", tool_line("warning: ", message));
+}
+
 /// `koolkit-trace: warning: not tracing f (libc.so.6): {why}`.
 fn warn_not_traced(status: &mut dyn Write, site: &ProbeSite, why: &str) {
-    let _ = writeln!(
+    warn_on(
         status,
-        "{}",
-        tool_line(
-            "warning: ",
-            format_args!(
-                "not tracing {} ({}): {why}",
-                site.function,
-                site.object.file_name()
-            )
-        )
+        format_args!(
+            "not tracing {} ({}): {why}",
+            site.function,
+            site.object.file_name()
+        ),
     );
 }
 
@@ -289,7 +290,7 @@ fn prepare(options: &TraceOptions, status: &mut dyn Write) -> Result<Prepared> {
         }
     }
     if let Some(warning) = full_plans_warning(&sites, &plans) {
-        let _ = writeln!(status, "{}", tool_line("warning: ", warning));
+        warn_on(status, warning);
     }
     let table = ProbeTable::new(&sites, &plans);
     for site in &sites {
@@ -440,7 +441,7 @@ fn warn_left_out(
         return Err(Error::Usage(none_left(&listed)));
     }
     if !left_out.is_empty() {
-        let _ = writeln!(status, "{}", tool_line("warning: ", warning(&listed)));
+        warn_on(status, warning(&listed));
     }
     Ok(())
 }
@@ -538,16 +539,12 @@ fn arm(options: &TraceOptions, prepared: &Prepared, status: &mut dyn Write) -> R
                 let Some(membership) = &membership else {
                     return Err(err);
                 };
-                let _ = writeln!(
+                warn_on(
                     status,
-                    "{}",
-                    tool_line(
-                        "warning: ",
-                        format_args!(
-                            "{err}; processes that join {} are found within a second instead",
-                            membership.describe()
-                        )
-                    )
+                    format_args!(
+                        "{err}; processes that join {} are found within a second instead",
+                        membership.describe()
+                    ),
                 );
                 let family: Vec<u32> = pids
                     .iter()

@@ -137,18 +137,7 @@ fn check(args: &AgentArgs) -> anyhow::Result<i32> {
     let parsed = requests::parse(&text)
         .map_err(|err| Error::Usage(format!("{}: {err}", args.requests.display())))?;
     for request in &parsed.valid {
-        println!(
-            "ok: {}: {} in pods `{}`",
-            request.name,
-            request
-                .trace
-                .functions
-                .iter()
-                .map(|f| f.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            request.pod
-        );
+        println!("ok: {}: {}", request.name, request.what());
     }
     for rejected in &parsed.rejected {
         println!("rejected: {}: {}", rejected.name, rejected.reason);
@@ -320,22 +309,7 @@ impl Agent {
                     let change = if previous.is_some() { "changed" } else { "new" };
                     say(
                         "agent: ",
-                        format_args!(
-                            "request {} ({change}): {} in pods `{}`{}",
-                            request.name,
-                            request
-                                .trace
-                                .functions
-                                .iter()
-                                .map(|f| f.to_string())
-                                .collect::<Vec<_>>()
-                                .join(", "),
-                            request.pod,
-                            request
-                                .namespace
-                                .as_ref()
-                                .map_or(String::new(), |ns| format!(" of namespace {ns}"))
-                        ),
+                        format_args!("request {} ({change}): {}", request.name, request.what()),
                     );
                     kept.push(Tracked {
                         request,
@@ -677,18 +651,12 @@ impl Agent {
                 })
             })
             .collect();
-        let calls: u64 = self.totals.calls
-            + self
-                .recordings
-                .iter()
-                .map(|r| r.live.calls.load(Relaxed))
-                .sum::<u64>();
-        let drops: u64 = self.totals.lost
-            + self
-                .recordings
-                .iter()
-                .map(|r| r.live.lost.load(Relaxed))
-                .sum::<u64>();
+        // What ended, and what the running traces published.
+        let running = |count: fn(&LiveCounts) -> u64| -> u64 {
+            self.recordings.iter().map(|r| count(&r.live)).sum()
+        };
+        let calls = self.totals.calls + running(|live| live.calls.load(Relaxed));
+        let drops = self.totals.lost + running(|live| live.lost.load(Relaxed));
         let status = json!({
             "node": self.node,
             "state": state,

@@ -92,6 +92,21 @@ pub struct Request {
     pub fingerprint: String,
 }
 
+impl Request {
+    /// `handler, db::* in pods `checkout-*` of namespace shop`: what it traces where.
+    pub fn what(&self) -> String {
+        let functions: Vec<String> = self.trace.functions.iter().map(|f| f.to_string()).collect();
+        format!(
+            "{} in pods `{}`{}",
+            functions.join(", "),
+            self.pod,
+            self.namespace
+                .as_ref()
+                .map_or(String::new(), |ns| format!(" of namespace {ns}"))
+        )
+    }
+}
+
 /// A request the agent cannot run, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected {
