@@ -487,6 +487,15 @@ fn the_agent_records_requested_pods_as_its_daemonset_runs_it() {
         "the probe on lookup_customer is gone"
     );
     let checkout_report = report(&out.join(&file));
+    let text = tests::run_tracer(&["report", out.join(&file).to_str().unwrap()]);
+    println!("--- koolkit-trace report {file}\n{}", text.stdout);
+    assert!(
+        text.stdout.starts_with(
+            "Recorded by the agent on node node-a for request checkout: pod shop/checkout-7d9-a"
+        ),
+        "{}",
+        text.stdout
+    );
     println!(
         "{}",
         serde_json::to_string_pretty(&checkout_report["request"]).unwrap()
