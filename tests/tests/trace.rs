@@ -27,13 +27,18 @@ fn ret(event: &Value) -> i64 {
 /// Traces `compute` and `negate` over `rounds` rounds of `iterations` calls and checks every
 /// call was seen exactly once, with its arguments, return value, pid and a latency.
 fn every_call_seen_exactly_once(flags: &[&str], extra: &[&str]) {
+    every_call_seen_exactly_once_under(&[], flags, extra);
+}
+
+/// As [`every_call_seen_exactly_once`], with the tracer run under `wrapper` (`env VAR=1`).
+fn every_call_seen_exactly_once_under(wrapper: &[&str], flags: &[&str], extra: &[&str]) {
     const ITERATIONS: i64 = 200;
     let binary = c_fixture("calls", flags);
     let mut fixture = Fixture::start(&binary, &[&ITERATIONS.to_string()]);
     let pid = fixture.pid.to_string();
     let mut args = vec!["--pid", &pid, "--fn", "compute", "--fn", "negate", "--json"];
     args.extend_from_slice(extra);
-    let tracer = Tracer::start(&args);
+    let tracer = Tracer::start_under(wrapper, &args);
     let checksum = fixture.round();
     let output = tracer.interrupt();
     assert!(output.status.success(), "{output:?}");
@@ -97,6 +102,68 @@ fn traces_every_call_of_a_non_pie_binary() {
 #[test]
 fn perf_event_links_trace_the_same_calls() {
     every_call_seen_exactly_once(O1, &["--attach", "perf"]);
+}
+
+/// Kernels before 5.15 hand perf-event links no cookie: the programs tell probes apart by
+/// address (and a return by its entry's frame). `KOOLKIT_TRACE_NO_COOKIES` runs that path
+/// here; the kernel matrix (`cargo xtask kernels`) runs it on a real 5.10.
+#[test]
+fn without_attach_cookies_probes_are_told_apart_by_address() {
+    every_call_seen_exactly_once_under(
+        &["env", "KOOLKIT_TRACE_NO_COOKIES=1"],
+        PIE,
+        &["--attach", "perf"],
+    );
+}
+
+/// A process that starts after the attach is met at addresses the tracer has not written
+/// yet: its first calls are counted as not told apart, the rest traced, none under another
+/// function's name.
+#[test]
+fn without_attach_cookies_a_later_process_is_traced_once_its_maps_are_read() {
+    const ITERATIONS: i64 = 50;
+    let binary = c_fixture("calls", PIE);
+    let path = binary.to_str().unwrap();
+    let tracer = Tracer::start_under(
+        &["env", "KOOLKIT_TRACE_NO_COOKIES=1"],
+        &[
+            "--binary", path, "--fn", "compute", "--fn", "negate", "--attach", "perf", "--json",
+        ],
+    );
+    let mut fixture = Fixture::start(&binary, &[&ITERATIONS.to_string()]);
+    fixture.round();
+    // The tracer reads the new process's maps within a tick of its first unknown call.
+    thread::sleep(Duration::from_millis(500));
+    fixture.round();
+    let output = tracer.interrupt();
+    assert!(fixture.finish().success());
+    let compute = output.calls_of("compute");
+    let negate = output.calls_of("negate");
+    for event in &compute {
+        let a = arg(event, "a");
+        assert_eq!(arg(event, "b"), 2 * a, "{event}");
+        assert_eq!(ret(event), a * 1000 + 2 * a, "{event}");
+    }
+    for event in &negate {
+        assert_eq!(ret(event), -arg(event, "v"), "{event}");
+    }
+    assert!(
+        compute.len() >= ITERATIONS as usize && negate.len() >= ITERATIONS as usize,
+        "the second round is traced whole: {} compute, {} negate\n{}",
+        compute.len(),
+        negate.len(),
+        output.stderr
+    );
+    let told = compute.len() + negate.len();
+    assert!(told <= 4 * ITERATIONS as usize, "{}", output.stderr);
+    if told < 4 * ITERATIONS as usize {
+        assert!(
+            output.stderr.contains("not told apart"),
+            "{told} calls of {}, the rest must be counted: {}",
+            4 * ITERATIONS,
+            output.stderr
+        );
+    }
 }
 
 #[test]

@@ -22,6 +22,12 @@ pub const RETURN_PROGRAM: &str = "koolkit_return";
 /// a uprobe, not a uretprobe. A uretprobe's foreign return address makes the Go runtime crash
 /// when it moves a stack, and makes an unwinder give up (a C++ exception, a Rust panic).
 pub const RET_SITE_PROGRAM: &str = "koolkit_ret_site";
+/// Names of the entry, return and way-out programs for kernels without BPF attach cookies
+/// (before 5.15): the entry and a way out find their probe by the instruction pointer in
+/// [`maps::PROBE_ADDRESSES`]; a return by the frame its entry left in the thread's shadow.
+pub const ENTRY_BY_ADDRESS_PROGRAM: &str = "koolkit_entry_by_address";
+pub const RETURN_BY_SHADOW_PROGRAM: &str = "koolkit_return_by_shadow";
+pub const RET_SITE_BY_ADDRESS_PROGRAM: &str = "koolkit_ret_site_by_address";
 /// Name of the program on the `sched:sched_process_fork` tracepoint that adds the children of
 /// selected processes to [`maps::TGIDS`] (`--children`).
 pub const FORK_PROGRAM: &str = "koolkit_fork";
@@ -79,7 +85,31 @@ pub mod maps {
     /// Stack-trace map: the user stacks of calls whose plans have a
     /// [`value::STACK_ID`](super::value::STACK_ID) step, by stack id (`--stack`).
     pub const STACKS: &str = "STACKS";
+    /// LRU hash [`AddressKey`](super::AddressKey) → the cookie of the probe there, for
+    /// kernels without attach cookies: user space writes each traced process's probe
+    /// addresses (its load address of each file plus the probe's offset).
+    pub const PROBE_ADDRESSES: &str = "PROBE_ADDRESSES";
+    /// `HashMap<u32, u8>`: processes a probe fired in at an address
+    /// [`PROBE_ADDRESSES`] does not have yet (a new process, an exec, a library loaded
+    /// later), for user space to read their maps and fill it.
+    pub const UNIDENTIFIED: &str = "UNIDENTIFIED";
 }
+
+/// A probe's address in one process, as the programs see it in `rip` (the kernel sets it to
+/// the probed instruction before the handlers run).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AddressKey {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub address: u64,
+}
+const _: () = assert!(size_of::<AddressKey>() == 16);
+
+/// Capacity of [`maps::PROBE_ADDRESSES`]: probes times the processes they are in.
+pub const MAX_PROBE_ADDRESSES: u32 = 262_144;
+/// Capacity of [`maps::UNIDENTIFIED`].
+pub const MAX_UNIDENTIFIED: u32 = 1024;
 
 /// Capacity of [`maps::STACKS`] with `--stack` (user space shrinks it to one entry without).
 pub const STACK_ENTRIES: u32 = 16384;
@@ -771,6 +801,10 @@ pub enum Counter {
     Filtered = 7,
     /// A call's latency could not be counted: the histogram map was full.
     HistogramFull = 8,
+    /// A probe fired at an address not yet known for its process, on a kernel without attach
+    /// cookies: the process was new to the tracer (its maps are read within a tick), or its
+    /// thread's shadow was full.
+    Unidentified = 9,
 }
 
 /// Capacity of [`maps::COUNTERS`].
@@ -778,7 +812,7 @@ pub const COUNTER_SLOTS: u32 = 16;
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::RingFull,
         Self::LostEntry,
         Self::InflightFull,
@@ -788,6 +822,7 @@ impl Counter {
         Self::NoGoroutine,
         Self::Filtered,
         Self::HistogramFull,
+        Self::Unidentified,
     ];
 
     /// Whether the counter counts calls lost to the trace (a drop), not calls that ended in
@@ -808,6 +843,7 @@ impl Counter {
             Self::NoGoroutine => "Go calls not traced: no goroutine in R14",
             Self::Filtered => "calls filtered out as asked, not emitted",
             Self::HistogramFull => "calls not counted: histogram map full",
+            Self::Unidentified => "calls not told apart: probe address not yet known",
         }
     }
 }
@@ -823,6 +859,8 @@ mod pod {
     unsafe impl aya::Pod for super::Config {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::InflightKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::AddressKey {}
     // SAFETY: as above: a header and a byte array.
     unsafe impl aya::Pod for super::InFlightCall {}
     // SAFETY: as above: integers and arrays of integers, padded explicitly.

@@ -39,11 +39,12 @@ mod programs {
     use core::ffi::c_void;
     use core::intrinsics::{AtomicOrdering, atomic_xadd};
     use tracer_ebpf::{
-        COUNTER_SLOTS, CapturePlan, CaptureStep, Condition, Config, Counter, ENDED_BY_TAIL_CALL,
-        EVENT_HEADER_SIZE, EventKind, GO_G_STACK_HI, GO_RESULT_WORDS, GOROUTINE_SHADOW,
-        HISTOGRAM_ENTRIES, HistogramKey, INFLIGHT_ENTRIES, InFlightCall, InflightKey, LatencyStats,
-        MAX_CHUNK, MAX_CONDITION_TEXT, MAX_CONDITIONS, MAX_DEREFS, MAX_PAYLOAD, MAX_PROBES,
-        MAX_STEPS, MAX_TGIDS, MAX_THREADS, MAX_WATCHED_EXITS, PAGE_SIZE, PAYLOAD_BUFFER, Predicate,
+        AddressKey, COUNTER_SLOTS, CapturePlan, CaptureStep, Condition, Config, Counter,
+        ENDED_BY_TAIL_CALL, EVENT_HEADER_SIZE, EventKind, GO_G_STACK_HI, GO_RESULT_WORDS,
+        GOROUTINE_SHADOW, HISTOGRAM_ENTRIES, HistogramKey, INFLIGHT_ENTRIES, InFlightCall,
+        InflightKey, LatencyStats, MAX_CHUNK, MAX_CONDITION_TEXT, MAX_CONDITIONS, MAX_DEREFS,
+        MAX_PAYLOAD, MAX_PROBE_ADDRESSES, MAX_PROBES, MAX_STEPS, MAX_TGIDS, MAX_THREADS,
+        MAX_UNIDENTIFIED, MAX_WATCHED_EXITS, PAGE_SIZE, PAYLOAD_BUFFER, Predicate,
         RETURN_SP_ADJUST, RING_BYTES, RateBucket, STACK_ENTRIES, STATUS_BYTES, THREAD_DEPTH,
         ThreadCalls, UNREADABLE_ARGUMENT, compare, config_flags, exit_condition, go_type,
         histogram_bucket, inflight_marks, location, operand, plan_flags, reg, step_status, value,
@@ -94,15 +95,23 @@ mod programs {
     #[map]
     static STATS: PerCpuArray<LatencyStats> = PerCpuArray::with_max_entries(MAX_PROBES, 0);
 
-    /// Allocated on insert (`BPF_F_NO_PREALLOC`): most traces have no predicate, or a few.
+    /// Preallocated (kernels before 5.13 refuse tracing programs a map allocated on insert),
+    /// and sized by user space to the predicates there are: most traces have none, or a few.
     #[map]
-    static PREDICATES: HashMap<u32, Predicate> = HashMap::with_max_entries(MAX_PROBES, 1);
+    static PREDICATES: HashMap<u32, Predicate> = HashMap::with_max_entries(MAX_PROBES, 0);
 
     #[map]
     static RATE_BUCKETS: Array<RateBucket> = Array::with_max_entries(MAX_PROBES, 0);
 
     #[map]
     static STACKS: StackTrace = StackTrace::with_max_entries(STACK_ENTRIES, 0);
+
+    #[map]
+    static PROBE_ADDRESSES: LruHashMap<AddressKey, u64> =
+        LruHashMap::with_max_entries(MAX_PROBE_ADDRESSES, 0);
+
+    #[map]
+    static UNIDENTIFIED: HashMap<u32, u8> = HashMap::with_max_entries(MAX_UNIDENTIFIED, 0);
 
     /// What every thread's parked calls start as (read-only data).
     static NO_CALLS: ThreadCalls = ThreadCalls::EMPTY;
@@ -338,10 +347,63 @@ mod programs {
         CONFIG.get(0)
     }
 
+    /// The cookie of the probe that fired: the attach cookie, or, on kernels without them
+    /// (`BY_ADDRESS`), what user space wrote for this process and address. The programs of
+    /// either kind never call the other's helpers: older verifiers refuse unknown ones.
     #[inline(always)]
-    fn probe_id(ctx: *mut core::ffi::c_void) -> u32 {
-        // SAFETY: `ctx` is the program's own context; the helper only reads the attach cookie.
-        unsafe { bpf_get_attach_cookie(ctx) as u32 }
+    fn probe_cookie<const BY_ADDRESS: bool>(
+        regs: *mut pt_regs,
+        pid_tgid: u64,
+        count_miss: bool,
+    ) -> Option<u64> {
+        if !BY_ADDRESS {
+            // SAFETY: `regs` is the program's own context; the helper only reads the cookie.
+            return Some(unsafe { bpf_get_attach_cookie(regs.cast()) });
+        }
+        let key = AddressKey {
+            tgid: (pid_tgid >> 32) as u32,
+            _pad: 0,
+            // SAFETY: `regs` is the program context; a uprobe sees its own address in rip.
+            address: unsafe { (*regs).rip },
+        };
+        // SAFETY: the value is copied out at once.
+        if let Some(cookie) = unsafe { PROBE_ADDRESSES.get(&key) } {
+            return Some(*cookie);
+        }
+        if count_miss {
+            count(Counter::Unidentified);
+        }
+        // User space reads the process's maps and fills its addresses.
+        let _ = UNIDENTIFIED.insert(&key.tgid, &1, BPF_NOEXIST as u64);
+        None
+    }
+
+    /// The probe of the call returning to `frame` on this thread, from its thread's shadow
+    /// (for a return, which fires at the caller's address: no address tells its probe).
+    #[inline(always)]
+    fn shadow_probe(pid_tgid: u64, frame: u64) -> Option<u32> {
+        // SAFETY: the value belongs to this thread's key, only read here.
+        let thread = unsafe { THREADS.get(&pid_tgid) }?;
+        let depth = thread.depth as usize;
+        if depth > THREAD_DEPTH {
+            return None;
+        }
+        for i in 0..THREAD_DEPTH {
+            if i >= depth {
+                return None;
+            }
+            // Masked, not only compared: the verifier must see the index bounded.
+            let slot = (depth - 1 - i) & (THREAD_DEPTH - 1);
+            let parked = thread.frames[slot];
+            if parked == frame {
+                return Some(thread.probes[slot]);
+            }
+            // A shallower call: the returning one was not parked.
+            if parked > frame {
+                return None;
+            }
+        }
+        None
     }
 
     /// A general register by plan index. Each arm reads the context at a constant offset.
@@ -394,6 +456,17 @@ mod programs {
     #[inline(always)]
     fn copy_user(destination: *mut u8, size: usize, source: u64) -> bool {
         let size = if size > MAX_CHUNK { MAX_CHUNK } else { size };
+        if size == 0 {
+            return true;
+        }
+        // Verifiers before 6.3 lose a bound checked on one copy of a register when the
+        // compiler reloads another from the stack: the size reaches the helper unbounded and
+        // the program is refused. A mask the compiler cannot fold (the size goes through a
+        // volatile slot) bounds it at the call itself; for 1..=MAX_CHUNK it changes nothing.
+        let mut slot = size;
+        // SAFETY: a read of this local, which is initialised.
+        let size = unsafe { core::ptr::read_volatile(&mut slot) };
+        let size = ((size - 1) & (MAX_CHUNK - 1)) + 1;
         // SAFETY: callers pass a destination inside the in-flight call with `MAX_CHUNK` bytes
         // after it (`PAYLOAD_BUFFER` has the slack); the helper checks the source.
         unsafe { raw_read_user(destination.cast(), size as u32, source as *const c_void) == 0 }
@@ -634,7 +707,13 @@ mod programs {
 
     #[uprobe]
     pub fn koolkit_entry(ctx: ProbeContext) -> u32 {
-        enter::<false>(&ctx)
+        enter::<false, false>(&ctx)
+    }
+
+    /// The entry program for kernels without attach cookies.
+    #[uprobe]
+    pub fn koolkit_entry_by_address(ctx: ProbeContext) -> u32 {
+        enter::<false, true>(&ctx)
     }
 
     /// The entry program for kernels that run uprobe-multi programs sleepable: its reads of
@@ -642,11 +721,11 @@ mod programs {
     /// takes no stacks (sleepable programs cannot use stack-trace maps) and logs nothing.
     #[uprobe(sleepable)]
     pub fn koolkit_entry_sleepable(ctx: ProbeContext) -> u32 {
-        enter::<true>(&ctx)
+        enter::<true, false>(&ctx)
     }
 
     #[inline(always)]
-    fn enter<const SLEEPABLE: bool>(ctx: &ProbeContext) -> u32 {
+    fn enter<const SLEEPABLE: bool, const BY_ADDRESS: bool>(ctx: &ProbeContext) -> u32 {
         let Some(config) = config() else {
             return 0;
         };
@@ -659,7 +738,10 @@ mod programs {
         if !traced(config, (pid_tgid >> 32) as u32) || !selected_thread(config, pid_tgid) {
             return 0;
         }
-        let probe = probe_id(ctx.regs.cast());
+        let Some(cookie) = probe_cookie::<BY_ADDRESS>(ctx.regs, pid_tgid, true) else {
+            return 0;
+        };
+        let probe = cookie as u32;
         let plan = match PLANS.get(probe) {
             Some(plan) if plan.flags & plan_flags::PRESENT != 0 => plan,
             _ => {
@@ -701,8 +783,20 @@ mod programs {
         } else {
             0
         };
-        let tracked = park_in_shadow(owner, owner.frame_of(&key), probe, entry_ns);
+        let tracked = park_in_shadow(
+            owner,
+            owner.frame_of(&key),
+            probe,
+            entry_ns,
+            !BY_ADDRESS || go,
+        );
         if shadow_only && tracked {
+            return 0;
+        }
+        // Without cookies a thread's return finds its probe in the shadow alone: a call the
+        // shadow has no room for could never be completed.
+        if BY_ADDRESS && !tracked && !go {
+            count(Counter::Unidentified);
             return 0;
         }
         // Park a zeroed call under this thread's key, then fill it in place: only this
@@ -770,7 +864,13 @@ mod programs {
     /// its entry time, when the shadow alone holds it); returns whether it is now tracked
     /// there.
     #[inline(always)]
-    fn park_in_shadow(owner: Owner, frame: u64, probe: u32, entry_ns: u64) -> bool {
+    fn park_in_shadow(
+        owner: Owner,
+        frame: u64,
+        probe: u32,
+        entry_ns: u64,
+        untracked_allowed: bool,
+    ) -> bool {
         let shadow = owner.shadow_key();
         if THREADS.get_ptr_mut(&shadow).is_none() && THREADS.insert(&shadow, &NO_CALLS, 0).is_err()
         {
@@ -785,7 +885,9 @@ mod programs {
         settle_entry(thread, owner, frame, probe);
         let depth = thread.depth as usize;
         if depth >= THREAD_DEPTH {
-            thread.untracked = thread.untracked.saturating_add(1);
+            if untracked_allowed {
+                thread.untracked = thread.untracked.saturating_add(1);
+            }
             return false;
         }
         let slot = depth & (THREAD_DEPTH - 1);
@@ -811,7 +913,8 @@ mod programs {
         // SAFETY: reading the monotonic clock has no preconditions; read first so the
         // bookkeeping below is not part of the latency.
         let exit_ns = unsafe { bpf_ktime_get_ns() };
-        let probe = probe_id(ctx.regs.cast());
+        // SAFETY: `ctx.regs` is the program's own context; the helper only reads the cookie.
+        let probe = unsafe { bpf_get_attach_cookie(ctx.regs.cast()) } as u32;
         // SAFETY: `ctx.regs` is the program context.
         let (sp, ret) = unsafe { ((*ctx.regs).rsp, (*ctx.regs).rax) };
         complete_thread_call(
@@ -821,6 +924,26 @@ mod programs {
             ret,
             false,
         );
+        0
+    }
+
+    /// The return program for kernels without attach cookies: the return fires at the
+    /// caller's address, so the probe is the one its thread's shadow parked at this frame.
+    #[uretprobe]
+    pub fn koolkit_return_by_shadow(ctx: RetProbeContext) -> u32 {
+        // SAFETY: reading the monotonic clock has no preconditions; read first so the
+        // bookkeeping below is not part of the latency.
+        let exit_ns = unsafe { bpf_ktime_get_ns() };
+        // SAFETY: `ctx.regs` is the program context.
+        let (sp, ret) = unsafe { ((*ctx.regs).rsp, (*ctx.regs).rax) };
+        let Some(pid_tgid) = current_pid_tgid(config()) else {
+            return 0;
+        };
+        let frame = sp.wrapping_sub(RETURN_SP_ADJUST);
+        // A call entered before tracing started was never parked: no loss.
+        if let Some(probe) = shadow_probe(pid_tgid, frame) {
+            complete_thread_call(frame, probe, exit_ns, ret, false);
+        }
         0
     }
 
@@ -1136,12 +1259,18 @@ mod programs {
             if i >= condition.text_len as usize {
                 break;
             }
+            // The index goes through a volatile slot and is masked there: otherwise the
+            // compiler walks a pointer along `text` instead, and verifiers before 5.13 cannot
+            // bound a pointer moved in a loop (they refuse the program).
+            let mut slot = i;
+            // SAFETY: a read of this local, which is initialised.
+            let i = unsafe { core::ptr::read_volatile(&mut slot) } & (MAX_CONDITION_TEXT - 1);
             // Masked, not only compared: the verifier must see the index stay inside the
             // payload (`start` < MAX_PAYLOAD + 8, plus less than MAX_CONDITION_TEXT).
-            let at = start + (i & (MAX_CONDITION_TEXT - 1));
+            let at = start + i;
             // SAFETY: `at < MAX_PAYLOAD + 8 + MAX_CONDITION_TEXT <= PAYLOAD_BUFFER`.
             let byte = unsafe { *call.payload.as_ptr().add(at) };
-            if byte != condition.text[i & (MAX_CONDITION_TEXT - 1)] {
+            if byte != condition.text[i] {
                 return false;
             }
         }
@@ -1334,11 +1463,32 @@ mod programs {
     /// way out (a `jne` tail call) counts only when its condition holds.
     #[uprobe]
     pub fn koolkit_ret_site(ctx: ProbeContext) -> u32 {
+        ret_site::<false>(&ctx)
+    }
+
+    /// The way-out program for kernels without attach cookies.
+    #[uprobe]
+    pub fn koolkit_ret_site_by_address(ctx: ProbeContext) -> u32 {
+        ret_site::<true>(&ctx)
+    }
+
+    #[inline(always)]
+    fn ret_site<const BY_ADDRESS: bool>(ctx: &ProbeContext) -> u32 {
         // SAFETY: reading the monotonic clock has no preconditions; read first so the
         // bookkeeping below is not part of the latency.
         let exit_ns = unsafe { bpf_ktime_get_ns() };
-        // SAFETY: `ctx.regs` is the program context; the helper only reads the cookie.
-        let cookie = unsafe { bpf_get_attach_cookie(ctx.regs.cast()) };
+        let cookie = if BY_ADDRESS {
+            let Some(pid_tgid) = current_pid_tgid(config()) else {
+                return 0;
+            };
+            let Some(cookie) = probe_cookie::<true>(ctx.regs, pid_tgid, false) else {
+                return 0;
+            };
+            cookie
+        } else {
+            // SAFETY: `ctx.regs` is the program context; the helper only reads the cookie.
+            unsafe { bpf_get_attach_cookie(ctx.regs.cast()) }
+        };
         let probe = cookie as u32;
         // SAFETY: `ctx.regs` is the program context.
         let regs = unsafe { &*ctx.regs };

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use crate::{cargo, run, setup::setup, workspace_root};
 
-const TARGET: &str = "x86_64-unknown-linux-gnu";
+pub const TARGET: &str = "x86_64-unknown-linux-gnu";
+/// For the target only: build scripts and the eBPF build stay as they are.
+pub const STATIC_RUSTFLAGS: &str = "-C target-feature=+crt-static -C strip=symbols";
 
 /// Where `dist` leaves the binary.
 pub fn dist_binary() -> PathBuf {
@@ -29,10 +31,9 @@ pub fn build_static() -> Result<PathBuf, String> {
             "--bin",
             "koolkit-trace",
         ])
-        // For the target only: build scripts and the eBPF build stay as they are.
         .env(
             "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS",
-            "-C target-feature=+crt-static -C strip=symbols",
+            STATIC_RUSTFLAGS,
         ))?;
     let built = workspace_root().join(format!("target/{TARGET}/release/koolkit-trace"));
     let out = dist_binary();

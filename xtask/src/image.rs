@@ -81,7 +81,7 @@ pub fn build_image() -> Result<PathBuf, String> {
 
 /// Debian's static busybox, unpacked from its package (downloaded, not installed: it would
 /// replace a dynamic busybox the machine may rely on).
-fn static_busybox(work: &Path) -> Result<PathBuf, String> {
+pub fn static_busybox(work: &Path) -> Result<PathBuf, String> {
     let unpacked = work.join("busybox-static");
     let binary = unpacked.join("bin/busybox");
     if binary.exists() {

@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | demo | test | bench | dist | image`.
+//! Project tasks: `cargo xtask setup | demo | test | bench | dist | image | kernels`.
 //!
 //! Every task that needs prerequisites runs `setup` first; `setup` is idempotent and cheap when
 //! everything is already there, so the README's commands work on a fresh Debian machine with
@@ -11,6 +11,7 @@ mod demo;
 mod dist;
 mod entry_share;
 mod image;
+mod kernels;
 mod setup;
 
 use std::{
@@ -48,6 +49,12 @@ enum Task {
     /// Write the debug image (the static koolkit-trace and a static busybox) as an OCI image
     /// tarball, target/image/image.tar, for `ctr image import` and `kubectl debug --image`.
     Image,
+    /// Run the kernel-sensitive checks on Debian's 5.10, 6.1 and 6.12 cloud kernels under
+    /// qemu (TCG) and on this machine's kernel; print the kernel × check table.
+    Kernels {
+        /// Only these kernels (5.10, 6.1, 6.12; default: all).
+        only: Vec<String>,
+    },
     /// Build everything and run the whole test suite (unit and end-to-end, as root).
     Test {
         /// Arguments passed to `cargo test` after `--` (e.g. a test name filter).
@@ -115,6 +122,7 @@ fn main() -> ExitCode {
         Task::Bench { only } => bench::bench(&only),
         Task::Dist => dist::dist(),
         Task::Image => image::image(),
+        Task::Kernels { only } => kernels::kernels(&only),
         Task::Test { cargo_test_args } => test(&cargo_test_args),
     };
     match result {

@@ -82,6 +82,64 @@ pub fn install_packages(packages: &[&str]) -> Result<(), String> {
     run(&mut install)
 }
 
+/// The apt sources of the kernel matrix's other kernels: bullseye's 5.10 and
+/// bookworm-backports' 6.12, pinned low so that nothing else comes from them.
+const KERNEL_SOURCES: &str = "\
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bullseye bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+";
+const KERNEL_PINS: &str = "\
+# koolkit-trace's kernel matrix: bullseye only for its kernel.
+Package: *
+Pin: release n=bullseye
+Pin-Priority: 50
+";
+
+/// What `cargo xtask kernels` needs besides [`setup`]: the suites its kernels come from, and
+/// qemu (from bookworm-backports where this machine's qemu-utils already is).
+pub fn kernel_matrix_prerequisites() -> Result<(), String> {
+    let sources = Path::new("/etc/apt/sources.list.d/koolkit-kernels.sources");
+    let pins = Path::new("/etc/apt/preferences.d/koolkit-kernels");
+    let fresh = !sources.exists();
+    for (path, text) in [(sources, KERNEL_SOURCES), (pins, KERNEL_PINS)] {
+        if std::fs::read_to_string(path).ok().as_deref() != Some(text) {
+            std::fs::write(path, text)
+                .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
+        }
+    }
+    if fresh {
+        run(&mut apt_get(&["update", "-q"]))?;
+    }
+    if installed("qemu-system-x86") {
+        return Ok(());
+    }
+    eprintln!("xtask: installing qemu-system-x86");
+    let plain = apt_get(&[
+        "install",
+        "-y",
+        "-q",
+        "--no-install-recommends",
+        "qemu-system-x86",
+    ])
+    .status()
+    .is_ok_and(|status| status.success());
+    if plain {
+        return Ok(());
+    }
+    run(&mut apt_get(&[
+        "install",
+        "-y",
+        "-q",
+        "--no-install-recommends",
+        "-t",
+        "bookworm-backports",
+        "qemu-system-x86",
+    ]))
+}
+
 fn rust_src() -> Result<(), String> {
     let listed = Command::new("rustup")
         .args(["component", "list", "--installed", "--toolchain", NIGHTLY])

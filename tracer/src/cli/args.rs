@@ -86,9 +86,20 @@ pub enum Command {
     Export(ExportArgs),
     /// Merge the trace files of many processes, pods or nodes into one.
     Merge(MergeArgs),
+    /// Say what this kernel offers the tracer: each feature it asks the kernel for, what a
+    /// missing one costs, and how probes will attach (exit 3 when nothing can be traced).
+    Doctor(DoctorArgs),
     /// Run on every node (a DaemonSet pod): record the traces a requests file asks for, in
     /// the pods that match them, to files served over HTTP.
     Agent(AgentArgs),
+}
+
+/// `koolkit-trace doctor`.
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {
+    /// One JSON object: the kernel, each feature (name, present, since, without), the mode.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `koolkit-trace agent`.

@@ -39,6 +39,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Export(args)) => return review::export(&args),
         Some(Command::Merge(args)) => return review::merge(&args),
         Some(Command::Agent(args)) => return agent::run(&args),
+        Some(Command::Doctor(args)) => return doctor(&args),
         None => cli.trace,
     };
     args.check_filters()?;
@@ -64,6 +65,25 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         None if killed => Ok(exit_code::RUNTIME),
         None => Ok(exit_code::OK),
     }
+}
+
+/// `koolkit-trace doctor`: the kernel's features, as text or one JSON object.
+fn doctor(args: &args::DoctorArgs) -> anyhow::Result<i32> {
+    use crate::probes::features::{self, Features};
+    let found = Features::probe();
+    if args.json {
+        let mut value = serde_json::to_value(&found)?;
+        value["mode"] = found.mode().to_string().into();
+        println!("{value}");
+    } else {
+        print!("{}", features::render(&found));
+    }
+    let usable = features::ESSENTIAL.iter().all(|name| found.has(name));
+    Ok(if usable {
+        exit_code::OK
+    } else {
+        exit_code::PRIVILEGE
+    })
 }
 
 /// The exit code for the outcome of [`run`]. An error is printed as one line with its causes;

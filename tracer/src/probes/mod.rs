@@ -6,7 +6,9 @@
 //! through one uprobe-multi link per object and kind where the kernel has them (6.6+), and
 //! fall back to aya's perf-event links elsewhere (DESIGN.md, "Attaching").
 
+pub(crate) mod addresses;
 pub(crate) mod ebpf_object;
+pub(crate) mod features;
 pub(crate) mod kernel_btf;
 #[allow(unsafe_code)]
 pub(crate) mod uprobe_multi;
@@ -29,8 +31,9 @@ use aya::{
     },
 };
 use tracer_ebpf::{
-    CapturePlan, Config, Counter, ENTRY_PROGRAM, EXIT_PROGRAM, FORK_PROGRAM, InFlightCall,
-    InflightKey, MAX_PROBES, RET_SITE_PROGRAM, RETURN_PROGRAM, STILL_ALIVE, config_flags,
+    CapturePlan, Config, Counter, ENTRY_BY_ADDRESS_PROGRAM, ENTRY_PROGRAM, EXIT_PROGRAM,
+    FORK_PROGRAM, InFlightCall, InflightKey, MAX_PROBES, RET_SITE_BY_ADDRESS_PROGRAM,
+    RET_SITE_PROGRAM, RETURN_BY_SHADOW_PROGRAM, RETURN_PROGRAM, STILL_ALIVE, config_flags,
     exit_condition, inflight_marks, maps,
 };
 
@@ -92,6 +95,11 @@ struct ObjectProbes {
 }
 
 impl ObjectProbes {
+    /// Attach points, of every kind.
+    fn len(&self) -> usize {
+        self.entries.len() + self.uretprobes.len() + self.exits.len()
+    }
+
     /// The probes of `sites[i]` for every `i` of `members`; site `i` has cookie `i`.
     fn of(sites: &[ProbeSite], members: &[usize]) -> Self {
         let mut probes = Self::default();
@@ -115,6 +123,20 @@ impl ObjectProbes {
             }
         }
         probes
+    }
+}
+
+/// Perf-event links attached so far, told to whoever shows progress.
+struct AttachProgress<'a> {
+    done: usize,
+    total: usize,
+    report: &'a mut dyn FnMut(usize, usize),
+}
+
+impl AttachProgress<'_> {
+    fn step(&mut self) {
+        self.done += 1;
+        (self.report)(self.done, self.total);
     }
 }
 
@@ -308,6 +330,8 @@ pub struct Probes {
     /// `CaptureStep::reads_untouched_memory`).
     plans_read_untouched_memory: bool,
     perf_loaded: bool,
+    /// On kernels without attach cookies: every probe's address in the processes met.
+    addresses: Option<addresses::ProbeAddresses>,
 }
 
 /// What the programs filter in the kernel: at the entry `--tid` and `--comm`, at the return
@@ -392,6 +416,8 @@ pub struct MapSizes {
     /// histogram map takes one entry: a per-CPU hash is allocated whole at creation, and the
     /// full one costs ~50 ms to create.
     pub histograms: bool,
+    /// Probes with a predicate (`--where`, `--errors`).
+    pub predicates: usize,
 }
 
 impl Probes {
@@ -415,7 +441,10 @@ impl Probes {
             .map_max_entries(maps::SAMPLED, probes)
             .map_max_entries(maps::STATS, probes)
             .map_max_entries(maps::RATE_BUCKETS, probes)
-            .map_max_entries(maps::PREDICATES, probes)
+            .map_max_entries(
+                maps::PREDICATES,
+                sizes.predicates.clamp(1, MAX_PROBES as usize) as u32,
+            )
             .map_max_entries(maps::STACKS, stacks)
             .map_max_entries(
                 maps::HISTOGRAMS,
@@ -493,6 +522,7 @@ impl Probes {
             plans_read_untouched_memory: false,
             multi_links: Vec::new(),
             perf_loaded: false,
+            addresses: None,
         })
     }
 
@@ -871,12 +901,14 @@ impl Probes {
     }
 
     /// Attaches an entry and a return probe at every site; site `i` gets probe id `i`.
-    /// `pid` restricts firing to one process.
+    /// `pid` restricts firing to one process. `progress` hears (attached, of) after each
+    /// perf-event link: thousands of them take seconds.
     pub fn attach(
         &mut self,
         sites: &[ProbeSite],
         pid: Option<u32>,
         mode: AttachMode,
+        progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Attached> {
         let started = Instant::now();
         let mode = match mode {
@@ -909,12 +941,20 @@ impl Probes {
             log::debug!("no clean-up of exited threads: {err}");
         }
         let groups = group_by_object(sites);
+        let objects: Vec<ObjectProbes> = groups
+            .iter()
+            .map(|(_, members)| ObjectProbes::of(sites, members))
+            .collect();
+        let mut counted = AttachProgress {
+            done: 0,
+            total: objects.iter().map(ObjectProbes::len).sum(),
+            report: progress,
+        };
         let mut refused = Vec::new();
-        for (object, members) in &groups {
-            let probes = ObjectProbes::of(sites, members);
+        for ((object, _), probes) in groups.iter().zip(&objects) {
             let result = match mode {
-                AttachMode::Multi => self.attach_multi(&object.open_path, &probes, pid),
-                _ => self.attach_perf(&object.open_path, &probes, pid),
+                AttachMode::Multi => self.attach_multi(&object.open_path, probes, pid),
+                _ => self.attach_perf(&object.open_path, probes, pid, &mut counted),
             };
             let object_refused = result.map_err(|err| match err {
                 Error::Bpf { context, source } => Error::Bpf {
@@ -924,6 +964,9 @@ impl Probes {
                 other => other,
             })?;
             refused.extend(object_refused.into_iter().map(|cookie| cookie as usize));
+        }
+        if let Some(addresses) = &mut self.addresses {
+            addresses.fill_running(pid);
         }
         Ok(Attached {
             mode,
@@ -936,6 +979,11 @@ impl Probes {
     /// Loads the uprobe-multi programs if needed; whether the kernel can attach them. A kernel
     /// that lacks uprobe-multi is a `false`; any other failure is an error, not a fallback.
     fn multi_available(&mut self) -> Result<bool> {
+        // Asked with a trivial program first: an older kernel's verifier would otherwise see
+        // the real programs for an attach type it does not know.
+        if !features::uprobe_multi_support().0 {
+            return Ok(false);
+        }
         Ok(self.load_multi_programs()?
             && self
                 .multi_programs
@@ -1112,14 +1160,47 @@ impl Probes {
         path: &Path,
         probes: &ObjectProbes,
         pid: Option<u32>,
+        progress: &mut AttachProgress<'_>,
     ) -> Result<Vec<u64>> {
+        // Before 5.15 a perf-event link carries no cookie: the programs tell probes apart by
+        // address instead (see `addresses`).
+        let by_address = !features::attach_cookies();
+        let [ret_site_program, entry_program, return_program] = if by_address {
+            [
+                RET_SITE_BY_ADDRESS_PROGRAM,
+                ENTRY_BY_ADDRESS_PROGRAM,
+                RETURN_BY_SHADOW_PROGRAM,
+            ]
+        } else {
+            [RET_SITE_PROGRAM, ENTRY_PROGRAM, RETURN_PROGRAM]
+        };
         if !self.perf_loaded {
-            for name in [ENTRY_PROGRAM, RETURN_PROGRAM, RET_SITE_PROGRAM] {
+            for name in [ret_site_program, entry_program, return_program] {
                 self.uprobe(name)?
                     .load()
                     .map_err(|err| bpf_error(&format!("loading {name}"), err))?;
             }
+            if by_address {
+                self.addresses = Some(addresses::ProbeAddresses::new(
+                    take_map(&mut self.ebpf, maps::PROBE_ADDRESSES)?,
+                    take_map(&mut self.ebpf, maps::UNIDENTIFIED)?,
+                ));
+            }
             self.perf_loaded = true;
+        }
+        if let Some(addresses) = &mut self.addresses {
+            use std::os::unix::fs::MetadataExt as _;
+            let inode = std::fs::metadata(path)
+                .map_err(|err| Error::io(path.display().to_string(), err))?
+                .ino();
+            let every = [&probes.exits, &probes.entries];
+            addresses.add_points(every.into_iter().flatten().map(|&(offset, cookie)| {
+                addresses::Point {
+                    inode,
+                    offset,
+                    cookie,
+                }
+            }));
         }
         let scope = match pid.and_then(NonZeroU32::new) {
             Some(pid) => UProbeScope::OneProcess(pid),
@@ -1128,18 +1209,19 @@ impl Probes {
         let mut refused = Vec::new();
         // Ways out first, as for uprobe-multi (see `attach_multi`).
         for (name, sites) in [
-            (RET_SITE_PROGRAM, &probes.exits),
-            (ENTRY_PROGRAM, &probes.entries),
-            (RETURN_PROGRAM, &probes.uretprobes),
+            (ret_site_program, &probes.exits),
+            (entry_program, &probes.entries),
+            (return_program, &probes.uretprobes),
         ] {
             let program = self.uprobe(name)?;
             for &(offset, cookie) in sites.iter() {
+                progress.step();
                 if refused.contains(&site_of(cookie)) {
                     continue;
                 }
                 let point = UProbeAttachPoint {
                     location: UProbeAttachLocation::AbsoluteOffset(offset),
-                    cookie: Some(cookie),
+                    cookie: (!by_address).then_some(cookie),
                 };
                 match program.attach(point, path, scope) {
                     Ok(_) => {}
@@ -1151,6 +1233,14 @@ impl Probes {
             }
         }
         Ok(refused)
+    }
+
+    /// On a kernel without attach cookies, reads the maps of the processes the programs met
+    /// at addresses not known yet (see `addresses`); elsewhere nothing.
+    pub fn identify_new_processes(&mut self) {
+        if let Some(addresses) = &mut self.addresses {
+            addresses.fill_flagged();
+        }
     }
 
     fn uprobe(&mut self, name: &str) -> Result<&mut UProbe> {

@@ -56,6 +56,9 @@ use summary::{FilteredCalls, StopReason, Summary, TargetStatus};
 
 /// How often the ring buffer is drained when the kernel does not wake us.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
+/// How long an attach runs before its progress is shown, and then how often.
+const ATTACH_PROGRESS_AFTER: Duration = Duration::from_secs(1);
+const ATTACH_PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// The kernel wakes the reader once this much data is pending.
 const WAKEUP_BYTES: u32 = 256 << 10;
 /// How often the in-flight calls are looked at for `--stuck`.
@@ -481,6 +484,7 @@ fn arm(options: &TraceOptions, prepared: &Prepared, status: &mut dyn Write) -> R
         stacks: options.plan.stack,
         by_argument: prepared.grouping.is_some(),
         histograms: options.aggregate.is_some(),
+        predicates: prepared.predicates.iter().filter(|p| p.is_some()).count(),
     })?;
     probes.set_plans(&prepared.kernel_plans)?;
     probes.set_predicates(&prepared.predicates)?;
@@ -567,8 +571,36 @@ fn arm(options: &TraceOptions, prepared: &Prepared, status: &mut dyn Write) -> R
             prepared.grouping.is_some(),
         );
     }
+    // Thousands of perf-event links take seconds to minutes (the kernel serialises their
+    // creation, and each costs more the more there are): a line once it has taken a second,
+    // then every few seconds.
+    let attach_started = Instant::now();
+    let mut last_shown: Option<Instant> = None;
+    let mut show_progress = |done: usize, total: usize| {
+        let now = Instant::now();
+        if now - attach_started < ATTACH_PROGRESS_AFTER
+            || last_shown.is_some_and(|shown| now - shown < ATTACH_PROGRESS_EVERY)
+        {
+            return;
+        }
+        last_shown = Some(now);
+        let _ = writeln!(
+            status,
+            "{}",
+            tool_line(
+                "",
+                format!("attaching: {done} of {total} attach points (perf-event links)")
+            )
+        );
+        let _ = status.flush();
+    };
     let attached = probes
-        .attach(&prepared.sites, attach_pid, options.attach_mode)
+        .attach(
+            &prepared.sites,
+            attach_pid,
+            options.attach_mode,
+            &mut show_progress,
+        )
         .map_err(|err| explain_attach_error(err, options.target.pid()))?;
     if attached.refused.len() == prepared.sites.len() {
         return Err(Error::Usage(
@@ -791,6 +823,7 @@ async fn stream(
         if drain(armed.ring.get_mut(), sink)? {
             ticker.reset_immediately();
         }
+        armed.probes.identify_new_processes();
         if let Some(logger) = armed.probes.logger_mut() {
             logger.flush();
         }

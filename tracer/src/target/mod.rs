@@ -236,6 +236,8 @@ pub(crate) struct MapsLine<'a> {
     pub start: u64,
     pub end: u64,
     pub perms: &'a str,
+    /// Where in the file the mapping starts.
+    pub offset: u64,
     pub dev: &'a str,
     pub inode: u64,
     pub path: &'a str,
@@ -246,7 +248,7 @@ pub(crate) fn parse_maps_line(line: &str) -> Option<MapsLine<'_>> {
     let mut fields = line.splitn(6, ' ');
     let range = fields.next()?;
     let perms = fields.next()?;
-    let _offset = fields.next()?;
+    let offset = fields.next()?;
     let dev = fields.next()?;
     let inode: u64 = fields.next()?.parse().ok()?;
     let path = fields.next().unwrap_or("").trim_start();
@@ -258,6 +260,7 @@ pub(crate) fn parse_maps_line(line: &str) -> Option<MapsLine<'_>> {
         start: u64::from_str_radix(start, 16).ok()?,
         end: u64::from_str_radix(end, 16).ok()?,
         perms,
+        offset: u64::from_str_radix(offset, 16).ok()?,
         dev,
         inode,
         path,
@@ -350,7 +353,7 @@ fn not_permitted(pid: u32, path: &str) -> Error {
 /// `/proc/PID/maps` as text. Paths are bytes to the kernel: one that is not UTF-8 reads with
 /// U+FFFD in it, and such a file is opened through `/proc/PID/map_files` (see
 /// [`open_path_of`]), never by that path.
-fn read_maps(pid: u32) -> Result<String> {
+pub(crate) fn read_maps(pid: u32) -> Result<String> {
     let maps_path = format!("/proc/{pid}/maps");
     let maps = fs::read(&maps_path).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => Error::NoSuchProcess { pid },
@@ -587,6 +590,7 @@ mod tests {
                 start: 0x7f3c1a400000,
                 end: 0x7f3c1a428000,
                 perms: "r-xp",
+                offset: 0x28000,
                 dev: "fe:01",
                 inode: 1311,
                 path: "/usr/lib/x86_64-linux-gnu/libc.so.6",

@@ -54,6 +54,8 @@ struct Recording {
     /// Its file, under `OUT`.
     file: String,
     started: SystemTime,
+    /// The pod's processes when it started.
+    members: Vec<u32>,
     stop: StopHandle,
     live: Arc<LiveCounts>,
     thread: JoinHandle<Ended>,
@@ -70,6 +72,9 @@ struct Finished {
     reason: String,
     /// For a failure: when it may be tried again.
     retry_at: Option<Instant>,
+    /// For a failure: the pod's processes then. Tried again at once when they change (a
+    /// container started after the pod's sandbox, a container restarted).
+    members: Vec<u32>,
 }
 
 /// A valid request, and what became of it on this node.
@@ -78,7 +83,8 @@ struct Tracked {
     /// When the agent first read it: its duration counts from here.
     since: Instant,
     /// Pods (by UID) whose trace ran its duration (not started again) or failed (started again
-    /// after [`RETRY_AFTER`]: a container restarted, a library loaded), and why.
+    /// once the pod's processes change, else after [`RETRY_AFTER`]: a library loaded), and
+    /// why.
     finished: HashMap<String, Finished>,
     /// The last failure to find its pods, said once until it changes.
     lookup_error: Option<String>,
@@ -401,6 +407,7 @@ impl Agent {
                             Finished {
                                 reason: "its duration elapsed".into(),
                                 retry_at: None,
+                                members: Vec::new(),
                             },
                         );
                     }
@@ -418,6 +425,7 @@ impl Agent {
                             Finished {
                                 reason: err,
                                 retry_at: Some(Instant::now() + RETRY_AFTER),
+                                members: recording.members,
                             },
                         );
                     }
@@ -475,9 +483,34 @@ impl Agent {
         if tracked.expired() {
             return;
         }
-        self.tracked[index]
-            .finished
-            .retain(|_, finished| finished.retry_at.is_none_or(|at| Instant::now() < at));
+        let members_of = |pod: &crate::target::pods::Pod| -> Vec<u32> {
+            let mut pids: Vec<u32> = found
+                .members
+                .iter()
+                .filter(|m| {
+                    m.labels
+                        .as_ref()
+                        .is_some_and(|l| l.pod == pod.name && l.namespace == pod.namespace)
+                })
+                .map(|m| m.pid)
+                .collect();
+            pids.sort_unstable();
+            pids
+        };
+        let now: HashMap<&str, Vec<u32>> = found
+            .pods
+            .iter()
+            .map(|pod| (pod.uid.as_str(), members_of(pod)))
+            .collect();
+        self.tracked[index].finished.retain(|uid, finished| {
+            let Some(retry_at) = finished.retry_at else {
+                return true;
+            };
+            Instant::now() < retry_at
+                && now
+                    .get(uid.as_str())
+                    .is_none_or(|members| *members == finished.members)
+        });
         let tracked = &self.tracked[index];
         let mut starts = Vec::new();
         for pod in &found.pods {
@@ -495,7 +528,8 @@ impl Agent {
             }
         }
         for pod in starts {
-            match self.start(index, &pod) {
+            let members = now.get(pod.uid.as_str()).cloned().unwrap_or_default();
+            match self.start(index, &pod, members) {
                 Ok(recording) => self.recordings.push(recording),
                 // The pod's processes went meanwhile, or the runtime did not answer: tried
                 // again at the next scan.
@@ -510,7 +544,12 @@ impl Agent {
     }
 
     /// Starts the trace of request `index` in `pod`, on a thread of its own.
-    fn start(&self, index: usize, pod: &crate::target::pods::Pod) -> crate::Result<Recording> {
+    fn start(
+        &self,
+        index: usize,
+        pod: &crate::target::pods::Pod,
+        members: Vec<u32>,
+    ) -> crate::Result<Recording> {
         let tracked = &self.tracked[index];
         let request = &tracked.request;
         let mut args = request.trace.clone();
@@ -577,6 +616,7 @@ impl Agent {
             container: request.container.clone(),
             file,
             started,
+            members,
             stop,
             live,
             thread,
