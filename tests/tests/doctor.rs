@@ -61,3 +61,19 @@ fn without_cookies_the_doctor_says_what_that_costs() {
     assert!(stdout.contains(" no attach cookies"), "{stdout}");
     assert!(stdout.contains("told apart by address"), "{stdout}");
 }
+
+/// The probe behind the doctor's "uprobe-multi process filter" can tell: a link filtered to
+/// this process fires in its new thread (this kernel has the fix), one filtered to another
+/// process never does.
+#[test]
+fn the_pid_filter_probe_tells_this_process_from_another() {
+    assert_eq!(
+        tracer::multi_link_fires_in_a_new_thread(std::process::id()),
+        Some(true)
+    );
+    let mut other = Command::new("sleep").arg("30").spawn().unwrap();
+    let fired = tracer::multi_link_fires_in_a_new_thread(other.id());
+    let _ = other.kill();
+    let _ = other.wait();
+    assert_eq!(fired, Some(false));
+}

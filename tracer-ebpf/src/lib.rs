@@ -101,9 +101,15 @@ pub mod maps {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct AddressKey {
     pub tgid: u32,
-    pub _pad: u32,
+    /// [`ADDRESS_OF_ENTRY`] or [`ADDRESS_OF_WAY_OUT`]: a thunk's one instruction is both.
+    pub kind: u32,
     pub address: u64,
 }
+
+/// [`AddressKey::kind`] of an entry probe.
+pub const ADDRESS_OF_ENTRY: u32 = 0;
+/// [`AddressKey::kind`] of a probe on a way out of a function.
+pub const ADDRESS_OF_WAY_OUT: u32 = 1;
 const _: () = assert!(size_of::<AddressKey>() == 16);
 
 /// Capacity of [`maps::PROBE_ADDRESSES`]: probes times the processes they are in.

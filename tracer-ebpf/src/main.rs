@@ -39,15 +39,16 @@ mod programs {
     use core::ffi::c_void;
     use core::intrinsics::{AtomicOrdering, atomic_xadd};
     use tracer_ebpf::{
-        AddressKey, COUNTER_SLOTS, CapturePlan, CaptureStep, Condition, Config, Counter,
-        ENDED_BY_TAIL_CALL, EVENT_HEADER_SIZE, EventKind, GO_G_STACK_HI, GO_RESULT_WORDS,
-        GOROUTINE_SHADOW, HISTOGRAM_ENTRIES, HistogramKey, INFLIGHT_ENTRIES, InFlightCall,
-        InflightKey, LatencyStats, MAX_CHUNK, MAX_CONDITION_TEXT, MAX_CONDITIONS, MAX_DEREFS,
-        MAX_PAYLOAD, MAX_PROBE_ADDRESSES, MAX_PROBES, MAX_STEPS, MAX_TGIDS, MAX_THREADS,
-        MAX_UNIDENTIFIED, MAX_WATCHED_EXITS, PAGE_SIZE, PAYLOAD_BUFFER, Predicate,
-        RETURN_SP_ADJUST, RING_BYTES, RateBucket, STACK_ENTRIES, STATUS_BYTES, THREAD_DEPTH,
-        ThreadCalls, UNREADABLE_ARGUMENT, compare, config_flags, exit_condition, go_type,
-        histogram_bucket, inflight_marks, location, operand, plan_flags, reg, step_status, value,
+        ADDRESS_OF_ENTRY, ADDRESS_OF_WAY_OUT, AddressKey, COUNTER_SLOTS, CapturePlan, CaptureStep,
+        Condition, Config, Counter, ENDED_BY_TAIL_CALL, EVENT_HEADER_SIZE, EventKind,
+        GO_G_STACK_HI, GO_RESULT_WORDS, GOROUTINE_SHADOW, HISTOGRAM_ENTRIES, HistogramKey,
+        INFLIGHT_ENTRIES, InFlightCall, InflightKey, LatencyStats, MAX_CHUNK, MAX_CONDITION_TEXT,
+        MAX_CONDITIONS, MAX_DEREFS, MAX_PAYLOAD, MAX_PROBE_ADDRESSES, MAX_PROBES, MAX_STEPS,
+        MAX_TGIDS, MAX_THREADS, MAX_UNIDENTIFIED, MAX_WATCHED_EXITS, PAGE_SIZE, PAYLOAD_BUFFER,
+        Predicate, RETURN_SP_ADJUST, RING_BYTES, RateBucket, STACK_ENTRIES, STATUS_BYTES,
+        THREAD_DEPTH, ThreadCalls, UNREADABLE_ARGUMENT, compare, config_flags, exit_condition,
+        go_type, histogram_bucket, inflight_marks, location, operand, plan_flags, reg, step_status,
+        value,
     };
 
     #[map]
@@ -354,7 +355,7 @@ mod programs {
     fn probe_cookie<const BY_ADDRESS: bool>(
         regs: *mut pt_regs,
         pid_tgid: u64,
-        count_miss: bool,
+        way_out: bool,
     ) -> Option<u64> {
         if !BY_ADDRESS {
             // SAFETY: `regs` is the program's own context; the helper only reads the cookie.
@@ -362,7 +363,11 @@ mod programs {
         }
         let key = AddressKey {
             tgid: (pid_tgid >> 32) as u32,
-            _pad: 0,
+            kind: if way_out {
+                ADDRESS_OF_WAY_OUT
+            } else {
+                ADDRESS_OF_ENTRY
+            },
             // SAFETY: `regs` is the program context; a uprobe sees its own address in rip.
             address: unsafe { (*regs).rip },
         };
@@ -370,7 +375,8 @@ mod programs {
         if let Some(cookie) = unsafe { PROBE_ADDRESSES.get(&key) } {
             return Some(*cookie);
         }
-        if count_miss {
+        // A way out of a call whose entry was not told apart either: counted there.
+        if !way_out {
             count(Counter::Unidentified);
         }
         // User space reads the process's maps and fills its addresses.
@@ -738,7 +744,7 @@ mod programs {
         if !traced(config, (pid_tgid >> 32) as u32) || !selected_thread(config, pid_tgid) {
             return 0;
         }
-        let Some(cookie) = probe_cookie::<BY_ADDRESS>(ctx.regs, pid_tgid, true) else {
+        let Some(cookie) = probe_cookie::<BY_ADDRESS>(ctx.regs, pid_tgid, false) else {
             return 0;
         };
         let probe = cookie as u32;
@@ -1478,10 +1484,17 @@ mod programs {
         // bookkeeping below is not part of the latency.
         let exit_ns = unsafe { bpf_ktime_get_ns() };
         let cookie = if BY_ADDRESS {
-            let Some(pid_tgid) = current_pid_tgid(config()) else {
+            let Some(config) = config() else {
                 return 0;
             };
-            let Some(cookie) = probe_cookie::<true>(ctx.regs, pid_tgid, false) else {
+            let Some(pid_tgid) = current_pid_tgid(Some(config)) else {
+                return 0;
+            };
+            // Only traced processes flag their addresses as unknown.
+            if !traced(config, (pid_tgid >> 32) as u32) {
+                return 0;
+            }
+            let Some(cookie) = probe_cookie::<true>(ctx.regs, pid_tgid, true) else {
                 return 0;
             };
             cookie

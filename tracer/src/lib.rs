@@ -43,6 +43,7 @@ mod test_support;
 pub use error::{Error, Result};
 pub use events::{CallEvent, probe_table::ProbeTable};
 pub use plan::raw_register_args;
+pub use probes::features::multi_link_fires_in_a_new_thread;
 pub use sinks::{
     clock::WallClock,
     line::{HumanLines, Style, json_line},

@@ -20,7 +20,8 @@ use std::{
 
 use crate::{cargo, run, setup, workspace_root};
 
-/// How long one kernel may take to boot and run every check under TCG.
+/// How long one kernel may take to boot and run every check under TCG: longer than the
+/// runner's own bounds (a minute a check), so a slow check shows as one that failed.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// A kernel of the matrix: its name in the table and the Debian suite its cloud kernel comes
@@ -80,6 +81,8 @@ pub fn kernels(only: &[String]) -> Result<(), String> {
     let native = Command::new(&checks)
         .arg(&tracer)
         .arg(&shop)
+        // What failed checks print, on the task's own stderr.
+        .stderr(Stdio::inherit())
         .output()
         .map_err(|e| format!("running {}: {e}", checks.display()))?;
     let mut host = parse(&String::from_utf8_lossy(&native.stdout));

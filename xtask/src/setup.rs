@@ -103,14 +103,25 @@ Pin-Priority: 50
 pub fn kernel_matrix_prerequisites() -> Result<(), String> {
     let sources = Path::new("/etc/apt/sources.list.d/koolkit-kernels.sources");
     let pins = Path::new("/etc/apt/preferences.d/koolkit-kernels");
-    let fresh = !sources.exists();
+    let mut changed = false;
     for (path, text) in [(sources, KERNEL_SOURCES), (pins, KERNEL_PINS)] {
         if std::fs::read_to_string(path).ok().as_deref() != Some(text) {
             std::fs::write(path, text)
                 .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
+            changed = true;
         }
     }
-    if fresh {
+    // Updated until both suites' package lists are there: an update that failed once (the
+    // network) is tried again on the next run.
+    let listed = |suite: &str| {
+        std::fs::read_dir("/var/lib/apt/lists").is_ok_and(|entries| {
+            entries.filter_map(Result::ok).any(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                name.contains(&format!("_dists_{suite}_main_binary-amd64_Packages"))
+            })
+        })
+    };
+    if changed || !listed("bullseye") || !listed("bookworm-backports") {
         run(&mut apt_get(&["update", "-q"]))?;
     }
     if installed("qemu-system-x86") {

@@ -125,7 +125,7 @@ impl Checks {
 
     /// A trace of calls as JSON Lines: the calls, or why there are none.
     fn calls(&self, args: &[&str]) -> Result<Vec<Value>, Outcome> {
-        let output = self.run(args, Duration::from_secs(120));
+        let output = self.run(args, Duration::from_secs(60));
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         if output.status.code() != Some(0) {
             // The whole of it on the console, for the log `cargo xtask kernels` keeps.
@@ -379,7 +379,7 @@ impl Checks {
                 "-d",
                 "2s",
             ],
-            Duration::from_secs(120),
+            Duration::from_secs(60),
         );
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         match output.status.code() {
@@ -421,7 +421,7 @@ impl Checks {
         // The start line says the probes are in place.
         let mut stderr = BufReader::new(tracer.stderr.take().unwrap());
         let mut said = String::new();
-        let deadline = Instant::now() + Duration::from_secs(120);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while !said.contains("Tracing") && Instant::now() < deadline {
             let mut line = String::new();
             if stderr.read_line(&mut line).unwrap_or(0) == 0 {

@@ -16,12 +16,35 @@ use std::collections::HashMap;
 use aya::maps::{HashMap as BpfHashMap, MapData};
 use tracer_ebpf::AddressKey;
 
-use crate::target::{all_pids, parse_maps_line, read_maps};
+use crate::target::{all_pids, parse_dev, parse_maps_line, read_maps};
 
-/// One attached point: which file (by inode, as `/proc/PID/maps` names it), where in it,
-/// and the cookie its programs would have been given.
+/// The device and inode `/proc/PID/maps` shows for a mapping of the file at `path` on this
+/// kernel, read off a mapping of our own: for a file of an overlay mount (a container's
+/// image) some kernels show the layer's file there and others the overlay's, which is what
+/// `stat` says.
+pub(crate) fn mapped_identity(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let file = std::fs::File::open(path)?;
+    let stat = file.metadata()?;
+    let seen = crate::sys::map_read_only(&file).ok().and_then(|map| {
+        let address = map.as_ptr() as u64;
+        let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+        let line = maps
+            .lines()
+            .filter_map(parse_maps_line)
+            .find(|line| (line.start..line.end).contains(&address))?;
+        Some((parse_dev(line.dev)?, line.inode))
+    });
+    Ok(seen.unwrap_or((stat.dev(), stat.ino())))
+}
+
+/// One attached point: which file (by device and inode, as `/proc/PID/maps` names them,
+/// see [`mapped_identity`]), where in it, and the cookie its programs would have been given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Point {
+    /// [`tracer_ebpf::ADDRESS_OF_ENTRY`] or [`tracer_ebpf::ADDRESS_OF_WAY_OUT`].
+    pub kind: u32,
+    pub dev: u64,
     pub inode: u64,
     pub offset: u64,
     pub cookie: u64,
@@ -54,16 +77,12 @@ impl ProbeAddresses {
         self.points.extend(points);
     }
 
-    /// Writes the addresses for `pid`, or for every process when the probes are not
-    /// restricted to one.
-    pub fn fill_running(&mut self, pid: Option<u32>) {
-        match pid {
-            Some(pid) => self.fill(pid),
-            None => {
-                for pid in all_pids() {
-                    self.fill(pid);
-                }
-            }
+    /// Writes the addresses for the processes traced now: `selected` when the programs
+    /// select processes (a group, a family), else every process (a binary's, present and
+    /// future).
+    pub fn fill_running(&mut self, selected: Option<Vec<u32>>) {
+        for pid in selected.unwrap_or_else(all_pids) {
+            self.fill(pid);
         }
     }
 
@@ -79,16 +98,16 @@ impl ProbeAddresses {
         flagged.len()
     }
 
-    /// Writes `tgid`'s addresses (after taking out what was written for it before). A
-    /// process that is gone, or whose maps cannot be read, gets none.
+    /// Writes `tgid`'s addresses, then takes out those written for it before that it no
+    /// longer has (an exec, a library unloaded): its probes keep firing meanwhile, and find
+    /// their addresses throughout. A process that is gone, or whose maps cannot be read, keeps
+    /// none.
     fn fill(&mut self, tgid: u32) {
-        for key in self.written.remove(&tgid).unwrap_or_default() {
-            let _ = self.addresses.remove(&key);
-        }
-        let Ok(maps) = read_maps(tgid) else {
-            return;
+        let before = self.written.remove(&tgid).unwrap_or_default();
+        let keys = match read_maps(tgid) {
+            Ok(maps) => addresses_in(&maps, &self.points, tgid),
+            Err(_) => Vec::new(),
         };
-        let keys = addresses_in(&maps, &self.points, tgid);
         let mut written = Vec::with_capacity(keys.len());
         for (key, cookie) in keys {
             match self.addresses.insert(key, cookie, 0) {
@@ -96,8 +115,27 @@ impl ProbeAddresses {
                 Err(err) => log::debug!("probe address for process {tgid}: {err}"),
             }
         }
+        for key in before.iter().filter(|key| !written.contains(key)) {
+            let _ = self.addresses.remove(key);
+        }
         if !written.is_empty() {
             self.written.insert(tgid, written);
+        }
+    }
+
+    /// Takes out the addresses of processes that have exited (their ids may come back as
+    /// other processes).
+    pub fn forget_exited(&mut self) {
+        let gone: Vec<u32> = self
+            .written
+            .keys()
+            .copied()
+            .filter(|tgid| !std::path::Path::new(&format!("/proc/{tgid}")).exists())
+            .collect();
+        for tgid in gone {
+            for key in self.written.remove(&tgid).unwrap_or_default() {
+                let _ = self.addresses.remove(&key);
+            }
         }
     }
 }
@@ -113,6 +151,7 @@ fn addresses_in(maps: &str, points: &[Point], tgid: u32) -> Vec<(AddressKey, u64
         let length = line.end.saturating_sub(line.start);
         for point in points {
             if point.inode != line.inode
+                || parse_dev(line.dev) != Some(point.dev)
                 || point.offset < line.offset
                 || point.offset - line.offset >= length
             {
@@ -120,7 +159,7 @@ fn addresses_in(maps: &str, points: &[Point], tgid: u32) -> Vec<(AddressKey, u64
             }
             let key = AddressKey {
                 tgid,
-                _pad: 0,
+                kind: point.kind,
                 address: line.start + (point.offset - line.offset),
             };
             found.push((key, point.cookie));
@@ -145,11 +184,15 @@ mod tests {
     fn a_point_is_where_its_file_is_mapped_executable() {
         let points = [
             Point {
+                kind: 0,
+                dev: libc::makedev(0xfe, 1),
                 inode: 4242,
                 offset: 0x1139,
                 cookie: 0,
             },
             Point {
+                kind: 0,
+                dev: libc::makedev(0xfe, 1),
                 inode: 1311,
                 offset: 0x2a0b0,
                 cookie: 7 | (3 << 32),
@@ -162,7 +205,7 @@ mod tests {
                 (
                     AddressKey {
                         tgid: 99,
-                        _pad: 0,
+                        kind: 0,
                         address: 0x55d0c0a01139
                     },
                     0
@@ -170,7 +213,7 @@ mod tests {
                 (
                     AddressKey {
                         tgid: 99,
-                        _pad: 0,
+                        kind: 0,
                         address: 0x7f3c1a42a0b0
                     },
                     7 | (3 << 32)
@@ -184,18 +227,24 @@ mod tests {
         let points = [
             // In the read-only part of the file, not the code.
             Point {
+                kind: 0,
+                dev: libc::makedev(0xfe, 1),
                 inode: 4242,
                 offset: 0x10,
                 cookie: 1,
             },
             // Past the end of the code mapping.
             Point {
+                kind: 0,
+                dev: libc::makedev(0xfe, 1),
                 inode: 4242,
                 offset: 0x5000,
                 cookie: 2,
             },
             // Another file.
             Point {
+                kind: 0,
+                dev: libc::makedev(0xfe, 1),
                 inode: 5,
                 offset: 0x1139,
                 cookie: 3,

@@ -41,6 +41,7 @@ pub mod name {
     pub const UPROBE_PMU: &str = "uprobes";
     pub const ATTACH_COOKIES: &str = "attach cookies";
     pub const UPROBE_MULTI: &str = "uprobe-multi links";
+    pub const MULTI_PID_FILTER: &str = "uprobe-multi process filter";
     pub const SLEEPABLE_UPROBES: &str = "sleepable uprobe programs";
     pub const NS_PID: &str = "pid namespace helper";
     pub const BPF_LOOP: &str = "bpf_loop";
@@ -54,6 +55,7 @@ impl Features {
         let helper =
             |helper: BpfHelper| is_helper_supported(ProgramType::KProbe, helper).unwrap_or(false);
         let (multi, sleepable) = uprobe_multi_support();
+        let pid_filter = multi && multi_pid_filter_is_per_process() == Some(true);
         let feature = |name, present, since, without| Feature {
             name,
             present,
@@ -93,6 +95,15 @@ impl Features {
                 "Linux 6.6",
                 "perf-event links, one per probe: slower attach and detach (detached by a child \
                  process after exit, ~0.1 s a probe on some kernels)",
+            ),
+            feature(
+                name::MULTI_PID_FILTER,
+                pid_filter,
+                "Linux 6.10, and stable kernels since",
+                "the kernel's --pid filter on uprobe-multi links is not relied on (before the \
+                 fix it passes the process's main thread only): the programs check the process \
+                 themselves, and a probe in a shared library briefly stops every process that \
+                 maps it",
             ),
             feature(
                 name::SLEEPABLE_UPROBES,
@@ -168,26 +179,86 @@ pub fn attach_cookies() -> bool {
     })
 }
 
+/// Whether a uprobe-multi link's pid filter lets the process's other threads through (fixed
+/// in 6.10: before, it compared the thread). Asked once: the trivial program is attached to a
+/// function of this binary for this process, called from a new thread, and the kernel's run
+/// count says whether the program ran. `None` when it cannot be told (no uprobe-multi, or the
+/// kernel would not count runs: `BPF_ENABLE_STATS` needs CAP_SYS_ADMIN).
+pub fn multi_pid_filter_is_per_process() -> Option<bool> {
+    static PER_PROCESS: std::sync::OnceLock<Option<bool>> = std::sync::OnceLock::new();
+    *PER_PROCESS.get_or_init(ask_multi_pid_filter)
+}
+
+/// Where the probe of [`multi_pid_filter_is_per_process`] goes: a function of its own, so
+/// that no other code of the tracer stops there.
+#[inline(never)]
+fn koolkit_feature_probe_target(value: u64) -> u64 {
+    std::hint::black_box(value).wrapping_add(1)
+}
+
+fn ask_multi_pid_filter() -> Option<bool> {
+    multi_link_fires_in_a_new_thread(std::process::id())
+}
+
+/// Whether the trivial program, linked through uprobe-multi to a function of this binary with
+/// pid filter `pid`, runs when a new thread of this process calls the function: with `pid` this
+/// process, where the kernel's filter lets the process's other threads through; never for
+/// another process's pid.
+pub fn multi_link_fires_in_a_new_thread(pid: u32) -> Option<bool> {
+    if !uprobe_multi_support().0 {
+        return None;
+    }
+    let program = trivial_program(false).ok()?;
+    let _counting = aya::sys::enable_stats(aya::sys::Stats::RunTime)
+        .map_err(|err| log::debug!("cannot count program runs: {err}"))
+        .ok()?;
+    let target: fn(u64) -> u64 = koolkit_feature_probe_target;
+    let address = target as usize as u64;
+    let offset = own_file_offset(address)?;
+    let link = uprobe_multi::attach(
+        program.as_fd(),
+        Path::new("/proc/self/exe"),
+        &[offset],
+        &[0],
+        Some(pid),
+        uprobe_multi::LinkKind::Entry,
+    )
+    .map_err(|err| log::debug!("probing the uprobe-multi pid filter: {err}"))
+    .ok()?;
+    let before = uprobe_multi::run_count(program.as_fd()).ok()?;
+    // Called through a pointer the compiler cannot see through: never inlined away.
+    std::thread::spawn(move || std::hint::black_box(target)(1))
+        .join()
+        .ok()?;
+    let after = uprobe_multi::run_count(program.as_fd()).ok()?;
+    drop(link);
+    Some(after > before)
+}
+
+/// The offset in this binary's file of the code at `address`, from `/proc/self/maps`.
+fn own_file_offset(address: u64) -> Option<u64> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines()
+        .filter_map(crate::target::parse_maps_line)
+        .find(|line| line.perms.contains('x') && (line.start..line.end).contains(&address))
+        .map(|line| address - line.start + line.offset)
+}
+
+/// `r0 = 0; exit`, loaded for uprobe-multi links.
+fn trivial_program(sleepable: bool) -> Result<std::os::fd::OwnedFd, uprobe_multi::LoadError> {
+    let instruction = |code: u8| aya_obj::generated::bpf_insn {
+        code,
+        _bitfield_align_1: [],
+        _bitfield_1: aya_obj::generated::bpf_insn::new_bitfield_1(0, 0),
+        off: 0,
+        imm: 0,
+    };
+    let insns = [instruction(0xb7), instruction(0x95)];
+    uprobe_multi::load_program("koolkit_probe", &insns, c"GPL", 0, sleepable)
+}
+
 fn ask_uprobe_multi() -> (bool, bool) {
-    // `r0 = 0; exit`.
-    let insns = [
-        aya_obj::generated::bpf_insn {
-            code: 0xb7,
-            _bitfield_align_1: [],
-            _bitfield_1: aya_obj::generated::bpf_insn::new_bitfield_1(0, 0),
-            off: 0,
-            imm: 0,
-        },
-        aya_obj::generated::bpf_insn {
-            code: 0x95,
-            _bitfield_align_1: [],
-            _bitfield_1: aya_obj::generated::bpf_insn::new_bitfield_1(0, 0),
-            off: 0,
-            imm: 0,
-        },
-    ];
-    let load =
-        |sleepable| uprobe_multi::load_program("koolkit_probe", &insns, c"GPL", 0, sleepable);
+    let load = trivial_program;
     let Ok(plain) = load(false) else {
         return (false, false);
     };

@@ -332,7 +332,11 @@ pub struct Probes {
     perf_loaded: bool,
     /// On kernels without attach cookies: every probe's address in the processes met.
     addresses: Option<addresses::ProbeAddresses>,
+    addresses_pruned: Instant,
 }
+
+/// How often the addresses of exited processes are taken out.
+const ADDRESS_PRUNE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What the programs filter in the kernel: at the entry `--tid` and `--comm`, at the return
 /// `--min-latency`, `--max-latency`, `--where`, `--errors`, `--sample` and `--rate`.
@@ -446,6 +450,16 @@ impl Probes {
                 sizes.predicates.clamp(1, MAX_PROBES as usize) as u32,
             )
             .map_max_entries(maps::STACKS, stacks)
+            // Probes are told apart by address only where the kernel has no attach cookies:
+            // elsewhere the map would hold ~20 MiB of kernel memory for nothing.
+            .map_max_entries(
+                maps::PROBE_ADDRESSES,
+                if features::attach_cookies() {
+                    1
+                } else {
+                    tracer_ebpf::MAX_PROBE_ADDRESSES
+                },
+            )
             .map_max_entries(
                 maps::HISTOGRAMS,
                 match (sizes.histograms, sizes.by_argument) {
@@ -523,6 +537,7 @@ impl Probes {
             multi_links: Vec::new(),
             perf_loaded: false,
             addresses: None,
+            addresses_pruned: Instant::now(),
         })
     }
 
@@ -950,10 +965,23 @@ impl Probes {
             total: objects.iter().map(ObjectProbes::len).sum(),
             report: progress,
         };
+        // Before 6.10 a uprobe-multi link's pid filter passes the process's main thread only:
+        // where the kernel may still do that, the programs check the process instead.
+        let mut multi_pid = pid;
+        if let (AttachMode::Multi, Some(one)) = (mode, pid)
+            && features::multi_pid_filter_is_per_process() != Some(true)
+        {
+            log::info!(
+                "the kernel's uprobe-multi pid filter may pass the main thread only: the \
+                 programs select process {one} themselves"
+            );
+            self.select_only(&[one])?;
+            multi_pid = None;
+        }
         let mut refused = Vec::new();
         for ((object, _), probes) in groups.iter().zip(&objects) {
             let result = match mode {
-                AttachMode::Multi => self.attach_multi(&object.open_path, probes, pid),
+                AttachMode::Multi => self.attach_multi(&object.open_path, probes, multi_pid),
                 _ => self.attach_perf(&object.open_path, probes, pid, &mut counted),
             };
             let object_refused = result.map_err(|err| match err {
@@ -966,7 +994,17 @@ impl Probes {
             refused.extend(object_refused.into_iter().map(|cookie| cookie as usize));
         }
         if let Some(addresses) = &mut self.addresses {
-            addresses.fill_running(pid);
+            let selected = match pid {
+                Some(pid) => Some(vec![pid]),
+                None if self.settings.flags & config_flags::SELECT_TGIDS != 0 => Some(
+                    self.tgids
+                        .keys()
+                        .filter_map(std::result::Result::ok)
+                        .collect(),
+                ),
+                None => None,
+            };
+            addresses.fill_running(selected);
         }
         Ok(Attached {
             mode,
@@ -1189,17 +1227,20 @@ impl Probes {
             self.perf_loaded = true;
         }
         if let Some(addresses) = &mut self.addresses {
-            use std::os::unix::fs::MetadataExt as _;
-            let inode = std::fs::metadata(path)
-                .map_err(|err| Error::io(path.display().to_string(), err))?
-                .ino();
-            let every = [&probes.exits, &probes.entries];
-            addresses.add_points(every.into_iter().flatten().map(|&(offset, cookie)| {
-                addresses::Point {
+            let (dev, inode) = addresses::mapped_identity(path)
+                .map_err(|err| Error::io(path.display().to_string(), err))?;
+            let kinds = [
+                (tracer_ebpf::ADDRESS_OF_WAY_OUT, &probes.exits),
+                (tracer_ebpf::ADDRESS_OF_ENTRY, &probes.entries),
+            ];
+            addresses.add_points(kinds.into_iter().flat_map(|(kind, sites)| {
+                sites.iter().map(move |&(offset, cookie)| addresses::Point {
+                    kind,
+                    dev,
                     inode,
                     offset,
                     cookie,
-                }
+                })
             }));
         }
         let scope = match pid.and_then(NonZeroU32::new) {
@@ -1240,6 +1281,10 @@ impl Probes {
     pub fn identify_new_processes(&mut self) {
         if let Some(addresses) = &mut self.addresses {
             addresses.fill_flagged();
+            if self.addresses_pruned.elapsed() >= ADDRESS_PRUNE_INTERVAL {
+                addresses.forget_exited();
+                self.addresses_pruned = Instant::now();
+            }
         }
     }
 

@@ -22,7 +22,8 @@ use std::{
 };
 
 use aya_obj::generated::{
-    BPF_F_UPROBE_MULTI_RETURN, bpf_attach_type, bpf_attr, bpf_cmd, bpf_insn, bpf_prog_type,
+    BPF_F_UPROBE_MULTI_RETURN, bpf_attach_type, bpf_attr, bpf_cmd, bpf_insn, bpf_prog_info,
+    bpf_prog_type,
 };
 
 /// Calls `bpf(cmd, attr)`, returning the new fd the command creates.
@@ -160,4 +161,32 @@ pub fn kernel_supports(program: BorrowedFd<'_>) -> bool {
         Ok(_) => true,
         Err(err) => err.raw_os_error() == Some(libc::EBADF),
     }
+}
+
+/// How many times `program` has run while the kernel counted (`BPF_ENABLE_STATS`, or the
+/// `kernel.bpf_stats_enabled` sysctl): `bpf_prog_info.run_cnt`.
+pub fn run_count(program: BorrowedFd<'_>) -> io::Result<u64> {
+    // SAFETY: `bpf_prog_info` is a C struct of integers and pointers; all-zero asks for
+    // nothing but the fixed fields.
+    let mut info: bpf_prog_info = unsafe { mem::zeroed() };
+    let mut attr = zeroed_attr();
+    // SAFETY: writing plain integers into the `BPF_OBJ_GET_INFO_BY_FD` member of the union.
+    let get = unsafe { &mut attr.info };
+    get.bpf_fd = program.as_raw_fd() as u32;
+    get.info_len = mem::size_of::<bpf_prog_info>() as u32;
+    get.info = std::ptr::from_mut(&mut info) as u64;
+    // SAFETY: `attr` is initialised and `info` outlives the call, which writes at most
+    // `info_len` bytes into it.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            bpf_cmd::BPF_OBJ_GET_INFO_BY_FD as libc::c_long,
+            std::ptr::from_mut(&mut attr),
+            mem::size_of::<bpf_attr>(),
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(info.run_cnt)
 }

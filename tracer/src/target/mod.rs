@@ -364,7 +364,7 @@ pub(crate) fn read_maps(pid: u32) -> Result<String> {
 }
 
 /// The `major:minor` of a maps line as a device number.
-fn parse_dev(dev: &str) -> Option<u64> {
+pub(crate) fn parse_dev(dev: &str) -> Option<u64> {
     let (major, minor) = dev.split_once(':')?;
     let (major, minor) = (
         u32::from_str_radix(major, 16).ok()?,

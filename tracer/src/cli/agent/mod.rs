@@ -54,8 +54,8 @@ struct Recording {
     /// Its file, under `OUT`.
     file: String,
     started: SystemTime,
-    /// The pod's processes when it started.
-    members: Vec<u32>,
+    /// The pod's containers (their ids) when it started.
+    members: Vec<String>,
     stop: StopHandle,
     live: Arc<LiveCounts>,
     thread: JoinHandle<Ended>,
@@ -66,15 +66,19 @@ type Ended = Result<(StopReason, String), String>;
 
 /// How long a trace that failed waits before it is tried again in its pod.
 const RETRY_AFTER: Duration = Duration::from_secs(60);
+/// How long a failed trace waits at least, even when its pod's containers changed.
+const RETRY_SOONEST: Duration = Duration::from_secs(5);
 
 /// Why a request's trace in a pod is not running.
 struct Finished {
     reason: String,
     /// For a failure: when it may be tried again.
     retry_at: Option<Instant>,
-    /// For a failure: the pod's processes then. Tried again at once when they change (a
-    /// container started after the pod's sandbox, a container restarted).
-    members: Vec<u32>,
+    /// For a failure: the pod's containers (their ids) then. Tried again sooner when they
+    /// change (a container started after the pod's sandbox, a container restarted), but not
+    /// before [`RETRY_SOONEST`].
+    members: Vec<String>,
+    failed_at: Instant,
 }
 
 /// A valid request, and what became of it on this node.
@@ -408,6 +412,7 @@ impl Agent {
                                 reason: "its duration elapsed".into(),
                                 retry_at: None,
                                 members: Vec::new(),
+                                failed_at: Instant::now(),
                             },
                         );
                     }
@@ -426,6 +431,7 @@ impl Agent {
                                 reason: err,
                                 retry_at: Some(Instant::now() + RETRY_AFTER),
                                 members: recording.members,
+                                failed_at: Instant::now(),
                             },
                         );
                     }
@@ -483,8 +489,10 @@ impl Agent {
         if tracked.expired() {
             return;
         }
-        let members_of = |pod: &crate::target::pods::Pod| -> Vec<u32> {
-            let mut pids: Vec<u32> = found
+        // By container, not process: a liveness probe's `exec` or a respawned worker is no
+        // reason to try a failed trace again.
+        let members_of = |pod: &crate::target::pods::Pod| -> Vec<String> {
+            let mut ids: Vec<String> = found
                 .members
                 .iter()
                 .filter(|m| {
@@ -492,12 +500,13 @@ impl Agent {
                         .as_ref()
                         .is_some_and(|l| l.pod == pod.name && l.namespace == pod.namespace)
                 })
-                .map(|m| m.pid)
+                .filter_map(|m| m.container_id.clone())
                 .collect();
-            pids.sort_unstable();
-            pids
+            ids.sort_unstable();
+            ids.dedup();
+            ids
         };
-        let now: HashMap<&str, Vec<u32>> = found
+        let now: HashMap<&str, Vec<String>> = found
             .pods
             .iter()
             .map(|pod| (pod.uid.as_str(), members_of(pod)))
@@ -506,10 +515,10 @@ impl Agent {
             let Some(retry_at) = finished.retry_at else {
                 return true;
             };
-            Instant::now() < retry_at
-                && now
-                    .get(uid.as_str())
-                    .is_none_or(|members| *members == finished.members)
+            let changed = now
+                .get(uid.as_str())
+                .is_some_and(|members| *members != finished.members);
+            Instant::now() < retry_at && !(changed && finished.failed_at.elapsed() >= RETRY_SOONEST)
         });
         let tracked = &self.tracked[index];
         let mut starts = Vec::new();
@@ -548,7 +557,7 @@ impl Agent {
         &self,
         index: usize,
         pod: &crate::target::pods::Pod,
-        members: Vec<u32>,
+        members: Vec<String>,
     ) -> crate::Result<Recording> {
         let tracked = &self.tracked[index];
         let request = &tracked.request;
