@@ -87,29 +87,30 @@ pub fn static_busybox(work: &Path) -> Result<PathBuf, String> {
     if binary.exists() {
         return Ok(binary);
     }
+    let deb = download_and_unpack("busybox-static", work, &unpacked)?;
+    if binary.exists() {
+        Ok(binary)
+    } else {
+        Err(format!("{} holds no bin/busybox", deb.display()))
+    }
+}
+
+/// Downloads Debian package `package` (into `work/download`, not installed) and unpacks its
+/// files into `unpacked`; returns the `.deb`.
+pub fn download_and_unpack(package: &str, work: &Path, unpacked: &Path) -> Result<PathBuf, String> {
     let download = work.join("download");
     let _ = fs::remove_dir_all(&download);
     fs::create_dir_all(&download).map_err(|e| e.to_string())?;
     run(Command::new("apt-get")
         // As root, apt would hand the download to its `_apt` user, who cannot write here.
-        .args([
-            "-o",
-            "APT::Sandbox::User=root",
-            "download",
-            "-q",
-            "busybox-static",
-        ])
+        .args(["-o", "APT::Sandbox::User=root", "download", "-q", package])
         .current_dir(&download))?;
     let deb = fs::read_dir(&download)
         .map_err(|e| e.to_string())?
         .filter_map(Result::ok)
         .map(|entry| entry.path())
         .find(|path| path.extension().is_some_and(|e| e == "deb"))
-        .ok_or("apt-get download busybox-static left no .deb")?;
-    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
-    if binary.exists() {
-        Ok(binary)
-    } else {
-        Err(format!("{} holds no bin/busybox", deb.display()))
-    }
+        .ok_or_else(|| format!("apt-get download {package} left no .deb"))?;
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(unpacked))?;
+    Ok(deb)
 }

@@ -174,19 +174,7 @@ fn fetch_kernel(kernel: &Kernel, work: &Path) -> Result<PathBuf, String> {
     if let Some(found) = vmlinuz_in(&boot) {
         return Ok(found);
     }
-    let download = work.join("download");
-    let _ = fs::remove_dir_all(&download);
-    fs::create_dir_all(&download).map_err(|e| e.to_string())?;
-    run(Command::new("apt-get")
-        .args(["-o", "APT::Sandbox::User=root", "download", "-q", &package])
-        .current_dir(&download))?;
-    let deb = fs::read_dir(&download)
-        .map_err(|e| e.to_string())?
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .find(|path| path.extension().is_some_and(|e| e == "deb"))
-        .ok_or_else(|| format!("apt-get download {package} left no .deb"))?;
-    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
+    let deb = crate::image::download_and_unpack(&package, work, &unpacked)?;
     vmlinuz_in(&boot).ok_or_else(|| format!("{} holds no boot/vmlinuz-*", deb.display()))
 }
 

@@ -158,17 +158,18 @@ impl Checks {
         Ok(calls)
     }
 
-    fn attach_by_name(&self) -> Outcome {
+    /// `--pid` of the target, `--fn lookup_customer --json --max-events EVENTS` and `extra`.
+    fn lookup_calls(&self, events: usize, extra: &[&str]) -> Result<Vec<Value>, Outcome> {
         let pid = self.pid();
-        let calls = match self.calls(&[
-            "--pid",
-            &pid,
-            "--fn",
-            "lookup_customer",
-            "--json",
-            "--max-events",
-            "20",
-        ]) {
+        let events = events.to_string();
+        let mut args = vec!["--pid", &pid, "--fn", "lookup_customer", "--json"];
+        args.extend_from_slice(extra);
+        args.extend(["--max-events", &events]);
+        self.calls(&args)
+    }
+
+    fn attach_by_name(&self) -> Outcome {
+        let calls = match self.lookup_calls(20, &[]) {
             Ok(calls) => calls,
             Err(outcome) => return outcome,
         };
@@ -179,16 +180,7 @@ impl Checks {
     }
 
     fn arguments_and_returns(&self) -> Outcome {
-        let pid = self.pid();
-        let calls = match self.calls(&[
-            "--pid",
-            &pid,
-            "--fn",
-            "lookup_customer",
-            "--json",
-            "--max-events",
-            "30",
-        ]) {
+        let calls = match self.lookup_calls(30, &[]) {
             Ok(calls) => calls,
             Err(outcome) => return outcome,
         };
@@ -211,18 +203,7 @@ impl Checks {
     /// Two functions, one calling the other: each call must carry its own function's
     /// arguments (probes told apart by cookie, or by address where there are no cookies).
     fn two_functions(&self) -> Outcome {
-        let pid = self.pid();
-        let calls = match self.calls(&[
-            "--pid",
-            &pid,
-            "--fn",
-            "lookup_customer",
-            "--fn",
-            "apply_discount",
-            "--json",
-            "--max-events",
-            "40",
-        ]) {
+        let calls = match self.lookup_calls(40, &["--fn", "apply_discount"]) {
             Ok(calls) => calls,
             Err(outcome) => return outcome,
         };
@@ -261,18 +242,7 @@ impl Checks {
     }
 
     fn latency_filter(&self) -> Outcome {
-        let pid = self.pid();
-        let calls = match self.calls(&[
-            "--pid",
-            &pid,
-            "--fn",
-            "lookup_customer",
-            "--json",
-            "--min-latency",
-            "2ms",
-            "--max-events",
-            "5",
-        ]) {
+        let calls = match self.lookup_calls(5, &["--min-latency", "2ms"]) {
             Ok(calls) => calls,
             Err(outcome) => return outcome,
         };
@@ -288,18 +258,7 @@ impl Checks {
 
     /// A predicate decided in the kernel at the return (`--where` on an argument and `ret`).
     fn where_filter(&self) -> Outcome {
-        let pid = self.pid();
-        let calls = match self.calls(&[
-            "--pid",
-            &pid,
-            "--fn",
-            "lookup_customer",
-            "--json",
-            "--where",
-            "customer_id < 300 && ret == 1",
-            "--max-events",
-            "5",
-        ]) {
+        let calls = match self.lookup_calls(5, &["--where", "customer_id < 300 && ret == 1"]) {
             Ok(calls) => calls,
             Err(outcome) => return outcome,
         };
@@ -319,18 +278,7 @@ impl Checks {
     }
 
     fn perf_links(&self) -> Outcome {
-        let pid = self.pid();
-        match self.calls(&[
-            "--pid",
-            &pid,
-            "--fn",
-            "lookup_customer",
-            "--json",
-            "--attach",
-            "perf",
-            "--max-events",
-            "10",
-        ]) {
+        match self.lookup_calls(10, &["--attach", "perf"]) {
             Ok(calls)
                 if calls.iter().all(|c| {
                     c["ret"].as_i64() == c["args"]["customer_id"].as_i64().map(|id| id % 3)

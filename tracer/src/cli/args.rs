@@ -745,15 +745,7 @@ impl TargetArgs {
         let pids = crate::target::tree_roots_first(found.members.iter().map(|m| m.pid).collect());
         let mut chosen = vec![format!("Pods from {}:", query.source)];
         for pod in &found.pods {
-            let of_pod: Vec<_> = found
-                .members
-                .iter()
-                .filter(|m| {
-                    m.labels
-                        .as_ref()
-                        .is_some_and(|l| l.pod == pod.name && l.namespace == pod.namespace)
-                })
-                .collect();
+            let of_pod: Vec<_> = found.members_of(pod).collect();
             if of_pod.is_empty() {
                 continue;
             }

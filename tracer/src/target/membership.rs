@@ -76,6 +76,17 @@ pub struct Found {
     pub pods: Vec<Pod>,
 }
 
+impl Found {
+    /// The members that belong to `pod`.
+    pub fn members_of<'a>(&'a self, pod: &'a Pod) -> impl Iterator<Item = &'a Member> + 'a {
+        self.members.iter().filter(move |m| {
+            m.labels
+                .as_ref()
+                .is_some_and(|l| l.pod == pod.name && l.namespace == pod.namespace)
+        })
+    }
+}
+
 impl Membership {
     /// `the pods`, `the container`: the group, as messages name it.
     pub fn describe(&self) -> &'static str {

@@ -493,13 +493,7 @@ impl Agent {
         // reason to try a failed trace again.
         let members_of = |pod: &crate::target::pods::Pod| -> Vec<String> {
             let mut ids: Vec<String> = found
-                .members
-                .iter()
-                .filter(|m| {
-                    m.labels
-                        .as_ref()
-                        .is_some_and(|l| l.pod == pod.name && l.namespace == pod.namespace)
-                })
+                .members_of(pod)
                 .filter_map(|m| m.container_id.clone())
                 .collect();
             ids.sort_unstable();
@@ -523,11 +517,7 @@ impl Agent {
         let tracked = &self.tracked[index];
         let mut starts = Vec::new();
         for pod in &found.pods {
-            let running = found.members.iter().any(|m| {
-                m.labels
-                    .as_ref()
-                    .is_some_and(|l| l.pod == pod.name && l.namespace == pod.namespace)
-            });
+            let running = found.members_of(pod).next().is_some();
             let recorded = self
                 .recordings
                 .iter()
