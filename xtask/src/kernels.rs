@@ -263,6 +263,8 @@ fn boot(vmlinuz: &Path, initramfs: &Path, console: &Path) -> Result<String, Stri
 fn parse(console: &str) -> Run {
     let mut run = Run::default();
     for line in console.lines() {
+        // The console may put its escape sequences before a line of the runner's.
+        let line = line.find("KOOLKIT-").map_or(line, |at| &line[at..]);
         if let Some(release) = line.strip_prefix("KOOLKIT-KERNEL ") {
             run.release = release.trim().to_string();
         } else if let Some(rest) = line.strip_prefix("KOOLKIT-CHECK ") {
@@ -317,16 +319,8 @@ fn table(runs: &[(String, Run)]) -> String {
         }
     }
     let width = checks.iter().map(String::len).max().unwrap_or(5).max(5);
-    let columns: Vec<String> = runs
-        .iter()
-        .map(|(name, run)| {
-            if run.release.is_empty() {
-                name.clone()
-            } else {
-                run.release.clone()
-            }
-        })
-        .collect();
+    // Named by series; the releases follow the table.
+    let columns: Vec<String> = runs.iter().map(|(name, _)| name.clone()).collect();
     let mut out = String::new();
     let _ = write!(out, "{:width$}", "check");
     for column in &columns {
@@ -344,6 +338,14 @@ fn table(runs: &[(String, Run)]) -> String {
             let _ = write!(out, "  {word:>24}");
         }
         out.push('\n');
+    }
+    for (name, run) in runs {
+        let release = if run.release.is_empty() {
+            "release unknown"
+        } else {
+            run.release.as_str()
+        };
+        let _ = writeln!(out, "{name}: Linux {release}");
     }
     for ((_, run), column) in runs.iter().zip(&columns) {
         for check in &run.order {
@@ -496,7 +498,7 @@ mod tests {
 
     #[test]
     fn the_runner_s_lines_make_the_table() {
-        let console = "[    0.1] Linux version 5.10.0\nKOOLKIT-KERNEL 5.10.0-32-cloud-amd64\n\
+        let console = "[    0.1] Linux version 5.10.0\n\x1bc\x1b[?7lKOOLKIT-KERNEL 5.10.0-32-cloud-amd64\n\
                        KOOLKIT-CHECK attach ok 20 calls (1.0s)\nKOOLKIT-CHECK perf needs no \
                        cookies (2.0s)\nKOOLKIT-DOCTOR {}\nKOOLKIT-DONE\n";
         let run = parse(console);
@@ -506,7 +508,11 @@ mod tests {
         let table = table(&[("5.10".into(), run)]);
         assert!(table.contains("attach"), "{table}");
         assert!(
-            table.contains("5.10.0-32-cloud-amd64: perf: needs: no cookies (2.0s)"),
+            table.contains("5.10: Linux 5.10.0-32-cloud-amd64"),
+            "{table}"
+        );
+        assert!(
+            table.contains("5.10: perf: needs: no cookies (2.0s)"),
             "{table}"
         );
     }
