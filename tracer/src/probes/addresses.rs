@@ -27,13 +27,8 @@ pub(crate) fn mapped_identity(path: &std::path::Path) -> std::io::Result<(u64, u
     let file = std::fs::File::open(path)?;
     let stat = file.metadata()?;
     let seen = crate::sys::map_read_only(&file).ok().and_then(|map| {
-        let address = map.as_ptr() as u64;
-        let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-        let line = maps
-            .lines()
-            .filter_map(parse_maps_line)
-            .find(|line| (line.start..line.end).contains(&address))?;
-        Some((parse_dev(line.dev)?, line.inode))
+        let mapping = crate::target::own_mapping(map.as_ptr() as u64)?;
+        Some((mapping.dev, mapping.inode))
     });
     Ok(seen.unwrap_or((stat.dev(), stat.ino())))
 }

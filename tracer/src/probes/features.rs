@@ -235,13 +235,11 @@ pub fn multi_link_fires_in_a_new_thread(pid: u32) -> Option<bool> {
     Some(after > before)
 }
 
-/// The offset in this binary's file of the code at `address`, from `/proc/self/maps`.
+/// The offset in this binary's file of the code at `address`.
 fn own_file_offset(address: u64) -> Option<u64> {
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    maps.lines()
-        .filter_map(crate::target::parse_maps_line)
-        .find(|line| line.perms.contains('x') && (line.start..line.end).contains(&address))
-        .map(|line| address - line.start + line.offset)
+    crate::target::own_mapping(address)
+        .filter(|mapping| mapping.executable)
+        .map(|mapping| mapping.file_offset)
 }
 
 /// `r0 = 0; exit`, loaded for uprobe-multi links.
@@ -272,12 +270,9 @@ fn ask_uprobe_multi() -> (bool, bool) {
 /// Whether `sched:sched_process_fork` can be read from tracefs, where the programs that follow
 /// forks find their field offsets.
 fn fork_tracepoint_visible() -> bool {
-    [
-        "/sys/kernel/tracing/events/sched/sched_process_fork/format",
-        "/sys/kernel/debug/tracing/events/sched/sched_process_fork/format",
-    ]
-    .iter()
-    .any(|path| Path::new(path).exists())
+    super::sched_format_paths("sched_process_fork")
+        .iter()
+        .any(|path| Path::new(path).exists())
 }
 
 /// Without any of these nothing can be traced.

@@ -1339,10 +1339,7 @@ impl Probes {
 /// moved across kernel versions); `None` when the tracepoint has no such field. Mounts
 /// tracefs when it is not.
 fn tracepoint_field_offset(event: &str, field: &str) -> Result<Option<u32>> {
-    let formats = [
-        format!("/sys/kernel/tracing/events/sched/{event}/format"),
-        format!("/sys/kernel/debug/tracing/events/sched/{event}/format"),
-    ];
+    let formats = sched_format_paths(event);
     if !formats.iter().any(|path| Path::new(path).exists()) {
         match crate::sys::mount_tracefs() {
             Ok(()) => log::info!("mounted tracefs at /sys/kernel/tracing"),
@@ -1360,6 +1357,14 @@ fn tracepoint_field_offset(event: &str, field: &str) -> Result<Option<u32>> {
             ),
         })?;
     Ok(parse_field_offset(&format, field))
+}
+
+/// Where tracefs may show the format file of tracepoint `sched:event`.
+fn sched_format_paths(event: &str) -> [String; 2] {
+    [
+        format!("/sys/kernel/tracing/events/sched/{event}/format"),
+        format!("/sys/kernel/debug/tracing/events/sched/{event}/format"),
+    ]
 }
 
 /// The `offset:` of `field` in a tracepoint format file.

@@ -267,6 +267,32 @@ pub(crate) fn parse_maps_line(line: &str) -> Option<MapsLine<'_>> {
     })
 }
 
+/// Where this process itself maps an address, from `/proc/self/maps`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OwnMapping {
+    /// The address's offset in the mapped file.
+    pub file_offset: u64,
+    pub executable: bool,
+    /// Device and inode as the kernel shows them in the maps.
+    pub dev: u64,
+    pub inode: u64,
+}
+
+/// The file mapping of this process that holds `address`; `None` for anonymous memory.
+pub(crate) fn own_mapping(address: u64) -> Option<OwnMapping> {
+    let maps = fs::read_to_string("/proc/self/maps").ok()?;
+    let line = maps
+        .lines()
+        .filter_map(parse_maps_line)
+        .find(|line| (line.start..line.end).contains(&address))?;
+    Some(OwnMapping {
+        file_offset: address - line.start + line.offset,
+        executable: line.perms.contains('x'),
+        dev: parse_dev(line.dev)?,
+        inode: line.inode,
+    })
+}
+
 /// How `/proc/PID/maps` marks a file replaced or deleted since it was mapped.
 pub const DELETED_SUFFIX: &str = " (deleted)";
 
