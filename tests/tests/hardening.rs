@@ -81,6 +81,38 @@ fn calls_abandoned_by_longjmp_are_counted_as_such() {
     assert!(output.stderr.contains("drops: none"), "{}", output.stderr);
 }
 
+/// Without attach cookies (kernels before 5.15) a return finds its probe in its thread's
+/// shadow alone: calls nested deeper than the shadow holds (32) are not traced, and are
+/// counted as such, never shown under another probe's name.
+#[test]
+fn without_attach_cookies_calls_deeper_than_the_shadow_are_counted_not_traced() {
+    let binary = c_fixture("jumps", O1);
+    let mut fixture = Fixture::start(&binary, &["10", "40"]);
+    let pid = fixture.pid.to_string();
+    let tracer = Tracer::start_under(
+        &["env", "KOOLKIT_TRACE_NO_COOKIES=1"],
+        &["--pid", &pid, "--fn", "climb", "--attach", "perf", "--json"],
+    );
+    assert_eq!(fixture.round(), 10);
+    let output = tracer.interrupt();
+    assert!(output.status.success(), "{}", output.stderr);
+    // climb(40) nests 41 calls: the outer 32 (depth 40 down to 9) are traced in each round.
+    let climb = output.calls_of("climb");
+    assert_eq!(climb.len(), 320, "{}", output.stderr);
+    for call in &climb {
+        let depth = call["args"]["depth"].as_i64().unwrap();
+        assert!(depth >= 9, "{call}");
+        assert_eq!(call["ret"].as_i64().unwrap(), depth, "{call}");
+    }
+    assert!(
+        output
+            .stderr
+            .contains("90 calls not traced: nested deeper than the thread's call shadow"),
+        "{}",
+        output.stderr
+    );
+}
+
 #[test]
 fn calls_counted_in_the_kernel_are_paired_past_the_shadow_s_depth_and_abandoned_as_such() {
     // 41 nested calls: deeper than a thread's shadow holds (32), so under --histogram the

@@ -808,9 +808,12 @@ pub enum Counter {
     /// A call's latency could not be counted: the histogram map was full.
     HistogramFull = 8,
     /// A probe fired at an address not yet known for its process, on a kernel without attach
-    /// cookies: the process was new to the tracer (its maps are read within a tick), or its
-    /// thread's shadow was full.
+    /// cookies: the process was new to the tracer (its maps are read within a tick).
     Unidentified = 9,
+    /// On a kernel without attach cookies, an entry its thread's shadow had no room for (more
+    /// than `THREAD_DEPTH` traced calls deep, or the threads map full): its return could not
+    /// tell its probe, so the call was not parked.
+    ShadowFull = 10,
 }
 
 /// Capacity of [`maps::COUNTERS`].
@@ -818,7 +821,7 @@ pub const COUNTER_SLOTS: u32 = 16;
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::RingFull,
         Self::LostEntry,
         Self::InflightFull,
@@ -829,6 +832,7 @@ impl Counter {
         Self::Filtered,
         Self::HistogramFull,
         Self::Unidentified,
+        Self::ShadowFull,
     ];
 
     /// Whether the counter counts calls lost to the trace (a drop), not calls that ended in
@@ -850,6 +854,7 @@ impl Counter {
             Self::Filtered => "calls filtered out as asked, not emitted",
             Self::HistogramFull => "calls not counted: histogram map full",
             Self::Unidentified => "calls not told apart: probe address not yet known",
+            Self::ShadowFull => "calls not traced: nested deeper than the thread's call shadow",
         }
     }
 }

@@ -802,7 +802,7 @@ mod programs {
         // Without cookies a thread's return finds its probe in the shadow alone: a call the
         // shadow has no room for could never be completed.
         if BY_ADDRESS && !tracked && !go {
-            count(Counter::Unidentified);
+            count(Counter::ShadowFull);
             return 0;
         }
         // Park a zeroed call under this thread's key, then fill it in place: only this

@@ -81,6 +81,58 @@ fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e3
 }
 
+/// Functions traced through perf-event links, by one thread and by the default number. Small:
+/// each link costs the kernel a grace period to release (DESIGN.md), and a run waits until the
+/// links of the one before are gone, since a release holds the lock an attach needs.
+const PERF_FUNCTIONS: usize = 250;
+/// How long a run waits for earlier links to be released.
+const RELEASE_LIMIT: Duration = Duration::from_secs(180);
+
+/// Whether a process named koolkit-trace (a detaching child) is still there.
+fn tracer_still_detaching() -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        std::fs::read_to_string(entry.path().join("comm"))
+            .is_ok_and(|comm| comm.trim_end() == "koolkit-trace")
+    })
+}
+
+/// Waits until no earlier koolkit-trace is releasing links; false if it took too long.
+fn wait_for_released_links() -> bool {
+    let started = Instant::now();
+    while tracer_still_detaching() {
+        if started.elapsed() > RELEASE_LIMIT {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    true
+}
+
+/// koolkit-trace's own attach time of `binary`'s functions through perf-event links made by
+/// `threads` threads (the default where `None`).
+fn perf_attach(tracer: &Path, binary: &Path, threads: Option<usize>) -> Result<String, String> {
+    if !wait_for_released_links() {
+        return Ok(format!(
+            "skipped: an earlier koolkit-trace was still releasing links after {} s",
+            RELEASE_LIMIT.as_secs()
+        ));
+    }
+    let mut command = Command::new(tracer);
+    command
+        .args(["--binary"])
+        .arg(binary)
+        .args(["--fn", "bench_fn_*", "--attach", "perf", "--quiet"])
+        .args(["--duration", &format!("{}ms", TRACED_FOR.as_millis())]);
+    if let Some(threads) = threads {
+        command.env("KOOLKIT_TRACE_ATTACH_THREADS", threads.to_string());
+    }
+    let (_, stderr) = timed(&mut command)?;
+    Ok(own_figures(&stderr))
+}
+
 pub fn attach_cost(tracer: &Path) -> Result<(), String> {
     println!(
         "\nAttach + detach of a generated C program's functions (bench_fn_*), each tool \
@@ -142,6 +194,16 @@ pub fn attach_cost(tracer: &Path) -> Result<(), String> {
                 ),
             }
         }
+    }
+    let binary = generated_program(PERF_FUNCTIONS)?;
+    println!(
+        "\n  perf-event links (kernels before 6.6), {PERF_FUNCTIONS} functions, entry and return:"
+    );
+    for (label, threads) in [("1 thread", Some(1)), ("default threads", None)] {
+        println!(
+            "    {label:>16}: [{}]",
+            perf_attach(tracer, &binary, threads)?
+        );
     }
     Ok(())
 }

@@ -103,7 +103,7 @@ pub fn kernels(only: &[String]) -> Result<(), String> {
         );
         let started = Instant::now();
         let console = work.join(format!("console-{}.log", kernel.series));
-        let output = boot(&vmlinuz, &initramfs, &console)?;
+        let output = boot_until_init(&vmlinuz, &initramfs, &console, kernel.series)?;
         let run = parse(&output);
         eprintln!(
             "xtask: {} done in {:.0}s{}",
@@ -228,6 +228,33 @@ fn kernel_package(kernel: &Kernel) -> Result<String, String> {
         .and_then(|depends| depends.split([' ', ',']).next())
         .map(str::to_string)
         .ok_or_else(|| format!("linux-image-cloud-amd64={version} depends on no kernel"))
+}
+
+/// How many times a kernel that died before its init ran is booted.
+const BOOTS: usize = 3;
+
+/// Boots until the VM's init starts (it prints `KOOLKIT-KERNEL`): under TCG on a busy host an
+/// early boot check may fail (`IO-APIC + timer doesn't work`, a panic) before anything of ours
+/// ran, and that says nothing of the kernel's tracing.
+fn boot_until_init(
+    vmlinuz: &Path,
+    initramfs: &Path,
+    console: &Path,
+    series: &str,
+) -> Result<String, String> {
+    let mut output = String::new();
+    for attempt in 1..=BOOTS {
+        output = boot(vmlinuz, initramfs, console)?;
+        if output.contains("KOOLKIT-KERNEL") {
+            break;
+        }
+        let why = output
+            .lines()
+            .find(|l| l.contains("Kernel panic"))
+            .map_or("no output from its init", str::trim);
+        eprintln!("xtask: {series} died before its init ran (boot {attempt} of {BOOTS}): {why}");
+    }
+    Ok(output)
 }
 
 /// Boots `vmlinuz` with `initramfs` under TCG; returns what the serial console printed, which

@@ -27,7 +27,7 @@ use aya_obj::generated::{
 };
 
 /// Calls `bpf(cmd, attr)`, returning the new fd the command creates.
-fn bpf_fd(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<OwnedFd> {
+pub(super) fn bpf_fd(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<OwnedFd> {
     // SAFETY: `attr` is a valid, fully initialised `bpf_attr` that outlives the call; every
     // pointer stored in it refers to memory the caller keeps alive across the call.
     let ret = unsafe {
@@ -46,7 +46,7 @@ fn bpf_fd(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn zeroed_attr() -> bpf_attr {
+pub(super) fn zeroed_attr() -> bpf_attr {
     // SAFETY: `bpf_attr` is a C union of integer fields; all-zero is its documented default.
     unsafe { mem::zeroed() }
 }
