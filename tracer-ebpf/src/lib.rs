@@ -510,11 +510,13 @@ pub mod value {
     /// A NUL-terminated string at `value + offset`: a `u32` length (without the NUL), then at
     /// most `size` bytes.
     pub const C_STRING: u8 = 3;
-    /// A (pointer, length) pair in memory at `value + offset` (a Rust `&str` field): the
-    /// `u64` length, then at most `size` bytes of what it points to.
+    /// A pointer at `value + offset` and a length at `len_field` bytes from it (a Rust `&str`
+    /// field, a `std::string`, a `Vec<T>`), the length counting elements of `element_size`
+    /// bytes: the `u64` length in bytes, then at most `size` bytes of what it points to.
     pub const PTR_LEN_IN_MEMORY: u8 = 4;
-    /// A (pointer, length) pair in registers (a Rust `&str` argument): the pointer is
-    /// `value + offset`, the length is register `len_reg`. Written like [`PTR_LEN_IN_MEMORY`].
+    /// A (pointer, length) pair in registers (a Rust `&str` or `&[T]` argument): the pointer
+    /// is `value + offset`, the length (in elements of `element_size` bytes) is register
+    /// `len_reg`. Written like [`PTR_LEN_IN_MEMORY`].
     pub const PTR_LEN_IN_REGISTERS: u8 = 5;
     /// The name of the Go runtime type descriptor (`*_type`, `*abi.Type`) at `value + offset`,
     /// as the `reflect` package spells it (`*errors.errorString`): read through its name
@@ -525,6 +527,9 @@ pub mod value {
     /// (`bpf_get_stackid`, frame pointers), 8 bytes; the step faults when the kernel could
     /// not store it (the map's bucket holds another stack).
     pub const STACK_ID: u8 = 7;
+    /// A begin pointer at `value + offset` and an end pointer at `len_field` bytes from it (a
+    /// `std::vector`): written like [`PTR_LEN_IN_MEMORY`], the length being end minus begin.
+    pub const BEGIN_END_IN_MEMORY: u8 = 8;
 }
 
 /// Values of a step's status byte at the start of the payload. Never renumber.
@@ -556,7 +561,12 @@ pub struct CaptureStep {
     pub out_offset: u16,
     /// The length register of [`value::PTR_LEN_IN_REGISTERS`].
     pub len_reg: u8,
-    pub _pad: [u8; 3],
+    /// The bytes of one element a length counts (0 means 1: a length in bytes).
+    pub element_size: u8,
+    /// Where the length (or end pointer) of [`value::PTR_LEN_IN_MEMORY`] and
+    /// [`value::BEGIN_END_IN_MEMORY`] is, in bytes from the pointer (0 means 8: the word after
+    /// it, as in a Rust `&str`).
+    pub len_field: i16,
     /// Added to the value before the final read.
     pub offset: i32,
     /// Added to the value before each pointer is followed.

@@ -633,14 +633,34 @@ mod programs {
                 unsafe { slot.cast::<u32>().write_unaligned(length) };
                 step_status::OK
             }
-            value::PTR_LEN_IN_MEMORY | value::PTR_LEN_IN_REGISTERS => {
-                let (pointer, length) = if step.value == value::PTR_LEN_IN_MEMORY {
-                    match (read_user_u64(source), read_user_u64(source.wrapping_add(8))) {
+            value::PTR_LEN_IN_MEMORY | value::PTR_LEN_IN_REGISTERS | value::BEGIN_END_IN_MEMORY => {
+                let len_field = match step.len_field {
+                    0 => 8,
+                    at => at as i64 as u64,
+                };
+                let (pointer, count) = if step.value == value::PTR_LEN_IN_REGISTERS {
+                    (source, register(regs, step.len_reg))
+                } else {
+                    match (
+                        read_user_u64(source),
+                        read_user_u64(source.wrapping_add(len_field)),
+                    ) {
+                        (Some(pointer), Some(end)) if step.value == value::BEGIN_END_IN_MEMORY => {
+                            if end < pointer {
+                                return step_status::FAULT;
+                            }
+                            (pointer, end - pointer)
+                        }
                         (Some(pointer), Some(length)) => (pointer, length),
                         _ => return step_status::FAULT,
                     }
-                } else {
-                    (source, register(regs, step.len_reg))
+                };
+                let length = match step.element_size {
+                    0 | 1 => count,
+                    _ if step.value == value::BEGIN_END_IN_MEMORY => count,
+                    // No 128-bit multiply in BPF: a count this large is garbage anyway.
+                    _ if count > u64::MAX >> 8 => u64::MAX,
+                    n => count * n as u64,
                 };
                 if SLEEPABLE {
                     fault_in(pointer);

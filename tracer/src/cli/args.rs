@@ -8,7 +8,7 @@ use tracer_ebpf::MAX_CHUNK;
 
 use super::parse::{parse_duration, parse_nonzero_duration, parse_size};
 use crate::{
-    plan::{ArgPath, DEFAULT_STRING_SIZE, PlanOptions},
+    plan::{ArgPath, DEFAULT_ELEMENTS, DEFAULT_STRING_SIZE, MAX_ELEMENTS, PlanOptions},
     probes::AttachMode,
     record::{
         filter::CallFilter,
@@ -558,6 +558,12 @@ pub struct TraceArgs {
           value_parser = clap::value_parser!(u16).range(1..=MAX_CHUNK as i64))]
     pub string_size: u16,
 
+    /// The first elements of a sequence (std::vector, Vec, a slice) to capture; the rest are
+    /// counted: [1, 2, 3, … 97 more].
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_ELEMENTS,
+          value_parser = clap::value_parser!(u16).range(1..=MAX_ELEMENTS as i64))]
+    pub elements: u16,
+
     /// How to attach probes.
     #[arg(long, value_enum, default_value_t, value_name = "MODE")]
     pub attach: AttachChoice,
@@ -919,6 +925,7 @@ impl TraceArgs {
             plan: PlanOptions {
                 selection: self.selection(),
                 string_size: self.string_size,
+                elements: self.elements,
                 stack: self.stack,
             },
             record: self.output.as_ref().map(|path| RecordOptions {

@@ -196,6 +196,29 @@ fn decode_captured(payload: &[u8], offset: u16, size: u16, step: u8, render: &Re
                 },
             }
         }
+        Render::Sequence {
+            element,
+            element_size,
+        } => {
+            let Some(length) = word(slot, 8) else {
+                return Decoded::Missing("short".into());
+            };
+            let len = length / u64::from((*element_size).max(1));
+            let Some(element) = element else {
+                return Decoded::Slice { len, bytes: None };
+            };
+            let size = usize::from((*element_size).max(1));
+            // Elements before the end of the copy (an unreadable page may have cut it short).
+            let copied = (length.min((slot.len() - 8) as u64)) as usize / size;
+            Decoded::Elements {
+                len,
+                items: slot[8..]
+                    .chunks(size)
+                    .take(copied)
+                    .map(|chunk| decode_scalar(chunk, element))
+                    .collect(),
+            }
+        }
         Render::Array {
             element,
             element_size,
@@ -468,7 +491,7 @@ impl Decoded {
                     if !items.is_empty() {
                         out.push_str(", ");
                     }
-                    let _ = write!(out, "…{len} items");
+                    let _ = write!(out, "… {} more", len - items.len() as u64);
                 }
                 out.push(']');
             }
@@ -559,6 +582,56 @@ pub fn decode_args<'a>(payload: &[u8], args: &'a [ArgSlot]) -> Vec<(&'a str, Dec
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sequences_show_their_first_elements_and_count_the_rest() {
+        let render = Render::Sequence {
+            element: Some(Box::new(Render::Int {
+                size: 4,
+                signed: true,
+            })),
+            element_size: 4,
+        };
+        // 100 elements, the first 3 copied.
+        let mut payload = vec![0u8; 16];
+        payload.extend_from_slice(&400u64.to_le_bytes());
+        for v in [1i32, -2, 3] {
+            payload.extend_from_slice(&v.to_le_bytes());
+        }
+        let slot = SlotValue::Captured {
+            offset: 16,
+            size: 8 + 12,
+            step: 0,
+            render: render.clone(),
+        };
+        let decoded = decode(&payload, &slot);
+        let mut human = String::new();
+        decoded.write_human(&mut human);
+        assert_eq!(human, "[1, -2, 3, … 97 more]");
+        assert_eq!(decoded.to_json(), json!({"len": 100, "items": [1, -2, 3]}));
+        // Two elements: both shown, nothing more.
+        payload[16..24].copy_from_slice(&8u64.to_le_bytes());
+        let mut human = String::new();
+        decode(&payload, &slot).write_human(&mut human);
+        assert_eq!(human, "[1, -2]");
+        // Elements not shown: the count alone.
+        let count_only = SlotValue::Captured {
+            offset: 16,
+            size: 8,
+            step: 0,
+            render: Render::Sequence {
+                element: None,
+                element_size: 4,
+            },
+        };
+        assert_eq!(
+            decode(&payload, &count_only),
+            Decoded::Slice {
+                len: 2,
+                bytes: None
+            }
+        );
+    }
+
     use super::*;
 
     fn human(decoded: &Decoded) -> String {
@@ -898,7 +971,7 @@ mod tests {
             ),
             (
                 5,
-                "[\"tea\", \"leftover\", …5 items]",
+                "[\"tea\", \"leftover\", … 3 more]",
                 json!({"len": 5, "items": ["tea", "leftover"]}),
             ),
             (0, "[]", json!({"len": 0, "items": []})),

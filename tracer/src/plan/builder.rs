@@ -12,7 +12,7 @@ use super::{
     calling_convention::{GO_ARGS, go_words},
     slots::{ArgSlot, Render, ReturnValue, SlotValue},
 };
-use crate::symbols::types::{Field, Type};
+use crate::symbols::types::{Field, Shape, Type};
 
 /// How a value is reached at the entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +78,20 @@ impl Access {
 pub(super) struct PlanBuilder {
     kernel: CapturePlan,
     string_size: u16,
+    /// The first elements of a sequence captured (`--elements`).
+    pub(super) elements: u16,
     pub(super) full: bool,
+}
+
+/// Where a sequence's length is, from its pointer, and what it counts.
+#[derive(Debug, Clone, Copy, Default)]
+struct LengthField {
+    /// Bytes from the pointer to the length in memory (0: the word after the pointer).
+    offset: i16,
+    /// The bytes of one element the length counts (0: bytes).
+    element_size: u8,
+    /// The field is a pointer past the last element, not a count.
+    end_pointer: bool,
 }
 
 pub(super) const PLAN_FULL: &str = "plan full";
@@ -94,6 +107,7 @@ impl PlanBuilder {
         Self {
             kernel: CapturePlan::default(),
             string_size: string_size.clamp(1, MAX_CHUNK as u16),
+            elements: super::DEFAULT_ELEMENTS,
             full: false,
         }
     }
@@ -200,21 +214,43 @@ impl PlanBuilder {
 
     /// A (pointer, length) pair at `access`, copying at most `bytes` of what it points to.
     fn pointer_and_length(&mut self, access: &Access, bytes: u16, render: Render) -> SlotValue {
+        self.counted(access, bytes, render, LengthField::default())
+    }
+
+    /// A pointer at `access` and a length as `length` says, copying at most `bytes` of what
+    /// the pointer points to; for a register pair, the first register is the pointer.
+    fn counted(
+        &mut self,
+        access: &Access,
+        bytes: u16,
+        render: Render,
+        length: LengthField,
+    ) -> SlotValue {
         let placed = match access {
-            Access::RegisterPair(pointer, length) => {
+            Access::RegisterPair(pointer, len_reg) if !length.end_pointer => {
                 let step = CaptureStep {
                     value: value::PTR_LEN_IN_REGISTERS,
                     reg: *pointer,
-                    len_reg: *length,
+                    len_reg: *len_reg,
+                    element_size: length.element_size,
                     size: bytes,
                     ..CaptureStep::default()
                 };
                 self.step(step, 8 + bytes as usize)
             }
             Access::Memory { .. } => {
-                self.read(access, value::PTR_LEN_IN_MEMORY, bytes, 8 + bytes as usize)
+                let kind = match length.end_pointer {
+                    true => value::BEGIN_END_IN_MEMORY,
+                    false => value::PTR_LEN_IN_MEMORY,
+                };
+                self.read(access, kind, bytes, 8 + bytes as usize)
+                    .inspect(|&(step, _)| {
+                        let step = &mut self.kernel.steps[step as usize];
+                        step.len_field = length.offset;
+                        step.element_size = length.element_size;
+                    })
             }
-            Access::Register(_) => None,
+            Access::Register(_) | Access::RegisterPair(..) => None,
         };
         match placed {
             Some((step, offset)) => SlotValue::Captured {
@@ -239,6 +275,18 @@ impl PlanBuilder {
         match ty {
             Type::Void => self.missing("void"),
             _ if ty.is_c_string() => self.c_string(access),
+            Type::Struct {
+                shape: Some(shape), ..
+            } => self.shaped(access, shape),
+            // A library value behind a pointer or a C++ reference: shown as the value.
+            Type::Pointer { pointee }
+                if matches!(**pointee, Type::Struct { shape: Some(_), .. }) =>
+            {
+                match access.through_pointer(0) {
+                    Some(at) => self.value(&at, pointee, expand, fields),
+                    None => self.missing("pointer chain too deep"),
+                }
+            }
             // A Go map is a pointer to the runtime's table, whose first word counts its
             // entries: shown as the map's length.
             Type::Pointer { pointee } if go_map_length(pointee).is_some() => {
@@ -297,10 +345,19 @@ impl PlanBuilder {
                 let len = self.pointer_and_length(access, 0, Render::Slice { bytes: false });
                 self.go_strings(access, len)
             }
-            Type::Slice { element, .. } => {
+            Type::Slice { element, go: true } => {
                 let bytes = element.size() == 1;
                 let copy = if bytes { self.string_size.min(32) } else { 0 };
                 self.pointer_and_length(access, copy, Render::Slice { bytes })
+            }
+            // A Rust slice: its first elements, its length counting elements.
+            Type::Slice { element, go: false } => {
+                let (copy, render, element_size) = self.elements_of(element, false);
+                let length = LengthField {
+                    element_size,
+                    ..LengthField::default()
+                };
+                self.counted(access, copy, render, length)
             }
             Type::Array { element, count } => self.array(access, element, *count),
             other => match render_of(other) {
@@ -308,6 +365,87 @@ impl PlanBuilder {
                 None => self.missing("aggregate"),
             },
         }
+    }
+
+    /// A library type shown as what it holds (see [`Shape`]).
+    fn shaped(&mut self, access: &Access, shape: &Shape) -> SlotValue {
+        let Shape::Sequence {
+            pointer_at,
+            len_at,
+            len_is_end,
+            element,
+            text,
+        } = shape;
+        let Ok(offset) = i16::try_from(*len_at as i64 - *pointer_at as i64) else {
+            return self.missing("length too far from its pointer");
+        };
+        let (copy, render, element_size) = self.elements_of(element, *text);
+        let length = LengthField {
+            offset,
+            // An end pointer counts bytes.
+            element_size: if *len_is_end { 0 } else { element_size },
+            end_pointer: *len_is_end,
+        };
+        let render = match (render, *len_is_end) {
+            // The kernel writes the bytes between the pointers: counted in elements here.
+            (Render::Sequence { element: shown, .. }, true) => Render::Sequence {
+                element: shown,
+                element_size: u16::try_from(element.size().max(1)).unwrap_or(u16::MAX),
+            },
+            (render, _) => render,
+        };
+        match access {
+            Access::Memory { .. } => match access.field(*pointer_at) {
+                Some(at) => self.counted(&at, copy, render, length),
+                None => self.missing("pointer chain too deep"),
+            },
+            // A trivially copyable 16-byte value (`std::string_view`) comes in two registers.
+            Access::RegisterPair(first, second)
+                if pointer_at % 8 == 0 && len_at % 8 == 0 && !len_is_end =>
+            {
+                let register = |at: u64| if at == 0 { *first } else { *second };
+                let pair = Access::RegisterPair(register(*pointer_at), register(*len_at));
+                self.counted(&pair, copy, render, length)
+            }
+            _ => self.missing("library value not in memory"),
+        }
+    }
+
+    /// How a sequence of `element`s is captured: the bytes to copy, how to show it, and the
+    /// element size the kernel scales a count of elements by (0: the length counts bytes).
+    fn elements_of(&self, element: &Type, text: bool) -> (u16, Render, u8) {
+        let size = element.size();
+        if text {
+            return (self.string_size, Render::Str, 0);
+        }
+        if size == 1 && matches!(element, Type::Int { .. } | Type::Char { .. }) {
+            return (self.string_size.min(32), Render::Slice { bytes: true }, 0);
+        }
+        // The kernel scales a count by at most 255 bytes an element; past that the length
+        // stays a count of elements, shown without them.
+        let Ok(scale) = u8::try_from(size) else {
+            return (
+                0,
+                Render::Sequence {
+                    element: None,
+                    element_size: 1,
+                },
+                0,
+            );
+        };
+        let shown = match render_of(element) {
+            Some(render) if (1..=8).contains(&size) => Some(render),
+            _ => None,
+        };
+        let count = match shown {
+            Some(_) => u64::from(self.elements).min(MAX_CHUNK as u64 / size),
+            None => 0,
+        };
+        let render = Render::Sequence {
+            element: shown.map(Box::new),
+            element_size: u16::from(scale.max(1)),
+        };
+        ((count * size) as u16, render, scale)
     }
 
     /// A fixed array of scalars, copied whole up to one chunk; arrays of bytes show as text.
@@ -719,6 +857,7 @@ mod tests {
             }],
             union: false,
             trivial: Some(true),
+            shape: None,
         }
     }
 
@@ -742,6 +881,7 @@ mod tests {
             ],
             union: false,
             trivial: Some(true),
+            shape: None,
         }
     }
 

@@ -450,6 +450,7 @@ mod tests {
                 .collect(),
             union: false,
             trivial: Some(true),
+            shape: None,
         }
     }
 
@@ -543,6 +544,7 @@ mod tests {
                     fields: vec![],
                     union: false,
                     trivial: Some(true),
+                    shape: None,
                 },
             ],
             Type::Void,
@@ -688,6 +690,7 @@ mod tests {
             fields: vec![],
             union: false,
             trivial: Some(true),
+            shape: None,
         };
         let f = function(Language::Cpp, vec![empty, int(4)], Type::Void);
         assert_eq!(
@@ -736,6 +739,7 @@ mod go_result_tests {
             ],
             union: false,
             trivial: Some(true),
+            shape: None,
         };
         // (Order, error): 5 words, then 2.
         assert_eq!(go_result_words(&order, 0), Ok((0, 5)));

@@ -56,6 +56,10 @@ pub struct Plan {
 pub const DEFAULT_RAW_ARGS: usize = 6;
 /// Default cap on the bytes of one string.
 pub const DEFAULT_STRING_SIZE: u16 = 64;
+/// Default count of a sequence's first elements captured (`--elements`).
+pub const DEFAULT_ELEMENTS: u16 = 8;
+/// The most elements `--elements` may ask for.
+pub const MAX_ELEMENTS: u16 = 64;
 
 /// One `--args` entry: a parameter, or a field of one (`req.path`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +99,8 @@ pub struct PlanOptions {
     pub selection: Option<Vec<ArgPath>>,
     /// Cap on the bytes of one string.
     pub string_size: u16,
+    /// `--elements`: the first elements of a sequence captured.
+    pub elements: u16,
     /// `--stack`: each call's user stack too.
     pub stack: bool,
 }
@@ -104,6 +110,7 @@ impl Default for PlanOptions {
         Self {
             selection: None,
             string_size: DEFAULT_STRING_SIZE,
+            elements: DEFAULT_ELEMENTS,
             stack: false,
         }
     }
@@ -179,6 +186,7 @@ fn compile_at(
     sp_adjust: i32,
 ) -> Plan {
     let mut builder = PlanBuilder::new(options.string_size);
+    builder.elements = options.elements;
     let goroutine = goid_offset.map(|offset| builder.goroutine_id(offset));
     let stack = options.stack.then(|| builder.stack(sp_adjust));
     let results = go_results(&mut builder, function);
@@ -425,6 +433,7 @@ mod tests {
             ],
             union: false,
             trivial: Some(true),
+            shape: None,
         }
     }
 
@@ -578,6 +587,90 @@ mod tests {
         assert_eq!((s[1].value, s[1].reg), (value::WORD, reg::RSI));
     }
 
+    /// A shaped library struct (as `symbols::dwarf::library_types` makes them).
+    fn sequence(name: &str, pointer_at: u64, len_at: u64, len_is_end: bool) -> Type {
+        Type::Struct {
+            name: name.into(),
+            size: 24,
+            fields: Vec::new(),
+            union: false,
+            trivial: Some(false),
+            shape: Some(crate::symbols::types::Shape::Sequence {
+                pointer_at,
+                len_at,
+                len_is_end,
+                element: Box::new(int(4, true)),
+                text: false,
+            }),
+        }
+    }
+
+    #[test]
+    fn library_sequences_read_their_pointer_and_length_where_dwarf_says() {
+        // A Rust Vec<i32> by reference: its pointer at 8, its count of elements at 16.
+        let vec = Type::Pointer {
+            pointee: Box::new(sequence("Vec<i32>", 8, 16, false)),
+        };
+        let plan = compile(
+            &function(Language::Rust, vec![("v", vec)], Type::Void),
+            &PlanOptions::default(),
+            None,
+        );
+        let s = steps(&plan)[0];
+        assert_eq!(
+            (
+                s.value,
+                s.reg,
+                s.derefs,
+                s.offset,
+                s.len_field,
+                s.element_size
+            ),
+            (value::PTR_LEN_IN_MEMORY, reg::RDI, 0, 8, 8, 4)
+        );
+        assert_eq!(s.size as usize, 4 * DEFAULT_ELEMENTS as usize);
+        // A std::vector<int> (non-trivial: by invisible reference): begin and end pointers.
+        let plan = compile(
+            &function(
+                Language::Cpp,
+                vec![("v", sequence("vector<int>", 0, 8, true))],
+                Type::Void,
+            ),
+            &PlanOptions {
+                elements: 3,
+                ..PlanOptions::default()
+            },
+            None,
+        );
+        let s = steps(&plan)[0];
+        assert_eq!(
+            (
+                s.value,
+                s.reg,
+                s.offset,
+                s.len_field,
+                s.element_size,
+                s.size
+            ),
+            (value::BEGIN_END_IN_MEMORY, reg::RDI, 0, 8, 0, 12)
+        );
+        assert_eq!(
+            plan.args[0].value,
+            SlotValue::Captured {
+                offset: s.out_offset,
+                size: 8 + 12,
+                step: 0,
+                render: Render::Sequence {
+                    element: Some(Box::new(Render::Int {
+                        size: 4,
+                        signed: true
+                    })),
+                    element_size: 4,
+                },
+            }
+        );
+    }
+
     #[test]
     fn stack_arguments_are_read_through_rsp() {
         let params = (0..7)
@@ -600,6 +693,7 @@ mod tests {
             &PlanOptions {
                 selection: None,
                 string_size: 200,
+                elements: DEFAULT_ELEMENTS,
                 stack: false,
             },
             Some(152),

@@ -38,6 +38,13 @@ pub enum Render {
     },
     /// The name of a Go type descriptor: `u64` length (`u64::MAX`: none) then its bytes.
     GoTypeName,
+    /// A sequence (a `std::vector`, a Rust `Vec` or `&[T]`): a `u64` length in units of
+    /// `element_size` bytes, then its first elements, each shown as `element` (`None`: the
+    /// length alone).
+    Sequence {
+        element: Option<Box<Render>>,
+        element_size: u16,
+    },
     /// A fixed array of `count` elements of `element` bytes each.
     Array {
         element: Box<Render>,

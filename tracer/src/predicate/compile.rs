@@ -290,7 +290,7 @@ fn kind_of(render: &Render, name: &Name, function: &str) -> Result<Kind> {
                  booleans and pointers compare",
                 match other {
                     Render::Float { .. } => "a floating-point number",
-                    Render::Slice { .. } => "a slice",
+                    Render::Slice { .. } | Render::Sequence { .. } => "a sequence",
                     Render::Array { .. } => "an array",
                     Render::GoTypeName => "a type name",
                     _ => "not comparable",

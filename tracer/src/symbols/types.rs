@@ -15,6 +15,25 @@ pub struct Field {
     pub ty: Type,
 }
 
+/// How a library type is shown instead of its fields: recognised by its name and checked
+/// against its layout in DWARF (`symbols::dwarf::library_types`), never by fixed offsets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "shape", rename_all = "snake_case")]
+pub enum Shape {
+    /// Elements behind a pointer: `std::string`, `std::string_view`, `std::vector<T>`, Rust's
+    /// `String` and `Vec<T>`. The pointer to the first element is at byte `pointer_at` of the
+    /// value; at `len_at` is the count of elements or, where `len_is_end`, the pointer past
+    /// the last one.
+    Sequence {
+        pointer_at: u64,
+        len_at: u64,
+        len_is_end: bool,
+        element: Box<Type>,
+        /// Shown as a string: the elements are a string's bytes.
+        text: bool,
+    },
+}
+
 /// A type.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -59,6 +78,10 @@ pub enum Type {
         /// for C.
         #[serde(default)]
         trivial: Option<bool>,
+        /// A library type shown as what it holds rather than its fields (a `std::string` as
+        /// its text); `None` for the rest.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shape: Option<Shape>,
     },
     Array {
         element: Box<Type>,
@@ -209,6 +232,7 @@ mod tests {
             ],
             union: false,
             trivial: Some(true),
+            shape: None,
         };
         let pointer = Type::Pointer {
             pointee: Box::new(request.clone()),

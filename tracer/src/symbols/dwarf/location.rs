@@ -9,6 +9,10 @@ use super::{DebugInfo, R, Unit};
 /// DWARF's number for the stack pointer: stack arguments are `DW_OP_breg7` (or CFA) offsets.
 pub const DWARF_RSP: u16 = 7;
 
+/// How far past the entry a parameter's first location may start and still be taken as a late
+/// start (a prologue's spills), not as a value computed later.
+const PROLOGUE_BYTES: u64 = 32;
+
 /// Where a parameter is at the function's entry, as DWARF says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntryLocation {
@@ -39,14 +43,21 @@ impl<'a> DebugInfo<'a> {
                     return Ok(None);
                 };
                 let mut found = None;
+                let mut first_begin = u64::MAX;
                 while let Some(entry) = locations.next()? {
                     if entry.range.begin <= entry_pc && entry_pc < entry.range.end {
                         found = Some(entry.data);
                         break;
                     }
+                    first_begin = first_begin.min(entry.range.begin);
                 }
                 match found {
                     Some(expr) => expr,
+                    // rustc's debug builds start a parameter's first range after the prologue
+                    // has spilled it: at the entry it is where the calling convention put it.
+                    None if (entry_pc..=entry_pc + PROLOGUE_BYTES).contains(&first_begin) => {
+                        return Ok(None);
+                    }
                     // No location covers the entry: the value does not exist there.
                     None => return Ok(Some(EntryLocation::OptimizedOut)),
                 }

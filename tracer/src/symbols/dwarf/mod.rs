@@ -9,6 +9,7 @@
 //! ELF file's, naming it) or a missing answer, never a panic.
 
 pub(crate) mod function;
+pub(crate) mod library_types;
 pub(crate) mod lines;
 pub(crate) mod location;
 pub(crate) mod type_reader;

@@ -185,10 +185,22 @@ impl<'a> DebugInfo<'a> {
         // Go's strings and slices are structs in DWARF, but values to show at any depth
         // (their members are a pointer and words, shallow by nature).
         let go_value = name == "string" || name.starts_with("[]");
+        // A library type shown as what it holds needs none of its fields, at any depth.
+        let shape = self.library_shape(unit, entry, &name, depth)?;
         if depth >= MAX_TYPE_DEPTH - 1 && !go_value {
-            return Ok(Type::Opaque {
-                name,
-                size: byte_size,
+            return Ok(match shape {
+                Some(shape) => Type::Struct {
+                    name,
+                    size: byte_size,
+                    fields: Vec::new(),
+                    union: false,
+                    trivial: None,
+                    shape: Some(shape),
+                },
+                None => Type::Opaque {
+                    name,
+                    size: byte_size,
+                },
             });
         }
         let (fields, trivial) = self.members(unit, entry.offset(), &name, depth)?;
@@ -200,6 +212,7 @@ impl<'a> DebugInfo<'a> {
                 fields,
                 union: entry.tag() == constants::DW_TAG_union_type,
                 trivial,
+                shape,
             },
         })
     }

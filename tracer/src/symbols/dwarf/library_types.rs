@@ -1,0 +1,315 @@
+//! Library types shown as what they hold: a `std::string` as its text, a `Vec<i32>` as its
+//! first elements. Each is recognised by its name and then checked against its layout in
+//! DWARF: the members that hold its pointer and its length are looked up by name through base
+//! classes and nested members, and their offsets are what the plan reads. A library version
+//! whose members differ (or a type that only shares the name) is shown as the struct it is.
+
+use gimli::{AttributeValue, UnitOffset, constants};
+
+use super::{DebugInfo, Die, R, Unit};
+use crate::symbols::types::{Shape, Type};
+
+/// How deep a member is looked for through base classes and nested members: `std::vector`'s
+/// `_M_start` is three levels down, a Rust `Vec`'s data pointer five.
+const MEMBER_SEARCH_DEPTH: usize = 6;
+
+/// The library types known, by the members that hold their elements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Library {
+    /// libstdc++'s `std::basic_string<char>`, libstdc++'s and libc++'s
+    /// `std::basic_string_view<char>`: a pointer member and a length member, by the names
+    /// each library gives them. (libc++'s `std::string` keeps short strings inside itself,
+    /// in a union with the long form's pointer: not read as a pointer and a length.)
+    CxxText {
+        members: &'static [(&'static str, &'static str)],
+    },
+    /// `std::vector<T>` (libstdc++ and libc++): begin and end pointers.
+    CxxVector {
+        begin: &'static str,
+        end: &'static str,
+    },
+    /// Rust's `String` (text) and `Vec<T>`: the pointer inside its `RawVec` (a `NonNull`'s
+    /// `pointer`), the length beside it.
+    RustVec { text: bool },
+}
+
+/// Which library type `name` (a DWARF type name, without its namespace) is, if any.
+fn library_of(name: &str) -> Option<Library> {
+    if name.starts_with("basic_string<char,") || name == "basic_string<char>" {
+        return Some(Library::CxxText {
+            members: &[("_M_p", "_M_string_length")],
+        });
+    }
+    if name.starts_with("basic_string_view<char,") || name == "basic_string_view<char>" {
+        return Some(Library::CxxText {
+            members: &[
+                ("_M_str", "_M_len"),
+                ("__data_", "__size_"),
+                ("__data", "__size"),
+            ],
+        });
+    }
+    // `std::vector<bool>` packs bits: not a sequence of its elements.
+    if name.starts_with("vector<") && !name.starts_with("vector<bool") {
+        return Some(Library::CxxVector {
+            begin: "_M_start",
+            end: "_M_finish",
+        });
+    }
+    if name == "String" {
+        return Some(Library::RustVec { text: true });
+    }
+    if name.starts_with("Vec<") {
+        return Some(Library::RustVec { text: false });
+    }
+    None
+}
+
+/// A member found: its offset from the start of the struct searched, and its type.
+struct Member<'a> {
+    offset: u64,
+    ty: AttributeValue<R<'a>>,
+}
+
+impl<'a> DebugInfo<'a> {
+    /// The shape of the struct at `entry` named `name`, if it is a library type whose layout
+    /// DWARF confirms. `depth` is the struct's depth in the type being built.
+    pub(super) fn library_shape(
+        &self,
+        unit: &Unit<'a>,
+        entry: &Die<'a>,
+        name: &str,
+        depth: usize,
+    ) -> gimli::Result<Option<Shape>> {
+        let Some(library) = library_of(name) else {
+            return Ok(None);
+        };
+        let found = |member: &str, pointer: bool| {
+            self.find_member(unit, entry.offset(), member, pointer, MEMBER_SEARCH_DEPTH)
+        };
+        let (pointer, length, len_is_end, text) = match library {
+            Library::CxxText { members } => {
+                let mut found_pair = None;
+                for (pointer, length) in members {
+                    if let (Some(p), Some(l)) = (found(pointer, true)?, found(length, false)?) {
+                        found_pair = Some((p, l));
+                        break;
+                    }
+                }
+                let Some((p, l)) = found_pair else {
+                    return Ok(None);
+                };
+                (p, l, false, true)
+            }
+            Library::CxxVector { begin, end } => {
+                let pair = match (found(begin, true)?, found(end, true)?) {
+                    (Some(b), Some(e)) => Some((b, e)),
+                    // libc++ names them `__begin_` and `__end_`.
+                    _ => match (found("__begin_", true)?, found("__end_", true)?) {
+                        (Some(b), Some(e)) => Some((b, e)),
+                        _ => None,
+                    },
+                };
+                let Some((begin, end)) = pair else {
+                    return Ok(None);
+                };
+                (begin, end, true, false)
+            }
+            Library::RustVec { text } => {
+                let (Some(pointer), Some(length)) = (found("pointer", true)?, found("len", false)?)
+                else {
+                    return Ok(None);
+                };
+                (pointer, length, false, text)
+            }
+        };
+        // The elements' type is what the pointer member points to, unless the type names it
+        // as its parameter `T`: a Rust `Vec<T>` keeps a type-erased `*u8` (since 1.80).
+        let pointee = match self.resolve_type_attr(unit, pointer.ty, depth + 1)? {
+            Type::Pointer { pointee } => *pointee,
+            _ => return Ok(None),
+        };
+        let element = match self.type_parameter(unit, entry.offset(), "T")? {
+            Some(ty) if matches!(library, Library::RustVec { text: false }) => {
+                self.resolve_type_attr(unit, ty, depth + 1)?
+            }
+            _ => pointee,
+        };
+        let length_ok = match self.resolve_type_attr(unit, length.ty, depth + 1)? {
+            Type::Int { size: 8, .. } => !len_is_end,
+            Type::Pointer { .. } => len_is_end,
+            _ => false,
+        };
+        if !length_ok || element.size() == 0 && !text {
+            return Ok(None);
+        }
+        Ok(Some(Shape::Sequence {
+            pointer_at: pointer.offset,
+            len_at: length.offset,
+            len_is_end,
+            element: Box::new(element),
+            text,
+        }))
+    }
+
+    /// The member `name` of the struct at `offset`, or of one of its base classes or nested
+    /// members, `levels` deep at most; with `pointer`, only one whose type is a pointer (a
+    /// Rust `Unique`'s `pointer` is a `NonNull` struct, whose own `pointer` is the pointer).
+    fn find_member(
+        &self,
+        unit: &Unit<'a>,
+        offset: UnitOffset<usize>,
+        name: &str,
+        pointer: bool,
+        levels: usize,
+    ) -> gimli::Result<Option<Member<'a>>> {
+        let mut members = Vec::new();
+        self.for_each_child(unit, offset, |child| {
+            if matches!(
+                child.tag(),
+                constants::DW_TAG_member | constants::DW_TAG_inheritance
+            ) && let (Some(at), Some(ty)) = (
+                child
+                    .attr_value(constants::DW_AT_data_member_location)
+                    .and_then(|v| v.udata_value()),
+                child.attr_value(constants::DW_AT_type),
+            ) {
+                members.push((self.name_of(unit, child)?, at, ty));
+            }
+            Ok(true)
+        })?;
+        // This level first: a member of the struct itself wins over one of the same name
+        // further down.
+        for (member_name, at, ty) in &members {
+            if member_name.as_deref() == Some(name)
+                && (!pointer || self.is_pointer_type(unit, *ty)?)
+            {
+                return Ok(Some(Member {
+                    offset: *at,
+                    ty: *ty,
+                }));
+            }
+        }
+        if levels == 0 {
+            return Ok(None);
+        }
+        for (_, at, ty) in members {
+            let Some(inner) = self.struct_of(unit, ty)? else {
+                continue;
+            };
+            if let Some(found) = self.find_member(unit, inner, name, pointer, levels - 1)? {
+                return Ok(Some(Member {
+                    offset: at + found.offset,
+                    ty: found.ty,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The type of the template parameter `name` of the type at `offset`.
+    fn type_parameter(
+        &self,
+        unit: &Unit<'a>,
+        offset: UnitOffset<usize>,
+        name: &str,
+    ) -> gimli::Result<Option<AttributeValue<R<'a>>>> {
+        let mut found = None;
+        self.for_each_child(unit, offset, |child| {
+            if child.tag() == constants::DW_TAG_template_type_parameter
+                && self.name_of(unit, child)?.as_deref() == Some(name)
+            {
+                found = child.attr_value(constants::DW_AT_type);
+                return Ok(false);
+            }
+            Ok(true)
+        })?;
+        Ok(found)
+    }
+
+    /// Whether the type `ty` names is a pointer, through typedefs and qualifiers.
+    fn is_pointer_type(&self, unit: &Unit<'a>, ty: AttributeValue<R<'a>>) -> gimli::Result<bool> {
+        Ok(self
+            .named_entry(unit, ty)?
+            .is_some_and(|entry| entry.tag() == constants::DW_TAG_pointer_type))
+    }
+
+    /// The struct, class or union the type `ty` names, through typedefs and qualifiers.
+    fn struct_of(
+        &self,
+        unit: &Unit<'a>,
+        ty: AttributeValue<R<'a>>,
+    ) -> gimli::Result<Option<UnitOffset<usize>>> {
+        Ok(self.named_entry(unit, ty)?.and_then(|entry| {
+            matches!(
+                entry.tag(),
+                constants::DW_TAG_structure_type
+                    | constants::DW_TAG_class_type
+                    | constants::DW_TAG_union_type
+            )
+            .then(|| entry.offset())
+        }))
+    }
+
+    /// The entry a type attribute leads to in this unit, past typedefs and qualifiers.
+    fn named_entry(
+        &self,
+        unit: &Unit<'a>,
+        ty: AttributeValue<R<'a>>,
+    ) -> gimli::Result<Option<Die<'a>>> {
+        let AttributeValue::UnitRef(mut offset) = ty else {
+            return Ok(None);
+        };
+        for _ in 0..8 {
+            let entry = unit.entry(offset)?;
+            let transparent = matches!(
+                entry.tag(),
+                constants::DW_TAG_typedef
+                    | constants::DW_TAG_const_type
+                    | constants::DW_TAG_volatile_type
+                    | constants::DW_TAG_restrict_type
+            );
+            if !transparent {
+                return Ok(Some(entry));
+            }
+            match entry.attr_value(constants::DW_AT_type) {
+                Some(AttributeValue::UnitRef(next)) => offset = next,
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn library_types_are_known_by_name() {
+        assert!(matches!(
+            library_of("basic_string<char, std::char_traits<char>, std::allocator<char> >"),
+            Some(Library::CxxText {
+                members: [("_M_p", _), ..]
+            })
+        ));
+        assert!(matches!(
+            library_of("basic_string_view<char, std::char_traits<char> >"),
+            Some(Library::CxxText {
+                members: [("_M_str", _), ..]
+            })
+        ));
+        assert!(library_of("basic_string<wchar_t, std::char_traits<wchar_t> >").is_none());
+        assert!(matches!(
+            library_of("vector<int, std::allocator<int> >"),
+            Some(Library::CxxVector { .. })
+        ));
+        assert!(library_of("vector<bool, std::allocator<bool> >").is_none());
+        assert_eq!(library_of("String"), Some(Library::RustVec { text: true }));
+        assert_eq!(
+            library_of("Vec<i32, alloc::alloc::Global>"),
+            Some(Library::RustVec { text: false })
+        );
+        assert!(library_of("Vector3").is_none());
+    }
+}
