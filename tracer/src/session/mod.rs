@@ -134,15 +134,16 @@ impl StopHandle {
     }
 
     /// Asks the trace to stop, saying `why` (its summary and trace file's end record say
-    /// it); it then detaches, flushes and summarises. The first reason given is kept.
-    pub fn stop(&self, why: &str) {
+    /// it); it then detaches, flushes and summarises. The first reason given is kept;
+    /// returns whether this was the first ask.
+    pub fn stop(&self, why: &str) -> bool {
         self.0.send_if_modified(|reason| {
             let first = reason.is_none();
             if first {
                 *reason = Some(why.to_string());
             }
             first
-        });
+        })
     }
 }
 

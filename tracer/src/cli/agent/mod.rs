@@ -346,9 +346,11 @@ impl Agent {
                 .iter()
                 .find(|t| t.request.name == recording.request);
             match now {
-                None => recording.stop.stop("its request was removed"),
+                None => {
+                    recording.stop.stop("its request was removed");
+                }
                 Some(t) if t.request.fingerprint != recording.fingerprint => {
-                    recording.stop.stop("its request changed")
+                    recording.stop.stop("its request changed");
                 }
                 Some(_) => {}
             }
@@ -475,6 +477,8 @@ impl Agent {
         for recording in &self.recordings {
             if recording.fingerprint == tracked.request.fingerprint
                 && !uids.contains(recording.pod_uid.as_str())
+                // Said once: the trace may take a while to stop (its probes detaching).
+                && recording.stop.stop("its pod is gone")
             {
                 say(
                     "agent: ",
@@ -483,7 +487,6 @@ impl Agent {
                         recording.request, recording.namespace, recording.pod
                     ),
                 );
-                recording.stop.stop("its pod is gone");
             }
         }
         if tracked.expired() {
