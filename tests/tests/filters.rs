@@ -24,12 +24,17 @@ fn latency_bounds_leave_calls_out_in_the_kernel_and_count_them() {
         "{}",
         slow_only.stderr
     );
-    assert_eq!(
-        slow_only.calls_of("compute").len(),
-        0,
+    // A fast call the scheduler preempted past the bound is slow, and shown: whatever is
+    // shown is at least the bound, and the rest are counted in the kernel.
+    let compute = slow_only.calls_of("compute");
+    assert!(
+        compute
+            .iter()
+            .all(|c| c["latency_ns"].as_u64() >= Some(1_000_000)),
         "{}",
-        slow_only.stderr
+        slow_only.stdout
     );
+    let fast = 10 - compute.len();
     assert!(
         slow_only
             .calls_of("sleepy")
@@ -39,9 +44,9 @@ fn latency_bounds_leave_calls_out_in_the_kernel_and_count_them() {
         slow_only.stdout
     );
     assert!(
-        slow_only
-            .stderr
-            .contains("not shown: 10 calls faster than 1.00ms (counted in the kernel: compute 10)"),
+        slow_only.stderr.contains(&format!(
+            "not shown: {fast} calls faster than 1.00ms (counted in the kernel: compute {fast})"
+        )),
         "{}",
         slow_only.stderr
     );
@@ -55,12 +60,16 @@ fn latency_bounds_leave_calls_out_in_the_kernel_and_count_them() {
         &mut fixture,
         &["--fn", "compute", "--fn", "sleepy", "--max-latency", "1ms"],
     );
-    assert_eq!(
-        fast_only.calls_of("compute").len(),
-        10,
+    let compute = fast_only.calls_of("compute");
+    assert!(
+        compute.len() >= 9
+            && compute
+                .iter()
+                .all(|c| c["latency_ns"].as_u64() <= Some(1_000_000)),
         "{}",
         fast_only.stderr
     );
+    let preempted = 10 - compute.len();
     assert_eq!(
         fast_only.calls_of("sleepy").len(),
         0,
@@ -68,9 +77,11 @@ fn latency_bounds_leave_calls_out_in_the_kernel_and_count_them() {
         fast_only.stderr
     );
     assert!(
-        fast_only
-            .stderr
-            .contains("not shown: 10 calls slower than 1.00ms (counted in the kernel: sleepy 10)"),
+        fast_only.stderr.contains(&if preempted == 0 {
+            "not shown: 10 calls slower than 1.00ms (counted in the kernel: sleepy 10)".into()
+        } else {
+            format!("not shown: {} calls slower than 1.00ms", 10 + preempted)
+        }),
         "{}",
         fast_only.stderr
     );

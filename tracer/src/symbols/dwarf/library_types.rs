@@ -6,7 +6,10 @@
 
 use gimli::{AttributeValue, UnitOffset, constants};
 
-use super::{DebugInfo, Die, R, Unit};
+use super::{
+    DebugInfo, Die, R, Unit,
+    type_reader::{Skipped, skip_typedefs_and_qualifiers},
+};
 use crate::symbols::types::{Shape, Type};
 
 /// How deep a member is looked for through base classes and nested members: `std::vector`'s
@@ -257,27 +260,15 @@ impl<'a> DebugInfo<'a> {
         unit: &Unit<'a>,
         ty: AttributeValue<R<'a>>,
     ) -> gimli::Result<Option<Die<'a>>> {
-        let AttributeValue::UnitRef(mut offset) = ty else {
+        let AttributeValue::UnitRef(offset) = ty else {
             return Ok(None);
         };
-        for _ in 0..8 {
-            let entry = unit.entry(offset)?;
-            let transparent = matches!(
-                entry.tag(),
-                constants::DW_TAG_typedef
-                    | constants::DW_TAG_const_type
-                    | constants::DW_TAG_volatile_type
-                    | constants::DW_TAG_restrict_type
-            );
-            if !transparent {
-                return Ok(Some(entry));
-            }
-            match entry.attr_value(constants::DW_AT_type) {
-                Some(AttributeValue::UnitRef(next)) => offset = next,
-                _ => return Ok(None),
-            }
-        }
-        Ok(None)
+        Ok(
+            match skip_typedefs_and_qualifiers(unit, unit.entry(offset)?)? {
+                Skipped::To(entry) => Some(entry),
+                Skipped::Nothing | Skipped::Elsewhere(_) => None,
+            },
+        )
     }
 }
 

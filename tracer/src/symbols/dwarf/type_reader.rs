@@ -463,7 +463,7 @@ fn go_slice(name: &str, fields: &[Field]) -> Option<Type> {
 }
 
 /// Where following typedefs and qualifiers leads.
-enum Skipped<'a> {
+pub(super) enum Skipped<'a> {
     To(Die<'a>),
     /// One that names nothing (`const void`).
     Nothing,
@@ -472,7 +472,7 @@ enum Skipped<'a> {
 }
 
 /// Follows typedefs and qualifiers (at most a few in a row) to the type they name.
-fn skip_typedefs_and_qualifiers<'a>(
+pub(super) fn skip_typedefs_and_qualifiers<'a>(
     unit: &Unit<'a>,
     mut entry: Die<'a>,
 ) -> gimli::Result<Skipped<'a>> {
