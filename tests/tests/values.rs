@@ -1,6 +1,7 @@
 //! End-to-end: library values shown as developers read them, by type name checked against the
 //! type's DWARF layout: `std::string`, `std::string_view` and `std::vector` (libstdc++, at -O0
-//! and -O2), Rust's `String`, `&str`, `Vec<T>` and slices (debug and -O). Each value is
+//! and -O2), `std::array`, `std::unique_ptr`, `std::shared_ptr`, Rust's `String`, `&str`,
+//! `Vec<T>`, slices, `Box`, `Rc` and `Arc` (debug and -O). Each value is
 //! asserted exactly, in human lines, JSON Lines and a trace file replayed. Run as root through
 //! `cargo xtask test`.
 
@@ -9,8 +10,25 @@ use std::path::Path;
 use serde_json::{Value, json};
 use tests::{Fixture, Tracer, build_fixture, private_dir, run_tracer, trace_round};
 
+/// `line` with every hex address written `0x…`: they change from run to run.
+fn without_addresses(line: &str) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(at) = rest.find("0x") {
+        out.push_str(&rest[..at]);
+        let digits = rest[at + 2..]
+            .find(|c: char| !c.is_ascii_hexdigit())
+            .unwrap_or(rest.len() - at - 2);
+        out.push_str(if digits > 0 { "0x…" } else { "0x" });
+        rest = &rest[at + 2 + digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// One round of `binary`'s calls traced with `functions` in human lines: the part of each
-/// call line after its thread (`greet(name="ada", times=3) = 9`), without the latency.
+/// call line after its thread (`greet(name="ada", times=3) = 9`), without the latency, and
+/// addresses written `0x…`.
 fn human_calls(binary: &Path, functions: &[&str]) -> Vec<String> {
     let mut fixture = Fixture::start(binary, &[]);
     let pid = fixture.pid.to_string();
@@ -27,11 +45,9 @@ fn human_calls(binary: &Path, functions: &[&str]) -> Vec<String> {
         .lines()
         .filter_map(|line| {
             let call = line.splitn(3, ' ').nth(2)?;
-            Some(
-                call.rsplit_once(" <")
-                    .map_or(call, |(call, _)| call)
-                    .to_string(),
-            )
+            Some(without_addresses(
+                call.rsplit_once(" <").map_or(call, |(call, _)| call),
+            ))
         })
         .collect()
 }
@@ -43,7 +59,9 @@ fn args_of(calls: &[Value], function: &str) -> Value {
     matching[0]["args"].clone()
 }
 
-const CXX_FUNCTIONS: [&str; 6] = ["greet", "shout", "view", "sum", "weigh", "nothing"];
+const CXX_FUNCTIONS: [&str; 9] = [
+    "greet", "shout", "view", "sum", "weigh", "nothing", "corners", "owned", "shared",
+];
 
 fn check_cxx(level: &str) {
     let binary = build_fixture(
@@ -61,6 +79,9 @@ fn check_cxx(level: &str) {
             "sum(values=[1, 2, 3, 4, 5, 6, 7, 8, … 92 more]) = 5050",
             "weigh(weights=[0.5, 1.25, 2]) = 3",
             r#"nothing(name="", values=[]) = 0"#,
+            "corners(c=[1, 2, 3, 4]) = 10",
+            "owned(p=0x… {x=3, y=4}) = 7",
+            "shared(p=0x… {x=5, y=6}) = 30",
         ],
         "{level}"
     );
@@ -96,6 +117,19 @@ fn check_cxx(level: &str) {
             args_of(&calls, "nothing"),
             json!({"name": "", "values": {"len": 0, "items": []}})
         );
+        assert_eq!(args_of(&calls, "corners"), json!({"c": [1, 2, 3, 4]}));
+        let owned = args_of(&calls, "owned");
+        assert!(
+            owned["p"]["_ptr"].as_u64().is_some_and(|p| p > 0),
+            "{owned}"
+        );
+        assert_eq!((&owned["p"]["x"], &owned["p"]["y"]), (&json!(3), &json!(4)));
+        let shared = args_of(&calls, "shared");
+        assert_eq!(
+            (&shared["p"]["x"], &shared["p"]["y"]),
+            (&json!(5), &json!(6)),
+            "{shared}"
+        );
     }
 }
 
@@ -109,13 +143,16 @@ fn cxx_strings_and_vectors_at_o2() {
     check_cxx("-O2");
 }
 
-const RUST_FUNCTIONS: [&str; 6] = [
+const RUST_FUNCTIONS: [&str; 9] = [
     "values::values::greet",
     "values::values::label",
     "values::values::sum",
     "values::values::weigh",
     "values::values::ports",
     "values::values::nothing",
+    "values::values::boxed",
+    "values::values::counted",
+    "values::values::atomic",
 ];
 
 fn check_rust(opt_level: &str) {
@@ -140,6 +177,9 @@ fn check_rust(opt_level: &str) {
             "values::values::weigh(values=[0.5, 1.25, 2]) = 3",
             "values::values::ports(values=[80, 443, 8080]) = 8603",
             r#"values::values::nothing(name="", values=[]) = 0"#,
+            "values::values::boxed(p=0x… {x=3, y=4}) = 7",
+            "values::values::counted(p=0x… {x=5, y=6}) = 30",
+            "values::values::atomic(p=0x… {x=9, y=2}) = 7",
         ],
         "opt-level={opt_level}"
     );
@@ -161,6 +201,12 @@ fn check_rust(opt_level: &str) {
     assert_eq!(
         args_of(&calls, "values::values::ports"),
         json!({"values": {"len": 3, "items": [80, 443, 8080]}})
+    );
+    let counted = args_of(&calls, "values::values::counted");
+    assert_eq!(
+        (&counted["p"]["x"], &counted["p"]["y"]),
+        (&json!(5), &json!(6)),
+        "the value inside the Rc, not its counts: {counted}"
     );
 }
 

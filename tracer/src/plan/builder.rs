@@ -276,6 +276,27 @@ impl PlanBuilder {
             Type::Void => self.missing("void"),
             _ if ty.is_c_string() => self.c_string(access),
             Type::Struct {
+                shape: Some(Shape::Inner { at, ty: inner }),
+                ..
+            } => match (access, *at) {
+                (Access::Memory { .. }, at) => match access.field(at) {
+                    Some(member) => self.value(&member, inner, true, fields),
+                    None => self.missing("pointer chain too deep"),
+                },
+                // A one-word wrapper in a register is its member.
+                (Access::Register(_), 0) => self.value(access, inner, true, fields),
+                _ => self.missing("library value not in memory"),
+            },
+            Type::Struct {
+                shape:
+                    Some(Shape::Pointee {
+                        pointer_at,
+                        value_at,
+                        ty: inner,
+                    }),
+                ..
+            } => self.pointee(access, *pointer_at, *value_at, inner, fields),
+            Type::Struct {
                 shape: Some(shape), ..
             } => self.shaped(access, shape),
             // A library value behind a pointer or a C++ reference: shown as the value.
@@ -367,6 +388,49 @@ impl PlanBuilder {
         }
     }
 
+    /// A pointer at `pointer_at` of the value at `access` and the value at `value_at` in
+    /// what it points to (see [`Shape::Pointee`]): a struct's fields beside the pointer, any
+    /// other value as `value`.
+    fn pointee(
+        &mut self,
+        access: &Access,
+        pointer_at: u64,
+        value_at: u64,
+        ty: &Type,
+        wanted: Option<&[String]>,
+    ) -> SlotValue {
+        let pointer_access = match access {
+            Access::Memory { .. } => access.field(pointer_at),
+            Access::Register(_) if pointer_at == 0 => Some(access.clone()),
+            _ => None,
+        };
+        let Some(pointer_access) = pointer_access else {
+            return self.missing("library value not in memory");
+        };
+        let Ok(value_at) = i32::try_from(value_at) else {
+            return self.missing("library value");
+        };
+        let pointer = Box::new(self.scalar(&pointer_access, 8, Render::Pointer));
+        let Some(value) = pointer_access.through_pointer(value_at) else {
+            return self.missing("pointer chain too deep");
+        };
+        let fields = match ty {
+            Type::Struct {
+                fields: members,
+                shape: None,
+                ..
+            } => self.fields(members, wanted, |field| value.field(field.offset)),
+            other => vec![ArgSlot {
+                name: "value".into(),
+                value: self.value(&value, other, false, None),
+            }],
+        };
+        SlotValue::Struct {
+            pointer: Some(pointer),
+            fields,
+        }
+    }
+
     /// A library type shown as what it holds (see [`Shape`]).
     fn shaped(&mut self, access: &Access, shape: &Shape) -> SlotValue {
         let Shape::Sequence {
@@ -375,7 +439,10 @@ impl PlanBuilder {
             len_is_end,
             element,
             text,
-        } = shape;
+        } = shape
+        else {
+            return self.missing("library value");
+        };
         let Ok(offset) = i16::try_from(*len_at as i64 - *pointer_at as i64) else {
             return self.missing("length too far from its pointer");
         };

@@ -32,6 +32,17 @@ pub enum Shape {
         /// Shown as a string: the elements are a string's bytes.
         text: bool,
     },
+    /// A wrapper shown as its one member of interest at byte `at`: `std::array`'s elements,
+    /// the pointer of a `std::unique_ptr` or a `std::shared_ptr`.
+    Inner { at: u64, ty: Box<Type> },
+    /// A pointer at byte `pointer_at` to a block whose value of interest is at `value_at`
+    /// in it: a Rust `Rc` or `Arc` (the counts come first), shown as the pointer and the
+    /// value.
+    Pointee {
+        pointer_at: u64,
+        value_at: u64,
+        ty: Box<Type>,
+    },
 }
 
 /// A type.

@@ -34,6 +34,15 @@ enum Library {
     /// Rust's `String` (text) and `Vec<T>`: the pointer inside its `RawVec` (a `NonNull`'s
     /// `pointer`), the length beside it.
     RustVec { text: bool },
+    /// A wrapper shown as one member, by the names libraries give it (a pointer, where
+    /// `pointer`): `std::array`, `std::unique_ptr`, `std::shared_ptr`.
+    Wrapper {
+        members: &'static [&'static str],
+        pointer: bool,
+    },
+    /// Rust's `Rc` and `Arc`: a pointer (a `NonNull`'s `pointer`) to a block of counts and
+    /// the value, named `value` (`RcInner`) or `data` (`ArcInner`).
+    RustCounted,
 }
 
 /// Which library type `name` (a DWARF type name, without its namespace) is, if any.
@@ -59,6 +68,27 @@ fn library_of(name: &str) -> Option<Library> {
             end: "_M_finish",
         });
     }
+    if name.starts_with("array<") {
+        return Some(Library::Wrapper {
+            members: &["_M_elems", "__elems_"],
+            pointer: false,
+        });
+    }
+    if name.starts_with("unique_ptr<") {
+        return Some(Library::Wrapper {
+            members: &["_M_head_impl", "__value_"],
+            pointer: true,
+        });
+    }
+    if name.starts_with("shared_ptr<") {
+        return Some(Library::Wrapper {
+            members: &["_M_ptr", "__ptr_"],
+            pointer: true,
+        });
+    }
+    if name.starts_with("Rc<") || name.starts_with("Arc<") {
+        return Some(Library::RustCounted);
+    }
     if name == "String" {
         return Some(Library::RustVec { text: true });
     }
@@ -66,6 +96,25 @@ fn library_of(name: &str) -> Option<Library> {
         return Some(Library::RustVec { text: false });
     }
     None
+}
+
+/// A type reference any unit can follow: a unit-relative one made global.
+fn global<'a>(unit: &Unit<'a>, ty: AttributeValue<R<'a>>) -> AttributeValue<R<'a>> {
+    match ty {
+        AttributeValue::UnitRef(offset) => offset
+            .to_debug_info_offset(&unit.header)
+            .map_or(ty, AttributeValue::DebugInfoRef),
+        other => other,
+    }
+}
+
+fn is_struct(entry: &Die<'_>) -> bool {
+    matches!(
+        entry.tag(),
+        constants::DW_TAG_structure_type
+            | constants::DW_TAG_class_type
+            | constants::DW_TAG_union_type
+    )
 }
 
 /// A member found: its offset from the start of the struct searched, and its type.
@@ -90,6 +139,50 @@ impl<'a> DebugInfo<'a> {
         let found = |member: &str, pointer: bool| {
             self.find_member(unit, entry.offset(), member, pointer, MEMBER_SEARCH_DEPTH)
         };
+        if let Library::Wrapper { members, pointer } = library {
+            for member in members {
+                if let Some(found) = found(member, pointer)? {
+                    // The member stands in for the wrapper: at the wrapper's depth.
+                    let ty = self.resolve_type_attr(unit, found.ty, depth)?;
+                    return Ok(Some(Shape::Inner {
+                        at: found.offset,
+                        ty: Box::new(ty),
+                    }));
+                }
+            }
+            return Ok(None);
+        }
+        if library == Library::RustCounted {
+            let Some(pointer) = found("pointer", true)? else {
+                return Ok(None);
+            };
+            // The block the pointer points to, and its value, read at the wrapper's depth:
+            // the value stands in for the wrapper.
+            let value = self.with_entry(unit, pointer.ty, |unit, pointer_type| {
+                let Some(block) = pointer_type.attr_value(constants::DW_AT_type) else {
+                    return Ok(None);
+                };
+                let block = global(unit, block);
+                let found = self.with_entry(unit, block, |unit, block| {
+                    if !is_struct(block) {
+                        return Ok(None);
+                    }
+                    match self.find_member(unit, block.offset(), "value", false, 0)? {
+                        Some(value) => Ok(Some(value)),
+                        None => self.find_member(unit, block.offset(), "data", false, 0),
+                    }
+                })?;
+                Ok(found.flatten())
+            })?;
+            let Some(value) = value.flatten() else {
+                return Ok(None);
+            };
+            return Ok(Some(Shape::Pointee {
+                pointer_at: pointer.offset,
+                value_at: value.offset,
+                ty: Box::new(self.resolve_type_attr(unit, value.ty, depth)?),
+            }));
+        }
         let (pointer, length, len_is_end, text) = match library {
             Library::CxxText { members } => {
                 let mut found_pair = None;
@@ -118,6 +211,7 @@ impl<'a> DebugInfo<'a> {
                 };
                 (begin, end, true, false)
             }
+            Library::Wrapper { .. } | Library::RustCounted => return Ok(None),
             Library::RustVec { text } => {
                 let (Some(pointer), Some(length)) = (found("pointer", true)?, found("len", false)?)
                 else {
@@ -158,6 +252,8 @@ impl<'a> DebugInfo<'a> {
     /// The member `name` of the struct at `offset`, or of one of its base classes or nested
     /// members, `levels` deep at most; with `pointer`, only one whose type is a pointer (a
     /// Rust `Unique`'s `pointer` is a `NonNull` struct, whose own `pointer` is the pointer).
+    /// Members' types may be in other units (rustc's optimised builds refer across them):
+    /// the type of the member found is a reference any unit can follow.
     fn find_member(
         &self,
         unit: &Unit<'a>,
@@ -177,7 +273,7 @@ impl<'a> DebugInfo<'a> {
                     .and_then(|v| v.udata_value()),
                 child.attr_value(constants::DW_AT_type),
             ) {
-                members.push((self.name_of(unit, child)?, at, ty));
+                members.push((self.name_of(unit, child)?, at, global(unit, ty)));
             }
             Ok(true)
         })?;
@@ -197,10 +293,13 @@ impl<'a> DebugInfo<'a> {
             return Ok(None);
         }
         for (_, at, ty) in members {
-            let Some(inner) = self.struct_of(unit, ty)? else {
-                continue;
-            };
-            if let Some(found) = self.find_member(unit, inner, name, pointer, levels - 1)? {
+            let found = self.with_entry(unit, ty, |unit, entry| {
+                if !is_struct(entry) {
+                    return Ok(None);
+                }
+                self.find_member(unit, entry.offset(), name, pointer, levels - 1)
+            })?;
+            if let Some(Some(found)) = found {
                 return Ok(Some(Member {
                     offset: at + found.offset,
                     ty: found.ty,
@@ -222,7 +321,9 @@ impl<'a> DebugInfo<'a> {
             if child.tag() == constants::DW_TAG_template_type_parameter
                 && self.name_of(unit, child)?.as_deref() == Some(name)
             {
-                found = child.attr_value(constants::DW_AT_type);
+                found = child
+                    .attr_value(constants::DW_AT_type)
+                    .map(|ty| global(unit, ty));
                 return Ok(false);
             }
             Ok(true)
@@ -233,42 +334,53 @@ impl<'a> DebugInfo<'a> {
     /// Whether the type `ty` names is a pointer, through typedefs and qualifiers.
     fn is_pointer_type(&self, unit: &Unit<'a>, ty: AttributeValue<R<'a>>) -> gimli::Result<bool> {
         Ok(self
-            .named_entry(unit, ty)?
-            .is_some_and(|entry| entry.tag() == constants::DW_TAG_pointer_type))
+            .with_entry(unit, ty, |_, entry| {
+                Ok(entry.tag() == constants::DW_TAG_pointer_type)
+            })?
+            .unwrap_or(false))
     }
 
-    /// The struct, class or union the type `ty` names, through typedefs and qualifiers.
-    fn struct_of(
+    /// Calls `visit` with the entry the type attribute `ty` leads to past typedefs and
+    /// qualifiers, and the unit holding it (this one, or another for a `DW_FORM_ref_addr`);
+    /// `None` when it leads nowhere.
+    fn with_entry<T>(
         &self,
         unit: &Unit<'a>,
         ty: AttributeValue<R<'a>>,
-    ) -> gimli::Result<Option<UnitOffset<usize>>> {
-        Ok(self.named_entry(unit, ty)?.and_then(|entry| {
-            matches!(
-                entry.tag(),
-                constants::DW_TAG_structure_type
-                    | constants::DW_TAG_class_type
-                    | constants::DW_TAG_union_type
-            )
-            .then(|| entry.offset())
-        }))
+        visit: impl FnOnce(&Unit<'a>, &Die<'a>) -> gimli::Result<T>,
+    ) -> gimli::Result<Option<T>> {
+        match ty {
+            AttributeValue::UnitRef(offset) => {
+                match skip_typedefs_and_qualifiers(unit, unit.entry(offset)?)? {
+                    Skipped::To(entry) => visit(unit, &entry).map(Some),
+                    Skipped::Nothing => Ok(None),
+                    // A typedef here of a type elsewhere: one more hop, no further.
+                    Skipped::Elsewhere(AttributeValue::DebugInfoRef(global)) => {
+                        self.with_entry_elsewhere(global, visit)
+                    }
+                    Skipped::Elsewhere(_) => Ok(None),
+                }
+            }
+            AttributeValue::DebugInfoRef(global) => self.with_entry_elsewhere(global, visit),
+            _ => Ok(None),
+        }
     }
 
-    /// The entry a type attribute leads to in this unit, past typedefs and qualifiers.
-    fn named_entry(
+    fn with_entry_elsewhere<T>(
         &self,
-        unit: &Unit<'a>,
-        ty: AttributeValue<R<'a>>,
-    ) -> gimli::Result<Option<Die<'a>>> {
-        let AttributeValue::UnitRef(offset) = ty else {
+        global: gimli::DebugInfoOffset<usize>,
+        visit: impl FnOnce(&Unit<'a>, &Die<'a>) -> gimli::Result<T>,
+    ) -> gimli::Result<Option<T>> {
+        let Some(other) = self.unit_holding(global)? else {
             return Ok(None);
         };
-        Ok(
-            match skip_typedefs_and_qualifiers(unit, unit.entry(offset)?)? {
-                Skipped::To(entry) => Some(entry),
-                Skipped::Nothing | Skipped::Elsewhere(_) => None,
-            },
-        )
+        let Some(offset) = global.to_unit_offset(&other.header) else {
+            return Ok(None);
+        };
+        match skip_typedefs_and_qualifiers(&other, other.entry(offset)?)? {
+            Skipped::To(entry) => visit(&other, &entry).map(Some),
+            _ => Ok(None),
+        }
     }
 }
 
@@ -302,5 +414,13 @@ mod tests {
             Some(Library::RustVec { text: false })
         );
         assert!(library_of("Vector3").is_none());
+        assert!(matches!(
+            library_of("unique_ptr<shop::Item, std::default_delete<shop::Item> >"),
+            Some(Library::Wrapper { pointer: true, .. })
+        ));
+        assert!(matches!(
+            library_of("array<int, 3>"),
+            Some(Library::Wrapper { pointer: false, .. })
+        ));
     }
 }
