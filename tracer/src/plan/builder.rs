@@ -276,29 +276,8 @@ impl PlanBuilder {
             Type::Void => self.missing("void"),
             _ if ty.is_c_string() => self.c_string(access),
             Type::Struct {
-                shape: Some(Shape::Inner { at, ty: inner }),
-                ..
-            } => match (access, *at) {
-                (Access::Memory { .. }, at) => match access.field(at) {
-                    Some(member) => self.value(&member, inner, true, fields),
-                    None => self.missing("pointer chain too deep"),
-                },
-                // A one-word wrapper in a register is its member.
-                (Access::Register(_), 0) => self.value(access, inner, true, fields),
-                _ => self.missing("library value not in memory"),
-            },
-            Type::Struct {
-                shape:
-                    Some(Shape::Pointee {
-                        pointer_at,
-                        value_at,
-                        ty: inner,
-                    }),
-                ..
-            } => self.pointee(access, *pointer_at, *value_at, inner, fields),
-            Type::Struct {
                 shape: Some(shape), ..
-            } => self.shaped(access, shape),
+            } => self.shaped(access, shape, fields),
             // A library value behind a pointer or a C++ reference: shown as the value.
             Type::Pointer { pointee }
                 if matches!(**pointee, Type::Struct { shape: Some(_), .. }) =>
@@ -431,29 +410,55 @@ impl PlanBuilder {
         }
     }
 
-    /// A library type shown as what it holds (see [`Shape`]).
-    fn shaped(&mut self, access: &Access, shape: &Shape) -> SlotValue {
-        let Shape::Sequence {
-            pointer_at,
-            len_at,
-            len_is_end,
-            element,
-            text,
-        } = shape
-        else {
-            return self.missing("library value");
-        };
-        let Ok(offset) = i16::try_from(*len_at as i64 - *pointer_at as i64) else {
+    /// A library type shown as what it holds (see [`Shape`]); `fields` limits a struct's.
+    fn shaped(&mut self, access: &Access, shape: &Shape, fields: Option<&[String]>) -> SlotValue {
+        match shape {
+            Shape::Inner { at, ty } => match (access, *at) {
+                (Access::Memory { .. }, at) => match access.field(at) {
+                    Some(member) => self.value(&member, ty, true, fields),
+                    None => self.missing("pointer chain too deep"),
+                },
+                // A one-word wrapper in a register is its member.
+                (Access::Register(_), 0) => self.value(access, ty, true, fields),
+                _ => self.missing("library value not in memory"),
+            },
+            Shape::Pointee {
+                pointer_at,
+                value_at,
+                ty,
+            } => self.pointee(access, *pointer_at, *value_at, ty, fields),
+            Shape::Sequence {
+                pointer_at,
+                len_at,
+                len_is_end,
+                element,
+                text,
+            } => self.sequence(access, *pointer_at, *len_at, *len_is_end, element, *text),
+        }
+    }
+
+    /// A sequence (see [`Shape::Sequence`]) of the value at `access`: its length and first
+    /// elements, or a string's text.
+    fn sequence(
+        &mut self,
+        access: &Access,
+        pointer_at: u64,
+        len_at: u64,
+        len_is_end: bool,
+        element: &Type,
+        text: bool,
+    ) -> SlotValue {
+        let Ok(offset) = i16::try_from(len_at as i64 - pointer_at as i64) else {
             return self.missing("length too far from its pointer");
         };
-        let (copy, render, element_size) = self.elements_of(element, *text);
+        let (copy, render, element_size) = self.elements_of(element, text);
         let length = LengthField {
             offset,
             // An end pointer counts bytes.
-            element_size: if *len_is_end { 0 } else { element_size },
-            end_pointer: *len_is_end,
+            element_size: if len_is_end { 0 } else { element_size },
+            end_pointer: len_is_end,
         };
-        let render = match (render, *len_is_end) {
+        let render = match (render, len_is_end) {
             // The kernel writes the bytes between the pointers: counted in elements here.
             (Render::Sequence { element: shown, .. }, true) => Render::Sequence {
                 element: shown,
@@ -462,16 +467,16 @@ impl PlanBuilder {
             (render, _) => render,
         };
         match access {
-            Access::Memory { .. } => match access.field(*pointer_at) {
+            Access::Memory { .. } => match access.field(pointer_at) {
                 Some(at) => self.counted(&at, copy, render, length),
                 None => self.missing("pointer chain too deep"),
             },
             // A trivially copyable 16-byte value (`std::string_view`) comes in two registers.
             Access::RegisterPair(first, second)
-                if pointer_at % 8 == 0 && len_at % 8 == 0 && !len_is_end =>
+                if pointer_at.is_multiple_of(8) && len_at.is_multiple_of(8) && !len_is_end =>
             {
                 let register = |at: u64| if at == 0 { *first } else { *second };
-                let pair = Access::RegisterPair(register(*pointer_at), register(*len_at));
+                let pair = Access::RegisterPair(register(pointer_at), register(len_at));
                 self.counted(&pair, copy, render, length)
             }
             _ => self.missing("library value not in memory"),

@@ -26,10 +26,10 @@ enum Library {
     CxxText {
         members: &'static [(&'static str, &'static str)],
     },
-    /// `std::vector<T>` (libstdc++ and libc++): begin and end pointers.
+    /// `std::vector<T>` (libstdc++ and libc++): begin and end pointers, by the names each
+    /// library gives them.
     CxxVector {
-        begin: &'static str,
-        end: &'static str,
+        members: &'static [(&'static str, &'static str)],
     },
     /// Rust's `String` (text) and `Vec<T>`: the pointer inside its `RawVec` (a `NonNull`'s
     /// `pointer`), the length beside it.
@@ -64,8 +64,7 @@ fn library_of(name: &str) -> Option<Library> {
     // `std::vector<bool>` packs bits: not a sequence of its elements.
     if name.starts_with("vector<") && !name.starts_with("vector<bool") {
         return Some(Library::CxxVector {
-            begin: "_M_start",
-            end: "_M_finish",
+            members: &[("_M_start", "_M_finish"), ("__begin_", "__end_")],
         });
     }
     if name.starts_with("array<") {
@@ -139,86 +138,43 @@ impl<'a> DebugInfo<'a> {
         let found = |member: &str, pointer: bool| {
             self.find_member(unit, entry.offset(), member, pointer, MEMBER_SEARCH_DEPTH)
         };
-        if let Library::Wrapper { members, pointer } = library {
-            for member in members {
-                if let Some(found) = found(member, pointer)? {
-                    // The member stands in for the wrapper: at the wrapper's depth.
-                    let ty = self.resolve_type_attr(unit, found.ty, depth)?;
-                    return Ok(Some(Shape::Inner {
-                        at: found.offset,
-                        ty: Box::new(ty),
-                    }));
+        // The first (pointer, length or end) pair of member names the type has.
+        let first_pair = |members: &[(&str, &str)], end_pointer: bool| {
+            for (pointer, length) in members {
+                if let (Some(p), Some(l)) = (found(pointer, true)?, found(length, end_pointer)?) {
+                    return Ok(Some((p, l)));
                 }
             }
-            return Ok(None);
-        }
-        if library == Library::RustCounted {
-            let Some(pointer) = found("pointer", true)? else {
-                return Ok(None);
-            };
-            // The block the pointer points to, and its value, read at the wrapper's depth:
-            // the value stands in for the wrapper.
-            let value = self.with_entry(unit, pointer.ty, |unit, pointer_type| {
-                let Some(block) = pointer_type.attr_value(constants::DW_AT_type) else {
-                    return Ok(None);
-                };
-                let block = global(unit, block);
-                let found = self.with_entry(unit, block, |unit, block| {
-                    if !is_struct(block) {
-                        return Ok(None);
-                    }
-                    match self.find_member(unit, block.offset(), "value", false, 0)? {
-                        Some(value) => Ok(Some(value)),
-                        None => self.find_member(unit, block.offset(), "data", false, 0),
-                    }
-                })?;
-                Ok(found.flatten())
-            })?;
-            let Some(value) = value.flatten() else {
-                return Ok(None);
-            };
-            return Ok(Some(Shape::Pointee {
-                pointer_at: pointer.offset,
-                value_at: value.offset,
-                ty: Box::new(self.resolve_type_attr(unit, value.ty, depth)?),
-            }));
-        }
-        let (pointer, length, len_is_end, text) = match library {
-            Library::CxxText { members } => {
-                let mut found_pair = None;
-                for (pointer, length) in members {
-                    if let (Some(p), Some(l)) = (found(pointer, true)?, found(length, false)?) {
-                        found_pair = Some((p, l));
-                        break;
+            Ok::<_, gimli::Error>(None)
+        };
+        let pair = match library {
+            Library::Wrapper { members, pointer } => {
+                for member in members {
+                    if let Some(found) = found(member, pointer)? {
+                        // The member stands in for the wrapper: at the wrapper's depth.
+                        let ty = self.resolve_type_attr(unit, found.ty, depth)?;
+                        return Ok(Some(Shape::Inner {
+                            at: found.offset,
+                            ty: Box::new(ty),
+                        }));
                     }
                 }
-                let Some((p, l)) = found_pair else {
+                return Ok(None);
+            }
+            Library::RustCounted => {
+                let Some(pointer) = found("pointer", true)? else {
                     return Ok(None);
                 };
-                (p, l, false, true)
+                return self.counted_value(unit, pointer, depth);
             }
-            Library::CxxVector { begin, end } => {
-                let pair = match (found(begin, true)?, found(end, true)?) {
-                    (Some(b), Some(e)) => Some((b, e)),
-                    // libc++ names them `__begin_` and `__end_`.
-                    _ => match (found("__begin_", true)?, found("__end_", true)?) {
-                        (Some(b), Some(e)) => Some((b, e)),
-                        _ => None,
-                    },
-                };
-                let Some((begin, end)) = pair else {
-                    return Ok(None);
-                };
-                (begin, end, true, false)
-            }
-            Library::Wrapper { .. } | Library::RustCounted => return Ok(None),
+            Library::CxxText { members } => first_pair(members, false)?.map(|p| (p, false, true)),
+            Library::CxxVector { members } => first_pair(members, true)?.map(|p| (p, true, false)),
             Library::RustVec { text } => {
-                let (Some(pointer), Some(length)) = (found("pointer", true)?, found("len", false)?)
-                else {
-                    return Ok(None);
-                };
-                (pointer, length, false, text)
+                first_pair(&[("pointer", "len")], false)?.map(|p| (p, false, text))
             }
+        };
+        let Some(((pointer, length), len_is_end, text)) = pair else {
+            return Ok(None);
         };
         // The elements' type is what the pointer member points to, unless the type names it
         // as its parameter `T`: a Rust `Vec<T>` keeps a type-erased `*u8` (since 1.80).
@@ -246,6 +202,39 @@ impl<'a> DebugInfo<'a> {
             len_is_end,
             element: Box::new(element),
             text,
+        }))
+    }
+
+    /// The shape of a Rust `Rc` or `Arc` whose pointer member is `pointer`: the value in the
+    /// block it points to, read at the wrapper's depth (the value stands in for the wrapper).
+    fn counted_value(
+        &self,
+        unit: &Unit<'a>,
+        pointer: Member<'a>,
+        depth: usize,
+    ) -> gimli::Result<Option<Shape>> {
+        let value = self.with_entry(unit, pointer.ty, |unit, pointer_type| {
+            let Some(block) = pointer_type.attr_value(constants::DW_AT_type) else {
+                return Ok(None);
+            };
+            let found = self.with_entry(unit, global(unit, block), |unit, block| {
+                if !is_struct(block) {
+                    return Ok(None);
+                }
+                match self.find_member(unit, block.offset(), "value", false, 0)? {
+                    Some(value) => Ok(Some(value)),
+                    None => self.find_member(unit, block.offset(), "data", false, 0),
+                }
+            })?;
+            Ok(found.flatten())
+        })?;
+        let Some(value) = value.flatten() else {
+            return Ok(None);
+        };
+        Ok(Some(Shape::Pointee {
+            pointer_at: pointer.offset,
+            value_at: value.offset,
+            ty: Box::new(self.resolve_type_attr(unit, value.ty, depth)?),
         }))
     }
 
