@@ -541,6 +541,9 @@ pub mod step_status {
     /// A string ran into a page that cannot be read: its length field holds how many bytes
     /// before that page were copied, and the value is cut short there.
     pub const PARTIAL: u8 = 2;
+    /// A step that runs at the return has not run: the call has not returned through a
+    /// probe that reads it (it left by a tail call, or is still running).
+    pub const AT_RETURN: u8 = 3;
 }
 
 /// One step of a capture plan (see [`value`] for what each kind does).
@@ -588,8 +591,9 @@ pub struct CapturePlan {
     /// words of Go's result registers into the payload at offset `go_results & 0xffff`
     /// (zero: none).
     pub go_results: u32,
-    /// The steps that read a Go function's results at its returns instead of at its entry:
-    /// indexes `return_steps & 0xffff` up to (not including) `return_steps >> 16`.
+    /// The steps that run at the function's returns instead of at its entry (a Go
+    /// function's results, a return value read from RAX and RDX or through the memory RAX
+    /// points to): indexes `return_steps & 0xffff` up to (not including) `return_steps >> 16`.
     pub return_steps: u32,
     /// Bytes the instructions before the entry probe took off the stack pointer (it moved
     /// past `sub $N,%rsp`, for a function whose returns are probed on its ways out): the

@@ -458,24 +458,30 @@ mod programs {
         unsafe { bpf_probe_read_user(address as *const u64) }.ok()
     }
 
-    /// Copies at most `MAX_CHUNK` bytes of user memory at `source` to `destination`.
+    /// `size` (1 or more) capped at `MAX_CHUNK`, bounded where the helper call sees it.
+    ///
+    /// Verifiers before 6.3 lose a bound checked on one copy of a register when the compiler
+    /// reloads another from the stack: the size reaches the helper unbounded and the program
+    /// is refused. A mask the compiler cannot fold (the size goes through a volatile slot)
+    /// bounds it at the call itself; for 1..=MAX_CHUNK it changes nothing.
     #[inline(always)]
-    fn copy_user(destination: *mut u8, size: usize, source: u64) -> bool {
+    fn chunk(size: usize) -> u32 {
         let size = if size > MAX_CHUNK { MAX_CHUNK } else { size };
-        if size == 0 {
-            return true;
-        }
-        // Verifiers before 6.3 lose a bound checked on one copy of a register when the
-        // compiler reloads another from the stack: the size reaches the helper unbounded and
-        // the program is refused. A mask the compiler cannot fold (the size goes through a
-        // volatile slot) bounds it at the call itself; for 1..=MAX_CHUNK it changes nothing.
         let mut slot = size;
         // SAFETY: a read of this local, which is initialised.
         let size = unsafe { core::ptr::read_volatile(&mut slot) };
-        let size = ((size - 1) & (MAX_CHUNK - 1)) + 1;
+        (((size.wrapping_sub(1)) & (MAX_CHUNK - 1)) + 1) as u32
+    }
+
+    /// Copies at most `MAX_CHUNK` bytes of user memory at `source` to `destination`.
+    #[inline(always)]
+    fn copy_user(destination: *mut u8, size: usize, source: u64) -> bool {
+        if size == 0 {
+            return true;
+        }
         // SAFETY: callers pass a destination inside the in-flight call with `MAX_CHUNK` bytes
         // after it (`PAYLOAD_BUFFER` has the slack); the helper checks the source.
-        unsafe { raw_read_user(destination.cast(), size as u32, source as *const c_void) == 0 }
+        unsafe { raw_read_user(destination.cast(), chunk(size), source as *const c_void) == 0 }
     }
 
     /// Bytes from `address` to the end of its page, at most `size`.
@@ -614,7 +620,7 @@ mod programs {
                 let size = if size > MAX_CHUNK { MAX_CHUNK } else { size };
                 // SAFETY: as `copy_user`, four bytes further in.
                 let copied = unsafe {
-                    raw_read_user_str(slot.add(4).cast(), size as u32, source as *const c_void)
+                    raw_read_user_str(slot.add(4).cast(), chunk(size), source as *const c_void)
                 };
                 if copied < 0 {
                     // No NUL before an unreadable page: keep what the first page holds.
@@ -717,6 +723,10 @@ mod programs {
                 break;
             }
             if plan.at_return(index) != at_return {
+                // Until its return runs it, a return step's slot holds nothing.
+                if !at_return {
+                    call.payload[index] = step_status::AT_RETURN;
+                }
                 continue;
             }
             let status = capture_step::<SLEEPABLE>(
@@ -725,9 +735,35 @@ mod programs {
                 &mut call.payload,
                 call.go_types,
             );
-            if status != step_status::OK {
+            if status != step_status::OK || at_return {
                 call.payload[index] = status;
             }
+        }
+    }
+
+    /// Runs the return steps of the parked call under (this thread, `frame`, `probe`), if its
+    /// plan has any (a value returned in RAX and RDX, or in memory RAX points to), before
+    /// the return's bookkeeping: the verifier then sees the two apart.
+    #[inline(always)]
+    fn capture_return_value(regs: *const pt_regs, frame: u64, probe: u32) {
+        let Some(plan) = PLANS.get(probe) else {
+            return;
+        };
+        if plan.return_steps == 0 {
+            return;
+        }
+        let Some(pid_tgid) = current_pid_tgid(config()) else {
+            return;
+        };
+        let key = InflightKey {
+            pid_tgid,
+            frame,
+            probe_id: probe,
+            _pad: 0,
+        };
+        if let Some(call) = INFLIGHT.get_ptr_mut(&key) {
+            // SAFETY: the in-flight value belongs to this thread's key; only its probes use it.
+            capture::<false>(plan, regs, unsafe { &mut *call }, true);
         }
     }
 
@@ -943,13 +979,9 @@ mod programs {
         let probe = unsafe { bpf_get_attach_cookie(ctx.regs.cast()) } as u32;
         // SAFETY: `ctx.regs` is the program context.
         let (sp, ret) = unsafe { ((*ctx.regs).rsp, (*ctx.regs).rax) };
-        complete_thread_call(
-            sp.wrapping_sub(RETURN_SP_ADJUST),
-            probe,
-            exit_ns,
-            ret,
-            false,
-        );
+        let frame = sp.wrapping_sub(RETURN_SP_ADJUST);
+        capture_return_value(ctx.regs, frame, probe);
+        complete_thread_call(frame, probe, exit_ns, ret, false);
         0
     }
 
@@ -968,6 +1000,7 @@ mod programs {
         let frame = sp.wrapping_sub(RETURN_SP_ADJUST);
         // A call entered before tracing started was never parked: no loss.
         if let Some(probe) = shadow_probe(pid_tgid, frame) {
+            capture_return_value(ctx.regs, frame, probe);
             complete_thread_call(frame, probe, exit_ns, ret, false);
         }
         0
@@ -1534,6 +1567,10 @@ mod programs {
         };
         if plan.flags & plan_flags::GO == 0 {
             let tail_call = cookie & exit_condition::TAIL_CALL != 0;
+            // A tail call's value is its callee's, not returned here.
+            if !tail_call {
+                capture_return_value(ctx.regs, regs.rsp, probe);
+            }
             complete_thread_call(regs.rsp, probe, exit_ns, regs.rax, tail_call);
             return 0;
         }

@@ -54,6 +54,15 @@ pub fn describe_place(place: &ArgPlace) -> String {
         ArgPlace::RegisterPair(a, b) => format!("{}+{}", registers::name(*a), registers::name(*b)),
         ArgPlace::Stack(offset) => format!("[rsp+{offset}]"),
         ArgPlace::Indirect(r) => format!("*{}", registers::name(*r)),
+        ArgPlace::Pieces(pieces) => pieces
+            .iter()
+            .map(|piece| match piece.register {
+                Ok(r) if piece.size == 8 => registers::name(r).to_string(),
+                Ok(r) => format!("{}[{}]", registers::name(r), piece.size),
+                Err(reason) => format!("<{reason}>"),
+            })
+            .collect::<Vec<_>>()
+            .join("+"),
         ArgPlace::Unavailable(reason) => format!("<{reason}>"),
     }
 }

@@ -43,7 +43,7 @@ impl CallEvent {
         if self.ended_by_tail_call() {
             return payload::Decoded::Missing("tail call".into());
         }
-        payload::decode_return(self.ret, how)
+        payload::decode_return(self.ret, &self.payload, how)
     }
 }
 

@@ -7,7 +7,7 @@
 use serde_json::{Map, Value as Json, json};
 use tracer_ebpf::step_status;
 
-use crate::plan::{ArgSlot, Render, ReturnValue, SlotValue};
+use crate::plan::{ArgSlot, Family, Render, ReturnValue, SlotValue, VariantSlot};
 
 /// A value decoded from the payload.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +53,15 @@ pub enum Decoded {
         data: Box<Decoded>,
         message: Option<Box<Decoded>>,
     },
+    /// A variant of an enum with data (`Some(3)`, `Err("no such order")`, `Circle(1.5)`, a
+    /// `std::optional`'s value), with its fields.
+    Variant {
+        family: Family,
+        name: String,
+        fields: Vec<(String, Decoded)>,
+    },
+    /// A string whose pointer the optimiser dropped: its length alone.
+    LengthOnly(Box<Decoded>),
     /// The kernel could not read the memory.
     Unreadable,
     /// Not captured, with the reason.
@@ -85,8 +94,56 @@ fn truncate(value: u64, size: u8) -> u64 {
     }
 }
 
-/// Decodes a scalar `render` from the little-endian `bytes`.
+/// Decodes `render` from the little-endian `bytes` it was copied from: a scalar, or a struct or
+/// array of them read whole.
 pub fn decode_scalar(bytes: &[u8], render: &Render) -> Decoded {
+    match render {
+        Render::Fields { fields } => {
+            return Decoded::Struct {
+                pointer: None,
+                fields: fields
+                    .iter()
+                    .map(|field| {
+                        let start = usize::from(field.offset);
+                        let value = match bytes.get(start..start + usize::from(field.size)) {
+                            Some(part) => decode_scalar(part, &field.render),
+                            None => Decoded::Missing("short".into()),
+                        };
+                        (field.name.clone(), value)
+                    })
+                    .collect(),
+            };
+        }
+        Render::Array {
+            element,
+            element_size,
+            count,
+            text: is_text,
+        } => return decode_array(bytes, element, *element_size, *count, *is_text),
+        Render::InlineText {
+            len_at,
+            len_shift,
+            data_at,
+        } => {
+            let Some(&len) = bytes.get(usize::from(*len_at)) else {
+                return Decoded::Missing("short".into());
+            };
+            let len = usize::from(len >> len_shift);
+            let data = bytes.get(usize::from(*data_at)..).unwrap_or_default();
+            return text(&data[..len.min(data.len())], len > data.len());
+        }
+        Render::Bits { size, shift, width } => {
+            let Some(raw) = word(bytes, usize::from(*size).min(8).min(bytes.len())) else {
+                return Decoded::Missing("short".into());
+            };
+            let mask = match width {
+                64.. => u64::MAX,
+                w => (1u64 << w) - 1,
+            };
+            return Decoded::Unsigned(raw.checked_shr(u32::from(*shift)).unwrap_or(0) & mask);
+        }
+        _ => {}
+    }
     let size = bytes.len().min(8);
     let Some(raw) = word(bytes, size) else {
         return Decoded::Missing("short".into());
@@ -145,8 +202,10 @@ fn text(bytes: &[u8], truncated: bool) -> Decoded {
 
 fn decode_captured(payload: &[u8], offset: u16, size: u16, step: u8, render: &Render) -> Decoded {
     let status = payload.get(step as usize).copied();
-    if status == Some(step_status::FAULT) {
-        return Decoded::Unreadable;
+    match status {
+        Some(step_status::FAULT) => return Decoded::Unreadable,
+        Some(step_status::AT_RETURN) => return Decoded::Missing("not returned".into()),
+        _ => {}
     }
     // The string ran into an unreadable page: its length field counts the bytes before it.
     let partial = status == Some(step_status::PARTIAL);
@@ -219,26 +278,30 @@ fn decode_captured(payload: &[u8], offset: u16, size: u16, step: u8, render: &Re
                     .collect(),
             }
         }
-        Render::Array {
-            element,
-            element_size,
-            count,
-            text: is_text,
-        } => {
-            let element_size = usize::from((*element_size).max(1));
-            if *is_text {
-                let end = slot.iter().position(|&b| b == 0).unwrap_or(slot.len());
-                return text(&slot[..end], false);
-            }
-            Decoded::Array(
-                slot.chunks(element_size)
-                    .take(usize::from(*count))
-                    .map(|chunk| decode_scalar(chunk, element))
-                    .collect(),
-            )
-        }
-        scalar => decode_scalar(slot, scalar),
+        other => decode_scalar(slot, other),
     }
+}
+
+/// A fixed array of `count` elements of `element_size` bytes from `bytes`; text up to its
+/// first NUL when `is_text`.
+fn decode_array(
+    bytes: &[u8],
+    element: &Render,
+    element_size: u8,
+    count: u16,
+    is_text: bool,
+) -> Decoded {
+    if is_text {
+        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        return text(&bytes[..end], false);
+    }
+    Decoded::Array(
+        bytes
+            .chunks(usize::from(element_size.max(1)))
+            .take(usize::from(count))
+            .map(|chunk| decode_scalar(chunk, element))
+            .collect(),
+    )
 }
 
 /// Decodes slot `value` from `payload`.
@@ -275,8 +338,66 @@ pub fn decode(payload: &[u8], value: &SlotValue) -> Decoded {
             Decoded::Signed(len) => elements(payload, len.max(0) as u64, items),
             other => other,
         },
+        SlotValue::Items { count, items } => {
+            let items: Vec<Decoded> = items.iter().map(|item| decode(payload, item)).collect();
+            if items.len() as u64 == *count {
+                Decoded::Array(items)
+            } else {
+                Decoded::Elements { len: *count, items }
+            }
+        }
+        SlotValue::Variants {
+            family,
+            discriminant,
+            variants,
+        } => decode_variant(payload, *family, discriminant.as_deref(), variants),
+        SlotValue::LengthOnly { len } => Decoded::LengthOnly(Box::new(decode(payload, len))),
         SlotValue::Missing { reason } => Decoded::Missing(reason.clone()),
     }
+}
+
+/// The variant the discriminant picks, with its fields; the only one when there is no
+/// discriminant.
+fn decode_variant(
+    payload: &[u8],
+    family: Family,
+    discriminant: Option<&SlotValue>,
+    variants: &[VariantSlot],
+) -> Decoded {
+    let chosen = match discriminant {
+        None => variants.first(),
+        Some(slot) => match decode(payload, slot) {
+            Decoded::Unsigned(value) => match variants.iter().find(|v| v.value == Some(value)) {
+                Some(variant) => Some(variant),
+                None => match variants.iter().find(|v| v.value.is_none()) {
+                    Some(other) => Some(other),
+                    None => return Decoded::Missing(format!("unknown variant {value}")),
+                },
+            },
+            // The discriminant could not be read: neither can the variant.
+            other => return other,
+        },
+    };
+    let Some(variant) = chosen else {
+        return Decoded::Missing("no variant".into());
+    };
+    Decoded::Variant {
+        family,
+        name: variant.name.clone(),
+        fields: variant
+            .fields
+            .iter()
+            .map(|f| (f.name.clone(), decode(payload, &f.value)))
+            .collect(),
+    }
+}
+
+/// Whether `fields` are a tuple's (`__0`, `__1`, ...), shown by position.
+fn is_tuple(fields: &[(String, Decoded)]) -> bool {
+    fields
+        .iter()
+        .enumerate()
+        .all(|(i, (name, _))| name.strip_prefix("__") == Some(&i.to_string()))
 }
 
 /// The first `items` of a slice of `len` elements.
@@ -343,10 +464,24 @@ pub fn decode_word(payload: &[u8], slot: &SlotValue) -> Option<u64> {
     }
 }
 
-/// Decodes the return register.
-pub fn decode_return(ret: u64, how: &ReturnValue) -> Decoded {
+/// Decodes the return value: the return register `ret`, or what the return's steps read into
+/// `payload`.
+pub fn decode_return(ret: u64, payload: &[u8], how: &ReturnValue) -> Decoded {
     match how {
         ReturnValue::Register { render } => decode_scalar(&ret.to_le_bytes(), render),
+        ReturnValue::Captured { value, hidden } => {
+            // Read through RAX: only the caller's memory if RAX is the address it passed.
+            if let Some(hidden) = hidden {
+                match decode(payload, hidden) {
+                    Decoded::Pointer(address) if address == ret => {}
+                    Decoded::Pointer(_) | Decoded::Null => {
+                        return Decoded::Missing("result not where the caller asked".into());
+                    }
+                    other => return other,
+                }
+            }
+            decode(payload, value)
+        }
         ReturnValue::Missing { reason } => Decoded::Missing(reason.clone()),
     }
 }
@@ -462,6 +597,20 @@ impl Decoded {
                 }
                 out.push(']');
             }
+            // A tuple: its values in order.
+            Self::Struct {
+                pointer: None,
+                fields,
+            } if !fields.is_empty() && is_tuple(fields) => {
+                out.push('(');
+                for (i, (_, value)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    value.write_human(out);
+                }
+                out.push(')');
+            }
             Self::Struct { pointer, fields } => {
                 if let Some(pointer) = pointer {
                     pointer.write_human(out);
@@ -508,6 +657,40 @@ impl Decoded {
                 }
                 out.push(')');
             }
+            Self::Variant { name, fields, .. } => match fields.as_slice() {
+                // A `std::optional`'s value, bare.
+                [(_, value)] if name.is_empty() => value.write_human(out),
+                [] => out.push_str(name),
+                _ if is_tuple(fields) => {
+                    out.push_str(name);
+                    out.push('(');
+                    for (i, (_, value)) in fields.iter().enumerate() {
+                        if i > 0 {
+                            out.push_str(", ");
+                        }
+                        value.write_human(out);
+                    }
+                    out.push(')');
+                }
+                _ => {
+                    out.push_str(name);
+                    out.push_str(" {");
+                    for (i, (field, value)) in fields.iter().enumerate() {
+                        if i > 0 {
+                            out.push_str(", ");
+                        }
+                        out.push_str(field);
+                        out.push('=');
+                        value.write_human(out);
+                    }
+                    out.push('}');
+                }
+            },
+            Self::LengthOnly(len) => {
+                out.push_str("<ptr optimized out> (len ");
+                len.write_human(out);
+                out.push(')');
+            }
             Self::Unreadable => out.push_str("<unreadable>"),
             Self::Missing(reason) => {
                 let _ = write!(out, "<{reason}>");
@@ -539,6 +722,12 @@ impl Decoded {
                 None => json!({ "len": len }),
             },
             Self::Array(items) => Json::Array(items.iter().map(Self::to_json).collect()),
+            Self::Struct {
+                pointer: None,
+                fields,
+            } if !fields.is_empty() && is_tuple(fields) => {
+                Json::Array(fields.iter().map(|(_, value)| value.to_json()).collect())
+            }
             Self::Struct { pointer, fields } => {
                 let mut object = Map::new();
                 if let Some(pointer) = pointer {
@@ -566,6 +755,38 @@ impl Decoded {
                     None => object.insert("data".into(), data.to_json()),
                 };
                 Json::Object(object)
+            }
+            Self::Variant {
+                family,
+                name,
+                fields,
+            } => {
+                let data = match fields.as_slice() {
+                    [] => None,
+                    [(_, value)] if is_tuple(fields) || name.is_empty() => Some(value.to_json()),
+                    _ if is_tuple(fields) => Some(Json::Array(
+                        fields.iter().map(|(_, value)| value.to_json()).collect(),
+                    )),
+                    _ => Some(Json::Object(
+                        fields
+                            .iter()
+                            .map(|(field, value)| (field.clone(), value.to_json()))
+                            .collect(),
+                    )),
+                };
+                match (family, data) {
+                    (Family::Optional, None) => Json::Null,
+                    (Family::Optional, Some(data)) => json!({ "some": data }),
+                    (Family::Result, data) => {
+                        json!({ name.to_lowercase(): data.unwrap_or(Json::Null) })
+                    }
+                    (Family::Layout, data) => data.unwrap_or(Json::Null),
+                    (Family::Enum, None) => json!(name),
+                    (Family::Enum, Some(data)) => json!({ name.clone(): data }),
+                }
+            }
+            Self::LengthOnly(len) => {
+                json!({ "missing": "ptr optimized out", "len": len.to_json() })
             }
             Self::Unreadable => json!({ "unreadable": true }),
             Self::Missing(reason) => json!({ "missing": reason }),

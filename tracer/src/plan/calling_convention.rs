@@ -9,10 +9,13 @@
 
 use tracer_ebpf::reg;
 
-use super::registers;
+use super::{
+    registers,
+    rust_layout::{self, Repr, Scalar},
+};
 use crate::symbols::{
     dwarf::{EntryLocation, FunctionDebug, Language},
-    types::Type,
+    types::{Shape, Type},
 };
 
 /// Where a parameter's value is at the entry.
@@ -26,8 +29,37 @@ pub enum ArgPlace {
     Stack(i32),
     /// In memory, at the address held by this register (passed by invisible reference).
     Indirect(u8),
+    /// In parts, each in a general register or not readable: a Rust scalar pair
+    /// (`Option<u32>`: the tag in one register, the value in the next), or what DWARF's
+    /// pieces say (one dropped by the optimiser).
+    Pieces(Vec<Piece>),
     /// Not readable from a uprobe (a vector register), or not known.
     Unavailable(&'static str),
+}
+
+/// The place of a value held in `pieces`: one register or a pair of them when they hold it
+/// whole, word by word.
+fn held_in(pieces: Vec<Piece>) -> ArgPlace {
+    let whole = |piece: &Piece, offset| piece.offset == offset && piece.size == 8;
+    match pieces.as_slice() {
+        [one] if one.offset == 0 && one.size <= 8 && one.register.is_ok() => {
+            ArgPlace::Register(one.register.expect("checked"))
+        }
+        [a, b] if whole(a, 0) && whole(b, 8) => match (a.register, b.register) {
+            (Ok(a), Ok(b)) => ArgPlace::RegisterPair(a, b),
+            _ => ArgPlace::Pieces(pieces),
+        },
+        _ => ArgPlace::Pieces(pieces),
+    }
+}
+
+/// Bytes `offset..offset + size` of a value, in the low bytes of a general register or, with
+/// the reason, not readable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Piece {
+    pub offset: u64,
+    pub size: u64,
+    pub register: Result<u8, &'static str>,
 }
 
 /// The System V integer argument registers, in order.
@@ -53,6 +85,9 @@ enum Passing {
     Memory { align: i32 },
     /// A pointer to it is passed (C++ classes that are not trivial, large Rust values).
     ByReference,
+    /// Its parts each in a register of their class: (class, offset, size) (a Rust scalar
+    /// pair).
+    Split(Vec<(Eightbyte, u64, u64)>),
     /// We cannot tell; what follows cannot be placed by the convention either.
     Uncertain(&'static str),
 }
@@ -75,6 +110,30 @@ fn flatten(ty: &Type, at: u64, out: &mut Vec<(u64, u64, bool)>) -> Option<()> {
                 out.push((at + 16, 8, false));
             }
         }
+        // A library value by the parts its shape names (its fields may not have been read):
+        // pointers, lengths and flags are integers; the value held is what it is.
+        Type::Struct {
+            shape: Some(shape), ..
+        } => match shape {
+            Shape::Sequence {
+                pointer_at, len_at, ..
+            } => {
+                out.push((at + pointer_at, 8, false));
+                out.push((at + len_at, 8, false));
+            }
+            Shape::Inner { at: inner, ty } => flatten(ty, at + inner, out)?,
+            Shape::Pointee { pointer_at, .. } => out.push((at + pointer_at, 8, false)),
+            // Never trivial: passed by reference before its parts matter.
+            Shape::ShortOrLongText { .. } => return None,
+            Shape::Optional {
+                engaged_at,
+                value_at,
+                ty,
+            } => {
+                flatten(ty, at + value_at, out)?;
+                out.push((at + engaged_at, 1, false));
+            }
+        },
         Type::Struct { fields, union, .. } => {
             for field in fields {
                 flatten(&field.ty, if *union { at } else { at + field.offset }, out)?;
@@ -85,7 +144,8 @@ fn flatten(ty: &Type, at: u64, out: &mut Vec<(u64, u64, bool)>) -> Option<()> {
                 flatten(element, at + i * element.size(), out)?;
             }
         }
-        Type::Opaque { .. } => return None,
+        // Rust's enums are not C's.
+        Type::Opaque { .. } | Type::Variants { .. } => return None,
     }
     Some(())
 }
@@ -148,17 +208,38 @@ fn sysv_passing(ty: &Type, language: Language) -> Passing {
     }
 }
 
-/// Rust's own passing (rustc's `Rust` ABI on x86-64): scalars and scalar pairs in registers,
-/// larger values by reference; small aggregates are not promised a layout.
+/// Rust's own passing (rustc's `Rust` ABI on x86-64, as rustc 1.95 does it): a scalar in one
+/// register of its class, a scalar pair in two (each of its class), any other value in one
+/// general register when it fits a pointer's size and behind a pointer when it does not.
 fn rust_passing(ty: &Type) -> Passing {
-    match ty {
-        Type::Str | Type::Slice { .. } => Passing::Registers(vec![Eightbyte::Integer; 2]),
-        Type::Float { size, .. } if *size <= 8 => Passing::Registers(vec![Eightbyte::Sse]),
-        Type::Opaque { size: 0, .. } => Passing::Uncertain("unknown type"),
-        _ if ty.size() == 0 => Passing::Nothing,
-        _ if ty.is_scalar() => Passing::Registers(vec![Eightbyte::Integer]),
-        _ if ty.size() > 16 => Passing::ByReference,
-        _ => Passing::Uncertain("Rust aggregate"),
+    let class = |scalar: Scalar| match scalar.float {
+        true => Eightbyte::Sse,
+        false => Eightbyte::Integer,
+    };
+    match rust_layout::repr(ty) {
+        Repr::Empty => Passing::Nothing,
+        // An `i128` takes two general registers, low word first.
+        Repr::Scalar(scalar) if scalar.size > 8 && !scalar.float => {
+            Passing::Registers(vec![Eightbyte::Integer; 2])
+        }
+        Repr::Scalar(scalar) if scalar.size > 8 => Passing::Uncertain("wide float"),
+        Repr::Scalar(scalar) => Passing::Registers(vec![class(scalar)]),
+        Repr::Pair { first, second, .. } if first.size > 8 || second.size > 8 => {
+            Passing::Uncertain("Rust pair of wide scalars")
+        }
+        Repr::Pair {
+            first,
+            second,
+            second_at,
+        } => Passing::Split(vec![
+            (class(first), 0, first.size),
+            (class(second), second_at, second.size),
+        ]),
+        Repr::Memory if ty.size() <= 8 => Passing::Registers(vec![Eightbyte::Integer]),
+        Repr::Memory => Passing::ByReference,
+        // No scalar or pair is this large: behind a pointer, whatever its fields.
+        Repr::Unknown if ty.size() > 16 => Passing::ByReference,
+        Repr::Unknown => Passing::Uncertain("Rust aggregate"),
     }
 }
 
@@ -208,6 +289,27 @@ impl Allocator {
                 }
             }
             Passing::Memory { align } => self.memory(size, align),
+            Passing::Split(parts) => {
+                let pieces = parts
+                    .into_iter()
+                    .map(|(class, offset, size)| Piece {
+                        offset,
+                        size,
+                        register: match class {
+                            Eightbyte::Integer if self.next_gp < GP_ARGS.len() => {
+                                self.next_gp += 1;
+                                Ok(GP_ARGS[self.next_gp - 1])
+                            }
+                            Eightbyte::Integer => Err("on the stack"),
+                            Eightbyte::Sse => {
+                                self.next_sse += 1;
+                                Err("xmm")
+                            }
+                        },
+                    })
+                    .collect();
+                held_in(pieces)
+            }
             Passing::Registers(classes) => {
                 let gp = classes.iter().filter(|c| **c == Eightbyte::Integer).count();
                 let sse = classes.len() - gp;
@@ -252,8 +354,32 @@ fn dwarf_place(location: &EntryLocation) -> ArgPlace {
                 }
             }
             [(Some(a), _)] => register(*a),
-            // Part of the value was dropped (a `&str` whose pointer is never used).
-            _ => OPTIMIZED_OUT,
+            // Parts in registers of their own (a Rust pair), or some dropped (a `&str` whose
+            // pointer is never used): each part where it is.
+            parts => {
+                let mut offset = 0;
+                let pieces: Vec<Piece> = parts
+                    .iter()
+                    .map(|&(register, size)| {
+                        let piece = Piece {
+                            offset,
+                            size,
+                            register: match register {
+                                None => Err("optimized out"),
+                                Some(r) if registers::is_vector_dwarf(r) => Err("xmm"),
+                                Some(r) => registers::from_dwarf(r).ok_or("unknown register"),
+                            },
+                        };
+                        offset += size;
+                        piece
+                    })
+                    .collect();
+                if pieces.iter().all(|p| p.register.is_err()) {
+                    OPTIMIZED_OUT
+                } else {
+                    held_in(pieces)
+                }
+            }
         },
     }
 }
@@ -263,14 +389,84 @@ fn dwarf_place(location: &EntryLocation) -> ArgPlace {
 fn returns_in_memory(function: &FunctionDebug) -> Option<bool> {
     let ty = &function.return_type;
     match function.language {
-        Language::Rust => Some(ty.size() > 16),
+        Language::Rust => match rust_layout::repr(ty) {
+            _ if ty.size() > 16 => Some(true),
+            Repr::Memory => Some(ty.size() > 8),
+            Repr::Unknown => None,
+            _ => Some(false),
+        },
         language => match sysv_passing(ty, language) {
             // long double comes back in st0, not through memory.
             Passing::Memory { .. } => Some(!matches!(ty, Type::Float { .. })),
             Passing::ByReference => Some(true),
             Passing::Uncertain(_) => None,
-            Passing::Nothing | Passing::Registers(_) => Some(false),
+            Passing::Nothing | Passing::Registers(_) | Passing::Split(_) => Some(false),
         },
+    }
+}
+
+/// Where a function's return value is when it returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReturnPlace {
+    /// Nothing is returned (zero-sized).
+    Nothing,
+    /// In the return registers, part by part: general ones are RAX then RDX, a part in a
+    /// vector register is not readable.
+    Registers(Vec<Piece>),
+    /// In memory the caller provided, whose address it passed as a hidden first argument
+    /// (RDI at the entry) and RAX holds at the return.
+    Memory,
+    Unavailable(&'static str),
+}
+
+/// Where `function` (C, C++ or Rust) leaves its return value.
+pub fn return_place(function: &FunctionDebug) -> ReturnPlace {
+    let ty = &function.return_type;
+    let passing = match function.language {
+        Language::Rust => rust_passing(ty),
+        Language::Go => return ReturnPlace::Unavailable("Go results"),
+        language => match sysv_passing(ty, language) {
+            // long double comes back in st0.
+            Passing::Memory { .. } if matches!(ty, Type::Float { .. }) => {
+                return ReturnPlace::Unavailable("x87");
+            }
+            other => other,
+        },
+    };
+    const RETURN_REGISTERS: [u8; 2] = [reg::RAX, reg::RDX];
+    let mut next = 0;
+    let mut piece = |class: Eightbyte, offset: u64, size: u64| Piece {
+        offset,
+        size,
+        register: match class {
+            Eightbyte::Sse => Err("xmm"),
+            Eightbyte::Integer if next < RETURN_REGISTERS.len() => {
+                next += 1;
+                Ok(RETURN_REGISTERS[next - 1])
+            }
+            Eightbyte::Integer => Err("not in a register"),
+        },
+    };
+    match passing {
+        Passing::Nothing => ReturnPlace::Nothing,
+        Passing::Memory { .. } | Passing::ByReference => ReturnPlace::Memory,
+        Passing::Uncertain(reason) => ReturnPlace::Unavailable(reason),
+        Passing::Registers(classes) => ReturnPlace::Registers(
+            classes
+                .into_iter()
+                .enumerate()
+                .map(|(word, class)| {
+                    let offset = 8 * word as u64;
+                    piece(class, offset, ty.size().saturating_sub(offset).min(8))
+                })
+                .collect(),
+        ),
+        Passing::Split(parts) => ReturnPlace::Registers(
+            parts
+                .into_iter()
+                .map(|(class, offset, size)| piece(class, offset, size))
+                .collect(),
+        ),
     }
 }
 
@@ -573,7 +769,22 @@ mod tests {
         f.standard_convention = false;
         f.params[0].entry_location = Some(EntryLocation::Pieces(vec![(None, 8), (Some(5), 8)]));
         let places = entry_places(&f);
-        assert_eq!(places[0], ArgPlace::Unavailable("optimized out"));
+        // The length is there: shown alone.
+        assert_eq!(
+            places[0],
+            ArgPlace::Pieces(vec![
+                Piece {
+                    offset: 0,
+                    size: 8,
+                    register: Err("optimized out")
+                },
+                Piece {
+                    offset: 8,
+                    size: 8,
+                    register: Ok(reg::RDI)
+                }
+            ])
+        );
         assert_eq!(
             places[1],
             ArgPlace::Unavailable("non-standard calling convention")

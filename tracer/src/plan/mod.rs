@@ -9,16 +9,22 @@
 //! Must never emit a step the kernel cannot bound: every slot ends below `MAX_PAYLOAD`, every
 //! copy is at most `MAX_CHUNK` bytes, every chain at most `MAX_DEREFS` pointers.
 
+mod access;
 mod builder;
 pub(crate) mod calling_convention;
+mod go_values;
 pub(crate) mod registers;
+pub(crate) mod rust_layout;
 pub(crate) mod slots;
+mod values;
 
 use tracer_ebpf::{CapturePlan, MAX_PAYLOAD, MAX_STEPS, reg};
 
-use builder::{Access, PlanBuilder, render_of};
-use calling_convention::{ArgPlace, entry_places};
-pub use slots::{ArgSlot, Render, ReturnValue, SlotValue};
+use access::Access;
+use builder::{PlanBuilder, render_of};
+use calling_convention::{ArgPlace, ReturnPlace, entry_places, return_place};
+pub use slots::{ArgSlot, Family, Render, ReturnValue, SlotValue, VariantSlot};
+use values::ARGUMENT_LEVELS;
 
 use crate::{
     error::{Error, Result},
@@ -61,34 +67,49 @@ pub const DEFAULT_ELEMENTS: u16 = 8;
 /// The most elements `--elements` may ask for.
 pub const MAX_ELEMENTS: u16 = 64;
 
-/// One `--args` entry: a parameter, or a field of one (`req.path`).
+/// One `--args` entry: a parameter, or a field of one, as deep as it goes
+/// (`req.header.method`; `->` reads as `.`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArgPath {
     pub param: String,
-    pub field: Option<String>,
+    /// The fields below the parameter, outermost first (empty: the parameter whole).
+    pub fields: Vec<String>,
 }
+
+/// The deepest `--args` path: a parameter and this many fields below it.
+const MAX_ARG_PATH_FIELDS: usize = 4;
 
 impl std::str::FromStr for ArgPath {
     type Err = Error;
     fn from_str(text: &str) -> Result<Self> {
         let text = text.trim();
-        let (param, field) = match text.split_once(['.']) {
-            Some((param, field)) => (param, Some(field.trim_start_matches('>'))),
-            None => match text.split_once("->") {
-                Some((param, field)) => (param, Some(field)),
-                None => (text, None),
-            },
-        };
+        let mut parts = text
+            .replace("->", ".")
+            .split('.')
+            .map(str::to_string)
+            .collect::<Vec<_>>();
         let valid = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '_');
-        if !valid(param) || field.is_some_and(|f| !valid(f)) {
+        if !parts.iter().all(|p| valid(p)) || parts.len() > MAX_ARG_PATH_FIELDS + 1 {
             return Err(Error::Usage(format!(
-                "--args `{text}`: expected NAME or NAME.FIELD (one level of fields)"
+                "--args `{text}`: expected NAME or NAME.FIELD, as deep as NAME.F1.F2.F3.F4 \
+                 (`->` reads as `.`)"
             )));
         }
+        let param = parts.remove(0);
         Ok(Self {
-            param: param.to_string(),
-            field: field.map(str::to_string),
+            param,
+            fields: parts,
         })
+    }
+}
+
+impl std::fmt::Display for ArgPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.param)?;
+        for field in &self.fields {
+            write!(f, ".{field}")?;
+        }
+        Ok(())
     }
 }
 
@@ -193,7 +214,7 @@ fn compile_at(
     let places = entry_places(function);
     let mut args = Vec::new();
     for (param, place) in function.params.iter().zip(&places) {
-        let fields: Option<Vec<String>> = match &options.selection {
+        let paths: Option<Vec<Vec<String>>> = match &options.selection {
             None => None,
             Some(selection) => {
                 let picked: Vec<&ArgPath> =
@@ -201,26 +222,24 @@ fn compile_at(
                 if picked.is_empty() {
                     continue;
                 }
-                if picked.iter().any(|p| p.field.is_none()) {
+                if picked.iter().any(|p| p.fields.is_empty()) {
                     None
                 } else {
-                    Some(picked.iter().filter_map(|p| p.field.clone()).collect())
+                    Some(picked.iter().map(|p| p.fields.clone()).collect())
                 }
             }
         };
         let access = match place {
             ArgPlace::Register(r) => Access::Register(*r),
             ArgPlace::RegisterPair(a, b) => Access::RegisterPair(*a, *b),
-            ArgPlace::Stack(offset) => Access::Memory {
-                reg: reg::RSP,
-                derefs: Vec::new(),
-                offset: offset.saturating_add(sp_adjust),
+            ArgPlace::Pieces(pieces) => Access::Pieces {
+                pieces: pieces.as_slice().into(),
+                at: 0,
             },
-            ArgPlace::Indirect(r) => Access::Memory {
-                reg: *r,
-                derefs: Vec::new(),
-                offset: 0,
-            },
+            ArgPlace::Stack(offset) => {
+                Access::at_register(reg::RSP, offset.saturating_add(sp_adjust))
+            }
+            ArgPlace::Indirect(r) => Access::at_register(*r, 0),
             ArgPlace::Unavailable(reason) => {
                 args.push(ArgSlot {
                     name: param.name.clone(),
@@ -231,29 +250,65 @@ fn compile_at(
                 continue;
             }
         };
-        let value = builder.value(&access, &param.ty, true, fields.as_deref());
+        let value = builder.value(&access, &param.ty, ARGUMENT_LEVELS, paths.as_deref());
         args.push(ArgSlot {
             name: param.name.clone(),
             value,
         });
     }
-    let ret = match &function.return_type {
-        Type::Void => None,
-        Type::Float { .. } => Some(ReturnValue::Missing {
-            reason: "xmm".into(),
-        }),
-        other => Some(match render_of(other) {
-            Some(render) => ReturnValue::Register { render },
-            None => ReturnValue::Missing {
-                reason: other.name(),
-            },
-        }),
-    };
+    let ret = return_value(&mut builder, function);
     let mut plan = builder.finish(args, ret);
     plan.goroutine = goroutine;
     plan.results = results;
     (plan.stack, plan.caller) = stack.unzip();
     plan
+}
+
+/// How a function's return value is shown: a scalar from the return register (RAX, in
+/// every event); anything else read by steps at the return, from RAX and RDX or through the
+/// memory RAX points to (the caller's, whose address it passed in RDI: the entry keeps RDI
+/// to check that the two agree).
+fn return_value(builder: &mut PlanBuilder, function: &FunctionDebug) -> Option<ReturnValue> {
+    let ty = &function.return_type;
+    let missing = |reason: &str| {
+        Some(ReturnValue::Missing {
+            reason: reason.into(),
+        })
+    };
+    match ty {
+        Type::Void => return None,
+        Type::Float { .. } => return missing("xmm"),
+        scalar if scalar.size() <= 8 && render_of(scalar).is_some() => {
+            let render = render_of(scalar).expect("checked");
+            return Some(ReturnValue::Register { render });
+        }
+        _ if function.language == Language::Go => return missing(&ty.name()),
+        _ => {}
+    }
+    // The optimiser changed the function's convention: its return may be too (a `&str`
+    // whose pointer no caller used comes back as its length alone).
+    if !function.standard_convention {
+        return missing("non-standard calling convention");
+    }
+    let (access, hidden) = match return_place(function) {
+        ReturnPlace::Nothing => return None,
+        ReturnPlace::Unavailable(reason) => return missing(reason),
+        ReturnPlace::Registers(pieces) => (
+            Access::Pieces {
+                pieces: pieces.as_slice().into(),
+                at: 0,
+            },
+            None,
+        ),
+        ReturnPlace::Memory => {
+            let hidden = builder.scalar(&Access::Register(reg::RDI), 8, Render::Pointer);
+            (Access::at_register(reg::RAX, 0), Some(hidden))
+        }
+    };
+    let first = builder.begin_return_steps();
+    let value = builder.value(&access, ty, ARGUMENT_LEVELS, None);
+    builder.end_return_steps(first);
+    Some(ReturnValue::Captured { value, hidden })
 }
 
 /// The slots of a Go function's results, when there is more to show than the return
@@ -384,13 +439,24 @@ pub fn check_selection(selection: &[ArgPath], functions: &[&FunctionDebug]) -> R
                 }
             )));
         }
-        if let Some(field) = &path.field
-            && !params.iter().any(|p| p.ty.field(field).is_some())
-        {
-            return Err(Error::Usage(format!(
-                "--args: `{}` has no field `{field}`",
-                path.param
-            )));
+        // The path's fields, one level after the other, in any function's parameter.
+        for depth in 1..=path.fields.len() {
+            let reached = params.iter().any(|p| {
+                path.fields[..depth]
+                    .iter()
+                    .try_fold(&p.ty, |ty, name| ty.field(name).map(|f| &f.ty))
+                    .is_some()
+            });
+            if !reached {
+                let above = ArgPath {
+                    param: path.param.clone(),
+                    fields: path.fields[..depth - 1].to_vec(),
+                };
+                return Err(Error::Usage(format!(
+                    "--args: `{above}` has no field `{}`",
+                    path.fields[depth - 1]
+                )));
+            }
         }
     }
     Ok(())
@@ -562,10 +628,14 @@ mod tests {
         assert!(check_selection(&["req.len".parse().unwrap()], &[&f]).is_ok());
         assert!(check_selection(&["nope".parse().unwrap()], &[&f]).is_err());
         assert!(check_selection(&["req.nope".parse().unwrap()], &[&f]).is_err());
-        assert!("a.b.c".parse::<ArgPath>().is_err());
+        assert!(
+            "a.b.c.d.e.f".parse::<ArgPath>().is_err(),
+            "deeper than four fields"
+        );
+        assert!("a..b".parse::<ArgPath>().is_err());
         assert_eq!(
-            "req->path".parse::<ArgPath>().unwrap().field.as_deref(),
-            Some("path")
+            "req->header.method".parse::<ArgPath>().unwrap().fields,
+            ["header", "method"]
         );
     }
 

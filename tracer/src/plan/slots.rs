@@ -52,6 +52,57 @@ pub enum Render {
         count: u16,
         text: bool,
     },
+    /// A struct read whole, each field from its bytes: an element of an array or a sequence
+    /// of structs.
+    Fields {
+        fields: Vec<FieldRender>,
+    },
+    /// `width` bits from bit `shift` of a little-endian integer of `size` bytes, unsigned.
+    Bits {
+        size: u8,
+        shift: u8,
+        width: u8,
+    },
+    /// Text kept inside an object (a short libc++ `std::string`): the object's bytes, whose
+    /// byte `len_at` shifted right by `len_shift` is the length of the text at `data_at`.
+    InlineText {
+        len_at: u16,
+        len_shift: u8,
+        data_at: u16,
+    },
+}
+
+/// One field of [`Render::Fields`]: `size` bytes at `offset` of the struct's bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldRender {
+    pub name: String,
+    pub offset: u16,
+    pub size: u16,
+    pub render: Render,
+}
+
+/// What kind of value an enum with data is, for JSON: an optional value (Rust's `Option`,
+/// `std::optional`: `{"some": v}` or `null`), a result (`{"ok": v}`, `{"err": e}`), or any
+/// other (`{"Variant": ...}`, a unit variant as its name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    Optional,
+    Result,
+    Enum,
+    /// One value kept in one of several layouts (libc++'s short and long strings): shown
+    /// as the value, whatever its layout.
+    Layout,
+}
+
+/// One variant of an enum with data and the slots of its fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VariantSlot {
+    /// Its name; empty for the value of a `std::optional`, shown bare.
+    pub name: String,
+    /// The discriminant's value that selects it; `None` for the one any other value selects.
+    pub value: Option<u64>,
+    pub fields: Vec<ArgSlot>,
 }
 
 /// One argument (or struct field) and where its value is in the payload.
@@ -91,6 +142,17 @@ pub enum SlotValue {
         len: Box<SlotValue>,
         items: Vec<SlotValue>,
     },
+    /// The first elements of a fixed array of `count`, each read on its own (strings).
+    Items { count: u64, items: Vec<SlotValue> },
+    /// An enum with data: the discriminant (`None`: one variant) and every variant's
+    /// fields, of which the discriminant picks the one to show.
+    Variants {
+        family: Family,
+        discriminant: Option<Box<SlotValue>>,
+        variants: Vec<VariantSlot>,
+    },
+    /// A string whose pointer the optimiser dropped: its length alone.
+    LengthOnly { len: Box<SlotValue> },
     /// Not captured, and why (`xmm`, `plan full`, ...).
     Missing { reason: String },
 }
@@ -101,6 +163,14 @@ pub enum SlotValue {
 pub enum ReturnValue {
     Register {
         render: Render,
+    },
+    /// Read by steps at the return: a value in RAX and RDX (a pair, a small struct), or in
+    /// memory the caller gave (a large struct, a `std::string`), whose address the caller
+    /// passed as `hidden` (RDI at the entry) and RAX holds at the return.
+    Captured {
+        value: SlotValue,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hidden: Option<SlotValue>,
     },
     /// Returned where a probe cannot read it (a vector register, a struct).
     Missing {

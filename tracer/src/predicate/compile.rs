@@ -160,7 +160,7 @@ pub fn kernel_predicate(conditions: &[Condition], function: &str) -> Result<Pred
 }
 
 fn operand_of(name: &Name, plan: &Plan, function: &str) -> Result<Option<Operand>> {
-    let (param, field) = match name {
+    let (param, path) = match name {
         Name::Return => {
             return match &plan.ret {
                 Some(ReturnValue::Register { render }) => Ok(Some(Operand {
@@ -169,6 +169,10 @@ fn operand_of(name: &Name, plan: &Plan, function: &str) -> Result<Option<Operand
                     offset: 0,
                     kind: kind_of(render, name, function)?,
                 })),
+                Some(ReturnValue::Captured { .. }) => Err(Error::Usage(format!(
+                    "--where: the return value of {function} is not a scalar: only integers, \
+                     enums, booleans and pointers returned compare (`ret`)"
+                ))),
                 Some(ReturnValue::Missing { reason }) => Err(Error::Usage(format!(
                     "--where: the return value of {function} is not captured ({reason})"
                 ))),
@@ -177,7 +181,7 @@ fn operand_of(name: &Name, plan: &Plan, function: &str) -> Result<Option<Operand
                 ))),
             };
         }
-        Name::Path { param, field } => (param, field),
+        Name::Path { param, fields } => (param, fields),
     };
     let Some(slot) = plan
         .args
@@ -187,9 +191,9 @@ fn operand_of(name: &Name, plan: &Plan, function: &str) -> Result<Option<Operand
     else {
         return Ok(None);
     };
-    let value = match field {
-        None => &slot.value,
-        Some(field) => match &slot.value {
+    let mut value = &slot.value;
+    for (depth, field) in path.iter().enumerate() {
+        value = match value {
             SlotValue::Struct { fields, .. } => match fields.iter().find(|f| &f.name == field) {
                 Some(found) => &found.value,
                 None => {
@@ -205,12 +209,16 @@ fn operand_of(name: &Name, plan: &Plan, function: &str) -> Result<Option<Operand
                 }
             },
             _ => {
+                let above = Name::Path {
+                    param: param.clone(),
+                    fields: path[..depth].to_vec(),
+                };
                 return Err(Error::Usage(format!(
-                    "--where: `{param}` of {function} is not a struct: `{name}` names nothing"
+                    "--where: `{above}` of {function} is not a struct: `{name}` names nothing"
                 )));
             }
-        },
-    };
+        };
+    }
     let (step, offset, kind) = match value {
         SlotValue::Captured {
             offset,
@@ -249,11 +257,20 @@ fn operand_of(name: &Name, plan: &Plan, function: &str) -> Result<Option<Operand
                  (`{name}.FIELD`)"
             )));
         }
-        SlotValue::Elements { .. } => {
+        SlotValue::Elements { .. } | SlotValue::Items { .. } => {
             return Err(Error::Usage(format!(
                 "--where: `{name}` of {function} is a slice: only integers, strings, enums, \
                  booleans and pointers compare"
             )));
+        }
+        SlotValue::Variants { .. } => {
+            return Err(Error::Usage(format!(
+                "--where: `{name}` of {function} is an enum with data: only integers, strings, \
+                 enums, booleans and pointers compare"
+            )));
+        }
+        SlotValue::LengthOnly { .. } => {
+            return Err(not_captured(name, function, "its pointer is optimized out"));
         }
     };
     Ok(Some(Operand {

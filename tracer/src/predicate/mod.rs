@@ -33,11 +33,9 @@ pub struct Comparison {
 pub enum Name {
     /// `ret` (or `return`): the return value.
     Return,
-    /// A parameter (or Go result), or a field of one (`req.path`, `req->path`).
-    Path {
-        param: String,
-        field: Option<String>,
-    },
+    /// A parameter (or Go result), or a field of one, as deep as it goes (`req.path`,
+    /// `req->header.method`).
+    Path { param: String, fields: Vec<String> },
 }
 
 impl std::str::FromStr for Name {
@@ -59,11 +57,13 @@ impl std::fmt::Display for Name {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Return => f.write_str("ret"),
-            Self::Path { param, field: None } => f.write_str(param),
-            Self::Path {
-                param,
-                field: Some(field),
-            } => write!(f, "{param}.{field}"),
+            Self::Path { param, fields } => {
+                f.write_str(param)?;
+                for field in fields {
+                    write!(f, ".{field}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -186,7 +186,7 @@ fn comparison<'a>(tokens: &'a [Token], text: &str) -> Result<(Comparison, &'a [T
             Token::Name(word),
             rest @ ..,
         ] => match word {
-            Name::Path { param, field: None } => Ok((
+            Name::Path { param, fields } if fields.is_empty() => Ok((
                 Comparison {
                     name: name.clone(),
                     op: *op,
@@ -305,27 +305,25 @@ fn tokenize(text: &str) -> Result<Vec<Token>> {
                 };
                 let (param, end) = word(i);
                 i = end;
-                let field = if chars.get(i) == Some(&'.') {
-                    Some(i + 1)
-                } else if chars.get(i) == Some(&'-') && chars.get(i + 1) == Some(&'>') {
-                    Some(i + 2)
-                } else {
-                    None
-                };
-                let field = match field {
-                    Some(from) => {
-                        let (field, end) = word(from);
-                        if field.is_empty() {
-                            return Err(usage(text, &format!("no field name after `{param}`")));
-                        }
-                        i = end;
-                        Some(field)
+                let mut fields = Vec::new();
+                loop {
+                    let from = if chars.get(i) == Some(&'.') {
+                        i + 1
+                    } else if chars.get(i) == Some(&'-') && chars.get(i + 1) == Some(&'>') {
+                        i + 2
+                    } else {
+                        break;
+                    };
+                    let (field, end) = word(from);
+                    if field.is_empty() {
+                        return Err(usage(text, &format!("no field name after `{param}`")));
                     }
-                    None => None,
-                };
-                let name = match (param.as_str(), &field) {
-                    ("ret" | "return", None) => Name::Return,
-                    _ => Name::Path { param, field },
+                    i = end;
+                    fields.push(field);
+                }
+                let name = match (param.as_str(), fields.is_empty()) {
+                    ("ret" | "return", true) => Name::Return,
+                    _ => Name::Path { param, fields },
                 };
                 tokens.push(Token::Name(name));
             }
@@ -362,7 +360,9 @@ mod tests {
     fn path(param: &str, field: Option<&str>) -> Name {
         Name::Path {
             param: param.into(),
-            field: field.map(Into::into),
+            fields: field
+                .map(|f| f.split('.').map(Into::into).collect())
+                .unwrap_or_default(),
         }
     }
 

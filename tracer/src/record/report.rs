@@ -43,8 +43,8 @@ const SHOWN_STACKS: usize = 3;
 #[derive(Debug, Clone, Default)]
 pub struct FunctionReport {
     pub latency: Histogram,
-    /// Raw return value → calls.
-    returns: HashMap<u64, u64>,
+    /// Return value → calls.
+    returns: HashMap<Returned, u64>,
     other_returns: u64,
     /// Calls whose return reads as an error: negative for signed integers, NULL for pointers.
     pub errors: u64,
@@ -55,6 +55,24 @@ pub struct FunctionReport {
     /// `--histogram`, `--stats`: the calls the kernel counted, not recorded one by one (one
     /// entry per argument value with `--by-arg`).
     pub kernel: Vec<super::AggregatedProbe>,
+}
+
+/// A return value as the report counts it: the raw register (its type's bytes), or the text of
+/// a value read at the return (a struct, a string, an `Option`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Returned {
+    Register(u64),
+    Read(String),
+}
+
+impl Returned {
+    /// How the report shows it, for a function that returns `how`.
+    fn render(&self, how: Option<&ReturnValue>) -> String {
+        match self {
+            Self::Register(value) => render_return(*value, how),
+            Self::Read(text) => text.clone(),
+        }
+    }
 }
 
 impl FunctionReport {
@@ -68,11 +86,18 @@ impl FunctionReport {
             Some(ReturnValue::Register {
                 render:
                     Render::Int { size, .. } | Render::Enum { size, .. } | Render::Char { size, .. },
-            }) if *size < 8 => event.ret & ((1u64 << (u32::from(*size) * 8)) - 1),
+            }) if *size < 8 => {
+                Returned::Register(event.ret & ((1u64 << (u32::from(*size) * 8)) - 1))
+            }
             Some(ReturnValue::Register {
                 render: Render::Bool,
-            }) => u64::from(event.ret & 0xff != 0),
-            _ => event.ret,
+            }) => Returned::Register(u64::from(event.ret & 0xff != 0)),
+            Some(how @ ReturnValue::Captured { .. }) => {
+                let mut text = String::new();
+                event.return_value(how).write_human(&mut text);
+                Returned::Read(text)
+            }
+            _ => Returned::Register(event.ret),
         };
         if self.returns.len() < DISTINCT_RETURNS || self.returns.contains_key(&value) {
             *self.returns.entry(value).or_default() += 1;
@@ -117,8 +142,9 @@ impl FunctionReport {
     }
 
     /// The most frequent return values, most frequent first.
-    pub fn top_returns(&self) -> Vec<(u64, u64)> {
-        let mut returns: Vec<(u64, u64)> = self.returns.iter().map(|(&v, &n)| (v, n)).collect();
+    pub fn top_returns(&self) -> Vec<(Returned, u64)> {
+        let mut returns: Vec<(Returned, u64)> =
+            self.returns.iter().map(|(v, &n)| (v.clone(), n)).collect();
         returns.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         returns.truncate(SHOWN_RETURNS);
         returns
@@ -203,7 +229,7 @@ impl Report {
 fn render_return(value: u64, how: Option<&ReturnValue>) -> String {
     let mut text = String::new();
     match how {
-        Some(how) => decode_return(value, how).write_human(&mut text),
+        Some(how) => decode_return(value, &[], how).write_human(&mut text),
         None => text.push_str("void"),
     }
     text
@@ -283,11 +309,11 @@ impl Report {
                 let returns: Vec<String> = function
                     .top_returns()
                     .iter()
-                    .map(|&(value, n)| {
+                    .map(|(value, n)| {
                         format!(
                             "{} ×{n} ({:.1}%)",
-                            render_return(value, probe.ret.as_ref()),
-                            n as f64 * 100.0 / h.count() as f64
+                            value.render(probe.ret.as_ref()),
+                            *n as f64 * 100.0 / h.count() as f64
                         )
                     })
                     .collect();
@@ -355,7 +381,7 @@ impl Report {
                 },
                 "histogram": log2_json(&h.log2_buckets()),
                 "returns": function.top_returns().iter()
-                    .map(|&(value, n)| json!({"value": render_return(value, probe.ret.as_ref()), "calls": n}))
+                    .map(|(value, n)| json!({"value": value.render(probe.ret.as_ref()), "calls": n}))
                     .collect::<Vec<_>>(),
                 "slowest": slowest,
                 "kernel": function.kernel.iter().map(|k| json!({

@@ -197,7 +197,10 @@ pub fn human_line(
 /// results.
 fn write_slots(out: &mut String, payload: &[u8], slots: &[ArgSlot]) {
     // A call counted in the kernel (`--histogram`) and still running had nothing captured.
-    if payload.is_empty() && !slots.is_empty() {
+    let captures = slots
+        .iter()
+        .any(|slot| !matches!(slot.value, crate::plan::SlotValue::Missing { .. }));
+    if payload.is_empty() && captures {
         out.push_str("(...)");
         return;
     }

@@ -53,10 +53,29 @@ pub fn demangle(name: &str) -> Option<Demangled> {
         let options = cpp_demangle::DemangleOptions::new()
             .no_params()
             .no_return_type();
-        let path = symbol.demangle_with_options(&options).ok()?;
+        let path = without_abi_tags(&symbol.demangle_with_options(&options).ok()?);
         return Some(Demangled { path, signature });
     }
     None
+}
+
+/// A C++ path without its ABI tags: `title[abi:cxx11]` (a function returning a
+/// `std::string` of the C++11 ABI) is `title` as its developer wrote it.
+fn without_abi_tags(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut rest = path;
+    while let Some(at) = rest.find("[abi:") {
+        out.push_str(&rest[..at]);
+        match rest[at..].find(']') {
+            Some(end) => rest = &rest[at + end + 1..],
+            None => {
+                rest = &rest[at..];
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `pattern` without its `[...]` classes and `{...}` groups (each replaced by `*`).
@@ -212,6 +231,20 @@ mod tests {
             Some("main")
         );
         assert!(NamePattern::new("mai").matches("main").is_none());
+    }
+
+    #[test]
+    fn cpp_abi_tags_are_not_part_of_the_path() {
+        // std::string title(int): `title[abi:cxx11](int)`.
+        let demangled = demangle("_Z5titleB5cxx11i").unwrap();
+        assert_eq!(demangled.path, "title");
+        assert_eq!(
+            NamePattern::new("title")
+                .matches("_Z5titleB5cxx11i")
+                .as_deref(),
+            Some("title")
+        );
+        assert_eq!(without_abi_tags("a[abi:x]::b[abi:y]"), "a::b");
     }
 
     #[test]

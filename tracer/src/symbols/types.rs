@@ -1,8 +1,9 @@
 //! The types of parameters, as far as koolkit-trace needs them to capture and show values.
 //!
 //! A small, owned, bounded model built from DWARF: integers, bools, chars, floats, enums with
-//! their enumerators, pointers, structs with their fields, arrays, and Rust's `&str`/`&[T]`.
-//! Depth is bounded when it is built, so self-referential types cannot recurse forever.
+//! their enumerators, pointers, structs with their fields, arrays, Rust's `&str`/`&[T]` and
+//! Rust's enums with data (their variants and where the discriminant is). Depth is bounded
+//! when it is built, so self-referential types cannot recurse forever.
 
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +44,43 @@ pub enum Shape {
         value_at: u64,
         ty: Box<Type>,
     },
+    /// A string kept inside its object while short (libc++'s `std::string`): bit 0 of the
+    /// byte at `at` is clear for the short form, whose length is that byte's other bits and
+    /// whose text is at `short_data_at`; set for the long form, a pointer at `long_data_at`
+    /// and a length at `long_len_at`. The object is `size` bytes.
+    ShortOrLongText {
+        at: u64,
+        size: u64,
+        short_data_at: u64,
+        long_data_at: u64,
+        long_len_at: u64,
+    },
+    /// A value that may be absent: `std::optional`, whose flag (a `bool` at `engaged_at`)
+    /// says whether the value at `value_at` is there.
+    Optional {
+        engaged_at: u64,
+        value_at: u64,
+        ty: Box<Type>,
+    },
+}
+
+/// Where an enum with data keeps which variant it holds: an unsigned integer of `size` bytes
+/// at byte `offset` (a tag of its own, or a niche inside one variant's data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Discriminant {
+    pub offset: u64,
+    pub size: u8,
+}
+
+/// One variant of an enum with data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Variant {
+    pub name: String,
+    /// The discriminant's value that selects it; `None` for the variant that every value
+    /// no other variant claims selects (the one whose data holds the niche).
+    pub value: Option<u64>,
+    /// Its fields, at their offsets in the whole enum (`__0`, `__1` for a tuple variant).
+    pub fields: Vec<Field>,
 }
 
 /// A type.
@@ -113,6 +151,14 @@ pub enum Type {
         name: String,
         empty: bool,
     },
+    /// A Rust enum with data (`Option<T>`, `Result<T, E>`, one of the program's own), as
+    /// DWARF's variant part describes it. `discriminant` is `None` for an enum of one variant.
+    Variants {
+        name: String,
+        size: u64,
+        discriminant: Option<Discriminant>,
+        variants: Vec<Variant>,
+    },
     /// No value (`void`, `()`).
     Void,
     /// Anything else, or something past the depth limit.
@@ -132,7 +178,9 @@ impl Type {
             | Self::Float { size, .. }
             | Self::Enum { size, .. } => u64::from(*size),
             Self::Pointer { .. } => 8,
-            Self::Struct { size, .. } | Self::Opaque { size, .. } => *size,
+            Self::Struct { size, .. } | Self::Opaque { size, .. } | Self::Variants { size, .. } => {
+                *size
+            }
             Self::Array { element, count } => element.size().saturating_mul(*count),
             Self::Slice { go: true, .. } => 24,
             Self::Str | Self::Slice { .. } | Self::Interface { .. } => 16,
@@ -160,7 +208,9 @@ impl Type {
             | Self::Float { name, .. }
             | Self::Enum { name, .. }
             | Self::Opaque { name, .. } => name.clone(),
-            Self::Struct { name, .. } | Self::Interface { name, .. } => name.clone(),
+            Self::Struct { name, .. }
+            | Self::Interface { name, .. }
+            | Self::Variants { name, .. } => name.clone(),
             Self::Bool { .. } => "bool".into(),
             Self::Pointer { pointee } => format!("{} *", pointee.name()),
             Self::Array { element, count } => format!("{}[{count}]", element.name()),
@@ -172,6 +222,33 @@ impl Type {
             },
             Self::Slice { element, .. } => format!("&[{}]", element.name()),
             Self::Void => "void".into(),
+        }
+    }
+
+    /// The alignment of a value of this type in bytes, as the compiler lays it out by
+    /// default: a scalar's size, the largest of its members' for an aggregate.
+    pub fn align(&self) -> u64 {
+        match self {
+            Self::Int { size, .. }
+            | Self::Bool { size }
+            | Self::Char { size, .. }
+            | Self::Float { size, .. }
+            | Self::Enum { size, .. } => u64::from(*size).clamp(1, 16).next_power_of_two(),
+            Self::Pointer { .. } | Self::Str | Self::Slice { .. } | Self::Interface { .. } => 8,
+            Self::Struct { fields, .. } => fields.iter().map(|f| f.ty.align()).max().unwrap_or(1),
+            Self::Variants {
+                discriminant,
+                variants,
+                ..
+            } => variants
+                .iter()
+                .flat_map(|v| &v.fields)
+                .map(|f| f.ty.align())
+                .chain(discriminant.map(|d| u64::from(d.size).next_power_of_two()))
+                .max()
+                .unwrap_or(1),
+            Self::Array { element, .. } => element.align(),
+            Self::Opaque { .. } | Self::Void => 1,
         }
     }
 
@@ -192,11 +269,15 @@ impl Type {
         )
     }
 
-    /// The field `name` of a struct, or of the struct a pointer points to.
+    /// The field `name` of a struct, of the struct a pointer points to, or of one of an
+    /// enum's variants.
     pub fn field(&self, name: &str) -> Option<&Field> {
         match self {
             Self::Struct { fields, .. } => fields.iter().find(|f| f.name == name),
             Self::Pointer { pointee } => pointee.field(name),
+            Self::Variants { variants, .. } => variants
+                .iter()
+                .find_map(|v| v.fields.iter().find(|f| f.name == name)),
             _ => None,
         }
     }

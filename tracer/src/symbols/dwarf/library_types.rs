@@ -7,22 +7,22 @@
 use gimli::{AttributeValue, UnitOffset, constants};
 
 use super::{
-    DebugInfo, Die, R, Unit,
+    DebugInfo, Die, R, Unit, member_offset,
     type_reader::{Skipped, skip_typedefs_and_qualifiers},
 };
 use crate::symbols::types::{Shape, Type};
 
 /// How deep a member is looked for through base classes and nested members: `std::vector`'s
-/// `_M_start` is three levels down, a Rust `Vec`'s data pointer five.
-const MEMBER_SEARCH_DEPTH: usize = 6;
+/// `_M_start` is three levels down, a Rust `Vec`'s data pointer five, libc++'s
+/// `std::optional` keeps its value eight down (six base classes and a union).
+const MEMBER_SEARCH_DEPTH: usize = 10;
 
 /// The library types known, by the members that hold their elements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Library {
     /// libstdc++'s `std::basic_string<char>`, libstdc++'s and libc++'s
     /// `std::basic_string_view<char>`: a pointer member and a length member, by the names
-    /// each library gives them. (libc++'s `std::string` keeps short strings inside itself,
-    /// in a union with the long form's pointer: not read as a pointer and a length.)
+    /// each library gives them.
     CxxText {
         members: &'static [(&'static str, &'static str)],
     },
@@ -43,14 +43,25 @@ enum Library {
     /// Rust's `Rc` and `Arc`: a pointer (a `NonNull`'s `pointer`) to a block of counts and
     /// the value, named `value` (`RcInner`) or `data` (`ArcInner`).
     RustCounted,
+    /// `std::basic_string<char>`: libstdc++'s pointer and length (`_M_p`,
+    /// `_M_string_length`), or libc++'s short and long forms in a union (`__s`, `__l`).
+    CxxString,
+    /// `std::span<T>` of a dynamic extent: a pointer and a count of elements, by the names
+    /// each library gives them (a span of a static extent keeps no count: shown as it is).
+    CxxSpan {
+        members: &'static [(&'static str, &'static str)],
+    },
+    /// `std::optional<T>`: a `bool` saying whether it holds a value and the value, by the
+    /// names each library gives them.
+    CxxOptional {
+        members: &'static [(&'static str, &'static str)],
+    },
 }
 
 /// Which library type `name` (a DWARF type name, without its namespace) is, if any.
 fn library_of(name: &str) -> Option<Library> {
     if name.starts_with("basic_string<char,") || name == "basic_string<char>" {
-        return Some(Library::CxxText {
-            members: &[("_M_p", "_M_string_length")],
-        });
+        return Some(Library::CxxString);
     }
     if name.starts_with("basic_string_view<char,") || name == "basic_string_view<char>" {
         return Some(Library::CxxText {
@@ -75,7 +86,7 @@ fn library_of(name: &str) -> Option<Library> {
     }
     if name.starts_with("unique_ptr<") {
         return Some(Library::Wrapper {
-            members: &["_M_head_impl", "__value_"],
+            members: &["_M_head_impl", "__value_", "__ptr_"],
             pointer: true,
         });
     }
@@ -83,6 +94,20 @@ fn library_of(name: &str) -> Option<Library> {
         return Some(Library::Wrapper {
             members: &["_M_ptr", "__ptr_"],
             pointer: true,
+        });
+    }
+    if name.starts_with("span<") {
+        return Some(Library::CxxSpan {
+            members: &[
+                ("_M_ptr", "_M_extent_value"),
+                ("__data_", "__size_"),
+                ("__data", "__size"),
+            ],
+        });
+    }
+    if name.starts_with("optional<") {
+        return Some(Library::CxxOptional {
+            members: &[("_M_engaged", "_M_value"), ("__engaged_", "__val_")],
         });
     }
     if name.starts_with("Rc<") || name.starts_with("Arc<") {
@@ -167,7 +192,22 @@ impl<'a> DebugInfo<'a> {
                 };
                 return self.counted_value(unit, pointer, depth);
             }
+            Library::CxxOptional { members } => {
+                for (engaged, value) in members {
+                    if let (Some(engaged), Some(value)) =
+                        (found(engaged, false)?, found(value, false)?)
+                    {
+                        return self.optional(unit, engaged, value, depth);
+                    }
+                }
+                return Ok(None);
+            }
+            Library::CxxString => match first_pair(&[("_M_p", "_M_string_length")], false)? {
+                Some(pair) => Some((pair, false, true)),
+                None => return self.libcxx_string(unit, entry),
+            },
             Library::CxxText { members } => first_pair(members, false)?.map(|p| (p, false, true)),
+            Library::CxxSpan { members } => first_pair(members, false)?.map(|p| (p, false, false)),
             Library::CxxVector { members } => first_pair(members, true)?.map(|p| (p, true, false)),
             Library::RustVec { text } => {
                 first_pair(&[("pointer", "len")], false)?.map(|p| (p, false, text))
@@ -178,7 +218,8 @@ impl<'a> DebugInfo<'a> {
         };
         // The elements' type is what the pointer member points to, unless the type names it
         // as its parameter `T`: a Rust `Vec<T>` keeps a type-erased `*u8` (since 1.80).
-        let pointee = match self.resolve_type_attr(unit, pointer.ty, depth + 1)? {
+        // The elements stand in for the sequence: one level below it, as a struct's fields.
+        let pointee = match self.resolve_type_attr(unit, pointer.ty, depth)? {
             Type::Pointer { pointee } => *pointee,
             _ => return Ok(None),
         };
@@ -238,6 +279,73 @@ impl<'a> DebugInfo<'a> {
         }))
     }
 
+    /// The shape of libc++'s `std::string` at `entry`: a union of a short form (a byte
+    /// whose bit 0 is clear and whose other bits count the bytes that follow it) and a long
+    /// form (that bit set; the length at 8, the pointer at 16), each found by its members'
+    /// names. Any other arrangement (the alternate layout, with the pointer first) is not read.
+    fn libcxx_string(&self, unit: &Unit<'a>, entry: &Die<'a>) -> gimli::Result<Option<Shape>> {
+        let found =
+            |offset, name: &str| self.find_member(unit, offset, name, false, MEMBER_SEARCH_DEPTH);
+        let (Some(short), Some(long)) =
+            (found(entry.offset(), "__s")?, found(entry.offset(), "__l")?)
+        else {
+            return Ok(None);
+        };
+        if short.offset != long.offset {
+            return Ok(None);
+        }
+        // Members of each form, relative to the form.
+        let within = |form: &Member<'a>, name: &'static str, pointer: bool| {
+            self.with_entry(unit, form.ty, |unit, form| {
+                self.find_member(unit, form.offset(), name, pointer, 2)
+            })
+            .map(|found| found.flatten().map(|member| member.offset))
+        };
+        let (Some(short_data), Some(long_size), Some(long_data)) = (
+            within(&short, "__data_", false)?,
+            within(&long, "__size_", false)?,
+            within(&long, "__data_", true)?,
+        ) else {
+            return Ok(None);
+        };
+        if (short_data, long_size, long_data) != (1, 8, 16) {
+            return Ok(None);
+        }
+        let size = entry
+            .attr_value(constants::DW_AT_byte_size)
+            .and_then(|v| v.udata_value())
+            .unwrap_or(0);
+        Ok(Some(Shape::ShortOrLongText {
+            at: short.offset,
+            size,
+            short_data_at: short.offset + short_data,
+            long_data_at: long.offset + long_data,
+            long_len_at: long.offset + long_size,
+        }))
+    }
+
+    /// The shape of a `std::optional` whose flag is `engaged` and value `value` (read at the
+    /// optional's depth: the value stands in for it); `None` unless the flag is a `bool`.
+    fn optional(
+        &self,
+        unit: &Unit<'a>,
+        engaged: Member<'a>,
+        value: Member<'a>,
+        depth: usize,
+    ) -> gimli::Result<Option<Shape>> {
+        if !matches!(
+            self.resolve_type_attr(unit, engaged.ty, depth + 1)?,
+            Type::Bool { size: 1 }
+        ) {
+            return Ok(None);
+        }
+        Ok(Some(Shape::Optional {
+            engaged_at: engaged.offset,
+            value_at: value.offset,
+            ty: Box::new(self.resolve_type_attr(unit, value.ty, depth)?),
+        }))
+    }
+
     /// The member `name` of the struct at `offset`, or of one of its base classes or nested
     /// members, `levels` deep at most; with `pointer`, only one whose type is a pointer (a
     /// Rust `Unique`'s `pointer` is a `NonNull` struct, whose own `pointer` is the pointer).
@@ -252,14 +360,13 @@ impl<'a> DebugInfo<'a> {
         levels: usize,
     ) -> gimli::Result<Option<Member<'a>>> {
         let mut members = Vec::new();
+        let in_union = self.is_union(unit, offset)?;
         self.for_each_child(unit, offset, |child| {
             if matches!(
                 child.tag(),
                 constants::DW_TAG_member | constants::DW_TAG_inheritance
             ) && let (Some(at), Some(ty)) = (
-                child
-                    .attr_value(constants::DW_AT_data_member_location)
-                    .and_then(|v| v.udata_value()),
+                member_offset(child, in_union),
                 child.attr_value(constants::DW_AT_type),
             ) {
                 members.push((self.name_of(unit, child)?, at, global(unit, ty)));
@@ -332,7 +439,7 @@ impl<'a> DebugInfo<'a> {
     /// Calls `visit` with the entry the type attribute `ty` leads to past typedefs and
     /// qualifiers, and the unit holding it (this one, or another for a `DW_FORM_ref_addr`);
     /// `None` when it leads nowhere.
-    fn with_entry<T>(
+    pub(super) fn with_entry<T>(
         &self,
         unit: &Unit<'a>,
         ty: AttributeValue<R<'a>>,
@@ -379,12 +486,10 @@ mod tests {
 
     #[test]
     fn library_types_are_known_by_name() {
-        assert!(matches!(
+        assert_eq!(
             library_of("basic_string<char, std::char_traits<char>, std::allocator<char> >"),
-            Some(Library::CxxText {
-                members: [("_M_p", _), ..]
-            })
-        ));
+            Some(Library::CxxString)
+        );
         assert!(matches!(
             library_of("basic_string_view<char, std::char_traits<char> >"),
             Some(Library::CxxText {
@@ -406,6 +511,14 @@ mod tests {
         assert!(matches!(
             library_of("unique_ptr<shop::Item, std::default_delete<shop::Item> >"),
             Some(Library::Wrapper { pointer: true, .. })
+        ));
+        assert!(matches!(
+            library_of("optional<int>"),
+            Some(Library::CxxOptional { .. })
+        ));
+        assert!(matches!(
+            library_of("span<int, 18446744073709551615>"),
+            Some(Library::CxxSpan { .. })
         ));
         assert!(matches!(
             library_of("array<int, 3>"),

@@ -13,6 +13,7 @@ pub(crate) mod library_types;
 pub(crate) mod lines;
 pub(crate) mod location;
 pub(crate) mod type_reader;
+pub(crate) mod variants;
 
 use std::{cell::RefCell, collections::HashMap, path::Path, rc::Rc};
 
@@ -194,6 +195,11 @@ impl<'a> DebugInfo<'a> {
         self.string_attr(unit, std::slice::from_ref(entry), constants::DW_AT_name)
     }
 
+    /// Whether the entry at `offset` is a union: its members without a location are at 0.
+    fn is_union(&self, unit: &Unit<'a>, offset: UnitOffset<usize>) -> gimli::Result<bool> {
+        Ok(unit.entry(offset)?.tag() == constants::DW_TAG_union_type)
+    }
+
     /// The entries one level below the one at `parent`, in order, calling `visit` on each
     /// until it returns `false`.
     fn for_each_child(
@@ -213,6 +219,17 @@ impl<'a> DebugInfo<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// Where the data member `member` is in its struct (or union, `in_union`): its
+/// `DW_AT_data_member_location`, or 0 for a union's member that has none (compilers leave it
+/// out there); `None` for a static member, which has no place in the object.
+fn member_offset(member: &Die<'_>, in_union: bool) -> Option<u64> {
+    match member.attr_value(constants::DW_AT_data_member_location) {
+        Some(location) => location.udata_value(),
+        None if in_union && member.attr_value(constants::DW_AT_declaration).is_none() => Some(0),
+        None => None,
     }
 }
 

@@ -4,7 +4,7 @@
 
 use gimli::{AttributeValue, UnitOffset, constants};
 
-use super::{DebugInfo, Die, R, Unit};
+use super::{DebugInfo, Die, R, Unit, member_offset};
 use crate::symbols::types::{Field, Type};
 
 /// Deepest type nesting resolved: parameter → pointee struct → field → field's pointee.
@@ -182,6 +182,13 @@ impl<'a> DebugInfo<'a> {
         byte_size: u64,
         depth: usize,
     ) -> gimli::Result<Type> {
+        // A Rust enum with data: its variants, their fields while the depth allows.
+        let fields_allowed = depth < MAX_TYPE_DEPTH - 1;
+        if let Some(variants) =
+            self.variants(unit, entry, &name, byte_size, depth, fields_allowed)?
+        {
+            return Ok(variants);
+        }
         // Go's strings and slices are structs in DWARF, but values to show at any depth
         // (their members are a pointer and words, shallow by nature).
         let go_value = name == "string" || name.starts_with("[]");
@@ -190,11 +197,16 @@ impl<'a> DebugInfo<'a> {
         if depth >= MAX_TYPE_DEPTH - 1 && !go_value {
             return Ok(match shape {
                 Some(shape) => Type::Struct {
+                    trivial: self.class_trivial_for_calls(
+                        unit,
+                        entry.offset(),
+                        &name,
+                        TRIVIALITY_DEPTH,
+                    )?,
                     name,
                     size: byte_size,
                     fields: Vec::new(),
                     union: false,
-                    trivial: None,
                     shape: Some(shape),
                 },
                 None => Type::Opaque {
@@ -219,7 +231,12 @@ impl<'a> DebugInfo<'a> {
 
     /// A fixed array: its element type and the count of its first dimension.
     fn array(&self, unit: &Unit<'a>, entry: &Die<'a>, depth: usize) -> gimli::Result<Type> {
-        let element = self.pointee(unit, entry, depth)?;
+        // The elements stand in for the array: at its depth, so that an array of structs in
+        // a struct still shows their fields.
+        let element = match entry.attr_value(constants::DW_AT_type) {
+            Some(value) => self.resolve_type_attr(unit, value, depth)?,
+            None => Type::Void,
+        };
         let mut count = 0;
         self.for_each_child(unit, entry.offset(), |child| {
             if child.tag() == constants::DW_TAG_subrange_type {
@@ -246,7 +263,7 @@ impl<'a> DebugInfo<'a> {
 
     /// The data members and base classes of the struct at `offset` (bases as fields named
     /// after their type), and whether the struct is trivial for calls (see [`Type::Struct`]).
-    fn members(
+    pub(super) fn members(
         &self,
         unit: &Unit<'a>,
         offset: UnitOffset<usize>,
@@ -255,6 +272,7 @@ impl<'a> DebugInfo<'a> {
     ) -> gimli::Result<(Vec<Field>, Option<bool>)> {
         let mut fields = Vec::new();
         let mut trivial = Some(true);
+        let in_union = self.is_union(unit, offset)?;
         self.for_each_child(unit, offset, |child| {
             let child_name = self.name_of(unit, child)?;
             match child.tag() {
@@ -281,9 +299,19 @@ impl<'a> DebugInfo<'a> {
                     }
                     if fields.len() < MAX_FIELDS
                         && let Some(field) =
-                            self.field(unit, child, child_name, inheritance, fields.len(), depth)?
+                            self.field(unit, child, child_name, in_union, fields.len(), depth)?
                     {
-                        trivial = with_member(trivial, &field.ty);
+                        trivial = match &field.ty {
+                            // Cut short by the depth limit: its class is read for this alone.
+                            Type::Opaque { .. } => match child.attr_value(constants::DW_AT_type) {
+                                Some(ty) => and_member(
+                                    trivial,
+                                    self.type_trivial_for_calls(unit, ty, TRIVIALITY_DEPTH)?,
+                                ),
+                                None => trivial.and(None),
+                            },
+                            member => with_member(trivial, member),
+                        };
                         fields.push(field);
                     }
                 }
@@ -322,17 +350,15 @@ impl<'a> DebugInfo<'a> {
         unit: &Unit<'a>,
         child: &Die<'a>,
         child_name: Option<String>,
-        inheritance: bool,
+        in_union: bool,
         index: usize,
         depth: usize,
     ) -> gimli::Result<Option<Field>> {
         if child.attr_value(constants::DW_AT_bit_size).is_some() {
             return Ok(None);
         }
-        let Some(offset) = child
-            .attr_value(constants::DW_AT_data_member_location)
-            .and_then(|v| v.udata_value())
-        else {
+        let inheritance = child.tag() == constants::DW_TAG_inheritance;
+        let Some(offset) = member_offset(child, in_union) else {
             return Ok(None);
         };
         let ty = match child.attr_value(constants::DW_AT_type) {
@@ -348,6 +374,90 @@ impl<'a> DebugInfo<'a> {
             (false, None) => format!("_{index}"),
         };
         Ok(Some(Field { name, offset, ty }))
+    }
+
+    /// Whether the class at `class` (named `name`) is trivial for calls (see
+    /// [`Type::Struct`]), read from its entries alone, `levels` of members and base classes
+    /// deep: the types built for showing values stop earlier than the rule needs.
+    fn class_trivial_for_calls(
+        &self,
+        unit: &Unit<'a>,
+        class: UnitOffset<usize>,
+        name: &str,
+        levels: usize,
+    ) -> gimli::Result<Option<bool>> {
+        let mut trivial = Some(true);
+        let mut members = Vec::new();
+        let in_union = self.is_union(unit, class)?;
+        self.for_each_child(unit, class, |child| {
+            let child_name = self.name_of(unit, child)?;
+            match child.tag() {
+                constants::DW_TAG_subprogram
+                    if self.is_special_member(
+                        unit,
+                        child,
+                        child_name.as_deref(),
+                        name,
+                        class,
+                    )? =>
+                {
+                    trivial = Some(false);
+                }
+                constants::DW_TAG_member | constants::DW_TAG_inheritance => {
+                    let virtual_base = child.tag() == constants::DW_TAG_inheritance
+                        && child.attr_value(constants::DW_AT_virtuality).is_some();
+                    let vtable = child_name
+                        .as_deref()
+                        .is_some_and(|n| n.starts_with("_vptr"));
+                    if virtual_base || vtable {
+                        trivial = Some(false);
+                    }
+                    // Static members have no place in the object.
+                    let placed = member_offset(child, in_union).is_some()
+                        || child.tag() == constants::DW_TAG_inheritance;
+                    if placed && let Some(ty) = child.attr_value(constants::DW_AT_type) {
+                        members.push(ty);
+                    }
+                }
+                _ => {}
+            }
+            Ok(trivial != Some(false))
+        })?;
+        for member in members {
+            if trivial == Some(false) {
+                break;
+            }
+            trivial = and_member(trivial, self.type_trivial_for_calls(unit, member, levels)?);
+        }
+        Ok(trivial)
+    }
+
+    /// Whether a member of type `ty` keeps its class trivial for calls: a class only if it
+    /// is trivial itself (`levels` deep), an array as its elements, anything else.
+    fn type_trivial_for_calls(
+        &self,
+        unit: &Unit<'a>,
+        ty: AttributeValue<R<'a>>,
+        levels: usize,
+    ) -> gimli::Result<Option<bool>> {
+        let found = self.with_entry(unit, ty, |unit, entry| match entry.tag() {
+            constants::DW_TAG_structure_type
+            | constants::DW_TAG_class_type
+            | constants::DW_TAG_union_type => match levels {
+                0 => Ok(None),
+                _ => {
+                    let name = self.name_of(unit, entry)?.unwrap_or_default();
+                    self.class_trivial_for_calls(unit, entry.offset(), &name, levels - 1)
+                }
+            },
+            constants::DW_TAG_array_type => match entry.attr_value(constants::DW_AT_type) {
+                Some(element) => self.type_trivial_for_calls(unit, element, levels),
+                None => Ok(Some(true)),
+            },
+            _ => Ok(Some(true)),
+        })?;
+        // A type that leads nowhere (`void`) holds nothing to copy.
+        Ok(found.unwrap_or(Some(true)))
     }
 
     /// Whether the member function at `function` is a copy or move constructor of the class at
@@ -422,7 +532,8 @@ fn is_go_interface(name: &str) -> bool {
     name == GO_INTERFACE || name == GO_EMPTY_INTERFACE
 }
 
-/// Rust's `&str` and `&[T]` are structs `{ data_ptr, length }` in DWARF, and Go's `string` is
+/// Rust's pointers to slices and strings are structs `{ data_ptr, length }` in DWARF: `&str`,
+/// `&[T]`, and the owning ones, `Box<[T]>`, `Box<str>`, `*const [T]`; Go's `string` is
 /// `{ str, len }`.
 fn rust_fat_pointer(name: &str, fields: &[Field]) -> Option<Type> {
     if let Some(slice) = go_slice(name, fields) {
@@ -432,19 +543,25 @@ fn rust_fat_pointer(name: &str, fields: &[Field]) -> Option<Type> {
     if name == "string" && data.name == "str" && length.name == "len" {
         return Some(Type::Str);
     }
-    if data.name != "data_ptr" || length.name != "length" {
+    if data.name != "data_ptr" || length.name != "length" || data.offset != 0 {
         return None;
-    }
-    if name == "&str" || name == "&mut str" {
-        return Some(Type::Str);
     }
     let Type::Pointer { pointee } = &data.ty else {
         return None;
     };
-    (name.starts_with("&[") || name.starts_with("&mut [")).then(|| Type::Slice {
-        element: pointee.clone(),
-        go: false,
-    })
+    // `&[u8]` and `&str` both point to bytes: the name tells a slice (`[`) from a string.
+    if name.contains('[') {
+        return Some(Type::Slice {
+            element: pointee.clone(),
+            go: false,
+        });
+    }
+    (name.contains("str")
+        && matches!(
+            **pointee,
+            Type::Int { size: 1, .. } | Type::Char { size: 1, .. }
+        ))
+    .then_some(Type::Str)
 }
 
 /// Go's `[]T`: a struct `{ array *T, len, cap }` named `[]T`.
@@ -560,6 +677,19 @@ fn enumerator_value(entry: &Die<'_>) -> Option<i64> {
         AttributeValue::Data8(v) => v as i64,
         _ => return None,
     })
+}
+
+/// Levels of members and base classes the triviality of a class is read through (the
+/// standard library's `std::optional<int>` is five deep).
+const TRIVIALITY_DEPTH: usize = 12;
+
+/// The triviality of a class so far, after a member whose own is `member`.
+fn and_member(trivial: Option<bool>, member: Option<bool>) -> Option<bool> {
+    match (trivial, member) {
+        (Some(false), _) | (_, Some(false)) => Some(false),
+        (Some(true), Some(true)) => Some(true),
+        _ => None,
+    }
 }
 
 /// The triviality of a class so far (`trivial`), after a member of type `member`: a
