@@ -6,9 +6,10 @@ use std::{fs, path::Path, process::Command};
 use crate::{run, workspace_root};
 
 /// Debian packages: LLVM 22 for bpf-linker, protoc for the CRI client's generated code,
-/// compilers for the test fixtures, util-linux's setpriv and nsenter for the privilege and
-/// pod tests, containerd and runc to run real pods, bpftrace for comparisons, pip to fetch
-/// newer Go releases.
+/// compilers for the test fixtures (clang 22 with its libc++ for the C++ values of LLVM's
+/// standard library), util-linux's setpriv and nsenter for the privilege and pod tests,
+/// containerd and runc to run real pods, bpftrace for comparisons, pip to fetch newer Go
+/// releases.
 const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -16,6 +17,9 @@ const PACKAGES: &[&str] = &[
     "libzstd-dev",
     "gcc",
     "g++",
+    "clang-22",
+    "libc++-22-dev",
+    "libc++abi-22-dev",
     "golang-go",
     "python3-pip",
     "bpftrace",

@@ -51,9 +51,10 @@ fn main() {
         target,
     };
     type Check = fn(&Checks) -> Outcome;
-    let all: [(&str, Check); 9] = [
+    let all: [(&str, Check); 10] = [
         ("attach-by-name", Checks::attach_by_name),
         ("arguments-returns", Checks::arguments_and_returns),
+        ("struct-returns", Checks::struct_returns),
         ("two-functions", Checks::two_functions),
         ("latency-filter", Checks::latency_filter),
         ("where-filter", Checks::where_filter),
@@ -197,6 +198,59 @@ impl Checks {
         Outcome::Ok(format!(
             "{} calls, ret == customer_id % 3, latency >= 150us",
             calls.len()
+        ))
+    }
+
+    /// Structs returned in RAX and RDX (`quote_order`) and through the caller's memory
+    /// (`make_receipt`): read by the return programs' own steps.
+    fn struct_returns(&self) -> Outcome {
+        let pid = self.pid();
+        let args = [
+            "--pid",
+            &pid,
+            "--fn",
+            "quote_order",
+            "--fn",
+            "make_receipt",
+            "--json",
+            "--max-events",
+            "20",
+        ];
+        let calls = match self.calls(&args) {
+            Ok(calls) => calls,
+            Err(outcome) => return outcome,
+        };
+        let (mut quotes, mut receipts) = (0, 0);
+        for call in &calls {
+            let (args, ret) = (&call["args"], &call["ret"]);
+            let right = match call["fn"].as_str() {
+                Some("quote_order") => {
+                    quotes += 1;
+                    ret["tier"] == args["tier"]
+                        && ret["cents"]
+                            .as_i64()
+                            .zip(args["cents"].as_i64())
+                            .is_some_and(|(out, cents)| out <= cents && out > 0)
+                }
+                Some("make_receipt") => {
+                    receipts += 1;
+                    ret["customer"] == args["customer"]
+                        && ret["items"] == args["items"]
+                        && ret["cents"] == args["quote"]["cents"]
+                        && ret["tier"] == args["quote"]["tier"]
+                        && ret["cents"].is_i64()
+                }
+                _ => false,
+            };
+            if !right {
+                return Outcome::Fail(format!("{call}"));
+            }
+        }
+        if quotes == 0 || receipts == 0 {
+            return Outcome::Fail(format!("{quotes} quotes, {receipts} receipts"));
+        }
+        Outcome::Ok(format!(
+            "{quotes} quote_order (RAX:RDX), {receipts} make_receipt (memory)"
         ))
     }
 

@@ -7,6 +7,8 @@
 use serde_json::{Map, Value as Json, json};
 use tracer_ebpf::step_status;
 
+#[cfg(test)]
+use crate::plan::slots::FieldRender;
 use crate::plan::{ArgSlot, Family, Render, ReturnValue, SlotValue, VariantSlot};
 
 /// A value decoded from the payload.
@@ -1233,5 +1235,296 @@ mod tests {
         assert_eq!(decoded.to_json(), json!({"_ptr": 0x5000, "len": 3}));
         payload[16..24].copy_from_slice(&0u64.to_le_bytes());
         assert_eq!(human(&decode(&payload, &value)), "NULL");
+    }
+
+    fn int4(offset: u16, step: u8) -> SlotValue {
+        SlotValue::Captured {
+            offset,
+            size: 4,
+            step,
+            render: Render::Int {
+                size: 4,
+                signed: true,
+            },
+        }
+    }
+
+    /// An enum of `family` whose discriminant is the `u32` at 16; variant `one` (value 0)
+    /// has no fields, variant `two` (any other value) one field, the `i32` at 20.
+    fn two_variants(family: Family, one: &str, two: &str, field: &str) -> SlotValue {
+        SlotValue::Variants {
+            family,
+            discriminant: Some(Box::new(SlotValue::Captured {
+                offset: 16,
+                size: 4,
+                step: 0,
+                render: Render::Int {
+                    size: 4,
+                    signed: false,
+                },
+            })),
+            variants: vec![
+                VariantSlot {
+                    name: one.into(),
+                    value: Some(0),
+                    fields: Vec::new(),
+                },
+                VariantSlot {
+                    name: two.into(),
+                    value: None,
+                    fields: vec![ArgSlot {
+                        name: field.into(),
+                        value: int4(20, 0),
+                    }],
+                },
+            ],
+        }
+    }
+
+    fn enum_payload(discriminant: u32, value: i32) -> Vec<u8> {
+        let mut payload = vec![0u8; 24];
+        payload[16..20].copy_from_slice(&discriminant.to_le_bytes());
+        payload[20..24].copy_from_slice(&value.to_le_bytes());
+        payload
+    }
+
+    #[test]
+    fn enums_show_the_variant_their_discriminant_picks_in_both_shapes() {
+        let cases = [
+            (
+                Family::Optional,
+                "None",
+                "Some",
+                "__0",
+                0,
+                "None",
+                Json::Null,
+            ),
+            (
+                Family::Optional,
+                "None",
+                "Some",
+                "__0",
+                1,
+                "Some(-3)",
+                json!({"some": -3}),
+            ),
+            (
+                Family::Result,
+                "Err",
+                "Ok",
+                "__0",
+                0,
+                "Err",
+                json!({"err": null}),
+            ),
+            (
+                Family::Result,
+                "Err",
+                "Ok",
+                "__0",
+                9,
+                "Ok(-3)",
+                json!({"ok": -3}),
+            ),
+            (
+                Family::Enum,
+                "Empty",
+                "Rect",
+                "w",
+                0,
+                "Empty",
+                json!("Empty"),
+            ),
+            (
+                Family::Enum,
+                "Empty",
+                "Rect",
+                "w",
+                2,
+                "Rect {w=-3}",
+                json!({"Rect": {"w": -3}}),
+            ),
+            // std::optional: its value bare, or `nullopt`.
+            (
+                Family::Optional,
+                "nullopt",
+                "",
+                "value",
+                1,
+                "-3",
+                json!({"some": -3}),
+            ),
+            (
+                Family::Optional,
+                "nullopt",
+                "",
+                "value",
+                0,
+                "nullopt",
+                Json::Null,
+            ),
+            // libc++'s two layouts of one string: the value, whichever.
+            (Family::Layout, "short", "", "value", 1, "-3", json!(-3)),
+        ];
+        for (family, one, two, field, discriminant, text, json) in cases {
+            let slot = two_variants(family, one, two, field);
+            let decoded = decode(&enum_payload(discriminant, -3), &slot);
+            assert_eq!(
+                (human(&decoded), decoded.to_json()),
+                (text.to_string(), json)
+            );
+        }
+        // A discriminant no variant claims, when every variant names its own.
+        let mut strict = two_variants(Family::Enum, "A", "B", "x");
+        if let SlotValue::Variants { variants, .. } = &mut strict {
+            variants[1].value = Some(1);
+        }
+        assert_eq!(
+            human(&decode(&enum_payload(7, 0), &strict)),
+            "<unknown variant 7>"
+        );
+        // A discriminant the kernel could not read.
+        let mut payload = enum_payload(1, 5);
+        payload[0] = step_status::FAULT;
+        assert_eq!(human(&decode(&payload, &strict)), "<unreadable>");
+    }
+
+    #[test]
+    fn tuples_structs_read_whole_and_bit_fields() {
+        let tuple = SlotValue::Struct {
+            pointer: None,
+            fields: vec![
+                ArgSlot {
+                    name: "__0".into(),
+                    value: int4(16, 0),
+                },
+                ArgSlot {
+                    name: "__1".into(),
+                    value: int4(20, 0),
+                },
+            ],
+        };
+        let decoded = decode(&enum_payload(4, 2), &tuple);
+        assert_eq!(
+            (human(&decoded), decoded.to_json()),
+            ("(4, 2)".into(), json!([4, 2]))
+        );
+        // An array of two structs { short x; short y; } from its bytes.
+        let point = Render::Fields {
+            fields: ["x", "y"]
+                .iter()
+                .enumerate()
+                .map(|(i, name)| FieldRender {
+                    name: (*name).into(),
+                    offset: 2 * i as u16,
+                    size: 2,
+                    render: Render::Int {
+                        size: 2,
+                        signed: true,
+                    },
+                })
+                .collect(),
+        };
+        let array = SlotValue::Captured {
+            offset: 16,
+            size: 8,
+            step: 0,
+            render: Render::Array {
+                element: Box::new(point),
+                element_size: 4,
+                count: 2,
+                text: false,
+            },
+        };
+        let mut payload = vec![0u8; 24];
+        for (i, v) in [1i16, -2, 3, -4].iter().enumerate() {
+            payload[16 + 2 * i..18 + 2 * i].copy_from_slice(&v.to_le_bytes());
+        }
+        let decoded = decode(&payload, &array);
+        assert_eq!(human(&decoded), "[{x=1, y=-2}, {x=3, y=-4}]");
+        assert_eq!(
+            decoded.to_json(),
+            json!([{"x": 1, "y": -2}, {"x": 3, "y": -4}])
+        );
+        // Bits 1..8 of a byte: a libc++ short string's length.
+        let bits = Render::Bits {
+            size: 1,
+            shift: 1,
+            width: 7,
+        };
+        assert_eq!(decode_scalar(&[7 << 1 | 1], &bits), Decoded::Unsigned(7));
+    }
+
+    #[test]
+    fn short_strings_kept_inside_their_object_and_lengths_without_their_pointer() {
+        // libc++: byte 0 is the length shifted left by one, the text from byte 1.
+        let mut object = [0u8; 24];
+        object[0] = 3 << 1;
+        object[1..4].copy_from_slice(b"ada");
+        let inline = Render::InlineText {
+            len_at: 0,
+            len_shift: 1,
+            data_at: 1,
+        };
+        assert_eq!(human(&decode_scalar(&object, &inline)), "\"ada\"");
+        // A length past the object's bytes is garbage, shown cut short.
+        object[0] = 60 << 1;
+        assert!(matches!(
+            decode_scalar(&object, &inline),
+            Decoded::Text {
+                truncated: true,
+                ..
+            }
+        ));
+        let length_only = SlotValue::LengthOnly {
+            len: Box::new(SlotValue::Captured {
+                offset: 16,
+                size: 8,
+                step: 0,
+                render: Render::Int {
+                    size: 8,
+                    signed: false,
+                },
+            }),
+        };
+        let mut payload = vec![0u8; 24];
+        payload[16] = 5;
+        let decoded = decode(&payload, &length_only);
+        assert_eq!(human(&decoded), "<ptr optimized out> (len 5)");
+        assert_eq!(
+            decoded.to_json(),
+            json!({"missing": "ptr optimized out", "len": 5})
+        );
+    }
+
+    #[test]
+    fn returns_read_through_memory_only_where_the_caller_asked() {
+        let how = ReturnValue::Captured {
+            value: int4(20, 1),
+            hidden: Some(SlotValue::Captured {
+                offset: 24,
+                size: 8,
+                step: 0,
+                render: Render::Pointer,
+            }),
+        };
+        let mut payload = vec![0u8; 32];
+        payload[20..24].copy_from_slice(&42i32.to_le_bytes());
+        payload[24..32].copy_from_slice(&0x7ff0_0000u64.to_le_bytes());
+        assert_eq!(
+            decode_return(0x7ff0_0000, &payload, &how),
+            Decoded::Signed(42)
+        );
+        assert_eq!(
+            decode_return(0x1234, &payload, &how),
+            Decoded::Missing("result not where the caller asked".into())
+        );
+        // A return step that never ran (the call left by a tail call).
+        payload[1] = step_status::AT_RETURN;
+        assert_eq!(
+            decode_return(0x7ff0_0000, &payload, &how),
+            Decoded::Missing("not returned".into())
+        );
     }
 }

@@ -470,6 +470,18 @@ pub fn return_place(function: &FunctionDebug) -> ReturnPlace {
     }
 }
 
+/// Whether `function` is a Rust closure whose environment DWARF leaves out of its parameters:
+/// rustc does so when it passes the environment by reference (the captures are described
+/// as variables read through that pointer), and the pointer still takes the first register.
+fn hides_closure_environment(function: &FunctionDebug) -> bool {
+    function.language == Language::Rust
+        && function.name.starts_with("{closure#")
+        && !function
+            .params
+            .iter()
+            .any(|p| p.ty.name().contains("{closure_env#"))
+}
+
 /// Where each parameter of `function` is at its entry, in parameter order.
 pub fn entry_places(function: &FunctionDebug) -> Vec<ArgPlace> {
     if function.language == Language::Go {
@@ -480,6 +492,9 @@ pub fn entry_places(function: &FunctionDebug) -> Vec<ArgPlace> {
         Some(true) => allocator.next_gp = 1,
         Some(false) => {}
         None => allocator.lost = Some("return value of uncertain passing"),
+    }
+    if hides_closure_environment(function) {
+        allocator.next_gp += 1;
     }
     let mut places = Vec::with_capacity(function.params.len());
     for param in &function.params {
@@ -750,6 +765,139 @@ mod tests {
         assert_eq!(places[1], ArgPlace::Register(reg::RDX));
         assert_eq!(places[2], ArgPlace::Indirect(reg::RCX));
         assert_eq!(places[3], ArgPlace::Unavailable("zero-sized"));
+    }
+
+    fn option_u32() -> Type {
+        use crate::symbols::types::{Discriminant, Variant};
+        Type::Variants {
+            name: "Option<u32>".into(),
+            size: 8,
+            discriminant: Some(Discriminant { offset: 0, size: 4 }),
+            variants: vec![
+                Variant {
+                    name: "None".into(),
+                    value: Some(0),
+                    fields: vec![],
+                },
+                Variant {
+                    name: "Some".into(),
+                    value: Some(1),
+                    fields: vec![Field {
+                        name: "__0".into(),
+                        offset: 4,
+                        ty: crate::test_support::int(4, false),
+                    }],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn rust_pairs_take_a_register_each_and_small_values_one_for_their_bytes() {
+        // fn f(value: Option<u32>, bytes: [u16; 4], three: Three, k: u64), as rustc 1.95
+        // passes them: edi and esi, rdx, a pointer in rcx, r8.
+        let quad = Type::Array {
+            element: Box::new(crate::test_support::int(2, false)),
+            count: 4,
+        };
+        let three = strukt(12, vec![int(4), int(4), int(4)]);
+        let f = function(
+            Language::Rust,
+            vec![option_u32(), quad, three, int(8)],
+            Type::Void,
+        );
+        let places = entry_places(&f);
+        let piece = |offset, register| Piece {
+            offset,
+            size: 4,
+            register: Ok(register),
+        };
+        assert_eq!(
+            places[0],
+            ArgPlace::Pieces(vec![piece(0, reg::RDI), piece(4, reg::RSI)])
+        );
+        assert_eq!(places[1], ArgPlace::Register(reg::RDX));
+        assert_eq!(places[2], ArgPlace::Indirect(reg::RCX));
+        assert_eq!(places[3], ArgPlace::Register(reg::R8));
+    }
+
+    #[test]
+    fn return_values_are_in_rax_and_rdx_or_in_the_callers_memory() {
+        let pair = strukt(16, vec![int(8), int(8)]);
+        let c = function(Language::C, vec![], pair.clone());
+        let whole = |offset, register| Piece {
+            offset,
+            size: 8,
+            register: Ok(register),
+        };
+        assert_eq!(
+            return_place(&c),
+            ReturnPlace::Registers(vec![whole(0, reg::RAX), whole(8, reg::RDX)])
+        );
+        // { double; long }: the double in xmm0, the long in RAX.
+        let mixed = strukt(16, vec![double(), int(8)]);
+        let c = function(Language::C, vec![], mixed);
+        assert_eq!(
+            return_place(&c),
+            ReturnPlace::Registers(vec![
+                Piece {
+                    offset: 0,
+                    size: 8,
+                    register: Err("xmm")
+                },
+                whole(8, reg::RAX)
+            ])
+        );
+        let big = strukt(24, vec![int(8), int(8), int(8)]);
+        assert_eq!(
+            return_place(&function(Language::C, vec![], big.clone())),
+            ReturnPlace::Memory
+        );
+        // Rust: a pair part by part, a 12-byte struct through memory.
+        let rust = function(Language::Rust, vec![], option_u32());
+        let part = |offset, register| Piece {
+            offset,
+            size: 4,
+            register: Ok(register),
+        };
+        assert_eq!(
+            return_place(&rust),
+            ReturnPlace::Registers(vec![part(0, reg::RAX), part(4, reg::RDX)])
+        );
+        let three = strukt(12, vec![int(4), int(4), int(4)]);
+        assert_eq!(
+            return_place(&function(Language::Rust, vec![], three)),
+            ReturnPlace::Memory
+        );
+        // long double comes back in st0.
+        assert_eq!(
+            return_place(&function(Language::C, vec![], float(16))),
+            ReturnPlace::Unavailable("x87")
+        );
+    }
+
+    #[test]
+    fn a_closure_environment_dwarf_leaves_out_still_takes_a_register() {
+        // `|name: &&str| ...` capturing by reference: DWARF lists `name` alone, rustc passes
+        // the environment's address in rdi and `name` in rsi.
+        let name = Type::Pointer {
+            pointee: Box::new(Type::Str),
+        };
+        let mut f = function(Language::Rust, vec![name.clone()], Type::Void);
+        f.name = "{closure#0}".into();
+        assert_eq!(entry_places(&f), [ArgPlace::Register(reg::RSI)]);
+        // Listed (passed by value, zero-sized here): nothing hidden.
+        let env = Type::Struct {
+            name: "{closure_env#0}".into(),
+            size: 0,
+            fields: vec![],
+            union: false,
+            trivial: Some(true),
+            shape: None,
+        };
+        let mut f = function(Language::Rust, vec![env, name], Type::Void);
+        f.name = "{closure#0}".into();
+        assert_eq!(entry_places(&f)[1], ArgPlace::Register(reg::RDI));
     }
 
     #[test]

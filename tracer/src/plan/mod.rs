@@ -742,6 +742,148 @@ mod tests {
     }
 
     #[test]
+    fn an_enum_in_two_registers_is_its_discriminant_and_variants_viewed_from_them() {
+        use crate::symbols::types::{Discriminant, Variant};
+        let option = Type::Variants {
+            name: "Option<u32>".into(),
+            size: 8,
+            discriminant: Some(Discriminant { offset: 0, size: 4 }),
+            variants: vec![
+                Variant {
+                    name: "None".into(),
+                    value: Some(0),
+                    fields: vec![],
+                },
+                Variant {
+                    name: "Some".into(),
+                    value: Some(1),
+                    fields: vec![Field {
+                        name: "__0".into(),
+                        offset: 4,
+                        ty: int(4, false),
+                    }],
+                },
+            ],
+        };
+        let plan = compile(
+            &function(Language::Rust, vec![("value", option)], Type::Void),
+            &PlanOptions::default(),
+            None,
+        );
+        // One word each of RDI (the tag) and RSI (the value).
+        let regs: Vec<(u8, u8)> = steps(&plan).iter().map(|s| (s.reg, s.value)).collect();
+        assert_eq!(regs, [(reg::RDI, value::WORD), (reg::RSI, value::WORD)]);
+        let SlotValue::Variants {
+            family: Family::Optional,
+            discriminant: Some(discriminant),
+            variants,
+        } = &plan.args[0].value
+        else {
+            panic!("{:?}", plan.args[0].value)
+        };
+        let offset_of = |slot: &SlotValue| match slot {
+            SlotValue::Captured { offset, step, .. } => (*step, *offset),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(offset_of(discriminant), (0, STATUS_BYTES as u16));
+        assert_eq!(
+            offset_of(&variants[1].fields[0].value),
+            (1, STATUS_BYTES as u16 + 8)
+        );
+    }
+
+    #[test]
+    fn returned_structs_are_read_by_return_steps() {
+        // struct { long low, high; } in RAX and RDX.
+        let range = Type::Struct {
+            name: "Range".into(),
+            size: 16,
+            fields: vec![
+                Field {
+                    name: "low".into(),
+                    offset: 0,
+                    ty: int(8, true),
+                },
+                Field {
+                    name: "high".into(),
+                    offset: 8,
+                    ty: int(8, true),
+                },
+            ],
+            union: false,
+            trivial: Some(true),
+            shape: None,
+        };
+        let plan = compile(
+            &function(Language::C, vec![("n", int(8, true))], range.clone()),
+            &PlanOptions::default(),
+            None,
+        );
+        let kernel = plan.kernel;
+        let at_return: Vec<(u8, u8)> = (0..kernel.step_count as usize)
+            .filter(|&i| kernel.at_return(i))
+            .map(|i| (kernel.steps[i].reg, kernel.steps[i].value))
+            .collect();
+        assert_eq!(
+            at_return,
+            [(reg::RAX, value::WORD), (reg::RDX, value::WORD)]
+        );
+        assert!(matches!(
+            plan.ret,
+            Some(ReturnValue::Captured { hidden: None, .. })
+        ));
+        // Three longs: through memory, RDI kept at the entry, the struct read through RAX.
+        let mut big = range;
+        if let Type::Struct { size, fields, .. } = &mut big {
+            *size = 24;
+            fields.push(Field {
+                name: "step".into(),
+                offset: 16,
+                ty: int(8, true),
+            });
+        }
+        let plan = compile(
+            &function(Language::C, vec![("n", int(8, true))], big),
+            &PlanOptions::default(),
+            None,
+        );
+        let kernel = plan.kernel;
+        let Some(ReturnValue::Captured {
+            hidden: Some(SlotValue::Captured { step: hidden, .. }),
+            ..
+        }) = plan.ret
+        else {
+            panic!("{:?}", plan.ret)
+        };
+        assert_eq!(kernel.steps[hidden as usize].reg, reg::RDI);
+        assert!(!kernel.at_return(hidden as usize));
+        let read: Vec<(u8, u8, u16)> = (0..kernel.step_count as usize)
+            .filter(|&i| kernel.at_return(i))
+            .map(|i| {
+                (
+                    kernel.steps[i].reg,
+                    kernel.steps[i].value,
+                    kernel.steps[i].size,
+                )
+            })
+            .collect();
+        assert_eq!(
+            read,
+            [(reg::RAX, value::BYTES, 24)],
+            "the struct read whole"
+        );
+        // The optimiser's own convention: its returns are not trusted.
+        let mut nocall = function(Language::Rust, vec![], Type::Str);
+        nocall.standard_convention = false;
+        assert_eq!(
+            compile(&nocall, &PlanOptions::default(), None).ret,
+            Some(ReturnValue::Missing {
+                reason: "non-standard calling convention".into()
+            })
+        );
+    }
+
+    #[test]
     fn stack_arguments_are_read_through_rsp() {
         let params = (0..7)
             .map(|i| (["a", "b", "c", "d", "e", "f", "g"][i], int(8, true)))

@@ -46,6 +46,15 @@ pub struct DebugInfo<'a> {
     dwarf: gimli::Dwarf<R<'a>>,
     aranges: Vec<Arange>,
     units: RefCell<HashMap<usize, Rc<Vec<FunctionSummary>>>>,
+    /// Whether each class read so far is trivial for calls, by the global offset of its
+    /// entry: a class is read once however many classes hold it.
+    trivial_classes: RefCell<HashMap<usize, Option<bool>>>,
+    /// Where each unit starts and ends in `.debug_info`, in order: read once, when a
+    /// reference into another unit first needs it.
+    unit_spans: std::cell::OnceCell<Vec<(usize, usize)>>,
+    /// Units parsed so far, by their offset: a unit is parsed once however many references
+    /// lead into it (rustc's and Go's types are in units of their own).
+    parsed_units: RefCell<HashMap<usize, Rc<Unit<'a>>>>,
 }
 
 impl<'a> DebugInfo<'a> {
@@ -64,6 +73,9 @@ impl<'a> DebugInfo<'a> {
             dwarf,
             aranges: Vec::new(),
             units: RefCell::new(HashMap::new()),
+            trivial_classes: RefCell::new(HashMap::new()),
+            unit_spans: std::cell::OnceCell::new(),
+            parsed_units: RefCell::new(HashMap::new()),
         };
         info.aranges = info
             .read_aranges()
@@ -137,19 +149,38 @@ impl<'a> DebugInfo<'a> {
     }
 
     /// The unit whose entries include `.debug_info` offset `offset`.
-    fn unit_holding(&self, offset: DebugInfoOffset<usize>) -> gimli::Result<Option<Unit<'a>>> {
-        let mut headers = self.dwarf.units();
-        while let Some(header) = headers.next()? {
-            if offset.to_unit_offset(&header).is_some() {
-                return self.dwarf.unit(header).map(Some);
+    fn unit_holding(&self, offset: DebugInfoOffset<usize>) -> gimli::Result<Option<Rc<Unit<'a>>>> {
+        let spans = match self.unit_spans.get() {
+            Some(spans) => spans,
+            None => {
+                let mut spans = Vec::new();
+                let mut headers = self.dwarf.units();
+                while let Some(header) = headers.next()? {
+                    if let Some(start) = header.debug_info_offset() {
+                        spans.push((start.0, start.0 + header.length_including_self()));
+                    }
+                }
+                self.unit_spans.get_or_init(|| spans)
             }
+        };
+        let after = spans.partition_point(|&(start, _)| start <= offset.0);
+        match after.checked_sub(1).map(|i| spans[i]) {
+            Some((start, end)) if offset.0 < end => self.unit_at(DebugInfoOffset(start)).map(Some),
+            _ => Ok(None),
         }
-        Ok(None)
     }
 
-    fn unit_at(&self, offset: DebugInfoOffset<usize>) -> gimli::Result<Unit<'a>> {
+    /// The unit at `offset`, parsed once.
+    fn unit_at(&self, offset: DebugInfoOffset<usize>) -> gimli::Result<Rc<Unit<'a>>> {
+        if let Some(unit) = self.parsed_units.borrow().get(&offset.0) {
+            return Ok(Rc::clone(unit));
+        }
         let header = self.dwarf.debug_info.header_from_offset(offset)?;
-        self.dwarf.unit(header)
+        let unit = Rc::new(self.dwarf.unit(header)?);
+        self.parsed_units
+            .borrow_mut()
+            .insert(offset.0, Rc::clone(&unit));
+        Ok(unit)
     }
 
     /// The DIE and the DIEs it refers to for its description (`DW_AT_abstract_origin`,

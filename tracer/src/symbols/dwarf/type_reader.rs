@@ -9,6 +9,8 @@ use crate::symbols::types::{Field, Type};
 
 /// Deepest type nesting resolved: parameter → pointee struct → field → field's pointee.
 const MAX_TYPE_DEPTH: usize = 4;
+/// Deepest a wrapper of one or two fields is read (see `structure`).
+const MAX_WRAPPER_DEPTH: usize = 10;
 /// Struct fields kept per struct.
 const MAX_FIELDS: usize = 32;
 /// Enumerators kept per enum.
@@ -183,7 +185,8 @@ impl<'a> DebugInfo<'a> {
         depth: usize,
     ) -> gimli::Result<Type> {
         // A Rust enum with data: its variants, their fields while the depth allows.
-        let fields_allowed = depth < MAX_TYPE_DEPTH - 1;
+        let fields_allowed = depth < MAX_TYPE_DEPTH - 1
+            || (depth < MAX_WRAPPER_DEPTH && self.data_members_of_variants(unit, entry)? <= 1);
         if let Some(variants) =
             self.variants(unit, entry, &name, byte_size, depth, fields_allowed)?
         {
@@ -194,7 +197,14 @@ impl<'a> DebugInfo<'a> {
         let go_value = name == "string" || name.starts_with("[]");
         // A library type shown as what it holds needs none of its fields, at any depth.
         let shape = self.library_shape(unit, entry, &name, depth)?;
-        if depth >= MAX_TYPE_DEPTH - 1 && !go_value {
+        // A thin wrapper (Rust's `NonNull`, `Unique`, a newtype) is read past the depth
+        // limit: how a value is passed depends on what it wraps, and there is little of it.
+        let past_limit = depth >= MAX_TYPE_DEPTH - 1 && !go_value;
+        let thin = past_limit
+            && shape.is_none()
+            && depth < MAX_WRAPPER_DEPTH
+            && self.data_members(unit, entry.offset())? <= 2;
+        if past_limit && !thin {
             return Ok(match shape {
                 Some(shape) => Type::Struct {
                     trivial: self.class_trivial_for_calls(
@@ -376,6 +386,63 @@ impl<'a> DebugInfo<'a> {
         Ok(Some(Field { name, offset, ty }))
     }
 
+    /// How many data members (and base classes) the struct at `offset` has, at most 3.
+    fn data_members(&self, unit: &Unit<'a>, offset: UnitOffset<usize>) -> gimli::Result<usize> {
+        let in_union = self.is_union(unit, offset)?;
+        let mut count = 0;
+        self.for_each_child(unit, offset, |child| {
+            let member = match child.tag() {
+                constants::DW_TAG_inheritance => true,
+                constants::DW_TAG_member => member_offset(child, in_union).is_some(),
+                // An enum with data: its variants' own.
+                constants::DW_TAG_variant_part => {
+                    count = 3;
+                    false
+                }
+                _ => false,
+            };
+            count += usize::from(member);
+            Ok(count <= 2)
+        })?;
+        Ok(count)
+    }
+
+    /// The most data members any variant of the Rust enum at `entry` has (at most 3); 3
+    /// when it is not one.
+    fn data_members_of_variants(&self, unit: &Unit<'a>, entry: &Die<'a>) -> gimli::Result<usize> {
+        let mut most = 0;
+        let mut part = None;
+        self.for_each_child(unit, entry.offset(), |child| {
+            if child.tag() == constants::DW_TAG_variant_part {
+                part = Some(child.offset());
+                return Ok(false);
+            }
+            Ok(true)
+        })?;
+        let Some(part) = part else { return Ok(3) };
+        let mut structs = Vec::new();
+        self.for_each_child(unit, part, |variant| {
+            if variant.tag() == constants::DW_TAG_variant {
+                self.for_each_child(unit, variant.offset(), |member| {
+                    if let Some(AttributeValue::UnitRef(ty)) =
+                        member.attr_value(constants::DW_AT_type)
+                    {
+                        structs.push(ty);
+                    }
+                    Ok(false)
+                })?;
+            }
+            Ok(true)
+        })?;
+        for ty in structs {
+            most = most.max(self.data_members(unit, ty)?);
+            if most > 2 {
+                break;
+            }
+        }
+        Ok(most)
+    }
+
     /// Whether the class at `class` (named `name`) is trivial for calls (see
     /// [`Type::Struct`]), read from its entries alone, `levels` of members and base classes
     /// deep: the types built for showing values stop earlier than the rule needs.
@@ -443,13 +510,29 @@ impl<'a> DebugInfo<'a> {
         let found = self.with_entry(unit, ty, |unit, entry| match entry.tag() {
             constants::DW_TAG_structure_type
             | constants::DW_TAG_class_type
-            | constants::DW_TAG_union_type => match levels {
-                0 => Ok(None),
-                _ => {
-                    let name = self.name_of(unit, entry)?.unwrap_or_default();
-                    self.class_trivial_for_calls(unit, entry.offset(), &name, levels - 1)
+            | constants::DW_TAG_union_type => {
+                let key = entry
+                    .offset()
+                    .to_debug_info_offset(&unit.header)
+                    .map(|offset| offset.0);
+                if let Some(known) =
+                    key.and_then(|k| self.trivial_classes.borrow().get(&k).copied())
+                {
+                    return Ok(known);
                 }
-            },
+                let trivial = match levels {
+                    0 => None,
+                    _ => {
+                        let name = self.name_of(unit, entry)?.unwrap_or_default();
+                        self.class_trivial_for_calls(unit, entry.offset(), &name, levels - 1)?
+                    }
+                };
+                // An answer the depth cut short is not the class's own.
+                if let (Some(key), Some(_)) = (key, trivial) {
+                    self.trivial_classes.borrow_mut().insert(key, trivial);
+                }
+                Ok(trivial)
+            }
             constants::DW_TAG_array_type => match entry.attr_value(constants::DW_AT_type) {
                 Some(element) => self.type_trivial_for_calls(unit, element, levels),
                 None => Ok(Some(true)),
