@@ -752,14 +752,8 @@ mod programs {
         if plan.return_steps == 0 {
             return;
         }
-        let Some(pid_tgid) = current_pid_tgid(config()) else {
+        let Some(key) = thread_key(frame, probe) else {
             return;
-        };
-        let key = InflightKey {
-            pid_tgid,
-            frame,
-            probe_id: probe,
-            _pad: 0,
         };
         if let Some(call) = INFLIGHT.get_ptr_mut(&key) {
             // SAFETY: the in-flight value belongs to this thread's key; only its probes use it.
@@ -1017,21 +1011,28 @@ mod programs {
         )
     }
 
+    /// The in-flight key of this thread's call of `probe` whose return address was at `frame`.
+    #[inline(always)]
+    fn thread_key(frame: u64, probe: u32) -> Option<InflightKey> {
+        Some(InflightKey {
+            pid_tgid: current_pid_tgid(config())?,
+            frame,
+            probe_id: probe,
+            _pad: 0,
+        })
+    }
+
     /// Completes the call of `probe` whose return address was at `frame` on this thread.
     #[inline(always)]
     fn complete_thread_call(frame: u64, probe: u32, exit_ns: u64, ret: u64, tail_call: bool) {
         let (wakeup_bytes, enabled) = return_settings();
-        let Some(pid_tgid) = current_pid_tgid(config()) else {
+        let Some(key) = thread_key(frame, probe) else {
             return;
         };
-        let key = InflightKey {
-            pid_tgid,
-            frame,
-            probe_id: probe,
-            _pad: 0,
-        };
         settle_and_complete(
-            Owner::Thread { pid_tgid },
+            Owner::Thread {
+                pid_tgid: key.pid_tgid,
+            },
             &key,
             exit_ns,
             ret,

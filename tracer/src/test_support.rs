@@ -3,7 +3,7 @@
 
 use crate::symbols::{
     dwarf::{FunctionDebug, Language, function::Parameter},
-    types::Type,
+    types::{Discriminant, Field, Type, Variant},
 };
 
 /// An integer type named `int` of `size` bytes.
@@ -12,6 +12,31 @@ pub fn int(size: u8, signed: bool) -> Type {
         name: "int".into(),
         size,
         signed,
+    }
+}
+
+/// Rust's `Option<u32>` as rustc lays it out: a 4-byte tag (0 `None`, 1 `Some`), the value at 4.
+pub fn option_u32() -> Type {
+    Type::Variants {
+        name: "Option<u32>".into(),
+        size: 8,
+        discriminant: Some(Discriminant { offset: 0, size: 4 }),
+        variants: vec![
+            Variant {
+                name: "None".into(),
+                value: Some(0),
+                fields: vec![],
+            },
+            Variant {
+                name: "Some".into(),
+                value: Some(1),
+                fields: vec![Field {
+                    name: "__0".into(),
+                    offset: 4,
+                    ty: int(4, false),
+                }],
+            },
+        ],
     }
 }
 

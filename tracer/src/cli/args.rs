@@ -548,9 +548,11 @@ pub struct TraceArgs {
     #[arg(long, value_enum, default_value_t, value_name = "FORMAT")]
     pub time: TimeChoice,
 
-    /// Capture only these parameters, or fields of them (one level): --args name,req.path.
-    /// The default is every parameter that fits one capture plan.
-    #[arg(long, value_name = "NAME[.FIELD],...", value_delimiter = ',')]
+    /// Capture only these parameters, or fields of them as deep as they go:
+    /// --args name,req.path,req->header.method (`->` reads as `.`; pointers on the way are
+    /// followed). The default is every parameter that fits one capture plan, with struct
+    /// fields two levels deep.
+    #[arg(long, value_name = "NAME[.FIELD...],...", value_delimiter = ',')]
     pub args: Option<Vec<ArgPath>>,
 
     /// Bytes of each string to capture.
@@ -558,8 +560,9 @@ pub struct TraceArgs {
           value_parser = clap::value_parser!(u16).range(1..=MAX_CHUNK as i64))]
     pub string_size: u16,
 
-    /// The first elements of a sequence (std::vector, Vec, a slice) to capture; the rest are
-    /// counted: [1, 2, 3, … 97 more].
+    /// The first elements of a sequence (std::vector, std::span, Vec, a slice) to capture;
+    /// the rest are counted: [1, 2, 3, … 97 more]. Elements read one by one (strings) are 4
+    /// at most.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_ELEMENTS,
           value_parser = clap::value_parser!(u16).range(1..=MAX_ELEMENTS as i64))]
     pub elements: u16,

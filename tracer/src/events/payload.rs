@@ -394,6 +394,37 @@ fn decode_variant(
     }
 }
 
+/// Appends the human forms of `items`, separated by `, `.
+fn write_list<'a>(out: &mut String, items: impl IntoIterator<Item = &'a Decoded>) {
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        item.write_human(out);
+    }
+}
+
+/// Appends a tuple's values in order: `(4, 2)`.
+fn write_tuple(out: &mut String, fields: &[(String, Decoded)]) {
+    out.push('(');
+    write_list(out, fields.iter().map(|(_, value)| value));
+    out.push(')');
+}
+
+/// Appends fields by name: `{x=3, y=4}`.
+fn write_fields(out: &mut String, fields: &[(String, Decoded)]) {
+    out.push('{');
+    for (i, (name, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(name);
+        out.push('=');
+        value.write_human(out);
+    }
+    out.push('}');
+}
+
 /// Whether `fields` are a tuple's (`__0`, `__1`, ...), shown by position.
 fn is_tuple(fields: &[(String, Decoded)]) -> bool {
     fields
@@ -591,53 +622,25 @@ impl Decoded {
             },
             Self::Array(items) => {
                 out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push_str(", ");
-                    }
-                    item.write_human(out);
-                }
+                write_list(out, items);
                 out.push(']');
             }
             // A tuple: its values in order.
             Self::Struct {
                 pointer: None,
                 fields,
-            } if !fields.is_empty() && is_tuple(fields) => {
-                out.push('(');
-                for (i, (_, value)) in fields.iter().enumerate() {
-                    if i > 0 {
-                        out.push_str(", ");
-                    }
-                    value.write_human(out);
-                }
-                out.push(')');
-            }
+            } if !fields.is_empty() && is_tuple(fields) => write_tuple(out, fields),
             Self::Struct { pointer, fields } => {
                 if let Some(pointer) = pointer {
                     pointer.write_human(out);
                     out.push(' ');
                 }
-                out.push('{');
-                for (i, (name, value)) in fields.iter().enumerate() {
-                    if i > 0 {
-                        out.push_str(", ");
-                    }
-                    out.push_str(name);
-                    out.push('=');
-                    value.write_human(out);
-                }
-                out.push('}');
+                write_fields(out, fields);
             }
             Self::Nil => out.push_str("nil"),
             Self::Elements { len, items } => {
                 out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push_str(", ");
-                    }
-                    item.write_human(out);
-                }
+                write_list(out, items);
                 if (items.len() as u64) < *len {
                     if !items.is_empty() {
                         out.push_str(", ");
@@ -665,27 +668,12 @@ impl Decoded {
                 [] => out.push_str(name),
                 _ if is_tuple(fields) => {
                     out.push_str(name);
-                    out.push('(');
-                    for (i, (_, value)) in fields.iter().enumerate() {
-                        if i > 0 {
-                            out.push_str(", ");
-                        }
-                        value.write_human(out);
-                    }
-                    out.push(')');
+                    write_tuple(out, fields);
                 }
                 _ => {
                     out.push_str(name);
-                    out.push_str(" {");
-                    for (i, (field, value)) in fields.iter().enumerate() {
-                        if i > 0 {
-                            out.push_str(", ");
-                        }
-                        out.push_str(field);
-                        out.push('=');
-                        value.write_human(out);
-                    }
-                    out.push('}');
+                    out.push(' ');
+                    write_fields(out, fields);
                 }
             },
             Self::LengthOnly(len) => {

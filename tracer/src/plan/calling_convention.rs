@@ -767,31 +767,6 @@ mod tests {
         assert_eq!(places[3], ArgPlace::Unavailable("zero-sized"));
     }
 
-    fn option_u32() -> Type {
-        use crate::symbols::types::{Discriminant, Variant};
-        Type::Variants {
-            name: "Option<u32>".into(),
-            size: 8,
-            discriminant: Some(Discriminant { offset: 0, size: 4 }),
-            variants: vec![
-                Variant {
-                    name: "None".into(),
-                    value: Some(0),
-                    fields: vec![],
-                },
-                Variant {
-                    name: "Some".into(),
-                    value: Some(1),
-                    fields: vec![Field {
-                        name: "__0".into(),
-                        offset: 4,
-                        ty: crate::test_support::int(4, false),
-                    }],
-                },
-            ],
-        }
-    }
-
     #[test]
     fn rust_pairs_take_a_register_each_and_small_values_one_for_their_bytes() {
         // fn f(value: Option<u32>, bytes: [u16; 4], three: Three, k: u64), as rustc 1.95
@@ -803,7 +778,7 @@ mod tests {
         let three = strukt(12, vec![int(4), int(4), int(4)]);
         let f = function(
             Language::Rust,
-            vec![option_u32(), quad, three, int(8)],
+            vec![crate::test_support::option_u32(), quad, three, int(8)],
             Type::Void,
         );
         let places = entry_places(&f);
@@ -854,7 +829,7 @@ mod tests {
             ReturnPlace::Memory
         );
         // Rust: a pair part by part, a 12-byte struct through memory.
-        let rust = function(Language::Rust, vec![], option_u32());
+        let rust = function(Language::Rust, vec![], crate::test_support::option_u32());
         let part = |offset, register| Piece {
             offset,
             size: 4,

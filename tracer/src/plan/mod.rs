@@ -743,28 +743,7 @@ mod tests {
 
     #[test]
     fn an_enum_in_two_registers_is_its_discriminant_and_variants_viewed_from_them() {
-        use crate::symbols::types::{Discriminant, Variant};
-        let option = Type::Variants {
-            name: "Option<u32>".into(),
-            size: 8,
-            discriminant: Some(Discriminant { offset: 0, size: 4 }),
-            variants: vec![
-                Variant {
-                    name: "None".into(),
-                    value: Some(0),
-                    fields: vec![],
-                },
-                Variant {
-                    name: "Some".into(),
-                    value: Some(1),
-                    fields: vec![Field {
-                        name: "__0".into(),
-                        offset: 4,
-                        ty: int(4, false),
-                    }],
-                },
-            ],
-        };
+        let option = crate::test_support::option_u32();
         let plan = compile(
             &function(Language::Rust, vec![("value", option)], Type::Void),
             &PlanOptions::default(),

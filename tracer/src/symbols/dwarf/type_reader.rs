@@ -285,51 +285,57 @@ impl<'a> DebugInfo<'a> {
         let in_union = self.is_union(unit, offset)?;
         self.for_each_child(unit, offset, |child| {
             let child_name = self.name_of(unit, child)?;
-            match child.tag() {
-                constants::DW_TAG_subprogram
-                    if self.is_special_member(
-                        unit,
-                        child,
-                        child_name.as_deref(),
-                        name,
-                        offset,
-                    )? =>
-                {
-                    trivial = Some(false);
-                }
-                constants::DW_TAG_member | constants::DW_TAG_inheritance => {
-                    let inheritance = child.tag() == constants::DW_TAG_inheritance;
-                    let virtual_base =
-                        inheritance && child.attr_value(constants::DW_AT_virtuality).is_some();
-                    let vtable = child_name
-                        .as_deref()
-                        .is_some_and(|n| n.starts_with("_vptr"));
-                    if virtual_base || vtable {
-                        trivial = Some(false);
-                    }
-                    if fields.len() < MAX_FIELDS
-                        && let Some(field) =
-                            self.field(unit, child, child_name, in_union, fields.len(), depth)?
-                    {
-                        trivial = match &field.ty {
-                            // Cut short by the depth limit: its class is read for this alone.
-                            Type::Opaque { .. } => match child.attr_value(constants::DW_AT_type) {
-                                Some(ty) => and_member(
-                                    trivial,
-                                    self.type_trivial_for_calls(unit, ty, TRIVIALITY_DEPTH)?,
-                                ),
-                                None => trivial.and(None),
-                            },
-                            member => with_member(trivial, member),
-                        };
-                        fields.push(field);
-                    }
-                }
-                _ => {}
+            if self.breaks_triviality(unit, child, child_name.as_deref(), name, offset)? {
+                trivial = Some(false);
+            }
+            let data = matches!(
+                child.tag(),
+                constants::DW_TAG_member | constants::DW_TAG_inheritance
+            );
+            if data
+                && fields.len() < MAX_FIELDS
+                && let Some(field) =
+                    self.field(unit, child, child_name, in_union, fields.len(), depth)?
+            {
+                trivial = match &field.ty {
+                    // Cut short by the depth limit: its class is read for this alone.
+                    Type::Opaque { .. } => match child.attr_value(constants::DW_AT_type) {
+                        Some(ty) => and_member(
+                            trivial,
+                            self.type_trivial_for_calls(unit, ty, TRIVIALITY_DEPTH)?,
+                        ),
+                        None => trivial.and(None),
+                    },
+                    member => with_member(trivial, member),
+                };
+                fields.push(field);
             }
             Ok(true)
         })?;
         Ok((fields, trivial))
+    }
+
+    /// Whether `child` (named `child_name`) of the class at `class` (named `class_name`)
+    /// makes the class non-trivial for calls by itself: a user-declared destructor, copy or
+    /// move constructor, a virtual base, a virtual table pointer.
+    fn breaks_triviality(
+        &self,
+        unit: &Unit<'a>,
+        child: &Die<'a>,
+        child_name: Option<&str>,
+        class_name: &str,
+        class: UnitOffset<usize>,
+    ) -> gimli::Result<bool> {
+        Ok(match child.tag() {
+            constants::DW_TAG_subprogram => {
+                self.is_special_member(unit, child, child_name, class_name, class)?
+            }
+            constants::DW_TAG_inheritance => {
+                child.attr_value(constants::DW_AT_virtuality).is_some()
+            }
+            constants::DW_TAG_member => child_name.is_some_and(|n| n.starts_with("_vptr")),
+            _ => false,
+        })
     }
 
     /// Whether the member function `child` of the class `class` (named `class_name`) is a
@@ -458,35 +464,15 @@ impl<'a> DebugInfo<'a> {
         let in_union = self.is_union(unit, class)?;
         self.for_each_child(unit, class, |child| {
             let child_name = self.name_of(unit, child)?;
-            match child.tag() {
-                constants::DW_TAG_subprogram
-                    if self.is_special_member(
-                        unit,
-                        child,
-                        child_name.as_deref(),
-                        name,
-                        class,
-                    )? =>
-                {
-                    trivial = Some(false);
-                }
-                constants::DW_TAG_member | constants::DW_TAG_inheritance => {
-                    let virtual_base = child.tag() == constants::DW_TAG_inheritance
-                        && child.attr_value(constants::DW_AT_virtuality).is_some();
-                    let vtable = child_name
-                        .as_deref()
-                        .is_some_and(|n| n.starts_with("_vptr"));
-                    if virtual_base || vtable {
-                        trivial = Some(false);
-                    }
-                    // Static members have no place in the object.
-                    let placed = member_offset(child, in_union).is_some()
-                        || child.tag() == constants::DW_TAG_inheritance;
-                    if placed && let Some(ty) = child.attr_value(constants::DW_AT_type) {
-                        members.push(ty);
-                    }
-                }
-                _ => {}
+            if self.breaks_triviality(unit, child, child_name.as_deref(), name, class)? {
+                trivial = Some(false);
+            }
+            // Static members have no place in the object.
+            let placed = child.tag() == constants::DW_TAG_inheritance
+                || (child.tag() == constants::DW_TAG_member
+                    && member_offset(child, in_union).is_some());
+            if placed && let Some(ty) = child.attr_value(constants::DW_AT_type) {
+                members.push(ty);
             }
             Ok(trivial != Some(false))
         })?;
