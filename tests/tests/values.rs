@@ -513,6 +513,12 @@ fn check_rust(opt_level: &str) {
         };
         assert_eq!(of("measure"), measured);
     });
+    // `--errors`: a `Result` returned is an error when it is `Err`, decided in the kernel
+    // from its discriminant, read at the return.
+    assert_eq!(
+        human_calls(&binary, &["values::values::lookup"], &["--errors"]),
+        [r#"values::values::lookup(id=9) = Err("no order 9")"#]
+    );
     // `--elements` caps what a sequence shows.
     let mut fixture = Fixture::start(&binary, &[]);
     let calls = trace_round(

@@ -6,7 +6,7 @@ use tracer_ebpf::{Condition, MAX_CONDITION_TEXT, MAX_CONDITIONS, Predicate, comp
 use super::{Comparison, Expression, Literal, Name, Op};
 use crate::{
     error::{Error, Result},
-    plan::{Plan, Render, ReturnValue, SlotValue},
+    plan::{Family, Plan, Render, ReturnValue, SlotValue, VariantSlot},
 };
 
 /// What the kernel reads for a name.
@@ -53,7 +53,8 @@ pub fn compile(
 
 /// The condition `--errors` puts on a call of the function planned as `plan`: a Go function's
 /// `error` result is not nil; a C, C++ or Rust function's signed integer return is negative,
-/// its pointer return NULL. `None`: its return says nothing of errors that way.
+/// its pointer return NULL; a Rust `Result` returned is `Err` (its discriminant, read at the
+/// return). `None`: its return says nothing of errors that way.
 pub fn errors_predicate(plan: &Plan) -> Option<Condition> {
     let go_error = plan
         .results
@@ -84,6 +85,15 @@ pub fn errors_predicate(plan: &Plan) -> Option<Condition> {
         return None;
     }
     match &plan.ret {
+        Some(ReturnValue::Captured {
+            value:
+                SlotValue::Variants {
+                    family: Family::Result,
+                    discriminant: Some(discriminant),
+                    variants,
+                },
+            ..
+        }) => err_condition(discriminant, variants),
         Some(ReturnValue::Register {
             render: Render::Int { size, signed: true },
         }) => Some(Condition {
@@ -105,6 +115,32 @@ pub fn errors_predicate(plan: &Plan) -> Option<Condition> {
         }),
         _ => None,
     }
+}
+
+/// The condition that a `Result` whose discriminant is `discriminant` holds its `Err`: the
+/// value that selects `Err`, or any but `Ok`'s where `Err` holds the niche.
+fn err_condition(discriminant: &SlotValue, variants: &[VariantSlot]) -> Option<Condition> {
+    let SlotValue::Captured {
+        offset, step, size, ..
+    } = discriminant
+    else {
+        return None;
+    };
+    let value_of = |name: &str| variants.iter().find(|v| v.name == name).map(|v| v.value);
+    let (compare, value) = match (value_of("Err")?, value_of("Ok")?) {
+        (Some(err), _) => (compare::EQ, err),
+        (None, Some(ok)) => (compare::NE, ok),
+        (None, None) => return None,
+    };
+    Some(Condition {
+        operand: operand::SLOT,
+        compare,
+        step: *step,
+        width: u8::try_from(*size).ok().filter(|w| (1..=8).contains(w))?,
+        offset: *offset,
+        value,
+        ..Condition::NONE
+    })
 }
 
 /// Where a plan holds an integer argument, and how it is shown.
@@ -653,6 +689,38 @@ mod tests {
         );
         assert_eq!(errors_predicate(&unsigned), None);
         assert_eq!(errors_predicate(&plan_with(Vec::new(), None)), None);
+        // A Rust `Result`: `Err` by its own tag, or (a niche) by not being `Ok`'s.
+        let result = |ok: Option<u64>, err: Option<u64>| {
+            let variant = |name: &str, value| VariantSlot {
+                name: name.into(),
+                value,
+                fields: Vec::new(),
+            };
+            plan_with(
+                Vec::new(),
+                Some(ReturnValue::Captured {
+                    value: SlotValue::Variants {
+                        family: Family::Result,
+                        discriminant: Some(Box::new(SlotValue::Captured {
+                            offset: 24,
+                            size: 1,
+                            step: 2,
+                            render: int(1, false),
+                        })),
+                        variants: vec![variant("Ok", ok), variant("Err", err)],
+                    },
+                    hidden: None,
+                }),
+            )
+        };
+        let tagged = errors_predicate(&result(Some(0), Some(1))).unwrap();
+        assert_eq!(
+            (tagged.operand, tagged.compare, tagged.value, tagged.width),
+            (operand::SLOT, compare::EQ, 1, 1)
+        );
+        assert_eq!((tagged.step, tagged.offset), (2, 24));
+        let niche = errors_predicate(&result(Some(0x80), None)).unwrap();
+        assert_eq!((niche.compare, niche.value), (compare::NE, 0x80));
     }
 
     #[test]

@@ -18,10 +18,10 @@ use super::{
 use crate::{
     events::{
         CallEvent,
-        payload::{decode_return, sign_extend},
+        payload::{Decoded, decode_return, sign_extend},
         probe_table::ProbeInfo,
     },
-    plan::{Render, ReturnValue},
+    plan::{Family, Render, ReturnValue},
     sinks::{
         clock::WallClock,
         histogram::{Histogram, draw_log2, log2_json, log2_ranges},
@@ -104,7 +104,7 @@ impl FunctionReport {
         } else {
             self.other_returns += 1;
         }
-        if is_error(event.ret, ret) {
+        if is_error(event, ret) {
             self.errors += 1;
         }
         // A min-heap of the slowest, ties broken by arrival so reports are stable.
@@ -151,7 +151,10 @@ impl FunctionReport {
     }
 }
 
-fn is_error(ret: u64, how: Option<&ReturnValue>) -> bool {
+/// Whether `event` failed, by its return `how`: a negative signed integer, a NULL pointer, a
+/// Rust `Err`.
+fn is_error(event: &CallEvent, how: Option<&ReturnValue>) -> bool {
+    let ret = event.ret;
     match how {
         Some(ReturnValue::Register {
             render: Render::Int { size, signed: true },
@@ -159,6 +162,10 @@ fn is_error(ret: u64, how: Option<&ReturnValue>) -> bool {
         Some(ReturnValue::Register {
             render: Render::Pointer,
         }) => ret == 0,
+        Some(how @ ReturnValue::Captured { .. }) => matches!(
+            event.return_value(how),
+            Decoded::Variant { family: Family::Result, name, .. } if name == "Err"
+        ),
         _ => false,
     }
 }
@@ -321,7 +328,7 @@ impl Report {
                 if function.errors > 0 {
                     let _ = writeln!(
                         out,
-                        "  errors {} ({:.1}%: negative or NULL returns)",
+                        "  errors {} ({:.1}%: negative, NULL or Err returns)",
                         function.errors,
                         function.errors as f64 * 100.0 / h.count() as f64
                     );
