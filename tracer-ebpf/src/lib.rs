@@ -626,12 +626,14 @@ impl CaptureStep {
 }
 
 impl CapturePlan {
-    /// Whether any step of the plan [reads untouched memory](CaptureStep::reads_untouched_memory).
+    /// Whether any step the entry runs [reads untouched memory](CaptureStep::reads_untouched_memory)
+    /// (the steps of the return run in the return program, which never faults pages in).
     pub fn reads_untouched_memory(&self) -> bool {
         let count = (self.step_count as usize).min(MAX_STEPS);
         self.steps[..count]
             .iter()
-            .any(CaptureStep::reads_untouched_memory)
+            .enumerate()
+            .any(|(index, step)| !self.at_return(index) && step.reads_untouched_memory())
     }
 
     /// Whether step `index` runs at the return (a Go result), not at the entry.
@@ -934,6 +936,9 @@ mod tests {
         );
         plan.step_count = 2;
         assert!(plan.reads_untouched_memory());
+        // A step of the return runs in the return program: not the entry's concern.
+        plan.return_steps = 1 | (2 << 16);
+        assert!(!plan.reads_untouched_memory());
     }
 
     #[test]

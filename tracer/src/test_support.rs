@@ -79,5 +79,6 @@ pub fn function(language: Language, params: Vec<(String, Type)>, ret: Type) -> F
         return_type: ret,
         go_results: Vec::new(),
         standard_convention: true,
+        c_abi: false,
     }
 }

@@ -43,6 +43,9 @@ pub enum Decoded {
     },
     /// A Go interface that holds nothing.
     Nil,
+    /// The first elements of a sequence that ran into an unreadable page: its length is not
+    /// known (the kernel counted the bytes it could copy instead).
+    CutElements(Vec<Decoded>),
     /// A slice's length and its first elements (no more than the length).
     Elements {
         len: u64,
@@ -130,7 +133,7 @@ pub fn decode_scalar(bytes: &[u8], render: &Render) -> Decoded {
             let Some(&len) = bytes.get(usize::from(*len_at)) else {
                 return Decoded::Missing("short".into());
             };
-            let len = usize::from(len >> len_shift);
+            let len = usize::from(len.checked_shr(u32::from(*len_shift)).unwrap_or(0));
             let data = bytes.get(usize::from(*data_at)..).unwrap_or_default();
             return text(&data[..len.min(data.len())], len > data.len());
         }
@@ -271,14 +274,15 @@ fn decode_captured(payload: &[u8], offset: u16, size: u16, step: u8, render: &Re
             let size = usize::from((*element_size).max(1));
             // Elements before the end of the copy (an unreadable page may have cut it short).
             let copied = (length.min((slot.len() - 8) as u64)) as usize / size;
-            Decoded::Elements {
-                len,
-                items: slot[8..]
-                    .chunks(size)
-                    .take(copied)
-                    .map(|chunk| decode_scalar(chunk, element))
-                    .collect(),
+            let items = slot[8..]
+                .chunks(size)
+                .take(copied)
+                .map(|chunk| decode_scalar(chunk, element))
+                .collect();
+            if partial {
+                return Decoded::CutElements(items);
             }
+            Decoded::Elements { len, items }
         }
         other => decode_scalar(slot, other),
     }
@@ -638,6 +642,11 @@ impl Decoded {
                 write_fields(out, fields);
             }
             Self::Nil => out.push_str("nil"),
+            Self::CutElements(items) => {
+                out.push('[');
+                write_list(out, items);
+                out.push_str(if items.is_empty() { "…]" } else { ", …]" });
+            }
             Self::Elements { len, items } => {
                 out.push('[');
                 write_list(out, items);
@@ -729,6 +738,10 @@ impl Decoded {
                 Json::Object(object)
             }
             Self::Nil => Json::Null,
+            Self::CutElements(items) => json!({
+                "items": items.iter().map(Self::to_json).collect::<Vec<_>>(),
+                "truncated": true,
+            }),
             Self::Elements { len, items } => json!({
                 "len": len,
                 "items": items.iter().map(Self::to_json).collect::<Vec<_>>(),
@@ -824,6 +837,14 @@ mod tests {
         let mut human = String::new();
         decode(&payload, &slot).write_human(&mut human);
         assert_eq!(human, "[1, -2]");
+        // Cut short by an unreadable page: the length counts the bytes copied, no more.
+        payload[0] = step_status::PARTIAL;
+        let cut = decode(&payload, &slot);
+        let mut shown = String::new();
+        cut.write_human(&mut shown);
+        assert_eq!(shown, "[1, -2, …]");
+        assert_eq!(cut.to_json(), json!({"items": [1, -2], "truncated": true}));
+        payload[0] = step_status::OK;
         // Elements not shown: the count alone.
         let count_only = SlotValue::Captured {
             offset: 16,

@@ -92,7 +92,7 @@ impl Access {
                 let (pieces, at) = held.pieces()?;
                 Some(Self::Pieces {
                     pieces,
-                    at: at + offset,
+                    at: at.checked_add(offset)?,
                 })
             }
         }
@@ -142,7 +142,7 @@ impl Access {
         let (pieces, at) = self.pieces().ok_or("not in registers")?;
         let piece = pieces
             .iter()
-            .find(|p| p.offset <= at && at + size <= p.offset + p.size)
+            .find(|p| p.offset <= at && at.saturating_add(size) <= p.offset.saturating_add(p.size))
             .ok_or("split across registers")?;
         piece.register.map(|register| (register, at - piece.offset))
     }

@@ -62,6 +62,11 @@ impl PlanBuilder {
     fn step(&mut self, mut step: CaptureStep, slot_size: usize) -> Option<(u8, u16)> {
         let index = self.kernel.step_count as usize;
         let offset = (self.kernel.payload_len as usize).max(STATUS_BYTES);
+        // The kernel copies at most a chunk a step (the callers ask for no more; a layout
+        // from odd DWARF must not make a slot the kernel fills only in part).
+        if usize::from(step.size) > MAX_CHUNK {
+            return None;
+        }
         if index >= MAX_STEPS || offset + slot_size > MAX_PAYLOAD {
             self.full = true;
             return None;
@@ -160,8 +165,9 @@ impl PlanBuilder {
     /// `size` bytes of the value at `access` as one slot shown by `render` (an array, a
     /// struct read whole): a read of memory, or a view of what holds them in the payload.
     pub(super) fn block(&mut self, access: &Access, size: u64, render: Render) -> SlotValue {
-        let Ok(size16) = u16::try_from(size) else {
-            return self.missing("too large");
+        let size16 = match u16::try_from(size) {
+            Ok(size) if usize::from(size) <= MAX_CHUNK => size,
+            _ => return self.missing("too large"),
         };
         match access {
             Access::Copied {
@@ -186,6 +192,7 @@ impl PlanBuilder {
                 None => self.missing(PLAN_FULL),
             },
             held if size <= 8 => self.scalar(held, size, render),
+            _ if size > 16 => self.missing("larger than two registers"),
             // Sixteen bytes in two registers whose words sit side by side in the payload.
             held => {
                 let Some((first, second)) = held.register_pair() else {

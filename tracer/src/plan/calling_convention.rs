@@ -42,7 +42,9 @@ pub enum ArgPlace {
 fn held_in(pieces: Vec<Piece>) -> ArgPlace {
     let whole = |piece: &Piece, offset| piece.offset == offset && piece.size == 8;
     match pieces.as_slice() {
-        [one] if one.offset == 0 && one.size <= 8 && one.register.is_ok() => {
+        // A piece smaller than a register may be all DWARF says of a larger value: only a
+        // whole register is the value's.
+        [one] if whole(one, 0) && one.register.is_ok() => {
             ArgPlace::Register(one.register.expect("checked"))
         }
         [a, b] if whole(a, 0) && whole(b, 8) => match (a.register, b.register) {
@@ -237,8 +239,8 @@ fn rust_passing(ty: &Type) -> Passing {
         ]),
         Repr::Memory if ty.size() <= 8 => Passing::Registers(vec![Eightbyte::Integer]),
         Repr::Memory => Passing::ByReference,
-        // No scalar or pair is this large: behind a pointer, whatever its fields.
-        Repr::Unknown if ty.size() > 16 => Passing::ByReference,
+        // Too large for a scalar pair: behind a pointer, whatever its fields.
+        Repr::Unknown if rust_layout::too_large_for_a_pair(ty.size()) => Passing::ByReference,
         Repr::Unknown => Passing::Uncertain("Rust aggregate"),
     }
 }
@@ -300,10 +302,14 @@ impl Allocator {
                                 self.next_gp += 1;
                                 Ok(GP_ARGS[self.next_gp - 1])
                             }
-                            Eightbyte::Integer => Err("on the stack"),
-                            Eightbyte::Sse => {
+                            Eightbyte::Sse if self.next_sse < SSE_ARGS => {
                                 self.next_sse += 1;
                                 Err("xmm")
+                            }
+                            // Each part without a register takes a stack slot of its own.
+                            _ => {
+                                self.memory(size, 8);
+                                Err("on the stack")
                             }
                         },
                     })
@@ -353,7 +359,6 @@ fn dwarf_place(location: &EntryLocation) -> ArgPlace {
                     _ => UNKNOWN_REGISTER,
                 }
             }
-            [(Some(a), _)] => register(*a),
             // Parts in registers of their own (a Rust pair), or some dropped (a `&str` whose
             // pointer is never used): each part where it is.
             parts => {
@@ -367,10 +372,12 @@ fn dwarf_place(location: &EntryLocation) -> ArgPlace {
                             register: match register {
                                 None => Err("optimized out"),
                                 Some(r) if registers::is_vector_dwarf(r) => Err("xmm"),
+                                // A general register holds 8 bytes, no more.
+                                Some(_) if size > 8 => Err("wider than a register"),
                                 Some(r) => registers::from_dwarf(r).ok_or("unknown register"),
                             },
                         };
-                        offset += size;
+                        offset = offset.saturating_add(size);
                         piece
                     })
                     .collect();
@@ -384,13 +391,26 @@ fn dwarf_place(location: &EntryLocation) -> ArgPlace {
     }
 }
 
+/// Whether `function` takes and returns values by rustc's own convention (not C's).
+fn rust_convention(function: &FunctionDebug) -> bool {
+    function.language == Language::Rust && !function.c_abi
+}
+
+/// How `function` passes a value of type `ty`: by rustc's convention or System V's.
+fn passing_of(function: &FunctionDebug, ty: &Type) -> Passing {
+    match rust_convention(function) {
+        true => rust_passing(ty),
+        false => sysv_passing(ty, function.language),
+    }
+}
+
 /// How the return value comes back: whether through a hidden pointer passed as the first
 /// argument, or `None` when that cannot be told.
 fn returns_in_memory(function: &FunctionDebug) -> Option<bool> {
     let ty = &function.return_type;
     match function.language {
-        Language::Rust => match rust_layout::repr(ty) {
-            _ if ty.size() > 16 => Some(true),
+        _ if rust_convention(function) => match rust_layout::repr(ty) {
+            _ if rust_layout::too_large_for_a_pair(ty.size()) => Some(true),
             Repr::Memory => Some(ty.size() > 8),
             Repr::Unknown => None,
             _ => Some(false),
@@ -422,16 +442,13 @@ pub enum ReturnPlace {
 /// Where `function` (C, C++ or Rust) leaves its return value.
 pub fn return_place(function: &FunctionDebug) -> ReturnPlace {
     let ty = &function.return_type;
-    let passing = match function.language {
-        Language::Rust => rust_passing(ty),
-        Language::Go => return ReturnPlace::Unavailable("Go results"),
-        language => match sysv_passing(ty, language) {
-            // long double comes back in st0.
-            Passing::Memory { .. } if matches!(ty, Type::Float { .. }) => {
-                return ReturnPlace::Unavailable("x87");
-            }
-            other => other,
-        },
+    let passing = match passing_of(function, ty) {
+        _ if function.language == Language::Go => return ReturnPlace::Unavailable("Go results"),
+        // long double comes back in st0.
+        Passing::Memory { .. } if matches!(ty, Type::Float { .. }) => {
+            return ReturnPlace::Unavailable("x87");
+        }
+        other => other,
     };
     const RETURN_REGISTERS: [u8; 2] = [reg::RAX, reg::RDX];
     let mut next = 0;
@@ -474,7 +491,7 @@ pub fn return_place(function: &FunctionDebug) -> ReturnPlace {
 /// rustc does so when it passes the environment by reference (the captures are described
 /// as variables read through that pointer), and the pointer still takes the first register.
 fn hides_closure_environment(function: &FunctionDebug) -> bool {
-    function.language == Language::Rust
+    rust_convention(function)
         && function.name.starts_with("{closure#")
         && !function
             .params
@@ -499,10 +516,7 @@ pub fn entry_places(function: &FunctionDebug) -> Vec<ArgPlace> {
     let mut places = Vec::with_capacity(function.params.len());
     for param in &function.params {
         // Classify first so the convention's bookkeeping stays right even when DWARF wins.
-        let passing = match function.language {
-            Language::Rust => rust_passing(&param.ty),
-            language => sysv_passing(&param.ty, language),
-        };
+        let passing = passing_of(function, &param.ty);
         let lost_before = allocator.lost;
         let by_convention = allocator.place(passing, param.ty.size());
         let from_dwarf = param.entry_location.as_ref().map(dwarf_place);
@@ -794,6 +808,64 @@ mod tests {
         assert_eq!(places[1], ArgPlace::Register(reg::RDX));
         assert_eq!(places[2], ArgPlace::Indirect(reg::RCX));
         assert_eq!(places[3], ArgPlace::Register(reg::R8));
+    }
+
+    #[test]
+    fn a_pair_short_of_registers_spills_its_second_part_to_the_stack() {
+        // fn f(a, b, c, d, e: u64, s: &str, g: u64): s's pointer in r9, its length in the
+        // first stack slot, g in the next.
+        let mut params = vec![int(8); 5];
+        params.extend([Type::Str, int(8)]);
+        let places = entry_places(&function(Language::Rust, params, Type::Void));
+        assert_eq!(
+            places[5],
+            ArgPlace::Pieces(vec![
+                Piece {
+                    offset: 0,
+                    size: 8,
+                    register: Ok(reg::R9)
+                },
+                Piece {
+                    offset: 8,
+                    size: 8,
+                    register: Err("on the stack")
+                }
+            ])
+        );
+        assert_eq!(places[6], ArgPlace::Stack(16));
+    }
+
+    #[test]
+    fn rust_functions_exported_to_c_take_cs_convention() {
+        // #[no_mangle] extern "C" fn cfun(p: P, n: u64), P a #[repr(C)] pair of i32: one
+        // eightbyte in rdi, n in rsi (rustc's own convention would split P over two).
+        let p = strukt(8, vec![int(4), int(4)]);
+        let mut f = function(Language::Rust, vec![p, int(8)], Type::Void);
+        assert_eq!(entry_places(&f)[1], ArgPlace::Register(reg::RDX));
+        f.c_abi = true;
+        assert_eq!(
+            entry_places(&f),
+            [ArgPlace::Register(reg::RDI), ArgPlace::Register(reg::RSI)]
+        );
+    }
+
+    #[test]
+    fn a_piece_narrower_than_the_value_is_not_the_whole_register() {
+        // Option<u32> whose DWARF keeps only its tag (`DW_OP_reg5, DW_OP_piece 4`).
+        let mut f = function(
+            Language::Rust,
+            vec![crate::test_support::option_u32()],
+            Type::Void,
+        );
+        f.params[0].entry_location = Some(EntryLocation::Pieces(vec![(Some(5), 4)]));
+        assert_eq!(
+            entry_places(&f)[0],
+            ArgPlace::Pieces(vec![Piece {
+                offset: 0,
+                size: 4,
+                register: Ok(reg::RDI)
+            }])
+        );
     }
 
     #[test]

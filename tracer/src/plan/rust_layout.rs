@@ -105,7 +105,7 @@ pub(crate) fn repr(ty: &Type) -> Repr {
                 [only] => fields_repr(&only.fields, *size),
                 _ => Repr::Unknown,
             },
-            Some(tag) => enum_repr(ty, tag.offset, u64::from(tag.size), variants, *size),
+            Some(tag) => enum_repr(tag.offset, u64::from(tag.size), variants, *size),
         },
         Type::Slice { go: true, .. } | Type::Interface { .. } | Type::Opaque { .. } => {
             Repr::Unknown
@@ -113,17 +113,27 @@ pub(crate) fn repr(ty: &Type) -> Repr {
     }
 }
 
+/// Whether no scalar or scalar pair is `size` bytes: up to 16 bytes two scalars of 8 fit;
+/// past 16 only a pair holding a 128-bit scalar, 16-byte aligned, which makes 32 bytes.
+pub(crate) fn too_large_for_a_pair(size: u64) -> bool {
+    size > 16 && size != 32
+}
+
 /// The representation of a struct of `fields` (or of one variant's data) of `size` bytes.
 fn fields_repr(fields: &[Field], size: u64) -> Repr {
     let mut non_empty: Vec<&Field> = fields.iter().filter(|f| f.ty.size() > 0).collect();
     non_empty.sort_by_key(|f| f.offset);
     match non_empty.as_slice() {
-        [] => Repr::Empty,
+        [] if size == 0 => Repr::Empty,
+        // Bytes but no fields: they were not read (past the depth limit).
+        [] => Repr::Unknown,
         // One field filling the struct: the struct is passed as the field is.
         [only] if only.offset == 0 && only.ty.size() == size => match repr(&only.ty) {
             known @ (Repr::Scalar(_) | Repr::Pair { .. } | Repr::Unknown) => known,
             _ => Repr::Memory,
         },
+        // A field larger than any scalar is no half of a pair.
+        [a, b] if a.ty.size() > 16 || b.ty.size() > 16 => Repr::Memory,
         [a, b] => match (repr(&a.ty), repr(&b.ty)) {
             (Repr::Scalar(first), Repr::Scalar(second)) => {
                 pair(first, a.offset, second, b.offset, size)
@@ -131,10 +141,9 @@ fn fields_repr(fields: &[Field], size: u64) -> Repr {
             (Repr::Unknown, _) | (_, Repr::Unknown) => Repr::Unknown,
             _ => Repr::Memory,
         },
-        more => match more.iter().any(|f| repr(&f.ty) == Repr::Unknown) {
-            true => Repr::Unknown,
-            false => Repr::Memory,
-        },
+        // Three fields or more, or one that does not fill the struct: memory, whatever they
+        // are.
+        _ => Repr::Memory,
     }
 }
 
@@ -157,7 +166,6 @@ fn pair(first: Scalar, first_at: u64, second: Scalar, second_at: u64, size: u64)
 
 /// The representation of an enum `ty` whose discriminant is `tag_size` bytes at `tag_at`.
 fn enum_repr(
-    ty: &Type,
     tag_at: u64,
     tag_size: u64,
     variants: &[crate::symbols::types::Variant],
@@ -170,9 +178,11 @@ fn enum_repr(
             .iter()
             .filter(|v| v.value.is_some())
             .all(|v| v.fields.iter().all(|f| f.ty.size() == 0));
-        return match (others_empty, fields_repr(&dataful.fields, size)) {
-            (_, Repr::Unknown) => Repr::Unknown,
-            (true, known @ (Repr::Scalar(_) | Repr::Pair { .. })) => known,
+        if !others_empty {
+            return Repr::Memory;
+        }
+        return match fields_repr(&dataful.fields, size) {
+            known @ (Repr::Scalar(_) | Repr::Pair { .. } | Repr::Unknown) => known,
             _ => Repr::Memory,
         };
     }
@@ -194,10 +204,13 @@ fn enum_repr(
         let field = match data.as_slice() {
             [] => continue,
             [one] => *one,
-            _ => return memory_unless_unknown(ty),
+            // Two fields in one variant: no pair of the tag and one scalar.
+            _ => return Repr::Memory,
         };
-        let Repr::Scalar(scalar) = repr(&field.ty) else {
-            return memory_unless_unknown(ty);
+        let scalar = match repr(&field.ty) {
+            Repr::Scalar(scalar) => scalar,
+            Repr::Unknown if field.ty.size() <= 16 => return Repr::Unknown,
+            _ => return Repr::Memory,
         };
         common = match common {
             None => Some((scalar, field.offset)),
@@ -210,8 +223,9 @@ fn enum_repr(
     }
     match common {
         Some((scalar, at)) => pair(tag, 0, scalar, at, size),
-        // Every variant empty: the tag is all there is (it fills the enum, seen above).
-        None => Repr::Memory,
+        // Bytes past the tag but no variant with fields: they were not read (past the depth
+        // limit; an enum without data is DWARF's enumeration, not a variant part).
+        None => Repr::Unknown,
     }
 }
 
@@ -224,18 +238,6 @@ fn shared(a: Scalar, b: Scalar) -> Option<Scalar> {
         _ if b.pointer => Some(b),
         _ => Some(a),
     }
-}
-
-/// Memory, unless some part of `ty` was not read (then it cannot be told).
-fn memory_unless_unknown(ty: &Type) -> Repr {
-    let Type::Variants { variants, .. } = ty else {
-        return Repr::Memory;
-    };
-    let unknown = variants
-        .iter()
-        .flat_map(|v| &v.fields)
-        .any(|f| repr(&f.ty) == Repr::Unknown);
-    if unknown { Repr::Unknown } else { Repr::Memory }
 }
 
 #[cfg(test)]
@@ -322,6 +324,14 @@ mod tests {
     }
 
     #[test]
+    fn only_a_pair_of_a_128_bit_scalar_is_larger_than_16_bytes() {
+        assert!(!too_large_for_a_pair(16));
+        assert!(too_large_for_a_pair(24), "a String: behind a pointer");
+        assert!(!too_large_for_a_pair(32), "(u128, u64) is a pair");
+        assert!(too_large_for_a_pair(40));
+    }
+
+    #[test]
     fn niches_take_the_representation_of_the_variant_with_data() {
         let pointer = Type::Pointer {
             pointee: Box::new(int(8, false)),
@@ -393,6 +403,24 @@ mod tests {
                 },
             )],
         );
+        assert_eq!(repr(&unread), Repr::Unknown);
+        // An enum whose variants' fields were not read: unknown, not memory.
+        let Type::Variants {
+            name,
+            size,
+            discriminant,
+            mut variants,
+        } = option(int(4, false), 4, Some((0, 4)), 8)
+        else {
+            unreachable!()
+        };
+        variants[1].fields.clear();
+        let unread = Type::Variants {
+            name,
+            size,
+            discriminant,
+            variants,
+        };
         assert_eq!(repr(&unread), Repr::Unknown);
     }
 }

@@ -104,7 +104,9 @@ impl PlanBuilder {
                 };
                 let pointer = self.scalar(access, 8, Render::Pointer);
                 let fields = match access.deref(0) {
-                    Some(at) => self.struct_fields(&at, members, *size, levels - 1, selection),
+                    Some(at) => {
+                        self.struct_fields(&at, members, *size, levels.saturating_sub(1), selection)
+                    }
                     None => Vec::new(),
                 };
                 SlotValue::Struct {
@@ -425,7 +427,9 @@ impl PlanBuilder {
         levels: u8,
         selection: Selection<'_>,
     ) -> SlotValue {
-        let size = (engaged_at + 1).max(value_at + ty.size());
+        let size = engaged_at
+            .saturating_add(1)
+            .max(value_at.saturating_add(ty.size()));
         let access = self.copied(access, size);
         let (Some(engaged), Some(held)) = (access.field(engaged_at), access.field(value_at)) else {
             return self.missing("pointer chain too deep");
@@ -506,8 +510,9 @@ impl PlanBuilder {
                 let len = self.counted(&pointer, 0, counted_in(only_count), length(0));
                 let items = (0..count)
                     .map(|i| {
-                        let at = i32::try_from(i * element_size)
-                            .ok()
+                        let at = i
+                            .checked_mul(element_size)
+                            .and_then(|at| i32::try_from(at).ok())
                             .and_then(|at| pointer.deref(at));
                         match at {
                             Some(at) => self.value(&at, element, levels.saturating_sub(1), None),
@@ -586,10 +591,12 @@ impl PlanBuilder {
             return self.block(access, u64::from(shown) * element_size, render);
         }
         let items = (0..count.min(MAX_ITEMS))
-            .map(|i| match access.field(i * element_size) {
-                Some(at) => self.value(&at, element, levels.saturating_sub(1), None),
-                None => self.missing("pointer chain too deep"),
-            })
+            .map(
+                |i| match i.checked_mul(element_size).and_then(|at| access.field(at)) {
+                    Some(at) => self.value(&at, element, levels.saturating_sub(1), None),
+                    None => self.missing("pointer chain too deep"),
+                },
+            )
             .collect();
         SlotValue::Items { count, items }
     }

@@ -66,6 +66,9 @@ pub struct FunctionDebug {
     /// (`DW_AT_calling_convention: DW_CC_nocall`, after dropping or splitting arguments): then
     /// only DWARF's own locations say where parameters are.
     pub standard_convention: bool,
+    /// A Rust function exported under a name of its own, not mangled (`#[no_mangle]`, what C
+    /// calls): it takes and returns values by C's convention, not rustc's.
+    pub c_abi: bool,
 }
 
 /// A function of a unit, in brief (what `list` shows).
@@ -210,7 +213,12 @@ impl<'a> DebugInfo<'a> {
             Some(first) => first.ty.clone(),
             None => self.type_of(&unit, &chain)?.unwrap_or(Type::Void),
         };
+        // rustc writes a linkage name only where it differs from the name: a mangled one.
+        let linkage_name = self.string_attr(&unit, &chain, constants::DW_AT_linkage_name)?;
+        let c_abi = language == Language::Rust
+            && !linkage_name.is_some_and(|n| n.starts_with("_ZN") || n.starts_with("_R"));
         Ok(FunctionDebug {
+            c_abi,
             name: summary.name.clone().unwrap_or_default(),
             file: summary.file.clone(),
             line: summary.line,

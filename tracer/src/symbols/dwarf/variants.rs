@@ -10,8 +10,8 @@ use gimli::{AttributeValue, UnitOffset, constants};
 use super::{DebugInfo, Die, R, Unit};
 use crate::symbols::types::{Discriminant, Field, Type, Variant};
 
-/// Variants read per enum; the rest show as `<variant N>` by their discriminant.
-const MAX_VARIANTS: usize = 64;
+/// Variants whose fields are read, per enum; the rest are known by name and value alone.
+const MAX_VARIANTS_WITH_FIELDS: usize = 64;
 
 /// One variant as DWARF lists it, before its fields are read.
 struct Listed<'a> {
@@ -59,8 +59,8 @@ impl<'a> DebugInfo<'a> {
             return Ok(None);
         };
         let mut variants = Vec::with_capacity(listed.len());
-        for variant in listed {
-            let fields = match (fields, variant.ty) {
+        for (index, variant) in listed.into_iter().enumerate() {
+            let fields = match (fields && index < MAX_VARIANTS_WITH_FIELDS, variant.ty) {
                 (true, Some(AttributeValue::UnitRef(ty))) => {
                     self.variant_fields(unit, ty, &variant.name, variant.offset, depth)?
                 }
@@ -158,7 +158,7 @@ impl<'a> DebugInfo<'a> {
                     ty,
                 });
             }
-            Ok(listed.len() < MAX_VARIANTS)
+            Ok(true)
         })?;
         Ok((!unreadable).then_some(listed))
     }
@@ -183,9 +183,11 @@ impl<'a> DebugInfo<'a> {
         let (fields, _) = self.members(unit, ty, name, depth)?;
         Ok(fields
             .into_iter()
-            .map(|field| Field {
-                offset: field.offset + offset,
-                ..field
+            .filter_map(|field| {
+                Some(Field {
+                    offset: field.offset.checked_add(offset)?,
+                    ..field
+                })
             })
             .collect())
     }
