@@ -874,14 +874,10 @@ impl TraceArgs {
         let compared = self.predicate.iter().flat_map(|e| &e.comparisons);
         let names = compared.map(|c| &c.name).chain(self.by_argument.as_ref());
         for name in names {
-            if let crate::predicate::Name::Path { param, fields } = name {
-                let path = ArgPath {
-                    param: param.clone(),
-                    fields: fields.clone(),
-                };
-                if !selection.contains(&path) {
-                    selection.push(path);
-                }
+            if let crate::predicate::Name::Path(path) = name
+                && !selection.contains(path)
+            {
+                selection.push(path.clone());
             }
         }
         Some(selection)

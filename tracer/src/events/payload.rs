@@ -429,6 +429,19 @@ fn write_fields(out: &mut String, fields: &[(String, Decoded)]) {
     out.push('}');
 }
 
+/// Fields as JSON: a tuple's as an array, any other's as an object by name.
+fn fields_json(fields: &[(String, Decoded)]) -> Json {
+    if !fields.is_empty() && is_tuple(fields) {
+        return Json::Array(fields.iter().map(|(_, value)| value.to_json()).collect());
+    }
+    Json::Object(
+        fields
+            .iter()
+            .map(|(name, value)| (name.clone(), value.to_json()))
+            .collect(),
+    )
+}
+
 /// Whether `fields` are a tuple's (`__0`, `__1`, ...), shown by position.
 fn is_tuple(fields: &[(String, Decoded)]) -> bool {
     fields
@@ -724,14 +737,13 @@ impl Decoded {
             Self::Struct {
                 pointer: None,
                 fields,
-            } if !fields.is_empty() && is_tuple(fields) => {
-                Json::Array(fields.iter().map(|(_, value)| value.to_json()).collect())
-            }
-            Self::Struct { pointer, fields } => {
+            } => fields_json(fields),
+            Self::Struct {
+                pointer: Some(pointer),
+                fields,
+            } => {
                 let mut object = Map::new();
-                if let Some(pointer) = pointer {
-                    object.insert("_ptr".into(), pointer.to_json());
-                }
+                object.insert("_ptr".into(), pointer.to_json());
                 for (name, value) in fields {
                     object.insert(name.clone(), value.to_json());
                 }
@@ -767,15 +779,7 @@ impl Decoded {
                 let data = match fields.as_slice() {
                     [] => None,
                     [(_, value)] if is_tuple(fields) || name.is_empty() => Some(value.to_json()),
-                    _ if is_tuple(fields) => Some(Json::Array(
-                        fields.iter().map(|(_, value)| value.to_json()).collect(),
-                    )),
-                    _ => Some(Json::Object(
-                        fields
-                            .iter()
-                            .map(|(field, value)| (field.clone(), value.to_json()))
-                            .collect(),
-                    )),
+                    _ => Some(fields_json(fields)),
                 };
                 match (family, data) {
                     (Family::Optional, None) => Json::Null,

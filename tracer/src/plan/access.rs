@@ -38,6 +38,14 @@ pub(super) enum Access {
 }
 
 impl Access {
+    /// A value held in `pieces` (of registers, or dropped), from its first byte.
+    pub(super) fn in_pieces(pieces: &[Piece]) -> Self {
+        Self::Pieces {
+            pieces: pieces.into(),
+            at: 0,
+        }
+    }
+
     /// Memory at the address in register `reg`, plus `offset`.
     pub(super) fn at_register(reg: u8, offset: i32) -> Self {
         Self::Memory {
@@ -88,13 +96,7 @@ impl Access {
                 size: size.checked_sub(offset)?,
                 memory: Box::new(memory.field(offset)?),
             }),
-            held => {
-                let (pieces, at) = held.pieces()?;
-                Some(Self::Pieces {
-                    pieces,
-                    at: at.checked_add(offset)?,
-                })
-            }
+            held => held.beside(i64::try_from(offset).ok()?),
         }
     }
 
@@ -172,7 +174,7 @@ impl Access {
         let (pieces, at) = self.pieces()?;
         pieces
             .iter()
-            .filter(|p| p.offset < at + size && at < p.offset + p.size)
+            .filter(|p| p.offset < at.saturating_add(size) && at < p.offset.saturating_add(p.size))
             .find_map(|p| p.register.err())
     }
 }

@@ -38,6 +38,18 @@ pub(super) struct LengthField {
     pub end_pointer: bool,
 }
 
+impl LengthField {
+    /// A count of bytes at `len_at` of a value whose pointer is at `pointer_at`; `None`
+    /// when the two are further apart than a step can say.
+    pub(super) fn between(pointer_at: u64, len_at: u64) -> Option<Self> {
+        let offset = i64::try_from(len_at).ok()? - i64::try_from(pointer_at).ok()?;
+        Some(Self {
+            offset: i16::try_from(offset).ok()?,
+            ..Self::default()
+        })
+    }
+}
+
 pub(super) const PLAN_FULL: &str = "plan full";
 
 /// Bytes of a Go type's name captured (`*github.com/acme/shop/orders.NotFoundError` fits).
@@ -132,33 +144,20 @@ impl PlanBuilder {
     /// memory, or a view of a register's word or of a copy already in the payload.
     pub(super) fn scalar(&mut self, access: &Access, size: u64, render: Render) -> SlotValue {
         let size = size.clamp(1, 8);
-        let view = |step: u8, offset: u16| SlotValue::Captured {
-            offset,
-            size: size as u16,
-            step,
-            render: render.clone(),
-        };
-        match access {
-            Access::Memory { .. } => {
-                match self.read(access, value::BYTES, size as u16, size as usize) {
-                    Some((step, offset)) => view(step, offset),
-                    None => self.missing(PLAN_FULL),
-                }
-            }
-            Access::Copied {
-                step,
-                offset,
-                size: copied,
-                ..
-            } if size <= *copied => view(*step, *offset),
-            Access::Copied { memory, .. } => self.scalar(memory, size, render),
-            held => match held.held_in_register(size) {
-                Ok((register, within)) => match self.register_word(register) {
-                    Some((step, offset)) => view(step, offset + within as u16),
-                    None => self.missing(PLAN_FULL),
+        if matches!(access, Access::Memory { .. } | Access::Copied { .. }) {
+            return self.block(access, size, render);
+        }
+        match access.held_in_register(size) {
+            Ok((register, within)) => match self.register_word(register) {
+                Some((step, offset)) => SlotValue::Captured {
+                    offset: offset + within as u16,
+                    size: size as u16,
+                    step,
+                    render,
                 },
-                Err(reason) => self.missing(reason),
+                None => self.missing(PLAN_FULL),
             },
+            Err(reason) => self.missing(reason),
         }
     }
 

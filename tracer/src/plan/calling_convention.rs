@@ -442,8 +442,10 @@ pub enum ReturnPlace {
 /// Where `function` (C, C++ or Rust) leaves its return value.
 pub fn return_place(function: &FunctionDebug) -> ReturnPlace {
     let ty = &function.return_type;
+    if function.language == Language::Go {
+        return ReturnPlace::Unavailable("Go results");
+    }
     let passing = match passing_of(function, ty) {
-        _ if function.language == Language::Go => return ReturnPlace::Unavailable("Go results"),
         // long double comes back in st0.
         Passing::Memory { .. } if matches!(ty, Type::Float { .. }) => {
             return ReturnPlace::Unavailable("x87");

@@ -232,10 +232,7 @@ fn compile_at(
         let access = match place {
             ArgPlace::Register(r) => Access::Register(*r),
             ArgPlace::RegisterPair(a, b) => Access::RegisterPair(*a, *b),
-            ArgPlace::Pieces(pieces) => Access::Pieces {
-                pieces: pieces.as_slice().into(),
-                at: 0,
-            },
+            ArgPlace::Pieces(pieces) => Access::in_pieces(pieces),
             ArgPlace::Stack(offset) => {
                 Access::at_register(reg::RSP, offset.saturating_add(sp_adjust))
             }
@@ -293,13 +290,7 @@ fn return_value(builder: &mut PlanBuilder, function: &FunctionDebug) -> Option<R
     let (access, hidden) = match return_place(function) {
         ReturnPlace::Nothing => return None,
         ReturnPlace::Unavailable(reason) => return missing(reason),
-        ReturnPlace::Registers(pieces) => (
-            Access::Pieces {
-                pieces: pieces.as_slice().into(),
-                at: 0,
-            },
-            None,
-        ),
+        ReturnPlace::Registers(pieces) => (Access::in_pieces(&pieces), None),
         ReturnPlace::Memory => {
             let hidden = builder.scalar(&Access::Register(reg::RDI), 8, Render::Pointer);
             (Access::at_register(reg::RAX, 0), Some(hidden))

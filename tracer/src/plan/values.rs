@@ -166,7 +166,9 @@ impl PlanBuilder {
         let scalars = members
             .iter()
             .filter(|f| render_of(&f.ty).is_some() && !f.ty.is_c_string())
-            .filter(|f| selection.is_none_or(|paths| paths.iter().any(|p| p[0] == f.name)))
+            .filter(|f| {
+                selection.is_none_or(|paths| !matches!(select(paths, &f.name), Picked::Not))
+            })
             .count();
         let access = if scalars >= 2 {
             self.copied(access, size)
@@ -332,10 +334,10 @@ impl PlanBuilder {
         long_data_at: u64,
         long_len_at: u64,
     ) -> SlotValue {
-        let (Ok(flag_at), Ok(data_at), Ok(len_offset)) = (
+        let (Ok(flag_at), Ok(data_at), Some(length)) = (
             u16::try_from(at),
             u16::try_from(short_data_at),
-            i16::try_from(long_len_at as i64 - long_data_at as i64),
+            LengthField::between(long_data_at, long_len_at),
         ) else {
             return self.missing("string out of reach");
         };
@@ -356,23 +358,11 @@ impl PlanBuilder {
             data_at,
         };
         let short = self.block(&object, size, inline);
-        let length = LengthField {
-            offset: len_offset,
-            ..LengthField::default()
-        };
         let long = self.counted(&long_place, self.string_size, Render::Str, length);
-        let form = |value: Option<u64>, slot: SlotValue| VariantSlot {
-            name: String::new(),
-            value,
-            fields: vec![ArgSlot {
-                name: "value".into(),
-                value: slot,
-            }],
-        };
         SlotValue::Variants {
             family: Family::Layout,
             discriminant: Some(Box::new(flag)),
-            variants: vec![form(Some(0), short), form(Some(1), long)],
+            variants: vec![held_value(Some(0), short), held_value(Some(1), long)],
         }
     }
 
@@ -449,14 +439,7 @@ impl PlanBuilder {
                     value: Some(0),
                     fields: Vec::new(),
                 },
-                VariantSlot {
-                    name: String::new(),
-                    value: None,
-                    fields: vec![ArgSlot {
-                        name: "value".into(),
-                        value,
-                    }],
-                },
+                held_value(None, value),
             ],
         }
     }
@@ -474,7 +457,7 @@ impl PlanBuilder {
         text: bool,
         levels: u8,
     ) -> SlotValue {
-        let Ok(offset) = i16::try_from(len_at as i64 - pointer_at as i64) else {
+        let Some(LengthField { offset, .. }) = LengthField::between(pointer_at, len_at) else {
             return self.missing("length too far from its pointer");
         };
         let Some(pointer) = access.field(pointer_at) else {
@@ -599,6 +582,19 @@ impl PlanBuilder {
             )
             .collect();
         SlotValue::Items { count, items }
+    }
+}
+
+/// A variant without a name of its own, selected by `value`, that is the one value `slot`
+/// (shown bare): `std::optional`'s value, one form of libc++'s string.
+fn held_value(value: Option<u64>, slot: SlotValue) -> VariantSlot {
+    VariantSlot {
+        name: String::new(),
+        value,
+        fields: vec![ArgSlot {
+            name: "value".into(),
+            value: slot,
+        }],
     }
 }
 

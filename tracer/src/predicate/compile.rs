@@ -6,7 +6,7 @@ use tracer_ebpf::{Condition, MAX_CONDITION_TEXT, MAX_CONDITIONS, Predicate, comp
 use super::{Comparison, Expression, Literal, Name, Op};
 use crate::{
     error::{Error, Result},
-    plan::{Family, Plan, Render, ReturnValue, SlotValue, VariantSlot},
+    plan::{ArgPath, Family, Plan, Render, ReturnValue, SlotValue, VariantSlot},
 };
 
 /// What the kernel reads for a name.
@@ -217,7 +217,7 @@ fn operand_of(name: &Name, plan: &Plan, function: &str) -> Result<Option<Operand
                 ))),
             };
         }
-        Name::Path { param, fields } => (param, fields),
+        Name::Path(ArgPath { param, fields }) => (param, fields),
     };
     let Some(slot) = plan
         .args
@@ -245,7 +245,7 @@ fn operand_of(name: &Name, plan: &Plan, function: &str) -> Result<Option<Operand
                 }
             },
             _ => {
-                let above = Name::Path {
+                let above = ArgPath {
                     param: param.clone(),
                     fields: path[..depth].to_vec(),
                 };

@@ -10,7 +10,10 @@ mod compile;
 
 pub use compile::{IntegerSlot, compile, errors_predicate, integer_slot, kernel_predicate};
 
-use crate::error::{Error, Result};
+use crate::{
+    error::{Error, Result},
+    plan::ArgPath,
+};
 
 /// A parsed `--where` expression: every comparison must hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +38,7 @@ pub enum Name {
     Return,
     /// A parameter (or Go result), or a field of one, as deep as it goes (`req.path`,
     /// `req->header.method`).
-    Path { param: String, fields: Vec<String> },
+    Path(ArgPath),
 }
 
 impl std::str::FromStr for Name {
@@ -57,13 +60,7 @@ impl std::fmt::Display for Name {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Return => f.write_str("ret"),
-            Self::Path { param, fields } => {
-                f.write_str(param)?;
-                for field in fields {
-                    write!(f, ".{field}")?;
-                }
-                Ok(())
-            }
+            Self::Path(path) => path.fmt(f),
         }
     }
 }
@@ -186,7 +183,7 @@ fn comparison<'a>(tokens: &'a [Token], text: &str) -> Result<(Comparison, &'a [T
             Token::Name(word),
             rest @ ..,
         ] => match word {
-            Name::Path { param, fields } if fields.is_empty() => Ok((
+            Name::Path(ArgPath { param, fields }) if fields.is_empty() => Ok((
                 Comparison {
                     name: name.clone(),
                     op: *op,
@@ -323,7 +320,7 @@ fn tokenize(text: &str) -> Result<Vec<Token>> {
                 }
                 let name = match (param.as_str(), fields.is_empty()) {
                     ("ret" | "return", true) => Name::Return,
-                    _ => Name::Path { param, fields },
+                    _ => Name::Path(ArgPath { param, fields }),
                 };
                 tokens.push(Token::Name(name));
             }
@@ -358,12 +355,12 @@ mod tests {
     }
 
     fn path(param: &str, field: Option<&str>) -> Name {
-        Name::Path {
+        Name::Path(ArgPath {
             param: param.into(),
             fields: field
                 .map(|f| f.split('.').map(Into::into).collect())
                 .unwrap_or_default(),
-        }
+        })
     }
 
     #[test]

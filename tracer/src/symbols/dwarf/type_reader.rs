@@ -417,15 +417,10 @@ impl<'a> DebugInfo<'a> {
     /// when it is not one.
     fn data_members_of_variants(&self, unit: &Unit<'a>, entry: &Die<'a>) -> gimli::Result<usize> {
         let mut most = 0;
-        let mut part = None;
-        self.for_each_child(unit, entry.offset(), |child| {
-            if child.tag() == constants::DW_TAG_variant_part {
-                part = Some(child.offset());
-                return Ok(false);
-            }
-            Ok(true)
-        })?;
-        let Some(part) = part else { return Ok(3) };
+        let Some(part) = self.variant_part(unit, entry)? else {
+            return Ok(3);
+        };
+        let part = part.offset();
         let mut structs = Vec::new();
         self.for_each_child(unit, part, |variant| {
             if variant.tag() == constants::DW_TAG_variant {
@@ -764,22 +759,13 @@ fn and_member(trivial: Option<bool>, member: Option<bool>) -> Option<bool> {
 /// The triviality of a class so far (`trivial`), after a member of type `member`: a
 /// non-trivial member class makes it non-trivial; one of unknown kind makes it unknown.
 fn with_member(trivial: Option<bool>, member: &Type) -> Option<bool> {
-    match (trivial, member) {
-        (Some(false), _) => Some(false),
-        (
-            _,
-            Type::Struct {
-                trivial: member, ..
-            },
-        ) => match (trivial, *member) {
-            (_, Some(false)) => Some(false),
-            (Some(true), Some(true)) => Some(true),
-            _ => None,
-        },
+    let own = match member {
+        Type::Struct { trivial, .. } => *trivial,
         // A member whose type was not resolved could be a class of any kind.
-        (_, Type::Opaque { .. }) => trivial.and(None),
-        (t, _) => t,
-    }
+        Type::Opaque { .. } => None,
+        _ => Some(true),
+    };
+    and_member(trivial, own)
 }
 
 #[cfg(test)]

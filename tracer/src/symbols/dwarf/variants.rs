@@ -36,18 +36,10 @@ impl<'a> DebugInfo<'a> {
         depth: usize,
         fields: bool,
     ) -> gimli::Result<Option<Type>> {
-        let mut part = None;
-        self.for_each_child(unit, entry.offset(), |child| {
-            if child.tag() == constants::DW_TAG_variant_part {
-                part = Some((child.offset(), child.attr_value(constants::DW_AT_discr)));
-                return Ok(false);
-            }
-            Ok(true)
-        })?;
-        let Some((part, discr)) = part else {
+        let Some(part) = self.variant_part(unit, entry)? else {
             return Ok(None);
         };
-        let discriminant = match discr {
+        let discriminant = match part.attr_value(constants::DW_AT_discr) {
             None => None,
             Some(AttributeValue::UnitRef(member)) => match self.discriminant(unit, member)? {
                 Some(discriminant) => Some(discriminant),
@@ -55,7 +47,7 @@ impl<'a> DebugInfo<'a> {
             },
             Some(_) => return Ok(None),
         };
-        let Some(listed) = self.listed_variants(unit, part, discriminant)? else {
+        let Some(listed) = self.listed_variants(unit, part.offset(), discriminant)? else {
             return Ok(None);
         };
         let mut variants = Vec::with_capacity(listed.len());
@@ -78,6 +70,23 @@ impl<'a> DebugInfo<'a> {
             discriminant,
             variants,
         }))
+    }
+
+    /// The variant part of the struct at `entry`: what makes it a Rust enum with data.
+    pub(super) fn variant_part(
+        &self,
+        unit: &Unit<'a>,
+        entry: &Die<'a>,
+    ) -> gimli::Result<Option<Die<'a>>> {
+        let mut part = None;
+        self.for_each_child(unit, entry.offset(), |child| {
+            if child.tag() == constants::DW_TAG_variant_part {
+                part = Some(child.clone());
+                return Ok(false);
+            }
+            Ok(true)
+        })?;
+        Ok(part)
     }
 
     /// The discriminant the member at `member` holds: an unsigned integer of at most 8
