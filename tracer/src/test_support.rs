@@ -15,12 +15,24 @@ pub fn int(size: u8, signed: bool) -> Type {
     }
 }
 
-/// Rust's `Option<u32>` as rustc lays it out: a 4-byte tag (0 `None`, 1 `Some`), the value at 4.
-pub fn option_u32() -> Type {
+/// A Rust `Option` of `payload` at `payload_at` in `size` bytes, as rustc lays it out: with a
+/// tag of its own (`tag`: offset and size; 0 `None`, 1 `Some`), or with `None` in the payload's
+/// niche (`tag` `None`: the payload's bytes are 0 for `None`).
+pub fn option(payload: Type, payload_at: u64, tag: Option<(u64, u8)>, size: u64) -> Type {
+    let (discriminant, some) = match tag {
+        Some((offset, size)) => (Discriminant { offset, size }, Some(1)),
+        None => (
+            Discriminant {
+                offset: payload_at,
+                size: payload.size() as u8,
+            },
+            None,
+        ),
+    };
     Type::Variants {
-        name: "Option<u32>".into(),
-        size: 8,
-        discriminant: Some(Discriminant { offset: 0, size: 4 }),
+        name: "Option<T>".into(),
+        size,
+        discriminant: Some(discriminant),
         variants: vec![
             Variant {
                 name: "None".into(),
@@ -29,15 +41,20 @@ pub fn option_u32() -> Type {
             },
             Variant {
                 name: "Some".into(),
-                value: Some(1),
+                value: some,
                 fields: vec![Field {
                     name: "__0".into(),
-                    offset: 4,
-                    ty: int(4, false),
+                    offset: payload_at,
+                    ty: payload,
                 }],
             },
         ],
     }
+}
+
+/// Rust's `Option<u32>`: a 4-byte tag, the value at 4.
+pub fn option_u32() -> Type {
+    option(int(4, false), 4, Some((0, 4)), 8)
 }
 
 /// `double`.

@@ -245,7 +245,7 @@ mod tests {
     use super::*;
     use crate::{
         symbols::types::{Discriminant, Variant},
-        test_support::{double, int},
+        test_support::{double, int, option, option_u32},
     };
 
     fn field(name: &str, offset: u64, ty: Type) -> Field {
@@ -267,33 +267,6 @@ mod tests {
         }
     }
 
-    fn option(payload: Type, payload_at: u64, tag: Option<(u64, u8)>, size: u64) -> Type {
-        let niche = tag.is_none();
-        Type::Variants {
-            name: "Option<T>".into(),
-            size,
-            discriminant: Some(match tag {
-                Some((offset, size)) => Discriminant { offset, size },
-                None => Discriminant {
-                    offset: payload_at,
-                    size: payload.size() as u8,
-                },
-            }),
-            variants: vec![
-                Variant {
-                    name: "None".into(),
-                    value: Some(0),
-                    fields: vec![],
-                },
-                Variant {
-                    name: "Some".into(),
-                    value: if niche { None } else { Some(1) },
-                    fields: vec![field("__0", payload_at, payload)],
-                },
-            ],
-        }
-    }
-
     fn scalar(size: u64, pointer: bool) -> Scalar {
         Scalar {
             size,
@@ -306,7 +279,7 @@ mod tests {
     fn what_rustc_passes_in_two_registers() {
         // Option<u32>: tag and value, each in its register (rustc 1.95: edi, esi).
         assert_eq!(
-            repr(&option(int(4, false), 4, Some((0, 4)), 8)),
+            repr(&option_u32()),
             Repr::Pair {
                 first: scalar(4, false),
                 second: scalar(4, false),
@@ -410,7 +383,7 @@ mod tests {
             size,
             discriminant,
             mut variants,
-        } = option(int(4, false), 4, Some((0, 4)), 8)
+        } = option_u32()
         else {
             unreachable!()
         };
