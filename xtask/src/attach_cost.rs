@@ -21,7 +21,6 @@ const BPFTRACE_LIMIT: Duration = Duration::from_secs(150);
 /// A C program with `n` distinct functions `bench_fn_0..`, built once per size.
 fn generated_program(n: usize) -> Result<PathBuf, String> {
     let dir = workspace_root().join("target/bench");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let binary = dir.join(format!("functions-{n}"));
     if binary.exists() {
         return Ok(binary);

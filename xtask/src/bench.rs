@@ -158,6 +158,8 @@ pub fn bench(only: &[String]) -> Result<(), String> {
     ]))?;
     run(cargo().args(["build", "--package", "tracer", "--bin", "koolkit-trace"]))?;
     let root = workspace_root();
+    // Every group builds its programs and writes its trace files here.
+    std::fs::create_dir_all(root.join("target/bench")).map_err(|e| e.to_string())?;
     let tracer = root.join("target/release/koolkit-trace");
     let target = root.join("target/debug/koolkit-trace");
     let size_mib =
